@@ -1,0 +1,19 @@
+// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per channel. Training passes the batch
+// statistics, eval the running ones.
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> MEAN: array<f32>;
+@group(0) @binding(3) var<storage, read> VAR: array<f32>;
+@group(0) @binding(4) var<storage, read> GAMMA: array<f32>;
+@group(0) @binding(5) var<storage, read> BETA: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Y: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= P.batch * P.channels * P.spatial) {
+        return;
+    }
+    let c = (i / P.spatial) % P.channels;
+    let rstd = inverseSqrt(VAR[c] + P.eps);
+    Y[i] = (X[i] - MEAN[c]) * rstd * GAMMA[c] + BETA[c];
+}

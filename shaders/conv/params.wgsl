@@ -1,0 +1,9 @@
+// Conv geometry shared by the three implicit-GEMM loaders (NCHW, weights [Cout, Cin, KH, KW]).
+struct Params {
+    m: u32, n: u32, k: u32, k_chunk: u32,
+    batch: u32, cin: u32, h: u32, w: u32,
+    cout: u32, kh: u32, kw: u32, sh: u32,
+    sw: u32, ph: u32, pw: u32, oh: u32,
+    ow: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+@group(0) @binding(0) var<uniform> P: Params;

@@ -1,0 +1,33 @@
+// dX = scale * dL[row] * (softmax(scale * X) * sum(Q) - Q). No gradient flows to Q.
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> Q: array<f32>;
+@group(0) @binding(3) var<storage, read> DLOSS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> DX: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_id(wg, nwg);
+    if (row >= P.rows) {
+        return;
+    }
+    let base = row * P.cols;
+    var m = -3.4028235e38;
+    for (var j = lid; j < P.cols; j += WG) {
+        m = max(m, P.scale * X[base + j]);
+    }
+    let row_max = wg_max(lid, m);
+    var s = 0.0;
+    var qsum = 0.0;
+    for (var j = lid; j < P.cols; j += WG) {
+        s += exp(P.scale * X[base + j] - row_max);
+        qsum += Q[base + j];
+    }
+    let inv = 1.0 / wg_sum(lid, s);
+    let total_q = wg_sum(lid, qsum);
+    let g = P.scale * DLOSS[row];
+    for (var j = lid; j < P.cols; j += WG) {
+        let p = exp(P.scale * X[base + j] - row_max) * inv;
+        DX[base + j] = g * (p * total_q - Q[base + j]);
+    }
+}

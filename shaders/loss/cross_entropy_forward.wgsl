@@ -1,0 +1,36 @@
+// Cross-entropy against soft targets, per row: L = -sum_k Q[k] * log_softmax(scale * X)[k]
+//   = lse * sum(Q) - scale * <Q, X>, lse = logsumexp(scale * X). (The swapped SwAV loss.)
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> Q: array<f32>;
+@group(0) @binding(3) var<storage, read_write> LOSS: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_id(wg, nwg);
+    if (row >= P.rows) {
+        return;
+    }
+    let base = row * P.cols;
+    var m = -3.4028235e38;
+    for (var j = lid; j < P.cols; j += WG) {
+        m = max(m, P.scale * X[base + j]);
+    }
+    let row_max = wg_max(lid, m);
+    var s = 0.0;
+    var qsum = 0.0;
+    var qx = 0.0;
+    for (var j = lid; j < P.cols; j += WG) {
+        let x = P.scale * X[base + j];
+        let q = Q[base + j];
+        s += exp(x - row_max);
+        qsum += q;
+        qx += q * x;
+    }
+    let lse = row_max + log(wg_sum(lid, s));
+    let total_q = wg_sum(lid, qsum);
+    let total_qx = wg_sum(lid, qx);
+    if (lid == 0u) {
+        LOSS[row] = lse * total_q - total_qx;
+    }
+}

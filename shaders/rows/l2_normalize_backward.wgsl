@@ -1,0 +1,35 @@
+// dX = (dY - y * <dY, y>) / ||X|| with y = X / ||X|| (when ||X|| > eps; else dY / eps).
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> DY: array<f32>;
+@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_id(wg, nwg);
+    if (row >= P.rows) {
+        return;
+    }
+    let base = row * P.cols;
+    var s = 0.0;
+    var d = 0.0;
+    for (var j = lid; j < P.cols; j += WG) {
+        let v = X[base + j];
+        s += v * v;
+        d += v * DY[base + j];
+    }
+    let norm = sqrt(wg_sum(lid, s));
+    let dot = wg_sum(lid, d);
+    if (norm <= P.eps) {
+        for (var j = lid; j < P.cols; j += WG) {
+            DX[base + j] = DY[base + j] / P.eps;
+        }
+        return;
+    }
+    let inv = 1.0 / norm;
+    // <dY, y> = <dY, X> / norm, and y = X / norm.
+    let coef = dot * inv * inv * inv;
+    for (var j = lid; j < P.cols; j += WG) {
+        DX[base + j] = DY[base + j] * inv - X[base + j] * coef;
+    }
+}

@@ -1,0 +1,26 @@
+// Y = log_softmax(scale * X) = scale*X - max - log(sum exp(scale*X - max)) per row.
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = row_id(wg, nwg);
+    if (row >= P.rows) {
+        return;
+    }
+    let base = row * P.cols;
+    var m = -3.4028235e38;
+    for (var j = lid; j < P.cols; j += WG) {
+        m = max(m, P.scale * X[base + j]);
+    }
+    let row_max = wg_max(lid, m);
+    var s = 0.0;
+    for (var j = lid; j < P.cols; j += WG) {
+        s += exp(P.scale * X[base + j] - row_max);
+    }
+    let lse = row_max + log(wg_sum(lid, s));
+    for (var j = lid; j < P.cols; j += WG) {
+        Y[base + j] = P.scale * X[base + j] - lse;
+    }
+}

@@ -1,0 +1,347 @@
+//! Adapter selection, the device (WebGPU default limits unless asked), the pipeline cache,
+//! the buffer pool and readback that never blocks on wasm.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::tensor::Tensor;
+
+/// Kernel variants are chosen per adapter class: software rasterisers (lavapipe, SwiftShader)
+/// run workgroup barriers as coroutine switches, so they get barrier-free register-tiled
+/// kernels; real GPUs get workgroup-memory tiling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdapterClass {
+    Cpu,
+    Gpu,
+}
+
+/// How to pick the adapter. `from_env` reads `SWAV_WGPU_BACKEND` (or wgpu's `WGPU_BACKEND`),
+/// `SWAV_WGPU_ADAPTER` (a case-insensitive substring of the adapter name) and
+/// `SWAV_WGPU_FULL_LIMITS=1` (request the adapter's own limits instead of WebGPU's defaults).
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub backend: Option<String>,
+    pub adapter: Option<String>,
+    pub full_limits: bool,
+}
+
+impl GpuOptions {
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        GpuOptions {
+            backend: var("SWAV_WGPU_BACKEND").or_else(|| var("WGPU_BACKEND")),
+            adapter: var("SWAV_WGPU_ADAPTER"),
+            full_limits: var("SWAV_WGPU_FULL_LIMITS").is_some_and(|v| v != "0"),
+        }
+    }
+
+    fn backends(&self) -> Result<wgpu::Backends> {
+        match &self.backend {
+            None => Ok(wgpu::Backends::all()),
+            Some(s) => {
+                let b = wgpu::Backends::from_comma_list(s);
+                if b.is_empty() {
+                    Err(Error::Invalid(format!(
+                        "unknown backend '{s}': use vulkan, metal, dx12, gl or webgpu"
+                    )))
+                } else {
+                    Ok(b)
+                }
+            }
+        }
+    }
+}
+
+/// Counts of GPU objects created, so tests can prove a replayed plan creates nothing new.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub buffers: AtomicU64,
+    pub bind_groups: AtomicU64,
+    pub pipelines: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub buffers: u64,
+    pub bind_groups: u64,
+    pub pipelines: u64,
+}
+
+pub(crate) type Pool = Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>;
+
+/// The device and everything cached on it. Cheap to share behind an `Arc`.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub class: AdapterClass,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pub(crate) pool: Pool,
+    pub counters: Arc<Counters>,
+}
+
+/// One line describing an adapter, as `swav-wgpu devices` prints it.
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} ({:?}, {:?}, driver: {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    )
+}
+
+/// Every adapter the instance sees (native only: browsers expose a single adapter).
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn list_adapters(opts: &GpuOptions) -> Result<Vec<wgpu::Adapter>> {
+    let instance = new_instance(opts)?;
+    Ok(instance.enumerate_adapters(opts.backends()?).await)
+}
+
+fn new_instance(opts: &GpuOptions) -> Result<wgpu::Instance> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = opts.backends()?;
+    Ok(wgpu::Instance::new(desc))
+}
+
+/// The adapter `Gpu::new` would use with these options.
+pub async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
+    let instance = new_instance(opts)?;
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(want) = &opts.adapter {
+        let want_lc = want.to_lowercase();
+        let all = instance.enumerate_adapters(opts.backends()?).await;
+        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+        return all
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    " whose name contains '{want}' (available: {})",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                ))
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter(format!(" ({e})")))
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `opts` with WebGPU's default limits (so native runs reject
+    /// what a browser would), or with the adapter's full limits when `opts.full_limits`.
+    pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let adapter = pick_adapter(opts).await?;
+        let info = adapter.get_info();
+        let limits = if opts.full_limits {
+            adapter.limits()
+        } else {
+            wgpu::Limits::defaults()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("swav-wgpu"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let class = match info.device_type {
+            wgpu::DeviceType::Cpu => AdapterClass::Cpu,
+            _ => AdapterClass::Gpu,
+        };
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            class,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(HashMap::new())),
+            counters: Arc::new(Counters::default()),
+        }))
+    }
+
+    /// Native convenience: `Gpu::new` from the environment, blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_env_blocking() -> Result<Arc<Gpu>> {
+        pollster::block_on(Gpu::new(&GpuOptions::from_env()))
+    }
+
+    pub fn describe(&self) -> String {
+        describe_adapter(&self.info)
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            buffers: self.counters.buffers.load(Ordering::Relaxed),
+            bind_groups: self.counters.bind_groups.load(Ordering::Relaxed),
+            pipelines: self.counters.pipelines.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The largest tensor one storage binding may hold on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// A compute pipeline, created once per `key` (kernel + variant + specialisation) and cached.
+    /// `source` is only called on a cache miss.
+    pub fn pipeline(
+        &self,
+        key: &str,
+        source: impl FnOnce() -> String,
+        entry: &str,
+    ) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(key) {
+            return p.clone();
+        }
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(key),
+                source: wgpu::ShaderSource::Wgsl(source().into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        self.counters.pipelines.fetch_add(1, Ordering::Relaxed);
+        cache.insert(key.to_string(), pipeline.clone());
+        pipeline
+    }
+
+    /// A storage buffer of at least `bytes` bytes, from the pool when one is free.
+    pub(crate) fn storage_buffer(&self, bytes: u64, max_buffer: u64) -> wgpu::Buffer {
+        let size = pool_bucket(bytes).min(max_buffer).max(bytes);
+        if let Some(b) = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&size)
+            .and_then(|v| v.pop())
+        {
+            return b;
+        }
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn uniform_buffer(&self, words: &[u32]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        // Uniform structs are read in 16-byte rows: pad so the binding covers the whole struct.
+        let mut padded = words.to_vec();
+        while padded.len() % 4 != 0 || padded.is_empty() {
+            padded.push(0);
+        }
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(&padded),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Submits the dispatches as one compute pass.
+    pub fn run(&self, dispatches: &[crate::gpu::Dispatch]) {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("run"),
+                timestamp_writes: None,
+            });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+    }
+
+    /// Waits until the queue is idle (native); a no-op on wasm where the browser drives work.
+    pub fn wait_idle(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        }
+    }
+
+    /// Copies a tensor back to the CPU. Awaits the map on wasm, polls on native.
+    pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = t.bytes();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        rx.await
+            .map_err(|_| Error::Readback("map callback dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_blocking(&self, t: &Tensor) -> Result<Vec<f32>> {
+        pollster::block_on(self.read(t))
+    }
+}
+
+/// Pool buckets: sizes round up to 256 bytes below 1 MiB and to 1/8 of the next power of two
+/// above, so reuse is likely and waste stays under 12.5 %.
+fn pool_bucket(bytes: u64) -> u64 {
+    let b = bytes.max(4);
+    if b <= 1 << 20 {
+        b.div_ceil(256) * 256
+    } else {
+        let step = b.next_power_of_two() / 8;
+        b.div_ceil(step) * step
+    }
+}

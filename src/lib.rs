@@ -1,0 +1,10 @@
+//! swav-wgpu: SwAV self-supervised learning with every numeric step in WGSL compute shaders,
+//! over wgpu (Vulkan, Metal, DX12, and WebGPU in the browser).
+//!
+//! Layout: `gpu` (adapter, device, pipeline cache, buffer pool, readback), `ops` (one folder
+//! per op family: dispatch + backward rule + CPU reference; WGSL in `shaders/<family>/`).
+pub mod error;
+pub mod gpu;
+pub mod ops;
+
+pub use error::{Error, Result};

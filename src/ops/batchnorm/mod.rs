@@ -1,0 +1,175 @@
+//! Batch-norm over [batch, channels, spatial] (BatchNorm2d: spatial = H*W; BatchNorm1d:
+//! spatial = 1). Training mode normalises with the batch mean and *biased* variance and moves
+//! the running stats towards the mean and the *unbiased* variance (PyTorch semantics);
+//! eval mode uses the running stats. Backward gives dX, dgamma, dbeta.
+pub mod cpu;
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::ops::{check_len, compose, to_u32, KernelSource};
+
+const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
+const COMMON: &str = include_str!("../../../shaders/batchnorm/common.wgsl");
+const STATS: &str = include_str!("../../../shaders/batchnorm/stats.wgsl");
+const APPLY: &str = include_str!("../../../shaders/batchnorm/apply.wgsl");
+const BACKWARD_STATS: &str = include_str!("../../../shaders/batchnorm/backward_stats.wgsl");
+const BACKWARD_INPUT: &str = include_str!("../../../shaders/batchnorm/backward_input.wgsl");
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormShape {
+    pub batch: usize,
+    pub channels: usize,
+    pub spatial: usize,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl BatchNormShape {
+    pub fn new(batch: usize, channels: usize, spatial: usize) -> Self {
+        BatchNormShape { batch, channels, spatial, eps: 1e-5, momentum: 0.1 }
+    }
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.spatial
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn params(&self, training: bool, update_running: bool) -> Result<[u32; 8]> {
+        Ok([
+            to_u32("batchnorm", self.batch)?,
+            to_u32("batchnorm", self.channels)?,
+            to_u32("batchnorm", self.spatial)?,
+            training as u32,
+            f(self.eps),
+            f(self.momentum),
+            update_running as u32,
+            0,
+        ])
+    }
+}
+
+fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {
+    gpu.pipeline(&format!("batchnorm/{name}"), || compose(&[REDUCE, COMMON, body], &[]), "main")
+}
+
+fn elementwise_grid(gpu: &Gpu, s: &BatchNormShape) -> Result<[u32; 3]> {
+    linear_grid(gpu, "batchnorm", s.len().div_ceil(256) as u64)
+}
+
+/// Training-mode forward: writes the batch `mean` and biased `var` (kept for backward), updates
+/// the running stats when `update_running`, and writes Y.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_train(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    y: &Tensor,
+    s: BatchNormShape,
+    update_running: bool,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "batchnorm";
+    if s.batch * s.spatial < 2 {
+        return shape_err(OP, format!("training batch-norm needs more than one value per channel, got {s:?}"));
+    }
+    check_len(OP, "input", x, s.len())?;
+    check_len(OP, "output", y, s.len())?;
+    for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var), ("mean", mean), ("var", var)] {
+        check_len(OP, name, t, s.channels)?;
+    }
+    let params = s.params(true, update_running)?;
+    let stats = gpu.dispatch(
+        "batchnorm/stats",
+        &pipeline(gpu, "stats", STATS),
+        &params,
+        &[x, mean, var, running_mean, running_var],
+        [to_u32(OP, s.channels)?, 1, 1],
+    )?;
+    let apply = gpu.dispatch(
+        "batchnorm/apply",
+        &pipeline(gpu, "apply", APPLY),
+        &params,
+        &[x, mean, var, gamma, beta, y],
+        elementwise_grid(gpu, &s)?,
+    )?;
+    Ok(vec![stats, apply])
+}
+
+/// Eval-mode forward with the running statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_eval(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    y: &Tensor,
+    s: BatchNormShape,
+) -> Result<Dispatch> {
+    const OP: &str = "batchnorm";
+    check_len(OP, "input", x, s.len())?;
+    check_len(OP, "output", y, s.len())?;
+    for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
+        check_len(OP, name, t, s.channels)?;
+    }
+    gpu.dispatch(
+        "batchnorm/apply",
+        &pipeline(gpu, "apply", APPLY),
+        &s.params(false, false)?,
+        &[x, running_mean, running_var, gamma, beta, y],
+        elementwise_grid(gpu, &s)?,
+    )
+}
+
+/// Backward: dgamma, dbeta, then dX. `mean`/`var` are the statistics the forward pass used
+/// (batch stats in training, running stats in eval).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    gamma: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    dx: &Tensor,
+    s: BatchNormShape,
+    training: bool,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "batchnorm_backward";
+    check_len(OP, "input", x, s.len())?;
+    check_len(OP, "grad output", dy, s.len())?;
+    check_len(OP, "grad input", dx, s.len())?;
+    for (name, t) in [("mean", mean), ("var", var), ("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
+        check_len(OP, name, t, s.channels)?;
+    }
+    let params = s.params(training, false)?;
+    let stats = gpu.dispatch(
+        "batchnorm/backward_stats",
+        &pipeline(gpu, "backward_stats", BACKWARD_STATS),
+        &params,
+        &[x, dy, mean, var, dgamma, dbeta],
+        [to_u32(OP, s.channels)?, 1, 1],
+    )?;
+    let input = gpu.dispatch(
+        "batchnorm/backward_input",
+        &pipeline(gpu, "backward_input", BACKWARD_INPUT),
+        &params,
+        &[x, dy, mean, var, gamma, dgamma, dbeta, dx],
+        elementwise_grid(gpu, &s)?,
+    )?;
+    Ok(vec![stats, input])
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    [("stats", STATS), ("apply", APPLY), ("backward_stats", BACKWARD_STATS), ("backward_input", BACKWARD_INPUT)]
+        .iter()
+        .map(|(n, b)| KernelSource { name: format!("batchnorm/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
+        .collect()
+}

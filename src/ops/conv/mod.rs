@@ -1,0 +1,176 @@
+//! conv2d, NCHW, weights [Cout, Cin, KH, KW], any kernel size / stride / padding, no bias
+//! (ResNet convs are followed by batch-norm). All three passes are implicit GEMMs on the
+//! matmul cores (`shaders/conv/*.wgsl` are the loaders), so they inherit every GEMM variant:
+//! - forward:          M = Cout, N = batch*OH*OW, K = Cin*KH*KW
+//! - backward (input): M = Cin,  N = batch*H*W,   K = Cout*KH*KW (a gather: no atomics)
+//! - backward (weight): M = Cout, N = Cin*KH*KW,  K = batch*OH*OW, split-K into partial slabs
+//!   summed by the reduce kernel, because N*M is small and K is long.
+pub mod cpu;
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::ops::matmul::{gemm_dispatch, GemmProblem, GemmVariant};
+use crate::ops::{check_len, reduce, to_u32, KernelSource};
+
+const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
+const FORWARD: &str = include_str!("../../../shaders/conv/forward.wgsl");
+const BACKWARD_INPUT: &str = include_str!("../../../shaders/conv/backward_input.wgsl");
+const BACKWARD_WEIGHT: &str = include_str!("../../../shaders/conv/backward_weight.wgsl");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub batch: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: (usize, usize),
+    pub pad: (usize, usize),
+}
+
+impl Conv2dShape {
+    /// A square kernel with equal stride and padding on both axes.
+    pub fn square(batch: usize, cin: usize, hw: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Self {
+        Conv2dShape { batch, cin, h: hw, w: hw, cout, kh: k, kw: k, stride: (stride, stride), pad: (pad, pad) }
+    }
+    pub fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad.0 - self.kh) / self.stride.0 + 1,
+            (self.w + 2 * self.pad.1 - self.kw) / self.stride.1 + 1,
+        )
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.cin * self.h * self.w
+    }
+    pub fn weight_len(&self) -> usize {
+        self.cout * self.cin * self.kh * self.kw
+    }
+    pub fn output_len(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.batch * self.cout * oh * ow
+    }
+    /// Multiply-adds x 2 of one pass (forward, backward-input and backward-weight are equal).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.output_len() as f64 * (self.cin * self.kh * self.kw) as f64
+    }
+
+    fn validate(&self) -> Result<()> {
+        let s = self;
+        if [s.batch, s.cin, s.h, s.w, s.cout, s.kh, s.kw, s.stride.0, s.stride.1].contains(&0) {
+            return shape_err("conv2d", format!("zero dimension or stride in {s:?}"));
+        }
+        if s.h + 2 * s.pad.0 < s.kh || s.w + 2 * s.pad.1 < s.kw {
+            return shape_err("conv2d", format!("kernel larger than the padded input in {s:?}"));
+        }
+        Ok(())
+    }
+
+    fn params(&self) -> Result<Vec<u32>> {
+        let (oh, ow) = self.out_hw();
+        let v = [
+            0, 0, 0, 0, self.batch, self.cin, self.h, self.w, self.cout, self.kh, self.kw,
+            self.stride.0, self.stride.1, self.pad.0, self.pad.1, oh, ow, 0, 0, 0,
+        ];
+        v.iter().map(|&x| to_u32("conv2d", x)).collect()
+    }
+}
+
+fn loader(body: &str) -> String {
+    format!("{PARAMS}\n{body}")
+}
+
+/// Y = conv2d(X, W).
+pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Dispatch> {
+    s.validate()?;
+    check_len("conv2d", "input", x, s.input_len())?;
+    check_len("conv2d", "weight", w, s.weight_len())?;
+    check_len("conv2d", "output", y, s.output_len())?;
+    let (oh, ow) = s.out_hw();
+    let p = GemmProblem {
+        m: to_u32("conv2d", s.cout)?,
+        n: to_u32("conv2d", s.batch * oh * ow)?,
+        k: to_u32("conv2d", s.cin * s.kh * s.kw)?,
+        splits: 1,
+    };
+    gemm_dispatch(gpu, "conv2d_forward", &loader(FORWARD), &[], s.params()?, &[x, w, y], &p, variant)
+}
+
+/// dX from dY and W.
+pub fn backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Dispatch> {
+    s.validate()?;
+    check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
+    check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
+    check_len("conv2d_backward_input", "grad input", dx, s.input_len())?;
+    let p = GemmProblem {
+        m: to_u32("conv2d", s.cin)?,
+        n: to_u32("conv2d", s.batch * s.h * s.w)?,
+        k: to_u32("conv2d", s.cout * s.kh * s.kw)?,
+        splits: 1,
+    };
+    gemm_dispatch(gpu, "conv2d_backward_input", &loader(BACKWARD_INPUT), &[], s.params()?, &[dy, w, dx], &p, variant)
+}
+
+/// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
+/// slabs of at least 256 reduction steps.
+pub fn weight_grad_splits(s: Conv2dShape, class: AdapterClass) -> u32 {
+    let (oh, ow) = s.out_hw();
+    let k = s.batch * oh * ow;
+    let tiles = s.cout.div_ceil(64) * (s.cin * s.kh * s.kw).div_ceil(64);
+    let want_workgroups: usize = match class {
+        AdapterClass::Cpu => 32,
+        AdapterClass::Gpu => 256,
+    };
+    let splits = want_workgroups.div_ceil(tiles).min(k / 256).clamp(1, 64);
+    splits as u32
+}
+
+/// dW from X and dY. With `splits` > 1 the partial sums go to an owned slab and a reduce pass.
+pub fn backward_weight(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    s: Conv2dShape,
+    variant: GemmVariant,
+    splits: u32,
+) -> Result<Vec<Dispatch>> {
+    s.validate()?;
+    check_len("conv2d_backward_weight", "input", x, s.input_len())?;
+    check_len("conv2d_backward_weight", "grad output", dy, s.output_len())?;
+    check_len("conv2d_backward_weight", "grad weight", dw, s.weight_len())?;
+    let (oh, ow) = s.out_hw();
+    let k = s.batch * oh * ow;
+    let splits = splits.clamp(1, k as u32);
+    let p = GemmProblem {
+        m: to_u32("conv2d", s.cout)?,
+        n: to_u32("conv2d", s.cin * s.kh * s.kw)?,
+        k: to_u32("conv2d", k)?,
+        splits,
+    };
+    // Split count from k_chunk, so no slab is empty.
+    let p = GemmProblem { splits: p.k.div_ceil(p.k_chunk()), ..p };
+    let src = loader(BACKWARD_WEIGHT);
+    if p.splits == 1 {
+        return Ok(vec![gemm_dispatch(gpu, "conv2d_backward_weight", &src, &[], s.params()?, &[x, dy, dw], &p, variant)?]);
+    }
+    let slab = gpu.tensor("conv2d weight-grad split-K slab", &[p.splits as usize, s.weight_len()])?;
+    let gemm = gemm_dispatch(gpu, "conv2d_backward_weight", &src, &[], s.params()?, &[x, dy, &slab], &p, variant)?;
+    let mut sum = reduce::reduce_axis(gpu, &slab, dw, 1, p.splits as usize, s.weight_len(), reduce::ReduceOp::Sum)?;
+    let last = sum.pop().expect("reduce_axis returns at least one dispatch").keep(slab);
+    let mut out = vec![gemm];
+    out.extend(sum);
+    out.push(last);
+    Ok(out)
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    let mut v = Vec::new();
+    for variant in GemmVariant::ALL {
+        for (name, body) in [("forward", FORWARD), ("backward_input", BACKWARD_INPUT), ("backward_weight", BACKWARD_WEIGHT)] {
+            v.push(KernelSource { name: format!("conv2d_{name}/{}", variant.name()), source: variant.source(&loader(body), &[]) });
+        }
+    }
+    v
+}

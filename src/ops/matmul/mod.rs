@@ -1,0 +1,239 @@
+//! Matrix multiply C = op(A) op(B) (+ bias), op = optional transpose, and its backward rule.
+//! The GEMM cores (`shaders/matmul/gemm_*.wgsl`) are shared with conv: a *loader* file supplies
+//! how to read A and B and where to store C, so conv is an implicit GEMM with no im2col buffer.
+//!
+//! Variants (all tested on every adapter; chosen by adapter class):
+//! - `RegisterTiled { tm, tn }`: barrier-free, each invocation owns a tm x tn tile. For
+//!   software adapters, where barriers cost coroutine switches (ENVIRONMENT.md numbers).
+//! - `WorkgroupTiled`: 64x64 tiles staged in workgroup memory. For real GPUs.
+pub mod cpu;
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
+
+const REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_register_tiled.wgsl");
+const WORKGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_workgroup_tiled.wgsl");
+const DENSE: &str = include_str!("../../../shaders/matmul/dense.wgsl");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmVariant {
+    RegisterTiled { tm: u32, tn: u32 },
+    WorkgroupTiled,
+}
+
+impl GemmVariant {
+    /// The variant measured fastest for the adapter class (see benches/kernels.rs).
+    pub fn for_class(class: AdapterClass) -> Self {
+        match class {
+            AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 8, tn: 8 },
+            AdapterClass::Gpu => GemmVariant::WorkgroupTiled,
+        }
+    }
+
+    /// Every variant the library selects somewhere; tests run each.
+    pub const ALL: [GemmVariant; 3] = [
+        GemmVariant::RegisterTiled { tm: 8, tn: 8 },
+        GemmVariant::RegisterTiled { tm: 4, tn: 4 },
+        GemmVariant::WorkgroupTiled,
+    ];
+
+    pub fn name(&self) -> String {
+        match self {
+            GemmVariant::RegisterTiled { tm, tn } => format!("register_tiled_{tm}x{tn}"),
+            GemmVariant::WorkgroupTiled => "workgroup_tiled".to_string(),
+        }
+    }
+
+    /// Rows and columns of C one workgroup covers.
+    fn workgroup_tile(&self) -> (u32, u32) {
+        match self {
+            GemmVariant::RegisterTiled { tm, tn } => (8 * tm, 8 * tn),
+            GemmVariant::WorkgroupTiled => (64, 64),
+        }
+    }
+
+    fn core(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            GemmVariant::RegisterTiled { tm, tn } => {
+                (REGISTER_TILED, vec![("TM", tm.to_string()), ("TN", tn.to_string())])
+            }
+            GemmVariant::WorkgroupTiled => (WORKGROUP_TILED, vec![]),
+        }
+    }
+
+    /// The full WGSL module for a loader under this core.
+    pub(crate) fn source(&self, loader: &str, loader_subs: &[(&str, String)]) -> String {
+        let (core, mut subs) = self.core();
+        subs.extend(loader_subs.iter().cloned());
+        compose(&[loader, core], &subs)
+    }
+}
+
+/// The GEMM problem one dispatch solves: C is m x n, the reduction is k long, cut into
+/// `splits` slabs of `k_chunk` (split-K writes `splits` partial C's).
+pub(crate) struct GemmProblem {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub splits: u32,
+}
+
+impl GemmProblem {
+    pub fn k_chunk(&self) -> u32 {
+        self.k.div_ceil(self.splits.max(1))
+    }
+}
+
+/// Builds one GEMM dispatch: `params` starts with (m, n, k, k_chunk) filled in here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_dispatch(
+    gpu: &Gpu,
+    name: &str,
+    loader: &str,
+    loader_subs: &[(&str, String)],
+    mut params: Vec<u32>,
+    tensors: &[&Tensor],
+    p: &GemmProblem,
+    variant: GemmVariant,
+) -> Result<Dispatch> {
+    let subs_key: Vec<String> = loader_subs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let key = format!("{name}/{}/{}", variant.name(), subs_key.join(","));
+    let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
+    params[0] = p.m;
+    params[1] = p.n;
+    params[2] = p.k;
+    params[3] = p.k_chunk();
+    let (tile_m, tile_n) = variant.workgroup_tile();
+    let wg = [p.n.div_ceil(tile_n), p.m.div_ceil(tile_m), p.splits.max(1)];
+    gpu.dispatch(&key, &pipeline, &params, tensors, wg)
+}
+
+/// Shape of C = op(A) op(B): C is m x n, reduction length k. A is stored [m,k] (or [k,m] when
+/// `trans_a`), B is stored [k,n] (or [n,k] when `trans_b`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// C = op(A) op(B) (+ bias[n]), written into `c` (every element is overwritten).
+pub fn matmul(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    s: MatmulShape,
+    variant: GemmVariant,
+) -> Result<Dispatch> {
+    const OP: &str = "matmul";
+    if s.m == 0 || s.n == 0 || s.k == 0 {
+        return shape_err(OP, format!("empty matmul {s:?}"));
+    }
+    check_len(OP, "A", a, s.m * s.k)?;
+    check_len(OP, "B", b, s.k * s.n)?;
+    check_len(OP, "C", c, s.m * s.n)?;
+    if let Some(bias) = bias {
+        check_len(OP, "bias", bias, s.n)?;
+    }
+    let subs = [
+        ("TRANS_A", s.trans_a.to_string()),
+        ("TRANS_B", s.trans_b.to_string()),
+    ];
+    let p = GemmProblem {
+        m: to_u32(OP, s.m)?,
+        n: to_u32(OP, s.n)?,
+        k: to_u32(OP, s.k)?,
+        splits: 1,
+    };
+    // Without a bias, A is bound in its slot (never read) so the layout stays the same.
+    let bias_t = bias.unwrap_or(a);
+    let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
+    gemm_dispatch(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t, c], &p, variant)
+}
+
+/// Gradients of C = op(A) op(B) + bias: writes dA and dB (stored like A and B) and the bias
+/// gradient (column sums of dC), each only where asked.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_backward(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    dc: &Tensor,
+    da: Option<&Tensor>,
+    db: Option<&Tensor>,
+    dbias: Option<&Tensor>,
+    s: MatmulShape,
+    variant: GemmVariant,
+) -> Result<Vec<Dispatch>> {
+    let pick = |o: Operand| match o {
+        Operand::A => a,
+        Operand::B => b,
+        Operand::DC => dc,
+    };
+    let [(al, ar, a_shape), (bl, br, b_shape)] = backward_products(s);
+    let mut out = Vec::new();
+    if let Some(da) = da {
+        out.push(matmul(gpu, pick(al), pick(ar), None, da, a_shape, variant)?);
+    }
+    if let Some(db) = db {
+        out.push(matmul(gpu, pick(bl), pick(br), None, db, b_shape, variant)?);
+    }
+    if let Some(dbias) = dbias {
+        check_len("matmul_backward", "dbias", dbias, s.n)?;
+        out.extend(reduce::reduce_axis(gpu, dc, dbias, 1, s.m, s.n, reduce::ReduceOp::Sum)?);
+    }
+    Ok(out)
+}
+
+/// Which stored tensor feeds a backward product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    A,
+    B,
+    DC,
+}
+
+/// The backward rule as two matmuls (lhs, rhs, shape): first dA, then dB, each in the layout
+/// its operand is stored in.
+pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2] {
+    let (m, n, k, ta, tb) = (s.m, s.n, s.k, s.trans_a, s.trans_b);
+    let shape = |m, n, k, trans_a, trans_b| MatmulShape { m, n, k, trans_a, trans_b };
+    let da = if !ta {
+        // dA [m,k] = dC [m,n] . op(B)^T
+        (Operand::DC, Operand::B, shape(m, k, n, false, !tb))
+    } else {
+        // dA stored [k,m] = op(B) [k,n] . dC^T
+        (Operand::B, Operand::DC, shape(k, m, n, tb, true))
+    };
+    let db = if !tb {
+        // dB [k,n] = op(A)^T [k,m] . dC [m,n]
+        (Operand::A, Operand::DC, shape(k, n, m, !ta, false))
+    } else {
+        // dB stored [n,k] = dC^T [n,m] . op(A) [m,k]
+        (Operand::DC, Operand::A, shape(n, k, m, true, ta))
+    };
+    [da, db]
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    let mut v = Vec::new();
+    for variant in GemmVariant::ALL {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                v.push(KernelSource {
+                    name: format!("matmul/{}/ta={ta},tb={tb}", variant.name()),
+                    source: variant.source(
+                        DENSE,
+                        &[("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())],
+                    ),
+                });
+            }
+        }
+    }
+    v
+}

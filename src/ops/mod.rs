@@ -1,0 +1,60 @@
+//! The op library. One folder per op family: its WGSL lives in `shaders/<family>/`, its CPU
+//! reference (f64, plain loops) in `cpu.rs`, the GPU dispatch and backward rule in `mod.rs`,
+//! and its tests in `tests/<family>.rs`.
+pub mod batchnorm;
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod rows;
+
+use crate::error::{Error, Result};
+use crate::gpu::Tensor;
+
+/// A complete WGSL module as handed to the device, for validation and inspection.
+pub struct KernelSource {
+    pub name: String,
+    pub source: String,
+}
+
+/// Concatenates WGSL parts and fills `{{NAME}}` placeholders.
+pub(crate) fn compose(parts: &[&str], subs: &[(&str, String)]) -> String {
+    let mut s = parts.join("\n");
+    for (k, v) in subs {
+        s = s.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    s
+}
+
+/// Every kernel in every variant and specialisation the library can create, fully composed.
+pub fn all_kernel_sources() -> Vec<KernelSource> {
+    let mut v = Vec::new();
+    v.extend(matmul::kernel_sources());
+    v.extend(conv::kernel_sources());
+    v.extend(batchnorm::kernel_sources());
+    v.extend(elementwise::kernel_sources());
+    v.extend(pool::kernel_sources());
+    v.extend(rows::kernel_sources());
+    v.extend(reduce::kernel_sources());
+    v.extend(loss::kernel_sources());
+    v
+}
+
+pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -> Result<()> {
+    if t.len() != want {
+        return Err(Error::Shape {
+            op,
+            detail: format!("{what} has {} elements (shape {:?}), expected {want}", t.len(), t.shape()),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn to_u32(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Shape {
+        op,
+        detail: format!("dimension {v} does not fit in 32 bits"),
+    })
+}

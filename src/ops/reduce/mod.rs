@@ -1,0 +1,122 @@
+//! Reductions over the middle axis of a tensor viewed as [outer, reduce, inner]: sum, mean,
+//! max and L2 norm. Whole-tensor reductions are outer = inner = 1. Tree reductions in
+//! workgroup memory; a long axis is cut into chunks reduced by further passes (no atomics).
+pub mod cpu;
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::ops::{check_len, to_u32, KernelSource};
+
+const REDUCE_AXIS: &str = include_str!("../../../shaders/reduce/reduce_axis.wgsl");
+const REDUCE_AXIS_BACKWARD: &str = include_str!("../../../shaders/reduce/reduce_axis_backward.wgsl");
+
+/// Elements of the reduced axis one workgroup handles per pass.
+const CHUNK: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+    /// sqrt(sum of squares)
+    Norm,
+}
+
+/// Y[o, i] = op over r of X[o, r, i]. Returns the passes in order; temporaries are owned by them.
+pub fn reduce_axis(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    outer: usize,
+    reduce: usize,
+    inner: usize,
+    op: ReduceOp,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "reduce";
+    if outer == 0 || reduce == 0 || inner == 0 {
+        return shape_err(OP, format!("empty reduction [{outer}, {reduce}, {inner}]"));
+    }
+    check_len(OP, "input", x, outer * reduce * inner)?;
+    check_len(OP, "output", y, outer * inner)?;
+    let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main");
+    let mut passes: Vec<Dispatch> = Vec::new();
+    let mut current_len = reduce;
+    let mut first = true;
+    let mut owned_input: Option<Tensor> = None;
+    loop {
+        let n_chunks = current_len.div_ceil(CHUNK);
+        let last = n_chunks == 1;
+        let (finish, scale) = match (last, op) {
+            (true, ReduceOp::Mean) => (1, 1.0 / reduce as f32),
+            (true, ReduceOp::Norm) => (2, 1.0),
+            _ => (0, 1.0),
+        };
+        let params = [
+            to_u32(OP, outer)?,
+            to_u32(OP, current_len)?,
+            to_u32(OP, inner)?,
+            CHUNK as u32,
+            n_chunks as u32,
+            (op == ReduceOp::Max) as u32,
+            (first && op == ReduceOp::Norm) as u32,
+            finish,
+            f(scale),
+        ];
+        let grid = linear_grid(gpu, "reduce_axis", (outer * n_chunks * inner) as u64)?;
+        let input = owned_input.as_ref().unwrap_or(x);
+        if last {
+            let mut d = gpu.dispatch("reduce_axis", &pipeline, &params, &[input, y], grid)?;
+            if let Some(t) = owned_input.take() {
+                d = d.keep(t);
+            }
+            passes.push(d);
+            return Ok(passes);
+        }
+        let partial = gpu.tensor("reduce partials", &[outer, n_chunks, inner])?;
+        let mut d = gpu.dispatch("reduce_axis", &pipeline, &params, &[input, &partial], grid)?;
+        if let Some(t) = owned_input.take() {
+            d = d.keep(t);
+        }
+        passes.push(d);
+        owned_input = Some(partial);
+        current_len = n_chunks;
+        first = false;
+    }
+}
+
+/// dX of `reduce_axis` given its input X, its output Y and dY.
+#[allow(clippy::too_many_arguments)]
+pub fn reduce_axis_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    outer: usize,
+    reduce: usize,
+    inner: usize,
+    op: ReduceOp,
+) -> Result<Dispatch> {
+    const OP: &str = "reduce_backward";
+    check_len(OP, "input", x, outer * reduce * inner)?;
+    check_len(OP, "grad input", dx, outer * reduce * inner)?;
+    check_len(OP, "output", y, outer * inner)?;
+    check_len(OP, "grad output", dy, outer * inner)?;
+    let code = match op {
+        ReduceOp::Sum => 0,
+        ReduceOp::Mean => 1,
+        ReduceOp::Max => 2,
+        ReduceOp::Norm => 3,
+    };
+    let pipeline = gpu.pipeline("reduce_axis_backward", || REDUCE_AXIS_BACKWARD.to_string(), "main");
+    let params = [to_u32(OP, outer)?, to_u32(OP, reduce)?, to_u32(OP, inner)?, code];
+    let grid = linear_grid(gpu, OP, (outer * reduce * inner).div_ceil(256) as u64)?;
+    gpu.dispatch(OP, &pipeline, &params, &[x, y, dy, dx], grid)
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    vec![
+        KernelSource { name: "reduce_axis".into(), source: REDUCE_AXIS.into() },
+        KernelSource { name: "reduce_axis_backward".into(), source: REDUCE_AXIS_BACKWARD.into() },
+    ]
+}

@@ -1,0 +1,68 @@
+use crate::common::*;
+use swav_wgpu::ops::conv::{self, cpu, Conv2dShape};
+use swav_wgpu::ops::matmul::GemmVariant;
+
+/// ResNet's convs at toy sizes plus ragged ones: 7x7/2 pad 3, 3x3/1 pad 1, 3x3/2 pad 1,
+/// 1x1/2 (downsample), a rectangular kernel with unequal strides, odd channel counts.
+fn shapes() -> Vec<Conv2dShape> {
+    vec![
+        Conv2dShape::square(2, 3, 17, 5, 7, 2, 3),
+        Conv2dShape::square(2, 7, 9, 9, 3, 1, 1),
+        Conv2dShape::square(3, 5, 11, 6, 3, 2, 1),
+        Conv2dShape::square(2, 6, 10, 11, 1, 2, 0),
+        Conv2dShape { batch: 1, cin: 3, h: 13, w: 8, cout: 4, kh: 2, kw: 3, stride: (2, 1), pad: (1, 0) },
+    ]
+}
+
+#[test]
+fn conv_forward_matches_cpu_for_every_variant() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(10);
+    for variant in GemmVariant::ALL {
+        for s in shapes() {
+            let x = rng.vec_f32(s.input_len());
+            let w = rng.vec_f32(s.weight_len());
+            let want = cpu::forward(&x, &w, s);
+            let (tx, tw) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w));
+            let y = nan_tensor(&gpu, "y", s.output_len());
+            run(&gpu, &[conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap()]);
+            assert_close(&format!("conv forward {variant:?} {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
+        }
+    }
+}
+
+#[test]
+fn conv_backward_matches_cpu_for_every_variant_and_split() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    for variant in GemmVariant::ALL {
+        for s in shapes() {
+            let x = rng.vec_f32(s.input_len());
+            let w = rng.vec_f32(s.weight_len());
+            let dy = rng.vec_f32(s.output_len());
+            let (want_dx, want_dw) = cpu::backward(&x, &w, &dy, s);
+            let (tx, tw, tdy) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w), upload(&gpu, "dy", &dy));
+            let dx = nan_tensor(&gpu, "dx", s.input_len());
+            run(&gpu, &[conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap()]);
+            assert_close(&format!("conv dX {variant:?} {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
+            for splits in [1, 3, 7] {
+                let dw = nan_tensor(&gpu, "dw", s.weight_len());
+                run(&gpu, &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, variant, splits).unwrap());
+                assert_close(&format!("conv dW {variant:?} splits {splits} {s:?}"), &read(&gpu, &dw), &want_dw, GPU_TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_backward_matches_finite_differences() {
+    let mut rng = Rng::new(12);
+    for s in shapes() {
+        let x = rng.vec(s.input_len());
+        let w = rng.vec(s.weight_len());
+        let g = rng.vec(s.output_len());
+        let (dx, dw) = cpu::backward(&x, &w, &g, s);
+        fd_check(&format!("conv dX {s:?}"), &x, &dx, &g, |v| cpu::forward(v, &w, s));
+        fd_check(&format!("conv dW {s:?}"), &w, &dw, &g, |v| cpu::forward(&x, v, s));
+    }
+}
