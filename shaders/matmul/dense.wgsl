@@ -37,7 +37,8 @@ fn b_at(k: KCtx, n: ColCtx) -> f32 {
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {
     var r = v;
-    if (P.has_bias != 0u) {
+    // Under split-K only the first slab carries the bias.
+    if (P.has_bias != 0u && split == 0u) {
         r += BIAS[n];
     }
     C[(split * P.m + m) * P.n + n] = r;

@@ -138,7 +138,3 @@ pub fn fd_check(what: &str, x: &[f64], grad: &[f64], w: &[f64], f: impl Fn(&[f64
     let e = max_rel_err(&an, &fd);
     assert!(e <= FD_TOL, "{what}: backward vs finite differences, max relative error {e:.3e} > {FD_TOL:.1e}");
 }
-
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}

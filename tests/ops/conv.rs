@@ -25,7 +25,7 @@ fn conv_forward_matches_cpu_for_every_variant() {
             let want = cpu::forward(&x, &w, s);
             let (tx, tw) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w));
             let y = nan_tensor(&gpu, "y", s.output_len());
-            run(&gpu, &[conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap()]);
+            run(&gpu, &conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap());
             assert_close(&format!("conv forward {variant:?} {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
         }
     }
@@ -43,7 +43,7 @@ fn conv_backward_matches_cpu_for_every_variant_and_split() {
             let (want_dx, want_dw) = cpu::backward(&x, &w, &dy, s);
             let (tx, tw, tdy) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w), upload(&gpu, "dy", &dy));
             let dx = nan_tensor(&gpu, "dx", s.input_len());
-            run(&gpu, &[conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap()]);
+            run(&gpu, &conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap());
             assert_close(&format!("conv dX {variant:?} {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
             for splits in [1, 3, 7] {
                 let dw = nan_tensor(&gpu, "dw", s.weight_len());

@@ -1,7 +1,7 @@
 use crate::common::*;
 use swav_wgpu::ops::matmul::{self, cpu, GemmVariant, MatmulShape};
 
-const SHAPES: [(usize, usize, usize); 4] = [(17, 33, 9), (64, 64, 64), (5, 130, 67), (1, 1, 1)];
+const SHAPES: [(usize, usize, usize); 5] = [(17, 33, 9), (64, 64, 64), (5, 130, 67), (1, 1, 1), (3, 5, 20000)];
 
 fn shapes() -> Vec<MatmulShape> {
     let mut v = Vec::new();
@@ -29,7 +29,7 @@ fn matmul_forward_matches_cpu_for_every_variant() {
                 let (ta, tb, tbias) = (upload(&gpu, "a", &a), upload(&gpu, "b", &b), upload(&gpu, "bias", &bias));
                 let c = nan_tensor(&gpu, "c", s.m * s.n);
                 let d = matmul::matmul(&gpu, &ta, &tb, with_bias.then_some(&tbias), &c, s, variant).unwrap();
-                run(&gpu, &[d]);
+                run(&gpu, &d);
                 assert_close(&format!("matmul {variant:?} {s:?} bias={with_bias}"), &read(&gpu, &c), &want, GPU_TOL);
             }
         }

@@ -9,8 +9,8 @@ pub mod cpu;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::matmul::{gemm_dispatch, GemmProblem, GemmVariant};
-use crate::ops::{check_len, reduce, to_u32, KernelSource};
+use crate::ops::matmul::{gemm, GemmProblem, GemmVariant};
+use crate::ops::{check_len, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
 const FORWARD: &str = include_str!("../../../shaders/conv/forward.wgsl");
@@ -82,7 +82,7 @@ fn loader(body: &str) -> String {
 }
 
 /// Y = conv2d(X, W).
-pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Dispatch> {
+pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_len("conv2d", "input", x, s.input_len())?;
     check_len("conv2d", "weight", w, s.weight_len())?;
@@ -94,11 +94,11 @@ pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, s: Conv2dShape, va
         k: to_u32("conv2d", s.cin * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm_dispatch(gpu, "conv2d_forward", &loader(FORWARD), &[], s.params()?, &[x, w, y], &p, variant)
+    gemm(gpu, "conv2d_forward", &loader(FORWARD), &[], s.params()?, &[x, w], y, &p, variant)
 }
 
 /// dX from dY and W.
-pub fn backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Dispatch> {
+pub fn backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
@@ -109,7 +109,7 @@ pub fn backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor, s: Conv2d
         k: to_u32("conv2d", s.cout * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm_dispatch(gpu, "conv2d_backward_input", &loader(BACKWARD_INPUT), &[], s.params()?, &[dy, w, dx], &p, variant)
+    gemm(gpu, "conv2d_backward_input", &loader(BACKWARD_INPUT), &[], s.params()?, &[dy, w], dx, &p, variant)
 }
 
 /// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
@@ -141,28 +141,13 @@ pub fn backward_weight(
     check_len("conv2d_backward_weight", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_weight", "grad weight", dw, s.weight_len())?;
     let (oh, ow) = s.out_hw();
-    let k = s.batch * oh * ow;
-    let splits = splits.clamp(1, k as u32);
     let p = GemmProblem {
         m: to_u32("conv2d", s.cout)?,
         n: to_u32("conv2d", s.cin * s.kh * s.kw)?,
-        k: to_u32("conv2d", k)?,
+        k: to_u32("conv2d", s.batch * oh * ow)?,
         splits,
     };
-    // Split count from k_chunk, so no slab is empty.
-    let p = GemmProblem { splits: p.k.div_ceil(p.k_chunk()), ..p };
-    let src = loader(BACKWARD_WEIGHT);
-    if p.splits == 1 {
-        return Ok(vec![gemm_dispatch(gpu, "conv2d_backward_weight", &src, &[], s.params()?, &[x, dy, dw], &p, variant)?]);
-    }
-    let slab = gpu.tensor("conv2d weight-grad split-K slab", &[p.splits as usize, s.weight_len()])?;
-    let gemm = gemm_dispatch(gpu, "conv2d_backward_weight", &src, &[], s.params()?, &[x, dy, &slab], &p, variant)?;
-    let mut sum = reduce::reduce_axis(gpu, &slab, dw, 1, p.splits as usize, s.weight_len(), reduce::ReduceOp::Sum)?;
-    let last = sum.pop().expect("reduce_axis returns at least one dispatch").keep(slab);
-    let mut out = vec![gemm];
-    out.extend(sum);
-    out.push(last);
-    Ok(out)
+    gemm(gpu, "conv2d_backward_weight", &loader(BACKWARD_WEIGHT), &[], s.params()?, &[x, dy], dw, &p, variant)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

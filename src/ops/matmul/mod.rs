@@ -53,20 +53,75 @@ impl GemmVariant {
         }
     }
 
-    fn core(&self) -> (&'static str, Vec<(&'static str, String)>) {
-        match self {
-            GemmVariant::RegisterTiled { tm, tn } => {
-                (REGISTER_TILED, vec![("TM", tm.to_string()), ("TN", tn.to_string())])
+    /// The core with its tile loops unrolled into one statement per tile element.
+    fn core(&self) -> String {
+        let mut rows_cols = String::new();
+        let mut acc = String::new();
+        let mut body = String::new();
+        let mut store = String::new();
+        let (core, tm, tn) = match *self {
+            GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn),
+            GemmVariant::WorkgroupTiled => (WORKGROUP_TILED, 4, 4),
+        };
+        for i in 0..tm {
+            for j in 0..tn {
+                acc += &format!("    var acc{i}_{j} = 0.0;\n");
             }
-            GemmVariant::WorkgroupTiled => (WORKGROUP_TILED, vec![]),
         }
+        match self {
+            GemmVariant::RegisterTiled { .. } => {
+                for i in 0..tm {
+                    rows_cols += &format!("    let r{i} = row_ctx(min(row0 + {i}u, P.m - 1u));\n");
+                    body += &format!("        let a{i} = a_at(r{i}, kc);\n");
+                }
+                for j in 0..tn {
+                    rows_cols += &format!("    let c{j} = col_ctx(min(col0 + {j}u, P.n - 1u));\n");
+                    body += &format!("        let b{j} = b_at(kc, c{j});\n");
+                    for i in 0..tm {
+                        body += &format!("        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
+                    }
+                }
+                for i in 0..tm {
+                    for j in 0..tn {
+                        store += &format!(
+                            "    if (row0 + {i}u < P.m && col0 + {j}u < P.n) {{ c_store(split, row0 + {i}u, col0 + {j}u, acc{i}_{j}); }}\n"
+                        );
+                    }
+                }
+            }
+            GemmVariant::WorkgroupTiled => {
+                for i in 0..4 {
+                    body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * 16);
+                    body += &format!("            let b{i} = b_tile[kk * BN + lid.x + {}u];\n", i * 16);
+                }
+                for i in 0..4 {
+                    for j in 0..4 {
+                        body += &format!("            acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
+                        store += &format!(
+                            "    if (tile_m + lid.y + {mi}u < P.m && tile_n + lid.x + {nj}u < P.n) {{ c_store(split, tile_m + lid.y + {mi}u, tile_n + lid.x + {nj}u, acc{i}_{j}); }}\n",
+                            mi = i * 16,
+                            nj = j * 16
+                        );
+                    }
+                }
+            }
+        }
+        compose(
+            &[core],
+            &[
+                ("TM", tm.to_string()),
+                ("TN", tn.to_string()),
+                ("ROWS_AND_COLS", rows_cols),
+                ("ACC", acc),
+                ("LOAD_AND_FMA", body),
+                ("STORE", store),
+            ],
+        )
     }
 
     /// The full WGSL module for a loader under this core.
     pub(crate) fn source(&self, loader: &str, loader_subs: &[(&str, String)]) -> String {
-        let (core, mut subs) = self.core();
-        subs.extend(loader_subs.iter().cloned());
-        compose(&[loader, core], &subs)
+        compose(&[loader, &self.core()], loader_subs)
     }
 }
 
@@ -79,34 +134,54 @@ pub(crate) struct GemmProblem {
     pub splits: u32,
 }
 
-impl GemmProblem {
-    pub fn k_chunk(&self) -> u32 {
-        self.k.div_ceil(self.splits.max(1))
-    }
-}
 
-/// Builds one GEMM dispatch: `params` starts with (m, n, k, k_chunk) filled in here.
+/// The longest reduction one invocation runs: llvmpipe stops an invocation after 65535 loop
+/// iterations in total, so longer K is split (split-K slabs summed by a reduce pass).
+pub const MAX_K_CHUNK: u32 = 32768;
+
+/// Builds a GEMM: `params` starts with (m, n, k, k_chunk), filled in here; the loader's
+/// tensors are `inputs` followed by the output. With more than one split the loader writes
+/// partial C's into an owned slab [splits, m, n] and a reduce pass sums them into `out`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_dispatch(
+pub(crate) fn gemm(
     gpu: &Gpu,
     name: &str,
     loader: &str,
     loader_subs: &[(&str, String)],
     mut params: Vec<u32>,
-    tensors: &[&Tensor],
+    inputs: &[&Tensor],
+    out: &Tensor,
     p: &GemmProblem,
     variant: GemmVariant,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
+    let splits = p.splits.max(p.k.div_ceil(MAX_K_CHUNK)).clamp(1, p.k.max(1));
+    let k_chunk = p.k.div_ceil(splits);
+    // Recount so no slab is empty.
+    let splits = p.k.div_ceil(k_chunk);
     let subs_key: Vec<String> = loader_subs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let key = format!("{name}/{}/{}", variant.name(), subs_key.join(","));
     let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
     params[0] = p.m;
     params[1] = p.n;
     params[2] = p.k;
-    params[3] = p.k_chunk();
+    params[3] = k_chunk;
     let (tile_m, tile_n) = variant.workgroup_tile();
-    let wg = [p.n.div_ceil(tile_n), p.m.div_ceil(tile_m), p.splits.max(1)];
-    gpu.dispatch(&key, &pipeline, &params, tensors, wg)
+    let wg = [p.n.div_ceil(tile_n), p.m.div_ceil(tile_m), splits];
+    let mut tensors = inputs.to_vec();
+    if splits == 1 {
+        tensors.push(out);
+        return Ok(vec![gpu.dispatch(&key, &pipeline, &params, &tensors, wg)?]);
+    }
+    let mn = p.m as usize * p.n as usize;
+    let slab = gpu.tensor(&format!("{name} split-K slab"), &[splits as usize, mn])?;
+    tensors.push(&slab);
+    let gemm = gpu.dispatch(&key, &pipeline, &params, &tensors, wg)?;
+    let mut sum = reduce::reduce_axis(gpu, &slab, out, 1, splits as usize, mn, reduce::ReduceOp::Sum)?;
+    let last = sum.pop().expect("reduce_axis returns at least one pass").keep(slab);
+    let mut passes = vec![gemm];
+    passes.extend(sum);
+    passes.push(last);
+    Ok(passes)
 }
 
 /// Shape of C = op(A) op(B): C is m x n, reduction length k. A is stored [m,k] (or [k,m] when
@@ -129,7 +204,7 @@ pub fn matmul(
     c: &Tensor,
     s: MatmulShape,
     variant: GemmVariant,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "matmul";
     if s.m == 0 || s.n == 0 || s.k == 0 {
         return shape_err(OP, format!("empty matmul {s:?}"));
@@ -153,7 +228,7 @@ pub fn matmul(
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
-    gemm_dispatch(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t, c], &p, variant)
+    gemm(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t], c, &p, variant)
 }
 
 /// Gradients of C = op(A) op(B) + bias: writes dA and dB (stored like A and B) and the bias
@@ -178,10 +253,10 @@ pub fn matmul_backward(
     let [(al, ar, a_shape), (bl, br, b_shape)] = backward_products(s);
     let mut out = Vec::new();
     if let Some(da) = da {
-        out.push(matmul(gpu, pick(al), pick(ar), None, da, a_shape, variant)?);
+        out.extend(matmul(gpu, pick(al), pick(ar), None, da, a_shape, variant)?);
     }
     if let Some(db) = db {
-        out.push(matmul(gpu, pick(bl), pick(br), None, db, b_shape, variant)?);
+        out.extend(matmul(gpu, pick(bl), pick(br), None, db, b_shape, variant)?);
     }
     if let Some(dbias) = dbias {
         check_len("matmul_backward", "dbias", dbias, s.n)?;
