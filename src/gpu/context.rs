@@ -117,7 +117,11 @@ pub async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
             .ok_or_else(|| {
                 Error::NoAdapter(format!(
                     " whose name contains '{want}' (available: {})",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ))
             });
     }
@@ -189,7 +193,9 @@ impl Gpu {
 
     /// The largest tensor one storage binding may hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// A compute pipeline, created once per `key` (kernel + variant + specialisation) and cached.
@@ -256,7 +262,7 @@ impl Gpu {
         use wgpu::util::DeviceExt;
         // Uniform structs are read in 16-byte rows: pad so the binding covers the whole struct.
         let mut padded = words.to_vec();
-        while padded.len() % 4 != 0 || padded.is_empty() {
+        while !padded.len().is_multiple_of(4) || padded.is_empty() {
             padded.push(0);
         }
         self.counters.buffers.fetch_add(1, Ordering::Relaxed);
@@ -304,7 +310,9 @@ impl Gpu {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
         encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();

@@ -3,9 +3,9 @@ pub mod context;
 pub mod dispatch;
 pub mod tensor;
 
-pub use context::{describe_adapter, pick_adapter, AdapterClass, Gpu, GpuOptions};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::list_adapters;
+pub use context::{describe_adapter, pick_adapter, AdapterClass, Gpu, GpuOptions};
 pub use dispatch::{linear_grid, Dispatch};
 pub use tensor::Tensor;
 

@@ -25,7 +25,9 @@ impl Tensor {
         self.len() as u64 * 4
     }
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("tensor buffer is present until drop")
+        self.buffer
+            .as_ref()
+            .expect("tensor buffer is present until drop")
     }
     /// The binding covering exactly this tensor's elements (the pooled buffer may be larger).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
@@ -85,11 +87,15 @@ impl Gpu {
         if elems != data.len() {
             return Err(Error::Shape {
                 op: "tensor_from",
-                detail: format!("'{name}': shape {shape:?} needs {elems} values, got {}", data.len()),
+                detail: format!(
+                    "'{name}': shape {shape:?} needs {elems} values, got {}",
+                    data.len()
+                ),
             });
         }
         let t = self.tensor(name, shape)?;
-        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(t)
     }
 
@@ -103,10 +109,16 @@ impl Gpu {
         if data.len() != t.len() {
             return Err(Error::Shape {
                 op: "write",
-                detail: format!("tensor {:?} holds {} values, got {}", t.shape(), t.len(), data.len()),
+                detail: format!(
+                    "tensor {:?} holds {} values, got {}",
+                    t.shape(),
+                    t.len(),
+                    data.len()
+                ),
             });
         }
-        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(())
     }
 }

@@ -46,7 +46,11 @@ pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -
     if t.len() != want {
         return Err(Error::Shape {
             op,
-            detail: format!("{what} has {} elements (shape {:?}), expected {want}", t.len(), t.shape()),
+            detail: format!(
+                "{what} has {} elements (shape {:?}), expected {want}",
+                t.len(),
+                t.shape()
+            ),
         });
     }
     Ok(())

@@ -18,26 +18,61 @@ fn row_kernels_match_cpu() {
 
         let y = nan_tensor(&gpu, "y", n);
         let dx = nan_tensor(&gpu, "dx", n);
-        run(&gpu, &[rows::l2_normalize_forward(&gpu, &tx, &y, r, c).unwrap(), rows::l2_normalize_backward(&gpu, &tx, &tdy, &dx, r, c).unwrap()]);
-        assert_close(&format!("l2 {what}"), &read(&gpu, &y), &cpu::l2_normalize_forward(&x, c), GPU_TOL);
-        assert_close(&format!("l2 dx {what}"), &read(&gpu, &dx), &cpu::l2_normalize_backward(&x, &dy, c), GPU_TOL);
+        run(
+            &gpu,
+            &[
+                rows::l2_normalize_forward(&gpu, &tx, &y, r, c).unwrap(),
+                rows::l2_normalize_backward(&gpu, &tx, &tdy, &dx, r, c).unwrap(),
+            ],
+        );
+        assert_close(
+            &format!("l2 {what}"),
+            &read(&gpu, &y),
+            &cpu::l2_normalize_forward(&x, c),
+            GPU_TOL,
+        );
+        assert_close(
+            &format!("l2 dx {what}"),
+            &read(&gpu, &dx),
+            &cpu::l2_normalize_backward(&x, &dy, c),
+            GPU_TOL,
+        );
 
         for (name, fwd, bwd) in [
-            ("softmax", cpu::softmax_forward as fn(&[f64], usize, f64) -> Vec<f64>, cpu::softmax_backward as fn(&[f64], &[f64], usize, f64) -> Vec<f64>),
-            ("log_softmax", cpu::log_softmax_forward, cpu::log_softmax_backward),
+            (
+                "softmax",
+                cpu::softmax_forward as fn(&[f64], usize, f64) -> Vec<f64>,
+                cpu::softmax_backward as fn(&[f64], &[f64], usize, f64) -> Vec<f64>,
+            ),
+            (
+                "log_softmax",
+                cpu::log_softmax_forward,
+                cpu::log_softmax_backward,
+            ),
         ] {
             let y = nan_tensor(&gpu, "y", n);
             let dx = nan_tensor(&gpu, "dx", n);
             let s = SCALE as f32;
             let d = if name == "softmax" {
-                [rows::softmax_forward(&gpu, &tx, &y, r, c, s).unwrap(), rows::softmax_backward(&gpu, &y, &tdy, &dx, r, c, s).unwrap()]
+                [
+                    rows::softmax_forward(&gpu, &tx, &y, r, c, s).unwrap(),
+                    rows::softmax_backward(&gpu, &y, &tdy, &dx, r, c, s).unwrap(),
+                ]
             } else {
-                [rows::log_softmax_forward(&gpu, &tx, &y, r, c, s).unwrap(), rows::log_softmax_backward(&gpu, &y, &tdy, &dx, r, c, s).unwrap()]
+                [
+                    rows::log_softmax_forward(&gpu, &tx, &y, r, c, s).unwrap(),
+                    rows::log_softmax_backward(&gpu, &y, &tdy, &dx, r, c, s).unwrap(),
+                ]
             };
             run(&gpu, &d);
             let want_y = fwd(&x, c, SCALE);
             assert_close(&format!("{name} {what}"), &read(&gpu, &y), &want_y, GPU_TOL);
-            assert_close(&format!("{name} dx {what}"), &read(&gpu, &dx), &bwd(&want_y, &dy, c, SCALE), GPU_TOL);
+            assert_close(
+                &format!("{name} dx {what}"),
+                &read(&gpu, &dx),
+                &bwd(&want_y, &dy, c, SCALE),
+                GPU_TOL,
+            );
         }
     }
 }
@@ -48,10 +83,24 @@ fn row_backward_rules_match_finite_differences() {
     for (r, c) in [(17, 33), (3, 300), (1, 1), (5, 2)] {
         let x = rng.vec(r * c);
         let g = rng.vec(r * c);
-        fd_check("l2", &x, &cpu::l2_normalize_backward(&x, &g, c), &g, |v| cpu::l2_normalize_forward(v, c));
+        fd_check("l2", &x, &cpu::l2_normalize_backward(&x, &g, c), &g, |v| {
+            cpu::l2_normalize_forward(v, c)
+        });
         let y = cpu::softmax_forward(&x, c, SCALE);
-        fd_check("softmax", &x, &cpu::softmax_backward(&y, &g, c, SCALE), &g, |v| cpu::softmax_forward(v, c, SCALE));
+        fd_check(
+            "softmax",
+            &x,
+            &cpu::softmax_backward(&y, &g, c, SCALE),
+            &g,
+            |v| cpu::softmax_forward(v, c, SCALE),
+        );
         let y = cpu::log_softmax_forward(&x, c, SCALE);
-        fd_check("log_softmax", &x, &cpu::log_softmax_backward(&y, &g, c, SCALE), &g, |v| cpu::log_softmax_forward(v, c, SCALE));
+        fd_check(
+            "log_softmax",
+            &x,
+            &cpu::log_softmax_backward(&y, &g, c, SCALE),
+            &g,
+            |v| cpu::log_softmax_forward(v, c, SCALE),
+        );
     }
 }

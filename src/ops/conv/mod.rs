@@ -32,8 +32,26 @@ pub struct Conv2dShape {
 
 impl Conv2dShape {
     /// A square kernel with equal stride and padding on both axes.
-    pub fn square(batch: usize, cin: usize, hw: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Self {
-        Conv2dShape { batch, cin, h: hw, w: hw, cout, kh: k, kw: k, stride: (stride, stride), pad: (pad, pad) }
+    pub fn square(
+        batch: usize,
+        cin: usize,
+        hw: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        Conv2dShape {
+            batch,
+            cin,
+            h: hw,
+            w: hw,
+            cout,
+            kh: k,
+            kw: k,
+            stride: (stride, stride),
+            pad: (pad, pad),
+        }
     }
     pub fn out_hw(&self) -> (usize, usize) {
         (
@@ -58,11 +76,18 @@ impl Conv2dShape {
 
     fn validate(&self) -> Result<()> {
         let s = self;
-        if [s.batch, s.cin, s.h, s.w, s.cout, s.kh, s.kw, s.stride.0, s.stride.1].contains(&0) {
+        if [
+            s.batch, s.cin, s.h, s.w, s.cout, s.kh, s.kw, s.stride.0, s.stride.1,
+        ]
+        .contains(&0)
+        {
             return shape_err("conv2d", format!("zero dimension or stride in {s:?}"));
         }
         if s.h + 2 * s.pad.0 < s.kh || s.w + 2 * s.pad.1 < s.kw {
-            return shape_err("conv2d", format!("kernel larger than the padded input in {s:?}"));
+            return shape_err(
+                "conv2d",
+                format!("kernel larger than the padded input in {s:?}"),
+            );
         }
         Ok(())
     }
@@ -70,8 +95,26 @@ impl Conv2dShape {
     fn params(&self) -> Result<Vec<u32>> {
         let (oh, ow) = self.out_hw();
         let v = [
-            0, 0, 0, 0, self.batch, self.cin, self.h, self.w, self.cout, self.kh, self.kw,
-            self.stride.0, self.stride.1, self.pad.0, self.pad.1, oh, ow, 0, 0, 0,
+            0,
+            0,
+            0,
+            0,
+            self.batch,
+            self.cin,
+            self.h,
+            self.w,
+            self.cout,
+            self.kh,
+            self.kw,
+            self.stride.0,
+            self.stride.1,
+            self.pad.0,
+            self.pad.1,
+            oh,
+            ow,
+            0,
+            0,
+            0,
         ];
         v.iter().map(|&x| to_u32("conv2d", x)).collect()
     }
@@ -82,7 +125,14 @@ fn loader(body: &str) -> String {
 }
 
 /// Y = conv2d(X, W).
-pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Vec<Dispatch>> {
+pub fn forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+    s: Conv2dShape,
+    variant: GemmVariant,
+) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_len("conv2d", "input", x, s.input_len())?;
     check_len("conv2d", "weight", w, s.weight_len())?;
@@ -94,11 +144,28 @@ pub fn forward(gpu: &Gpu, x: &Tensor, w: &Tensor, y: &Tensor, s: Conv2dShape, va
         k: to_u32("conv2d", s.cin * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm(gpu, "conv2d_forward", &loader(FORWARD), &[], s.params()?, &[x, w], y, &p, variant)
+    gemm(
+        gpu,
+        "conv2d_forward",
+        &loader(FORWARD),
+        &[],
+        s.params()?,
+        &[x, w],
+        y,
+        &p,
+        variant,
+    )
 }
 
 /// dX from dY and W.
-pub fn backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor, s: Conv2dShape, variant: GemmVariant) -> Result<Vec<Dispatch>> {
+pub fn backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    s: Conv2dShape,
+    variant: GemmVariant,
+) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
@@ -109,7 +176,17 @@ pub fn backward_input(gpu: &Gpu, dy: &Tensor, w: &Tensor, dx: &Tensor, s: Conv2d
         k: to_u32("conv2d", s.cout * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm(gpu, "conv2d_backward_input", &loader(BACKWARD_INPUT), &[], s.params()?, &[dy, w], dx, &p, variant)
+    gemm(
+        gpu,
+        "conv2d_backward_input",
+        &loader(BACKWARD_INPUT),
+        &[],
+        s.params()?,
+        &[dy, w],
+        dx,
+        &p,
+        variant,
+    )
 }
 
 /// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
@@ -147,14 +224,31 @@ pub fn backward_weight(
         k: to_u32("conv2d", s.batch * oh * ow)?,
         splits,
     };
-    gemm(gpu, "conv2d_backward_weight", &loader(BACKWARD_WEIGHT), &[], s.params()?, &[x, dy], dw, &p, variant)
+    gemm(
+        gpu,
+        "conv2d_backward_weight",
+        &loader(BACKWARD_WEIGHT),
+        &[],
+        s.params()?,
+        &[x, dy],
+        dw,
+        &p,
+        variant,
+    )
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
     for variant in GemmVariant::ALL {
-        for (name, body) in [("forward", FORWARD), ("backward_input", BACKWARD_INPUT), ("backward_weight", BACKWARD_WEIGHT)] {
-            v.push(KernelSource { name: format!("conv2d_{name}/{}", variant.name()), source: variant.source(&loader(body), &[]) });
+        for (name, body) in [
+            ("forward", FORWARD),
+            ("backward_input", BACKWARD_INPUT),
+            ("backward_weight", BACKWARD_WEIGHT),
+        ] {
+            v.push(KernelSource {
+                name: format!("conv2d_{name}/{}", variant.name()),
+                source: variant.source(&loader(body), &[]),
+            });
         }
     }
     v

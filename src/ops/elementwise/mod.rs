@@ -8,19 +8,42 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
 const KERNELS: [(&str, &str); 4] = [
-    ("relu_forward", include_str!("../../../shaders/elementwise/relu_forward.wgsl")),
-    ("relu_backward", include_str!("../../../shaders/elementwise/relu_backward.wgsl")),
+    (
+        "relu_forward",
+        include_str!("../../../shaders/elementwise/relu_forward.wgsl"),
+    ),
+    (
+        "relu_backward",
+        include_str!("../../../shaders/elementwise/relu_backward.wgsl"),
+    ),
     ("add", include_str!("../../../shaders/elementwise/add.wgsl")),
-    ("scale", include_str!("../../../shaders/elementwise/scale.wgsl")),
+    (
+        "scale",
+        include_str!("../../../shaders/elementwise/scale.wgsl"),
+    ),
 ];
 
-fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
+fn run(
+    gpu: &Gpu,
+    name: &'static str,
+    tensors: &[&Tensor],
+    alpha: f32,
+    beta: f32,
+) -> Result<Dispatch> {
     let len = tensors[0].len();
     for (i, t) in tensors.iter().enumerate() {
         check_len(name, &format!("operand {i}"), t, len)?;
     }
-    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    let pipeline = gpu.pipeline(&format!("elementwise/{name}"), || compose(&[COMMON, body], &[]), "main");
+    let body = KERNELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+        .expect("known kernel");
+    let pipeline = gpu.pipeline(
+        &format!("elementwise/{name}"),
+        || compose(&[COMMON, body], &[]),
+        "main",
+    );
     let params = [to_u32(name, len)?, 0, f(alpha), f(beta)];
     let grid = linear_grid(gpu, name, len.div_ceil(256) as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
@@ -35,7 +58,14 @@ pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<
 }
 
 /// C = alpha*A + beta*B (C must be a different tensor from A and B).
-pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
+pub fn add(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    alpha: f32,
+    beta: f32,
+) -> Result<Dispatch> {
     run(gpu, "add", &[a, b, c], alpha, beta)
 }
 
@@ -46,6 +76,9 @@ pub fn scale(gpu: &Gpu, x: &Tensor, y: &Tensor, alpha: f32) -> Result<Dispatch> 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     KERNELS
         .iter()
-        .map(|(n, b)| KernelSource { name: format!("elementwise/{n}"), source: compose(&[COMMON, b], &[]) })
+        .map(|(n, b)| KernelSource {
+            name: format!("elementwise/{n}"),
+            source: compose(&[COMMON, b], &[]),
+        })
         .collect()
 }

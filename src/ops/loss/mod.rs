@@ -14,28 +14,69 @@ const FORWARD: &str = include_str!("../../../shaders/loss/cross_entropy_forward.
 const BACKWARD: &str = include_str!("../../../shaders/loss/cross_entropy_backward.wgsl");
 
 /// Per-row losses into `loss` ([rows]).
-pub fn cross_entropy_forward(gpu: &Gpu, x: &Tensor, q: &Tensor, loss: &Tensor, rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
+pub fn cross_entropy_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    q: &Tensor,
+    loss: &Tensor,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+) -> Result<Dispatch> {
     const OP: &str = "cross_entropy";
     check_len(OP, "logits", x, rows * cols)?;
     check_len(OP, "targets", q, rows * cols)?;
     check_len(OP, "loss", loss, rows)?;
-    row_dispatch(gpu, "cross_entropy_forward", FORWARD, &[x, q, loss], rows, cols, scale, 0.0)
+    row_dispatch(
+        gpu,
+        "cross_entropy_forward",
+        FORWARD,
+        &[x, q, loss],
+        rows,
+        cols,
+        scale,
+        0.0,
+    )
 }
 
 /// dX from the per-row loss gradients `dloss` ([rows]).
 #[allow(clippy::too_many_arguments)]
-pub fn cross_entropy_backward(gpu: &Gpu, x: &Tensor, q: &Tensor, dloss: &Tensor, dx: &Tensor, rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
+pub fn cross_entropy_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    q: &Tensor,
+    dloss: &Tensor,
+    dx: &Tensor,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+) -> Result<Dispatch> {
     const OP: &str = "cross_entropy_backward";
     check_len(OP, "logits", x, rows * cols)?;
     check_len(OP, "targets", q, rows * cols)?;
     check_len(OP, "grad loss", dloss, rows)?;
     check_len(OP, "grad logits", dx, rows * cols)?;
-    row_dispatch(gpu, "cross_entropy_backward", BACKWARD, &[x, q, dloss, dx], rows, cols, scale, 0.0)
+    row_dispatch(
+        gpu,
+        "cross_entropy_backward",
+        BACKWARD,
+        &[x, q, dloss, dx],
+        rows,
+        cols,
+        scale,
+        0.0,
+    )
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [("cross_entropy_forward", FORWARD), ("cross_entropy_backward", BACKWARD)]
-        .iter()
-        .map(|(n, b)| KernelSource { name: format!("loss/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
-        .collect()
+    [
+        ("cross_entropy_forward", FORWARD),
+        ("cross_entropy_backward", BACKWARD),
+    ]
+    .iter()
+    .map(|(n, b)| KernelSource {
+        name: format!("loss/{n}"),
+        source: compose(&[REDUCE, COMMON, b], &[]),
+    })
+    .collect()
 }

@@ -23,18 +23,30 @@ pub enum GemmVariant {
 }
 
 impl GemmVariant {
-    /// The variant measured fastest for the adapter class (see benches/kernels.rs).
+    /// The variant measured fastest for the adapter class on large problems
+    /// (benches/kernels.rs on llvmpipe, 1024^3 matmul: 4x4 3.2, 8x8 6.2, 16x16 7.0 GFLOP/s).
     pub fn for_class(class: AdapterClass) -> Self {
         match class {
-            AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 8, tn: 8 },
+            AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 16, tn: 16 },
             AdapterClass::Gpu => GemmVariant::WorkgroupTiled,
+        }
+    }
+
+    /// The variant for an m x n output: on software adapters, outputs too small to give every
+    /// core a few 128x128 workgroups take 8x8 tiles (64x64 per workgroup) instead.
+    pub fn pick(class: AdapterClass, m: usize, n: usize) -> Self {
+        match class {
+            AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(128) < 8 => {
+                GemmVariant::RegisterTiled { tm: 8, tn: 8 }
+            }
+            _ => Self::for_class(class),
         }
     }
 
     /// Every variant the library selects somewhere; tests run each.
     pub const ALL: [GemmVariant; 3] = [
+        GemmVariant::RegisterTiled { tm: 16, tn: 16 },
         GemmVariant::RegisterTiled { tm: 8, tn: 8 },
-        GemmVariant::RegisterTiled { tm: 4, tn: 4 },
         GemmVariant::WorkgroupTiled,
     ];
 
@@ -91,8 +103,14 @@ impl GemmVariant {
             }
             GemmVariant::WorkgroupTiled => {
                 for i in 0..4 {
-                    body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * 16);
-                    body += &format!("            let b{i} = b_tile[kk * BN + lid.x + {}u];\n", i * 16);
+                    body += &format!(
+                        "            let a{i} = a_tile[kk * BM + lid.y + {}u];\n",
+                        i * 16
+                    );
+                    body += &format!(
+                        "            let b{i} = b_tile[kk * BN + lid.x + {}u];\n",
+                        i * 16
+                    );
                 }
                 for i in 0..4 {
                     for j in 0..4 {
@@ -134,7 +152,6 @@ pub(crate) struct GemmProblem {
     pub splits: u32,
 }
 
-
 /// The longest reduction one invocation runs: llvmpipe stops an invocation after 65535 loop
 /// iterations in total, so longer K is split (split-K slabs summed by a reduce pass).
 pub const MAX_K_CHUNK: u32 = 32768;
@@ -158,7 +175,10 @@ pub(crate) fn gemm(
     let k_chunk = p.k.div_ceil(splits);
     // Recount so no slab is empty.
     let splits = p.k.div_ceil(k_chunk);
-    let subs_key: Vec<String> = loader_subs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let subs_key: Vec<String> = loader_subs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let key = format!("{name}/{}/{}", variant.name(), subs_key.join(","));
     let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
     params[0] = p.m;
@@ -176,8 +196,19 @@ pub(crate) fn gemm(
     let slab = gpu.tensor(&format!("{name} split-K slab"), &[splits as usize, mn])?;
     tensors.push(&slab);
     let gemm = gpu.dispatch(&key, &pipeline, &params, &tensors, wg)?;
-    let mut sum = reduce::reduce_axis(gpu, &slab, out, 1, splits as usize, mn, reduce::ReduceOp::Sum)?;
-    let last = sum.pop().expect("reduce_axis returns at least one pass").keep(slab);
+    let mut sum = reduce::reduce_axis(
+        gpu,
+        &slab,
+        out,
+        1,
+        splits as usize,
+        mn,
+        reduce::ReduceOp::Sum,
+    )?;
+    let last = sum
+        .pop()
+        .expect("reduce_axis returns at least one pass")
+        .keep(slab);
     let mut passes = vec![gemm];
     passes.extend(sum);
     passes.push(last);
@@ -228,7 +259,17 @@ pub fn matmul(
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
-    gemm(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t], c, &p, variant)
+    gemm(
+        gpu,
+        "matmul",
+        DENSE,
+        &subs,
+        params,
+        &[a, b, bias_t],
+        c,
+        &p,
+        variant,
+    )
 }
 
 /// Gradients of C = op(A) op(B) + bias: writes dA and dB (stored like A and B) and the bias
@@ -260,7 +301,15 @@ pub fn matmul_backward(
     }
     if let Some(dbias) = dbias {
         check_len("matmul_backward", "dbias", dbias, s.n)?;
-        out.extend(reduce::reduce_axis(gpu, dc, dbias, 1, s.m, s.n, reduce::ReduceOp::Sum)?);
+        out.extend(reduce::reduce_axis(
+            gpu,
+            dc,
+            dbias,
+            1,
+            s.m,
+            s.n,
+            reduce::ReduceOp::Sum,
+        )?);
     }
     Ok(out)
 }
@@ -277,7 +326,13 @@ pub enum Operand {
 /// its operand is stored in.
 pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2] {
     let (m, n, k, ta, tb) = (s.m, s.n, s.k, s.trans_a, s.trans_b);
-    let shape = |m, n, k, trans_a, trans_b| MatmulShape { m, n, k, trans_a, trans_b };
+    let shape = |m, n, k, trans_a, trans_b| MatmulShape {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+    };
     let da = if !ta {
         // dA [m,k] = dC [m,n] . op(B)^T
         (Operand::DC, Operand::B, shape(m, k, n, false, !tb))

@@ -18,7 +18,14 @@ pub fn reduce_axis(x: &[f64], outer: usize, reduce: usize, inner: usize, op: Red
 }
 
 /// Gradient of sum / mean / norm w.r.t. X; max sends it to every element equal to the max.
-pub fn reduce_axis_backward(x: &[f64], dy: &[f64], outer: usize, reduce: usize, inner: usize, op: ReduceOp) -> Vec<f64> {
+pub fn reduce_axis_backward(
+    x: &[f64],
+    dy: &[f64],
+    outer: usize,
+    reduce: usize,
+    inner: usize,
+    op: ReduceOp,
+) -> Vec<f64> {
     let y = reduce_axis(x, outer, reduce, inner, op);
     let mut dx = vec![0.0; x.len()];
     for o in 0..outer {
@@ -30,7 +37,13 @@ pub fn reduce_axis_backward(x: &[f64], dy: &[f64], outer: usize, reduce: usize, 
                     ReduceOp::Sum => g,
                     ReduceOp::Mean => g / reduce as f64,
                     ReduceOp::Norm => g * x[at] / yv,
-                    ReduceOp::Max => if x[at] == yv { g } else { 0.0 },
+                    ReduceOp::Max => {
+                        if x[at] == yv {
+                            g
+                        } else {
+                            0.0
+                        }
+                    }
                 };
             }
         }

@@ -1,0 +1,103 @@
+//! Every WGSL module the library can create (all kernels, variants and specialisations) parses
+//! and validates with naga, and fits WebGPU's default limits: at most 16 KiB of workgroup
+//! memory, 256 invocations per workgroup and 8 storage buffers per stage. No GPU needed.
+use swav_wgpu::ops::all_kernel_sources;
+
+#[test]
+fn every_kernel_validates_and_fits_webgpu_default_limits() {
+    let limits = wgpu::Limits::defaults();
+    let sources = all_kernel_sources();
+    assert!(
+        sources.len() >= 30,
+        "expected every kernel, got {}",
+        sources.len()
+    );
+    let mut failures = Vec::new();
+    let (mut most_workgroup_bytes, mut most_storage) = (0, 0);
+    for k in &sources {
+        let module = match naga::front::wgsl::parse_str(&k.source) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(format!(
+                    "{}: parse error: {}",
+                    k.name,
+                    e.emit_to_string(&k.source)
+                ));
+                continue;
+            }
+        };
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module);
+        let info = match info {
+            Ok(i) => i,
+            Err(e) => {
+                failures.push(format!(
+                    "{}: validation error: {}",
+                    k.name,
+                    e.emit_to_string(&k.source)
+                ));
+                continue;
+            }
+        };
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("layout");
+        for (ep_index, ep) in module.entry_points.iter().enumerate() {
+            let invocations: u32 = ep.workgroup_size.iter().product();
+            if invocations > limits.max_compute_invocations_per_workgroup {
+                failures.push(format!(
+                    "{}: {} invocations per workgroup",
+                    k.name, invocations
+                ));
+            }
+            let ep_info = info.get_entry_point(ep_index);
+            let mut workgroup_bytes = 0u32;
+            let mut storage_buffers = 0u32;
+            for (handle, var) in module.global_variables.iter() {
+                if ep_info[handle].is_empty() {
+                    continue; // not used by this entry point
+                }
+                match var.space {
+                    naga::AddressSpace::WorkGroup => workgroup_bytes += layouter[var.ty].size,
+                    naga::AddressSpace::Storage { .. } => storage_buffers += 1,
+                    _ => {}
+                }
+            }
+            most_workgroup_bytes = most_workgroup_bytes.max(workgroup_bytes);
+            most_storage = most_storage.max(storage_buffers);
+            if workgroup_bytes > limits.max_compute_workgroup_storage_size {
+                failures.push(format!(
+                    "{}: {workgroup_bytes} bytes of workgroup memory",
+                    k.name
+                ));
+            }
+            if storage_buffers > limits.max_storage_buffers_per_shader_stage {
+                failures.push(format!("{}: {storage_buffers} storage buffers", k.name));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} kernel(s) fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // The counting itself works: the GEMM workgroup tiles take 2 x 4 KiB, batch-norm's
+    // backward binds exactly 8 storage buffers.
+    assert_eq!(most_workgroup_bytes, 8192);
+    assert_eq!(most_storage, 8);
+    println!("{} kernels validated", sources.len());
+}
+
+#[test]
+fn no_kernel_uses_float_atomics() {
+    for k in all_kernel_sources() {
+        assert!(
+            !k.source.contains("atomic<f32>"),
+            "{} uses float atomics, which browsers lack",
+            k.name
+        );
+    }
+}
