@@ -46,7 +46,6 @@ fn main() -> swav_wgpu::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     println!("adapter: {}", gpu.describe());
-    let default = GemmVariant::for_class(gpu.class);
     let variants: Vec<GemmVariant> = if let Some(t) =
         std::env::var("SWAV_BENCH_TILE").ok().and_then(|t| {
             let (a, b) = t.split_once('x')?;
@@ -56,10 +55,20 @@ fn main() -> swav_wgpu::Result<()> {
     } else if std::env::var_os("SWAV_BENCH_ALL_VARIANTS").is_some() {
         GemmVariant::ALL.to_vec()
     } else {
-        vec![default]
+        vec![]
+    };
+    let matmul_variants = if variants.is_empty() {
+        vec![GemmVariant::for_class(gpu.class)]
+    } else {
+        variants.clone()
+    };
+    let conv_variants = if variants.is_empty() {
+        vec![GemmVariant::for_conv(gpu.class)]
+    } else {
+        variants
     };
 
-    for &variant in &variants {
+    for &variant in &matmul_variants {
         let (m, n, k) = (1024, 1024, 1024);
         let (a, b, c) = (
             filled(&gpu, "a", m * k),
@@ -95,7 +104,7 @@ fn main() -> swav_wgpu::Result<()> {
         filled(&gpu, "dx", s.input_len()),
         filled(&gpu, "dw", s.weight_len()),
     );
-    for &variant in &variants {
+    for &variant in &conv_variants {
         let d = conv::forward(&gpu, &x, &w, &y, s, variant)?;
         report(
             "conv2d_forward",

@@ -15,6 +15,7 @@ use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
 const REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_register_tiled.wgsl");
 const WORKGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_workgroup_tiled.wgsl");
 const DENSE: &str = include_str!("../../../shaders/matmul/dense.wgsl");
+const DENSE_VEC4: &str = include_str!("../../../shaders/matmul/dense_vec4.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmVariant {
@@ -23,9 +24,19 @@ pub enum GemmVariant {
 }
 
 impl GemmVariant {
-    /// The variant measured fastest for the adapter class on large problems
-    /// (benches/kernels.rs on llvmpipe, 1024^3 matmul: 4x4 3.2, 8x8 6.2, 16x16 7.0 GFLOP/s).
+    /// The variant measured fastest for dense matmul on the adapter class, large problems
+    /// (llvmpipe, 1024^3, GFLOP/s: scalar loads 4x4 3.2, 8x8 6.2, 16x16 7.0; vec4 loads
+    /// 8x8 7.7, 8x16 8.5, 16x8 16.9, 32x8 14.0).
     pub fn for_class(class: AdapterClass) -> Self {
+        match class {
+            AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 16, tn: 8 },
+            AdapterClass::Gpu => GemmVariant::WorkgroupTiled,
+        }
+    }
+
+    /// The variant measured fastest for the implicit-GEMM convolutions (scalar gathers):
+    /// llvmpipe, N64 C64 K64 32x32 3x3 forward: 8x8 6.1, 16x8 4.8, 16x16 9.5 GFLOP/s.
+    pub fn for_conv(class: AdapterClass) -> Self {
         match class {
             AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 16, tn: 16 },
             AdapterClass::Gpu => GemmVariant::WorkgroupTiled,
@@ -33,10 +44,10 @@ impl GemmVariant {
     }
 
     /// The variant for an m x n output: on software adapters, outputs too small to give every
-    /// core a few 128x128 workgroups take 8x8 tiles (64x64 per workgroup) instead.
+    /// core a few full workgroups take 8x8 tiles (64x64 per workgroup) instead.
     pub fn pick(class: AdapterClass, m: usize, n: usize) -> Self {
         match class {
-            AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(128) < 8 => {
+            AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(64) < 8 => {
                 GemmVariant::RegisterTiled { tm: 8, tn: 8 }
             }
             _ => Self::for_class(class),
@@ -44,7 +55,8 @@ impl GemmVariant {
     }
 
     /// Every variant the library selects somewhere; tests run each.
-    pub const ALL: [GemmVariant; 3] = [
+    pub const ALL: [GemmVariant; 4] = [
+        GemmVariant::RegisterTiled { tm: 16, tn: 8 },
         GemmVariant::RegisterTiled { tm: 16, tn: 16 },
         GemmVariant::RegisterTiled { tm: 8, tn: 8 },
         GemmVariant::WorkgroupTiled,
@@ -165,37 +177,54 @@ pub(crate) fn gemm(
     name: &str,
     loader: &str,
     loader_subs: &[(&str, String)],
-    mut params: Vec<u32>,
+    params: Vec<u32>,
     inputs: &[&Tensor],
     out: &Tensor,
     p: &GemmProblem,
     variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
-    let splits = p.splits.max(p.k.div_ceil(MAX_K_CHUNK)).clamp(1, p.k.max(1));
-    let k_chunk = p.k.div_ceil(splits);
-    // Recount so no slab is empty.
-    let splits = p.k.div_ceil(k_chunk);
     let subs_key: Vec<String> = loader_subs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let key = format!("{name}/{}/{}", variant.name(), subs_key.join(","));
     let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
+    let tile = variant.workgroup_tile();
+    gemm_with_pipeline(gpu, &key, &pipeline, params, inputs, out, p, tile, 1)
+}
+
+/// Dispatches a GEMM pipeline whose workgroups cover `tile` (rows, cols) of C, with split-K
+/// slabs whose length is a multiple of `k_align`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_with_pipeline(
+    gpu: &Gpu,
+    key: &str,
+    pipeline: &wgpu::ComputePipeline,
+    mut params: Vec<u32>,
+    inputs: &[&Tensor],
+    out: &Tensor,
+    p: &GemmProblem,
+    (tile_m, tile_n): (u32, u32),
+    k_align: u32,
+) -> Result<Vec<Dispatch>> {
+    let splits = p.splits.max(p.k.div_ceil(MAX_K_CHUNK)).clamp(1, p.k.max(1));
+    let k_chunk = p.k.div_ceil(splits).div_ceil(k_align) * k_align;
+    // Recount so no slab is empty.
+    let splits = p.k.div_ceil(k_chunk);
     params[0] = p.m;
     params[1] = p.n;
     params[2] = p.k;
     params[3] = k_chunk;
-    let (tile_m, tile_n) = variant.workgroup_tile();
     let wg = [p.n.div_ceil(tile_n), p.m.div_ceil(tile_m), splits];
     let mut tensors = inputs.to_vec();
     if splits == 1 {
         tensors.push(out);
-        return Ok(vec![gpu.dispatch(&key, &pipeline, &params, &tensors, wg)?]);
+        return Ok(vec![gpu.dispatch(key, pipeline, &params, &tensors, wg)?]);
     }
     let mn = p.m as usize * p.n as usize;
-    let slab = gpu.tensor(&format!("{name} split-K slab"), &[splits as usize, mn])?;
+    let slab = gpu.tensor(&format!("{key} split-K slab"), &[splits as usize, mn])?;
     tensors.push(&slab);
-    let gemm = gpu.dispatch(&key, &pipeline, &params, &tensors, wg)?;
+    let gemm = gpu.dispatch(key, pipeline, &params, &tensors, wg)?;
     let mut sum = reduce::reduce_axis(
         gpu,
         &slab,
@@ -213,6 +242,52 @@ pub(crate) fn gemm(
     passes.extend(sum);
     passes.push(last);
     Ok(passes)
+}
+
+/// The vec4 dense kernel with its tile unrolled: tm rows x tn columns (tn a multiple of 4).
+fn dense_vec4_source(tm: u32, tn: u32) -> String {
+    let tnv = tn / 4;
+    let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
+    for i in 0..tm {
+        setup += &format!("    let ra{i} = min(row0 + {i}u, P.m - 1u) * k4;\n");
+    }
+    for j in 0..tnv {
+        setup += &format!("    let cb{j} = min(col0 / 4u + {j}u, n4 - 1u);\n");
+    }
+    for i in 0..tm {
+        for j in 0..tnv {
+            setup += &format!("    var acc{i}_{j} = vec4<f32>(0.0);\n");
+            store += &format!(
+                "    store(split, row0 + {i}u, col0 + {}u, acc{i}_{j});\n",
+                4 * j
+            );
+        }
+    }
+    for i in 0..tm {
+        body += &format!("        let a{i} = A[ra{i} + k];\n");
+    }
+    for kk in 0..4 {
+        for j in 0..tnv {
+            body += &format!("        let b{kk}_{j} = B[(4u * k + {kk}u) * n4 + cb{j}];\n");
+        }
+        for i in 0..tm {
+            for j in 0..tnv {
+                body += &format!(
+                    "        acc{i}_{j} = fma(vec4<f32>(a{i}[{kk}]), b{kk}_{j}, acc{i}_{j});\n"
+                );
+            }
+        }
+    }
+    compose(
+        &[DENSE_VEC4],
+        &[
+            ("TM", tm.to_string()),
+            ("TN", tn.to_string()),
+            ("SETUP", setup),
+            ("BODY", body),
+            ("STORE", store),
+        ],
+    )
 }
 
 /// Shape of C = op(A) op(B): C is m x n, reduction length k. A is stored [m,k] (or [k,m] when
@@ -259,6 +334,23 @@ pub fn matmul(
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
+    if let GemmVariant::RegisterTiled { tm, tn } = variant {
+        if !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) && tn.is_multiple_of(4) {
+            let key = format!("matmul_vec4/{tm}x{tn}");
+            let pipeline = gpu.pipeline(&key, || dense_vec4_source(tm, tn), "main");
+            return gemm_with_pipeline(
+                gpu,
+                &key,
+                &pipeline,
+                params,
+                &[a, b, bias_t],
+                c,
+                &p,
+                (8 * tm, 8 * tn),
+                4,
+            );
+        }
+    }
     gemm(
         gpu,
         "matmul",
@@ -352,6 +444,14 @@ pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2]
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
+    for variant in GemmVariant::ALL {
+        if let GemmVariant::RegisterTiled { tm, tn } = variant {
+            v.push(KernelSource {
+                name: format!("matmul_vec4/{tm}x{tn}"),
+                source: dense_vec4_source(tm, tn),
+            });
+        }
+    }
     for variant in GemmVariant::ALL {
         for ta in [false, true] {
             for tb in [false, true] {
