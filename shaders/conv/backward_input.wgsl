@@ -5,6 +5,8 @@
 @group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read_write> DX: array<f32>;
 
+const UNIT_STRIDE: bool = {{UNIT_STRIDE}};
+
 alias RowCtx = u32; // c * KH*KW
 struct KCtx { w_off: u32, dy_off: u32, r: i32, s: i32 }
 struct ColCtx { base: u32, yp: i32, xp: i32 }
@@ -31,23 +33,23 @@ fn col_ctx(n: u32) -> ColCtx {
 
 fn a_at(row: RowCtx, kc: KCtx) -> f32 { return W[kc.w_off + row]; }
 
+// Branch-free: a select over a clamped (always in-bounds) load, see forward.wgsl.
 fn b_at(kc: KCtx, col: ColCtx) -> f32 {
     var oy = col.yp - kc.r;
     var ox = col.xp - kc.s;
-    if (oy < 0 || ox < 0) {
-        return 0.0;
+    var inside = (oy >= 0) & (ox >= 0);
+    // UNIT_STRIDE is fixed per pipeline, so this branch is resolved at compile time: the
+    // integer divisions inside cost more than the whole GEMM on software adapters.
+    if (!UNIT_STRIDE) {
+        let sy = i32(P.sh);
+        let sx = i32(P.sw);
+        inside = inside & (oy % sy == 0) & (ox % sx == 0);
+        oy = oy / sy;
+        ox = ox / sx;
     }
-    if (P.sh != 1u || P.sw != 1u) {
-        if (u32(oy) % P.sh != 0u || u32(ox) % P.sw != 0u) {
-            return 0.0;
-        }
-        oy = oy / i32(P.sh);
-        ox = ox / i32(P.sw);
-    }
-    if (oy >= i32(P.oh) || ox >= i32(P.ow)) {
-        return 0.0;
-    }
-    return DY[col.base + kc.dy_off + u32(oy) * P.ow + u32(ox)];
+    inside = inside & (oy < i32(P.oh)) & (ox < i32(P.ow));
+    let at = u32(clamp(oy, 0, i32(P.oh) - 1)) * P.ow + u32(clamp(ox, 0, i32(P.ow) - 1));
+    return select(0.0, DY[col.base + kc.dy_off + at], inside);
 }
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {

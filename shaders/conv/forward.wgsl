@@ -30,13 +30,14 @@ fn col_ctx(n: u32) -> ColCtx {
 
 fn a_at(row: RowCtx, kc: KCtx) -> f32 { return W[row + kc.k]; }
 
+// Branch-free: software adapters run a data-dependent branch as masked vector code, so the
+// padding test is a select over a clamped (always in-bounds) load.
 fn b_at(kc: KCtx, col: ColCtx) -> f32 {
     let iy = col.iy0 + kc.r;
     let ix = col.ix0 + kc.s;
-    if (iy < 0 || iy >= i32(P.h) || ix < 0 || ix >= i32(P.w)) {
-        return 0.0;
-    }
-    return X[col.base + kc.c_off + u32(iy) * P.w + u32(ix)];
+    let inside = (iy >= 0) & (iy < i32(P.h)) & (ix >= 0) & (ix < i32(P.w));
+    let at = u32(clamp(iy, 0, i32(P.h) - 1)) * P.w + u32(clamp(ix, 0, i32(P.w) - 1));
+    return select(0.0, X[col.base + kc.c_off + at], inside);
 }
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {

@@ -180,7 +180,7 @@ pub fn backward_input(
         gpu,
         "conv2d_backward_input",
         &loader(BACKWARD_INPUT),
-        &[],
+        &[("UNIT_STRIDE", (s.stride == (1, 1)).to_string())],
         s.params()?,
         &[dy, w],
         dx,
@@ -240,14 +240,16 @@ pub fn backward_weight(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
     for variant in GemmVariant::ALL {
-        for (name, body) in [
-            ("forward", FORWARD),
-            ("backward_input", BACKWARD_INPUT),
-            ("backward_weight", BACKWARD_WEIGHT),
-        ] {
+        for (name, body) in [("forward", FORWARD), ("backward_weight", BACKWARD_WEIGHT)] {
             v.push(KernelSource {
                 name: format!("conv2d_{name}/{}", variant.name()),
                 source: variant.source(&loader(body), &[]),
+            });
+        }
+        for unit in [false, true] {
+            v.push(KernelSource {
+                name: format!("conv2d_backward_input/{}/unit_stride={unit}", variant.name()),
+                source: variant.source(&loader(BACKWARD_INPUT), &[("UNIT_STRIDE", unit.to_string())]),
             });
         }
     }
