@@ -248,8 +248,14 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
         }
         for unit in [false, true] {
             v.push(KernelSource {
-                name: format!("conv2d_backward_input/{}/unit_stride={unit}", variant.name()),
-                source: variant.source(&loader(BACKWARD_INPUT), &[("UNIT_STRIDE", unit.to_string())]),
+                name: format!(
+                    "conv2d_backward_input/{}/unit_stride={unit}",
+                    variant.name()
+                ),
+                source: variant.source(
+                    &loader(BACKWARD_INPUT),
+                    &[("UNIT_STRIDE", unit.to_string())],
+                ),
             });
         }
     }

@@ -335,7 +335,12 @@ pub fn matmul(
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
     if let GemmVariant::RegisterTiled { tm, tn } = variant {
-        if !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) && tn.is_multiple_of(4) {
+        if !s.trans_a
+            && !s.trans_b
+            && s.k.is_multiple_of(4)
+            && s.n.is_multiple_of(4)
+            && tn.is_multiple_of(4)
+        {
             let key = format!("matmul_vec4/{tm}x{tn}");
             let pipeline = gpu.pipeline(&key, || dense_vec4_source(tm, tn), "main");
             return gemm_with_pipeline(
