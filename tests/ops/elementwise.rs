@@ -100,3 +100,28 @@ fn elementwise_rejects_mismatched_lengths() {
     let b = gpu.tensor_filled("b", &[6], 0.0).unwrap();
     assert!(elementwise::relu_forward(&gpu, &a, &b).is_err());
 }
+
+#[test]
+fn fill_and_copy_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(33);
+    for (n, src, dst, len) in [(17, 3, 5, 9), (70_001, 0, 1000, 69_001), (1, 0, 0, 1)] {
+        let x = rng.vec_f32(n);
+        let tx = upload(&gpu, "x", &x);
+        let y = nan_tensor(&gpu, "y", n);
+        run(&gpu, &[elementwise::fill(&gpu, &y, 0.5).unwrap()]);
+        assert_close("fill", &read(&gpu, &y), &vec![0.5; n], GPU_TOL);
+        run(
+            &gpu,
+            &[elementwise::copy(&gpu, &tx, &y, src, dst, len).unwrap()],
+        );
+        let mut want = vec![0.5; n];
+        cpu::copy(&x, &mut want, src, dst, len);
+        assert_close("copy", &read(&gpu, &y), &want, GPU_TOL);
+    }
+    let a = gpu.tensor_filled("a", &[4], 0.0).unwrap();
+    assert!(
+        elementwise::copy(&gpu, &a, &a, 2, 0, 3).is_err(),
+        "out-of-range copy must be refused"
+    );
+}

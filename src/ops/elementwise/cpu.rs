@@ -29,3 +29,8 @@ pub fn add_backward(dc: &[f64], alpha: f64, beta: f64) -> (Vec<f64>, Vec<f64>) {
 pub fn scale(x: &[f64], alpha: f64) -> Vec<f64> {
     x.iter().map(|v| alpha * v).collect()
 }
+
+/// Y[dst..dst+len] = X[src..src+len]; the rest of Y is left as given.
+pub fn copy(x: &[f64], y: &mut [f64], src_offset: usize, dst_offset: usize, len: usize) {
+    y[dst_offset..dst_offset + len].copy_from_slice(&x[src_offset..src_offset + len]);
+}

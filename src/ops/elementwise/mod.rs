@@ -7,7 +7,12 @@ use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
-const KERNELS: [(&str, &str); 4] = [
+const COPY: &str = include_str!("../../../shaders/elementwise/copy.wgsl");
+const KERNELS: [(&str, &str); 5] = [
+    (
+        "fill",
+        include_str!("../../../shaders/elementwise/fill.wgsl"),
+    ),
     (
         "relu_forward",
         include_str!("../../../shaders/elementwise/relu_forward.wgsl"),
@@ -73,12 +78,53 @@ pub fn scale(gpu: &Gpu, x: &Tensor, y: &Tensor, alpha: f32) -> Result<Dispatch> 
     run(gpu, "scale", &[x, y], alpha, 0.0)
 }
 
+/// Y = value everywhere.
+pub fn fill(gpu: &Gpu, y: &Tensor, value: f32) -> Result<Dispatch> {
+    run(gpu, "fill", &[y], value, 0.0)
+}
+
+/// Y[dst_offset .. dst_offset+len] = X[src_offset .. src_offset+len].
+pub fn copy(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    src_offset: usize,
+    dst_offset: usize,
+    len: usize,
+) -> Result<Dispatch> {
+    const OP: &str = "copy";
+    if len == 0 || src_offset + len > x.len() || dst_offset + len > y.len() {
+        return Err(crate::Error::Shape {
+            op: OP,
+            detail: format!(
+                "copy of {len} from offset {src_offset} of {:?} to offset {dst_offset} of {:?}",
+                x.shape(),
+                y.shape()
+            ),
+        });
+    }
+    let pipeline = gpu.pipeline("elementwise/copy", || COPY.to_string(), "main");
+    let params = [
+        to_u32(OP, len)?,
+        to_u32(OP, src_offset)?,
+        to_u32(OP, dst_offset)?,
+        0,
+    ];
+    let grid = linear_grid(gpu, OP, len.div_ceil(256) as u64)?;
+    gpu.dispatch(OP, &pipeline, &params, &[x, y], grid)
+}
+
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    KERNELS
+    let mut v: Vec<KernelSource> = KERNELS
         .iter()
         .map(|(n, b)| KernelSource {
             name: format!("elementwise/{n}"),
             source: compose(&[COMMON, b], &[]),
         })
-        .collect()
+        .collect();
+    v.push(KernelSource {
+        name: "elementwise/copy".into(),
+        source: COPY.into(),
+    });
+    v
 }
