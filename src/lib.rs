@@ -5,6 +5,9 @@
 //! per op family: dispatch + backward rule + CPU reference; WGSL in `shaders/<family>/`).
 pub mod error;
 pub mod gpu;
+pub mod graph;
+pub mod io;
+pub mod model;
 pub mod ops;
 
 pub use error::{Error, Result};

@@ -79,6 +79,8 @@ pub struct Gpu {
     pub class: AdapterClass,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pub(crate) pool: Pool,
+    /// Readback buffers by size, reused so a replayed step creates no GPU objects.
+    staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     pub counters: Arc<Counters>,
 }
 
@@ -169,6 +171,7 @@ impl Gpu {
             class,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(HashMap::new())),
+            staging: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
         }))
     }
@@ -302,12 +305,24 @@ impl Gpu {
     /// Copies a tensor back to the CPU. Awaits the map on wasm, polls on native.
     pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
         let bytes = t.bytes();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let cached = self
+            .staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&bytes)
+            .and_then(|v| v.pop());
+        let staging = match cached {
+            Some(b) => b,
+            None => {
+                self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -333,6 +348,12 @@ impl Gpu {
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
+        self.staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(bytes)
+            .or_default()
+            .push(staging);
         Ok(out)
     }
 

@@ -34,6 +34,10 @@ impl Dispatch {
     pub fn workgroups(&self) -> [u32; 3] {
         self.workgroups
     }
+    /// Bytes of the temporaries this dispatch owns.
+    pub fn owned_bytes(&self) -> u64 {
+        self.owned.iter().map(|t| t.bytes()).sum()
+    }
     /// Ties a temporary tensor's lifetime to this dispatch.
     pub fn keep(mut self, t: Tensor) -> Self {
         self.owned.push(t);

@@ -8,7 +8,8 @@ use crate::gpu::context::{Gpu, Pool};
 pub struct Tensor {
     buffer: Option<wgpu::Buffer>,
     shape: Vec<usize>,
-    pool: Pool,
+    /// Where the buffer goes back on drop; `None` for views, which do not own their buffer.
+    pool: Option<Pool>,
 }
 
 impl Tensor {
@@ -24,6 +25,23 @@ impl Tensor {
     pub fn bytes(&self) -> u64 {
         self.len() as u64 * 4
     }
+    /// Another tensor over the first `shape`-many elements of the same buffer (the graph
+    /// executor's memory plan places several tensors in one buffer over time).
+    pub fn view(&self, shape: &[usize]) -> Result<Tensor> {
+        let elems: usize = shape.iter().product();
+        let capacity = (self.buffer().size() / 4) as usize;
+        if elems == 0 || elems > capacity {
+            return Err(Error::Invalid(format!(
+                "view of shape {shape:?} does not fit a buffer of {capacity} elements"
+            )));
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            pool: None,
+        })
+    }
+
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.buffer
             .as_ref()
@@ -41,9 +59,9 @@ impl Tensor {
 
 impl Drop for Tensor {
     fn drop(&mut self) {
-        if let Some(b) = self.buffer.take() {
+        if let (Some(b), Some(pool)) = (self.buffer.take(), &self.pool) {
             let size = b.size();
-            if let Ok(mut pool) = self.pool.lock() {
+            if let Ok(mut pool) = pool.lock() {
                 pool.entry(size).or_default().push(b);
             }
         }
@@ -78,7 +96,7 @@ impl Gpu {
         Ok(Tensor {
             buffer: Some(self.storage_buffer(bytes, self.limits.max_buffer_size)),
             shape: shape.to_vec(),
-            pool: Arc::clone(&self.pool),
+            pool: Some(Arc::clone(&self.pool)),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Every kernel, forward and backward, against its f64 CPU reference on several shapes
 //! (ragged ones included), with NaN-prefilled outputs; every backward rule against finite
 //! differences. One test binary for all op families (one wgpu link, one shared device).
+#[path = "../common/mod.rs"]
 mod common;
 
 mod batchnorm;

@@ -123,7 +123,18 @@ pub fn read(gpu: &Gpu, t: &Tensor) -> Vec<f64> {
 /// (f(x-2h) - 8f(x-h) + 8f(x+h) - f(x+2h)) / 12h, differencing outputs elementwise before
 /// weighting so large loss values do not cancel away the digits.
 pub fn fd_check(what: &str, x: &[f64], grad: &[f64], w: &[f64], f: impl Fn(&[f64]) -> Vec<f64>) {
-    let h = 1e-4;
+    fd_check_h(what, x, grad, w, 1e-4, f)
+}
+
+/// `fd_check` with step `h` (small steps for losses with ReLU kinks inside).
+pub fn fd_check_h(
+    what: &str,
+    x: &[f64],
+    grad: &[f64],
+    w: &[f64],
+    h: f64,
+    f: impl Fn(&[f64]) -> Vec<f64>,
+) {
     let n = x.len();
     let stride = (n / 64).max(1);
     let mut fd = Vec::new();

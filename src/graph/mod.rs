@@ -1,0 +1,825 @@
+//! The static graph: tensors and ops recorded once, differentiated once (`backward`), then
+//! either compiled into a GPU plan that is replayed every step (`plan`) or interpreted on the
+//! CPU with the f64 references (`cpu`).
+//!
+//! Tensors are single-assignment: every op writes new tensors, except batch-norm, which also
+//! updates its running statistics (persistent buffers) in place, in op order.
+pub mod autodiff;
+pub mod cpu;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{Error, Result};
+use crate::ops::batchnorm::BatchNormShape;
+use crate::ops::conv::Conv2dShape;
+use crate::ops::matmul::MatmulShape;
+use crate::ops::pool::PoolShape;
+use crate::ops::reduce::ReduceOp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Written from the CPU before each step (images, targets).
+    Input,
+    /// Trained: gets a gradient from `backward`.
+    Parameter,
+    /// Persistent state that is not trained (batch-norm running statistics).
+    Buffer,
+    /// Fixed data uploaded once at compile time.
+    Constant,
+    /// Produced by an op; recycled once its last reader has run unless `keep` is set.
+    Activation,
+}
+
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: Kind,
+    /// Gradients flow to it (parameters, and inputs that ask for it).
+    pub requires_grad: bool,
+    /// Persist after the step so it can be read (losses, gradients, named outputs).
+    pub keep: bool,
+}
+
+impl TensorInfo {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn bytes(&self) -> u64 {
+        self.len() as u64 * 4
+    }
+    pub fn persistent(&self) -> bool {
+        self.keep || self.kind != Kind::Activation
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKind {
+    L2Normalize,
+    Softmax,
+    LogSoftmax,
+}
+
+/// Every op the executor knows, forward and backward. Fields name tensors by id.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Conv2d {
+        x: TensorId,
+        w: TensorId,
+        y: TensorId,
+        s: Conv2dShape,
+    },
+    Conv2dBackwardInput {
+        dy: TensorId,
+        w: TensorId,
+        dx: TensorId,
+        s: Conv2dShape,
+    },
+    Conv2dBackwardWeight {
+        x: TensorId,
+        dy: TensorId,
+        dw: TensorId,
+        s: Conv2dShape,
+    },
+    /// Training mode writes the batch statistics to `mean`/`var` (kept for backward) and
+    /// updates the running ones; eval mode (`stats` None) normalises with the running ones.
+    BatchNorm {
+        x: TensorId,
+        gamma: TensorId,
+        beta: TensorId,
+        running_mean: TensorId,
+        running_var: TensorId,
+        stats: Option<(TensorId, TensorId)>,
+        y: TensorId,
+        s: BatchNormShape,
+    },
+    BatchNormBackward {
+        x: TensorId,
+        dy: TensorId,
+        mean: TensorId,
+        var: TensorId,
+        gamma: TensorId,
+        dgamma: TensorId,
+        dbeta: TensorId,
+        dx: TensorId,
+        s: BatchNormShape,
+        training: bool,
+    },
+    Relu {
+        x: TensorId,
+        y: TensorId,
+    },
+    ReluBackward {
+        x: TensorId,
+        dy: TensorId,
+        dx: TensorId,
+    },
+    /// c = alpha * a + beta * b
+    Add {
+        a: TensorId,
+        b: TensorId,
+        c: TensorId,
+        alpha: f32,
+        beta: f32,
+    },
+    Scale {
+        x: TensorId,
+        y: TensorId,
+        alpha: f32,
+    },
+    Fill {
+        y: TensorId,
+        value: f32,
+    },
+    MaxPool {
+        x: TensorId,
+        y: TensorId,
+        argmax: TensorId,
+        s: PoolShape,
+    },
+    MaxPoolBackward {
+        dy: TensorId,
+        argmax: TensorId,
+        dx: TensorId,
+        s: PoolShape,
+    },
+    /// y[o, i] = op over r of x[o, r, i]
+    Reduce {
+        x: TensorId,
+        y: TensorId,
+        dims: [usize; 3],
+        op: ReduceOp,
+    },
+    ReduceBackward {
+        x: TensorId,
+        y: TensorId,
+        dy: TensorId,
+        dx: TensorId,
+        dims: [usize; 3],
+        op: ReduceOp,
+    },
+    Matmul {
+        a: TensorId,
+        b: TensorId,
+        bias: Option<TensorId>,
+        c: TensorId,
+        s: MatmulShape,
+    },
+    /// Row-wise op over [rows, cols] with `scale` (softmax(scale * x), ...).
+    Rows {
+        kind: RowKind,
+        x: TensorId,
+        y: TensorId,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+    },
+    /// `src` is the forward input for L2Normalize, the forward output for the softmaxes.
+    RowsBackward {
+        kind: RowKind,
+        src: TensorId,
+        dy: TensorId,
+        dx: TensorId,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+    },
+    CrossEntropy {
+        x: TensorId,
+        q: TensorId,
+        loss: TensorId,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+    },
+    CrossEntropyBackward {
+        x: TensorId,
+        q: TensorId,
+        dloss: TensorId,
+        dx: TensorId,
+        rows: usize,
+        cols: usize,
+        scale: f32,
+    },
+    /// y = the xs one after another (concatenation along the first axis).
+    Concat {
+        xs: Vec<TensorId>,
+        y: TensorId,
+    },
+    /// y = x[offset .. offset + len(y)] (a range of rows).
+    Slice {
+        x: TensorId,
+        y: TensorId,
+        offset: usize,
+    },
+    /// dx = 0 except dx[offset .. offset + len(dy)] = dy.
+    SliceBackward {
+        dy: TensorId,
+        dx: TensorId,
+        offset: usize,
+    },
+}
+
+impl Op {
+    /// Tensors the op reads.
+    pub fn inputs(&self) -> Vec<TensorId> {
+        use Op::*;
+        match self {
+            Conv2d { x, w, .. } => vec![*x, *w],
+            Conv2dBackwardInput { dy, w, .. } => vec![*dy, *w],
+            Conv2dBackwardWeight { x, dy, .. } => vec![*x, *dy],
+            BatchNorm {
+                x,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+                ..
+            } => vec![*x, *gamma, *beta, *running_mean, *running_var],
+            BatchNormBackward {
+                x,
+                dy,
+                mean,
+                var,
+                gamma,
+                ..
+            } => vec![*x, *dy, *mean, *var, *gamma],
+            Relu { x, .. } => vec![*x],
+            ReluBackward { x, dy, .. } => vec![*x, *dy],
+            Add { a, b, .. } => vec![*a, *b],
+            Scale { x, .. } => vec![*x],
+            Fill { .. } => vec![],
+            MaxPool { x, .. } => vec![*x],
+            MaxPoolBackward { dy, argmax, .. } => vec![*dy, *argmax],
+            Reduce { x, .. } => vec![*x],
+            ReduceBackward { x, y, dy, .. } => vec![*x, *y, *dy],
+            Matmul { a, b, bias, .. } => {
+                [Some(*a), Some(*b), *bias].into_iter().flatten().collect()
+            }
+            Rows { x, .. } => vec![*x],
+            RowsBackward { src, dy, .. } => vec![*src, *dy],
+            CrossEntropy { x, q, .. } => vec![*x, *q],
+            CrossEntropyBackward { x, q, dloss, .. } => vec![*x, *q, *dloss],
+            Concat { xs, .. } => xs.clone(),
+            Slice { x, .. } => vec![*x],
+            SliceBackward { dy, .. } => vec![*dy],
+        }
+    }
+
+    /// Tensors the op writes (batch-norm's in-place running statistics are not listed).
+    pub fn outputs(&self) -> Vec<TensorId> {
+        use Op::*;
+        match self {
+            Conv2d { y, .. } => vec![*y],
+            Conv2dBackwardInput { dx, .. } => vec![*dx],
+            Conv2dBackwardWeight { dw, .. } => vec![*dw],
+            BatchNorm { stats, y, .. } => match stats {
+                Some((m, v)) => vec![*y, *m, *v],
+                None => vec![*y],
+            },
+            BatchNormBackward {
+                dgamma, dbeta, dx, ..
+            } => vec![*dgamma, *dbeta, *dx],
+            Relu { y, .. } => vec![*y],
+            ReluBackward { dx, .. } => vec![*dx],
+            Add { c, .. } => vec![*c],
+            Scale { y, .. } => vec![*y],
+            Fill { y, .. } => vec![*y],
+            MaxPool { y, argmax, .. } => vec![*y, *argmax],
+            MaxPoolBackward { dx, .. } => vec![*dx],
+            Reduce { y, .. } => vec![*y],
+            ReduceBackward { dx, .. } => vec![*dx],
+            Matmul { c, .. } => vec![*c],
+            Rows { y, .. } => vec![*y],
+            RowsBackward { dx, .. } => vec![*dx],
+            CrossEntropy { loss, .. } => vec![*loss],
+            CrossEntropyBackward { dx, .. } => vec![*dx],
+            Concat { y, .. } => vec![*y],
+            Slice { y, .. } => vec![*y],
+            SliceBackward { dx, .. } => vec![*dx],
+        }
+    }
+}
+
+/// A recorded model. Build it with the methods below (each checks shapes and returns the new
+/// tensor), call `backward` once, then `plan::Plan::compile` or `cpu::run`.
+#[derive(Default, Clone)]
+pub struct Graph {
+    pub tensors: Vec<TensorInfo>,
+    pub ops: Vec<Op>,
+    pub constants: HashMap<TensorId, Vec<f32>>,
+    /// parameter (or input) -> its gradient, filled by `backward`.
+    pub grads: BTreeMap<TensorId, TensorId>,
+    /// Number of forward ops (the backward ops follow them).
+    pub forward_len: usize,
+    names: HashMap<String, TensorId>,
+}
+
+fn shape_error<T>(op: &'static str, detail: String) -> Result<T> {
+    Err(Error::Shape { op, detail })
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn info(&self, t: TensorId) -> &TensorInfo {
+        &self.tensors[t.0]
+    }
+
+    pub fn shape(&self, t: TensorId) -> &[usize] {
+        &self.tensors[t.0].shape
+    }
+
+    /// The tensor registered under `name` (inputs, parameters, buffers, named outputs).
+    pub fn by_name(&self, name: &str) -> Option<TensorId> {
+        self.names.get(name).copied()
+    }
+
+    /// Named tensors of a kind, sorted by name.
+    pub fn named(&self, kind: Kind) -> Vec<(String, TensorId)> {
+        let mut v: Vec<(String, TensorId)> = self
+            .names
+            .iter()
+            .filter(|(_, t)| self.info(**t).kind == kind)
+            .map(|(n, t)| (n.clone(), *t))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn add_tensor(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        kind: Kind,
+        requires_grad: bool,
+    ) -> TensorId {
+        let id = TensorId(self.tensors.len());
+        self.tensors.push(TensorInfo {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            kind,
+            requires_grad,
+            keep: false,
+        });
+        id
+    }
+
+    fn named_tensor(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        kind: Kind,
+        requires_grad: bool,
+    ) -> Result<TensorId> {
+        if let Some(&t) = self.names.get(name) {
+            let info = self.info(t);
+            if info.shape != shape || info.kind != kind {
+                return Err(Error::Invalid(format!(
+                    "tensor '{name}' already exists as {:?} {:?}, asked for {kind:?} {shape:?}",
+                    info.kind, info.shape
+                )));
+            }
+            return Ok(t);
+        }
+        let t = self.add_tensor(name, shape, kind, requires_grad);
+        self.names.insert(name.to_string(), t);
+        Ok(t)
+    }
+
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        self.named_tensor(name, shape, Kind::Input, false)
+    }
+
+    /// An input that gets a gradient (for tests of whole-graph backward).
+    pub fn input_with_grad(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        self.named_tensor(name, shape, Kind::Input, true)
+    }
+
+    /// A trained parameter; asking again for the same name returns the same tensor (so two
+    /// multi-crop groups share one backbone).
+    pub fn parameter(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        self.named_tensor(name, shape, Kind::Parameter, true)
+    }
+
+    pub fn buffer(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        self.named_tensor(name, shape, Kind::Buffer, false)
+    }
+
+    pub fn constant(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<TensorId> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return shape_error(
+                "constant",
+                format!("'{name}' shape {shape:?} with {} values", data.len()),
+            );
+        }
+        let t = self.add_tensor(name, shape, Kind::Constant, false);
+        self.constants.insert(t, data);
+        Ok(t)
+    }
+
+    /// Marks a tensor to persist after each step and registers it under `name` for reading.
+    pub fn keep(&mut self, t: TensorId, name: &str) {
+        self.tensors[t.0].keep = true;
+        self.names.entry(name.to_string()).or_insert(t);
+    }
+
+    fn activation(&mut self, name: &str, shape: &[usize], inputs: &[TensorId]) -> TensorId {
+        let requires_grad = inputs.iter().any(|t| self.info(*t).requires_grad);
+        self.add_tensor(name, shape, Kind::Activation, requires_grad)
+    }
+
+    pub(crate) fn push(&mut self, op: Op) {
+        self.ops.push(op);
+        self.forward_len = self.ops.len();
+    }
+
+    // ---- forward ops -------------------------------------------------------------------
+
+    /// NCHW convolution, weights [Cout, Cin, KH, KW], no bias.
+    pub fn conv2d(
+        &mut self,
+        x: TensorId,
+        w: TensorId,
+        stride: usize,
+        pad: usize,
+    ) -> Result<TensorId> {
+        let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
+        if xs.len() != 4 || ws.len() != 4 || xs[1] != ws[1] {
+            return shape_error(
+                "conv2d",
+                format!("input {xs:?} and weight {ws:?} (need [N,C,H,W] and [K,C,kh,kw])"),
+            );
+        }
+        let s = Conv2dShape {
+            batch: xs[0],
+            cin: xs[1],
+            h: xs[2],
+            w: xs[3],
+            cout: ws[0],
+            kh: ws[2],
+            kw: ws[3],
+            stride: (stride, stride),
+            pad: (pad, pad),
+        };
+        if s.h + 2 * pad < s.kh || s.w + 2 * pad < s.kw || stride == 0 {
+            return shape_error("conv2d", format!("kernel does not fit: {s:?}"));
+        }
+        let (oh, ow) = s.out_hw();
+        let y = self.activation("conv", &[s.batch, s.cout, oh, ow], &[x, w]);
+        self.push(Op::Conv2d { x, w, y, s });
+        Ok(y)
+    }
+
+    /// Batch-norm over [N, C, H, W] (per channel) or [N, C] (per feature).
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm(
+        &mut self,
+        x: TensorId,
+        gamma: TensorId,
+        beta: TensorId,
+        running_mean: TensorId,
+        running_var: TensorId,
+        training: bool,
+        eps: f32,
+        momentum: f32,
+    ) -> Result<TensorId> {
+        let xs = self.shape(x).to_vec();
+        let (batch, channels, spatial) = match xs.len() {
+            4 => (xs[0], xs[1], xs[2] * xs[3]),
+            2 => (xs[0], xs[1], 1),
+            _ => {
+                return shape_error(
+                    "batch_norm",
+                    format!("input {xs:?} must be [N,C,H,W] or [N,C]"),
+                )
+            }
+        };
+        for t in [gamma, beta, running_mean, running_var] {
+            if self.info(t).len() != channels {
+                return shape_error(
+                    "batch_norm",
+                    format!(
+                        "'{}' has {} values for {channels} channels",
+                        self.info(t).name,
+                        self.info(t).len()
+                    ),
+                );
+            }
+        }
+        if training && batch * spatial < 2 {
+            return shape_error(
+                "batch_norm",
+                format!("training needs more than one value per channel, input {xs:?}"),
+            );
+        }
+        let s = BatchNormShape {
+            batch,
+            channels,
+            spatial,
+            eps,
+            momentum,
+        };
+        let stats = if training {
+            let m = self.add_tensor("bn.mean", &[channels], Kind::Activation, false);
+            let v = self.add_tensor("bn.var", &[channels], Kind::Activation, false);
+            Some((m, v))
+        } else {
+            None
+        };
+        let y = self.activation("bn", &xs, &[x, gamma, beta]);
+        self.push(Op::BatchNorm {
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            stats,
+            y,
+            s,
+        });
+        Ok(y)
+    }
+
+    pub fn relu(&mut self, x: TensorId) -> Result<TensorId> {
+        let shape = self.shape(x).to_vec();
+        let y = self.activation("relu", &shape, &[x]);
+        self.push(Op::Relu { x, y });
+        Ok(y)
+    }
+
+    /// alpha * a + beta * b (same shapes).
+    pub fn add_scaled(
+        &mut self,
+        a: TensorId,
+        b: TensorId,
+        alpha: f32,
+        beta: f32,
+    ) -> Result<TensorId> {
+        if self.shape(a) != self.shape(b) {
+            return shape_error("add", format!("{:?} + {:?}", self.shape(a), self.shape(b)));
+        }
+        let shape = self.shape(a).to_vec();
+        let c = self.activation("add", &shape, &[a, b]);
+        self.push(Op::Add {
+            a,
+            b,
+            c,
+            alpha,
+            beta,
+        });
+        Ok(c)
+    }
+
+    pub fn add(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.add_scaled(a, b, 1.0, 1.0)
+    }
+
+    pub fn scale(&mut self, x: TensorId, alpha: f32) -> Result<TensorId> {
+        let shape = self.shape(x).to_vec();
+        let y = self.activation("scale", &shape, &[x]);
+        self.push(Op::Scale { x, y, alpha });
+        Ok(y)
+    }
+
+    pub fn max_pool(
+        &mut self,
+        x: TensorId,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<TensorId> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != 4 || stride == 0 || 2 * pad > k || xs[2] + 2 * pad < k || xs[3] + 2 * pad < k
+        {
+            return shape_error(
+                "max_pool",
+                format!("input {xs:?}, window {k}, stride {stride}, pad {pad}"),
+            );
+        }
+        let s = PoolShape::square(xs[0] * xs[1], xs[2], k, stride, pad);
+        let s = PoolShape { w: xs[3], ..s };
+        let (oh, ow) = s.out_hw();
+        let y = self.activation("maxpool", &[xs[0], xs[1], oh, ow], &[x]);
+        let argmax = self.add_tensor(
+            "maxpool.argmax",
+            &[xs[0], xs[1], oh, ow],
+            Kind::Activation,
+            false,
+        );
+        self.push(Op::MaxPool { x, y, argmax, s });
+        Ok(y)
+    }
+
+    /// [N, C, H, W] -> [N, C]
+    pub fn global_avg_pool(&mut self, x: TensorId) -> Result<TensorId> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != 4 {
+            return shape_error("global_avg_pool", format!("input {xs:?} must be [N,C,H,W]"));
+        }
+        self.reduce(
+            x,
+            [xs[0] * xs[1], xs[2] * xs[3], 1],
+            ReduceOp::Mean,
+            &[xs[0], xs[1]],
+        )
+    }
+
+    /// y[o, i] = op over r of x viewed as [o, r, i], with output shape `out_shape`.
+    pub fn reduce(
+        &mut self,
+        x: TensorId,
+        dims: [usize; 3],
+        op: ReduceOp,
+        out_shape: &[usize],
+    ) -> Result<TensorId> {
+        if dims.iter().product::<usize>() != self.info(x).len()
+            || out_shape.iter().product::<usize>() != dims[0] * dims[2]
+        {
+            return shape_error(
+                "reduce",
+                format!("{dims:?} over {:?} into {out_shape:?}", self.shape(x)),
+            );
+        }
+        let y = self.activation("reduce", out_shape, &[x]);
+        self.push(Op::Reduce { x, y, dims, op });
+        Ok(y)
+    }
+
+    /// Mean of all elements -> [1].
+    pub fn mean(&mut self, x: TensorId) -> Result<TensorId> {
+        let n = self.info(x).len();
+        self.reduce(x, [1, n, 1], ReduceOp::Mean, &[1])
+    }
+
+    /// C = op(A) op(B) (+ bias) for 2-D A and B.
+    pub fn matmul(
+        &mut self,
+        a: TensorId,
+        b: TensorId,
+        bias: Option<TensorId>,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Result<TensorId> {
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        if sa.len() != 2 || sb.len() != 2 {
+            return shape_error("matmul", format!("{sa:?} x {sb:?} must be 2-D"));
+        }
+        let (m, k) = if trans_a {
+            (sa[1], sa[0])
+        } else {
+            (sa[0], sa[1])
+        };
+        let (k2, n) = if trans_b {
+            (sb[1], sb[0])
+        } else {
+            (sb[0], sb[1])
+        };
+        if k != k2 {
+            return shape_error(
+                "matmul",
+                format!(
+                    "{sa:?}{} x {sb:?}{}: inner sizes {k} and {k2} differ",
+                    if trans_a { "^T" } else { "" },
+                    if trans_b { "^T" } else { "" }
+                ),
+            );
+        }
+        if let Some(bias) = bias {
+            if self.info(bias).len() != n {
+                return shape_error(
+                    "matmul",
+                    format!("bias of {} values for {n} columns", self.info(bias).len()),
+                );
+            }
+        }
+        let mut ins = vec![a, b];
+        ins.extend(bias);
+        let c = self.activation("matmul", &[m, n], &ins);
+        self.push(Op::Matmul {
+            a,
+            b,
+            bias,
+            c,
+            s: MatmulShape {
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+            },
+        });
+        Ok(c)
+    }
+
+    /// y = x W^T + b, PyTorch's Linear: x [B, in], W [out, in].
+    pub fn linear(&mut self, x: TensorId, w: TensorId, b: Option<TensorId>) -> Result<TensorId> {
+        self.matmul(x, w, b, false, true)
+    }
+
+    fn rows(&mut self, kind: RowKind, x: TensorId, scale: f32) -> Result<TensorId> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != 2 {
+            return shape_error("rows", format!("{kind:?} needs [rows, cols], got {xs:?}"));
+        }
+        let y = self.activation("rows", &xs, &[x]);
+        self.push(Op::Rows {
+            kind,
+            x,
+            y,
+            rows: xs[0],
+            cols: xs[1],
+            scale,
+        });
+        Ok(y)
+    }
+
+    /// Each row divided by max(its L2 norm, 1e-12).
+    pub fn l2_normalize(&mut self, x: TensorId) -> Result<TensorId> {
+        self.rows(RowKind::L2Normalize, x, 1.0)
+    }
+
+    pub fn softmax(&mut self, x: TensorId, scale: f32) -> Result<TensorId> {
+        self.rows(RowKind::Softmax, x, scale)
+    }
+
+    pub fn log_softmax(&mut self, x: TensorId, scale: f32) -> Result<TensorId> {
+        self.rows(RowKind::LogSoftmax, x, scale)
+    }
+
+    /// Per-row -sum_k q log_softmax(scale x) -> [rows]. No gradient flows into `q`.
+    pub fn cross_entropy(&mut self, x: TensorId, q: TensorId, scale: f32) -> Result<TensorId> {
+        let (xs, qs) = (self.shape(x).to_vec(), self.shape(q).to_vec());
+        if xs.len() != 2 || xs != qs {
+            return shape_error("cross_entropy", format!("logits {xs:?} and targets {qs:?}"));
+        }
+        let loss = self.activation("cross_entropy", &[xs[0]], &[x]);
+        self.push(Op::CrossEntropy {
+            x,
+            q,
+            loss,
+            rows: xs[0],
+            cols: xs[1],
+            scale,
+        });
+        Ok(loss)
+    }
+
+    /// Concatenation along the first axis (all other axes equal).
+    pub fn concat(&mut self, xs: &[TensorId]) -> Result<TensorId> {
+        let Some(&first) = xs.first() else {
+            return shape_error("concat", "nothing to concatenate".into());
+        };
+        let tail = self.shape(first)[1..].to_vec();
+        let mut rows = 0;
+        for &x in xs {
+            if self.shape(x)[1..] != tail[..] {
+                return shape_error(
+                    "concat",
+                    format!(
+                        "{:?} does not match {:?} after the first axis",
+                        self.shape(x),
+                        self.shape(first)
+                    ),
+                );
+            }
+            rows += self.shape(x)[0];
+        }
+        let mut shape = vec![rows];
+        shape.extend(&tail);
+        let y = self.activation("concat", &shape, xs);
+        self.push(Op::Concat { xs: xs.to_vec(), y });
+        Ok(y)
+    }
+
+    /// Rows [start, start + count) of x along the first axis.
+    pub fn slice_rows(&mut self, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
+        let xs = self.shape(x).to_vec();
+        if count == 0 || start + count > xs[0] {
+            return shape_error(
+                "slice_rows",
+                format!("rows {start}..{} of {xs:?}", start + count),
+            );
+        }
+        let row: usize = xs[1..].iter().product();
+        let mut shape = xs.clone();
+        shape[0] = count;
+        let y = self.activation("slice", &shape, &[x]);
+        self.push(Op::Slice {
+            x,
+            y,
+            offset: start * row,
+        });
+        Ok(y)
+    }
+}

@@ -1,0 +1,567 @@
+//! Graph -> execution plan. Memory planning (no GPU needed): activations are placed in shared
+//! slots by liveness, so a buffer is recycled once the last reader of its tensor has run;
+//! inputs, parameters, buffers, constants and kept tensors persist. Compiling on a device
+//! creates every buffer, pipeline and bind group once; a step only records and submits.
+use std::sync::Arc;
+
+use super::{Graph, Op, RowKind, TensorId};
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::ops::{batchnorm, conv, elementwise, loss, matmul, pool, reduce, rows};
+
+/// Where every activation lives.
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    /// Size in bytes of each shared slot.
+    pub slots: Vec<u64>,
+    /// tensor index -> slot, for transient activations.
+    pub slot_of: Vec<Option<usize>>,
+    /// Inputs, parameters, buffers, constants and kept tensors.
+    pub persistent_bytes: u64,
+    /// Sum of the slots: the activation memory with reuse.
+    pub activation_bytes_with_reuse: u64,
+    /// Every transient activation in its own buffer.
+    pub activation_bytes_without_reuse: u64,
+}
+
+impl MemoryPlan {
+    /// Liveness-based placement: walk the ops in order; an op's fresh outputs take the
+    /// best-fitting free slot (or grow the largest free one, or open a new one); a tensor's
+    /// slot is freed after the last op that reads it. Outputs never share a slot with the
+    /// op's own inputs, since inputs are freed only after the op.
+    pub fn new(g: &Graph) -> MemoryPlan {
+        let n = g.tensors.len();
+        let mut last_use = vec![None::<usize>; n];
+        let mut first_def = vec![None::<usize>; n];
+        for (i, op) in g.ops.iter().enumerate() {
+            for t in op.inputs() {
+                last_use[t.0] = Some(i);
+            }
+            for t in op.outputs() {
+                first_def[t.0].get_or_insert(i);
+                last_use[t.0] = Some(last_use[t.0].map_or(i, |u| u.max(i)));
+            }
+        }
+        let transient = |t: usize| !g.tensors[t].persistent();
+        let mut slots: Vec<u64> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut slot_of = vec![None; n];
+        let mut frees_at: Vec<Vec<usize>> = vec![Vec::new(); g.ops.len()];
+        for (t, last) in last_use.iter().enumerate() {
+            if let (true, Some(u)) = (transient(t), *last) {
+                frees_at[u].push(t);
+            }
+        }
+        for (i, op) in g.ops.iter().enumerate() {
+            for t in op.outputs() {
+                let t = t.0;
+                if !transient(t) || first_def[t] != Some(i) || slot_of[t].is_some() {
+                    continue;
+                }
+                let need = g.tensors[t].bytes();
+                let best_fit = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| slots[s] >= need)
+                    .min_by_key(|(_, &s)| slots[s])
+                    .map(|(k, _)| k);
+                let pick = best_fit.or_else(|| {
+                    free.iter()
+                        .enumerate()
+                        .max_by_key(|(_, &s)| slots[s])
+                        .map(|(k, _)| k)
+                });
+                let slot = match pick {
+                    Some(k) => {
+                        let s = free.swap_remove(k);
+                        slots[s] = slots[s].max(need);
+                        s
+                    }
+                    None => {
+                        slots.push(need);
+                        slots.len() - 1
+                    }
+                };
+                slot_of[t] = Some(slot);
+            }
+            for &t in &frees_at[i] {
+                if let Some(s) = slot_of[t] {
+                    free.push(s);
+                }
+            }
+        }
+        let persistent_bytes = g
+            .tensors
+            .iter()
+            .filter(|t| t.persistent())
+            .map(|t| t.bytes())
+            .sum();
+        let activation_bytes_without_reuse = (0..n)
+            .filter(|&t| transient(t) && first_def[t].is_some())
+            .map(|t| g.tensors[t].bytes())
+            .sum();
+        MemoryPlan {
+            activation_bytes_with_reuse: slots.iter().sum(),
+            slots,
+            slot_of,
+            persistent_bytes,
+            activation_bytes_without_reuse,
+        }
+    }
+}
+
+/// What a compiled plan costs.
+#[derive(Clone, Debug)]
+pub struct PlanReport {
+    pub ops: usize,
+    pub dispatches: usize,
+    pub persistent_bytes: u64,
+    pub activation_bytes_with_reuse: u64,
+    pub activation_bytes_without_reuse: u64,
+    /// Temporaries owned by dispatches (split-K slabs, reduction partials).
+    pub workspace_bytes: u64,
+}
+
+impl std::fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        write!(
+            f,
+            "{} ops, {} dispatches; persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
+            self.ops,
+            self.dispatches,
+            mib(self.persistent_bytes),
+            mib(self.activation_bytes_with_reuse),
+            mib(self.activation_bytes_without_reuse),
+            100.0 * self.activation_bytes_with_reuse as f64 / self.activation_bytes_without_reuse.max(1) as f64,
+            mib(self.workspace_bytes)
+        )
+    }
+}
+
+impl Graph {
+    /// The memory plan and report without touching a GPU (dispatch counts are estimates of
+    /// one per op; `Plan::compile` gives the exact ones).
+    pub fn plan_report(&self) -> PlanReport {
+        let m = MemoryPlan::new(self);
+        PlanReport {
+            ops: self.ops.len(),
+            dispatches: self.ops.len(),
+            persistent_bytes: m.persistent_bytes,
+            activation_bytes_with_reuse: m.activation_bytes_with_reuse,
+            activation_bytes_without_reuse: m.activation_bytes_without_reuse,
+            workspace_bytes: 0,
+        }
+    }
+}
+
+/// A compiled graph on one device: every buffer, pipeline and bind group exists; `step`
+/// records the whole plan into one command buffer and submits it.
+pub struct Plan {
+    gpu: Arc<Gpu>,
+    graph: Graph,
+    tensors: Vec<Option<Tensor>>,
+    dispatches: Vec<Dispatch>,
+    _slots: Vec<Tensor>,
+    pub report: PlanReport,
+}
+
+impl Plan {
+    pub fn compile(graph: &Graph, gpu: Arc<Gpu>) -> Result<Plan> {
+        let memory = MemoryPlan::new(graph);
+        let slots: Vec<Tensor> = memory
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| gpu.tensor(&format!("activation slot {i}"), &[(b / 4) as usize]))
+            .collect::<Result<_>>()?;
+        let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(graph.tensors.len());
+        for (i, info) in graph.tensors.iter().enumerate() {
+            let t = if info.persistent() {
+                Some(gpu.tensor(&info.name, &info.shape)?)
+            } else if let Some(s) = memory.slot_of[i] {
+                Some(slots[s].view(&info.shape)?)
+            } else {
+                None // never written nor read
+            };
+            tensors.push(t);
+        }
+        for (t, data) in &graph.constants {
+            if let Some(tensor) = &tensors[t.0] {
+                gpu.write(tensor, data)?;
+            }
+        }
+        let mut dispatches = Vec::new();
+        let mut workspace = 0u64;
+        for op in &graph.ops {
+            dispatches.extend(lower(&gpu, graph, &tensors, op)?);
+        }
+        for d in &dispatches {
+            workspace += d.owned_bytes();
+        }
+        let report = PlanReport {
+            ops: graph.ops.len(),
+            dispatches: dispatches.len(),
+            persistent_bytes: memory.persistent_bytes,
+            activation_bytes_with_reuse: memory.activation_bytes_with_reuse,
+            activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
+            workspace_bytes: workspace,
+        };
+        Ok(Plan {
+            gpu,
+            graph: graph.clone(),
+            tensors,
+            dispatches,
+            _slots: slots,
+            report,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    pub fn tensor(&self, t: TensorId) -> Result<&Tensor> {
+        self.tensors
+            .get(t.0)
+            .and_then(|x| x.as_ref())
+            .ok_or_else(|| Error::Invalid(format!("tensor {t:?} is not materialised in this plan")))
+    }
+
+    fn named(&self, name: &str) -> Result<TensorId> {
+        self.graph
+            .by_name(name)
+            .ok_or_else(|| Error::Invalid(format!("the graph has no tensor named '{name}'")))
+    }
+
+    /// Writes a persistent tensor (input, parameter, buffer) from the CPU.
+    pub fn write(&self, t: TensorId, data: &[f32]) -> Result<()> {
+        let info = self.graph.info(t);
+        if !info.persistent() {
+            return Err(Error::Invalid(format!(
+                "'{}' is a transient activation; only persistent tensors can be written",
+                info.name
+            )));
+        }
+        self.gpu.write(self.tensor(t)?, data)
+    }
+
+    pub fn write_named(&self, name: &str, data: &[f32]) -> Result<()> {
+        self.write(self.named(name)?, data)
+    }
+
+    /// Writes every parameter and buffer of the graph from a state dict (by name). Names the
+    /// first one that is missing or has the wrong shape.
+    pub fn load_state(
+        &self,
+        state: &std::collections::BTreeMap<String, crate::io::NamedTensor>,
+    ) -> Result<()> {
+        for kind in [super::Kind::Parameter, super::Kind::Buffer] {
+            for (name, t) in self.graph.named(kind) {
+                let v = state
+                    .get(&name)
+                    .ok_or_else(|| Error::Invalid(format!("the state has no '{name}'")))?;
+                let want = &self.graph.info(t).shape;
+                if v.data.len() != self.graph.info(t).len() {
+                    return Err(Error::Invalid(format!(
+                        "'{name}' has shape {:?} in the state but {want:?} in the model",
+                        v.shape
+                    )));
+                }
+                self.write(t, &v.data)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records every dispatch into one command buffer and submits it. Returns at once; reads
+    /// queue behind it.
+    pub fn step(&self) {
+        self.gpu.run(&self.dispatches);
+    }
+
+    /// Reads a persistent tensor (kept outputs, gradients, parameters).
+    pub async fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+        if !self.graph.info(t).persistent() {
+            return Err(Error::Invalid(format!(
+                "'{}' is transient (its buffer is reused); mark it with Graph::keep to read it",
+                self.graph.info(t).name
+            )));
+        }
+        self.gpu.read(self.tensor(t)?).await
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_blocking(&self, t: TensorId) -> Result<Vec<f32>> {
+        pollster::block_on(self.read(t))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_named(&self, name: &str) -> Result<Vec<f32>> {
+        self.read_blocking(self.named(name)?)
+    }
+}
+
+fn gemm_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
+    matmul::GemmVariant::pick(gpu.class, m, n)
+}
+
+/// Software adapters: small outputs take 8x8 tiles so every core gets workgroups.
+fn conv_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
+    match gpu.class {
+        AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(128) < 8 => {
+            matmul::GemmVariant::RegisterTiled { tm: 8, tn: 8 }
+        }
+        class => matmul::GemmVariant::for_conv(class),
+    }
+}
+
+/// One op -> its dispatches on the planned tensors.
+fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
+    let t = |id: TensorId| -> Result<&Tensor> {
+        tensors[id.0]
+            .as_ref()
+            .ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
+    };
+    Ok(match op {
+        Op::Conv2d { x, w, y, s } => {
+            let (oh, ow) = s.out_hw();
+            let v = conv_variant(gpu, s.cout, s.batch * oh * ow);
+            conv::forward(gpu, t(*x)?, t(*w)?, t(*y)?, *s, v)?
+        }
+        Op::Conv2dBackwardInput { dy, w, dx, s } => {
+            let v = conv_variant(gpu, s.cin, s.batch * s.h * s.w);
+            conv::backward_input(gpu, t(*dy)?, t(*w)?, t(*dx)?, *s, v)?
+        }
+        Op::Conv2dBackwardWeight { x, dy, dw, s } => {
+            let v = conv_variant(gpu, s.cout, s.cin * s.kh * s.kw);
+            let splits = conv::weight_grad_splits(*s, gpu.class);
+            conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
+        }
+        Op::BatchNorm {
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            stats,
+            y,
+            s,
+        } => match stats {
+            Some((m, var)) => batchnorm::forward_train(
+                gpu,
+                t(*x)?,
+                t(*gamma)?,
+                t(*beta)?,
+                t(*running_mean)?,
+                t(*running_var)?,
+                t(*m)?,
+                t(*var)?,
+                t(*y)?,
+                *s,
+                true,
+            )?,
+            None => vec![batchnorm::forward_eval(
+                gpu,
+                t(*x)?,
+                t(*gamma)?,
+                t(*beta)?,
+                t(*running_mean)?,
+                t(*running_var)?,
+                t(*y)?,
+                *s,
+            )?],
+        },
+        Op::BatchNormBackward {
+            x,
+            dy,
+            mean,
+            var,
+            gamma,
+            dgamma,
+            dbeta,
+            dx,
+            s,
+            training,
+        } => batchnorm::backward(
+            gpu,
+            t(*x)?,
+            t(*dy)?,
+            t(*mean)?,
+            t(*var)?,
+            t(*gamma)?,
+            t(*dgamma)?,
+            t(*dbeta)?,
+            t(*dx)?,
+            *s,
+            *training,
+        )?,
+        Op::Relu { x, y } => vec![elementwise::relu_forward(gpu, t(*x)?, t(*y)?)?],
+        Op::ReluBackward { x, dy, dx } => {
+            vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]
+        }
+        Op::Add {
+            a,
+            b,
+            c,
+            alpha,
+            beta,
+        } => vec![elementwise::add(
+            gpu,
+            t(*a)?,
+            t(*b)?,
+            t(*c)?,
+            *alpha,
+            *beta,
+        )?],
+        Op::Scale { x, y, alpha } => vec![elementwise::scale(gpu, t(*x)?, t(*y)?, *alpha)?],
+        Op::Fill { y, value } => vec![elementwise::fill(gpu, t(*y)?, *value)?],
+        Op::MaxPool { x, y, argmax, s } => vec![pool::max_pool_forward(
+            gpu,
+            t(*x)?,
+            t(*y)?,
+            t(*argmax)?,
+            *s,
+        )?],
+        Op::MaxPoolBackward { dy, argmax, dx, s } => vec![pool::max_pool_backward(
+            gpu,
+            t(*dy)?,
+            t(*argmax)?,
+            t(*dx)?,
+            *s,
+        )?],
+        Op::Reduce { x, y, dims, op } => {
+            reduce::reduce_axis(gpu, t(*x)?, t(*y)?, dims[0], dims[1], dims[2], *op)?
+        }
+        Op::ReduceBackward {
+            x,
+            y,
+            dy,
+            dx,
+            dims,
+            op,
+        } => vec![reduce::reduce_axis_backward(
+            gpu,
+            t(*x)?,
+            t(*y)?,
+            t(*dy)?,
+            t(*dx)?,
+            dims[0],
+            dims[1],
+            dims[2],
+            *op,
+        )?],
+        Op::Matmul { a, b, bias, c, s } => {
+            let bias_t = match bias {
+                Some(b) => Some(t(*b)?),
+                None => None,
+            };
+            matmul::matmul(
+                gpu,
+                t(*a)?,
+                t(*b)?,
+                bias_t,
+                t(*c)?,
+                *s,
+                gemm_variant(gpu, s.m, s.n),
+            )?
+        }
+        Op::Rows {
+            kind,
+            x,
+            y,
+            rows: r,
+            cols,
+            scale,
+        } => vec![match kind {
+            RowKind::L2Normalize => rows::l2_normalize_forward(gpu, t(*x)?, t(*y)?, *r, *cols)?,
+            RowKind::Softmax => rows::softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?,
+            RowKind::LogSoftmax => {
+                rows::log_softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?
+            }
+        }],
+        Op::RowsBackward {
+            kind,
+            src,
+            dy,
+            dx,
+            rows: r,
+            cols,
+            scale,
+        } => vec![match kind {
+            RowKind::L2Normalize => {
+                rows::l2_normalize_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols)?
+            }
+            RowKind::Softmax => {
+                rows::softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?
+            }
+            RowKind::LogSoftmax => {
+                rows::log_softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?
+            }
+        }],
+        Op::CrossEntropy {
+            x,
+            q,
+            loss: l,
+            rows: r,
+            cols,
+            scale,
+        } => vec![loss::cross_entropy_forward(
+            gpu,
+            t(*x)?,
+            t(*q)?,
+            t(*l)?,
+            *r,
+            *cols,
+            *scale,
+        )?],
+        Op::CrossEntropyBackward {
+            x,
+            q,
+            dloss,
+            dx,
+            rows: r,
+            cols,
+            scale,
+        } => {
+            vec![loss::cross_entropy_backward(
+                gpu,
+                t(*x)?,
+                t(*q)?,
+                t(*dloss)?,
+                t(*dx)?,
+                *r,
+                *cols,
+                *scale,
+            )?]
+        }
+        Op::Concat { xs, y } => {
+            let mut out = Vec::new();
+            let mut offset = 0;
+            for x in xs {
+                let len = g.info(*x).len();
+                out.push(elementwise::copy(gpu, t(*x)?, t(*y)?, 0, offset, len)?);
+                offset += len;
+            }
+            out
+        }
+        Op::Slice { x, y, offset } => vec![elementwise::copy(
+            gpu,
+            t(*x)?,
+            t(*y)?,
+            *offset,
+            0,
+            g.info(*y).len(),
+        )?],
+        Op::SliceBackward { dy, dx, offset } => {
+            vec![
+                elementwise::fill(gpu, t(*dx)?, 0.0)?,
+                elementwise::copy(gpu, t(*dy)?, t(*dx)?, 0, *offset, g.info(*dy).len())?,
+            ]
+        }
+    })
+}

@@ -1,0 +1,237 @@
+//! ResNet-18/34 (BasicBlock) and ResNet-50 (Bottleneck), torchvision layout and parameter names
+//! (`conv1.weight`, `layer2.0.downsample.1.running_var`, ...), with a width multiplier and an
+//! ImageNet (7x7/2 + max-pool) or CIFAR (3x3/1, no max-pool) stem; ends in global average pool.
+use crate::error::{Error, Result};
+use crate::graph::{Graph, TensorId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    ResNet18,
+    ResNet34,
+    ResNet50,
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Arch> {
+        match s {
+            "resnet18" => Ok(Arch::ResNet18),
+            "resnet34" => Ok(Arch::ResNet34),
+            "resnet50" => Ok(Arch::ResNet50),
+            other => Err(Error::Invalid(format!(
+                "unknown architecture '{other}': use resnet18, resnet34 or resnet50"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackboneConfig {
+    pub arch: Arch,
+    /// Multiplies every width (64, 128, 256, 512 and the stem's 64).
+    pub width: f32,
+    pub cifar_stem: bool,
+}
+
+pub const BN_EPS: f32 = 1e-5;
+pub const BN_MOMENTUM: f32 = 0.1;
+
+impl BackboneConfig {
+    fn blocks(&self) -> [usize; 4] {
+        match self.arch {
+            Arch::ResNet18 => [2, 2, 2, 2],
+            Arch::ResNet34 | Arch::ResNet50 => [3, 4, 6, 3],
+        }
+    }
+    fn expansion(&self) -> usize {
+        if self.arch == Arch::ResNet50 {
+            4
+        } else {
+            1
+        }
+    }
+    fn scaled(&self, c: usize) -> usize {
+        ((c as f32 * self.width).round() as usize).max(1)
+    }
+    /// Features after global average pooling.
+    pub fn feature_dim(&self) -> usize {
+        self.scaled(512) * self.expansion()
+    }
+}
+
+/// conv (no bias) -> BN (train or eval), parameters named `{conv}.weight` and `{bn}.*`.
+#[allow(clippy::too_many_arguments)]
+fn conv_bn(
+    g: &mut Graph,
+    conv: &str,
+    bn: &str,
+    x: TensorId,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    training: bool,
+) -> Result<TensorId> {
+    let cin = g.shape(x)[1];
+    let w = g.parameter(&format!("{conv}.weight"), &[cout, cin, k, k])?;
+    let y = g.conv2d(x, w, stride, pad)?;
+    batch_norm(g, bn, y, training)
+}
+
+/// Batch-norm with parameters `{name}.weight`, `{name}.bias` and buffers
+/// `{name}.running_mean`, `{name}.running_var`.
+pub fn batch_norm(g: &mut Graph, name: &str, x: TensorId, training: bool) -> Result<TensorId> {
+    let c = g.shape(x)[1];
+    let gamma = g.parameter(&format!("{name}.weight"), &[c])?;
+    let beta = g.parameter(&format!("{name}.bias"), &[c])?;
+    let rm = g.buffer(&format!("{name}.running_mean"), &[c])?;
+    let rv = g.buffer(&format!("{name}.running_var"), &[c])?;
+    g.batch_norm(x, gamma, beta, rm, rv, training, BN_EPS, BN_MOMENTUM)
+}
+
+fn basic_block(
+    g: &mut Graph,
+    p: &str,
+    x: TensorId,
+    planes: usize,
+    stride: usize,
+    training: bool,
+) -> Result<TensorId> {
+    let cin = g.shape(x)[1];
+    let out = conv_bn(
+        g,
+        &format!("{p}.conv1"),
+        &format!("{p}.bn1"),
+        x,
+        planes,
+        3,
+        stride,
+        1,
+        training,
+    )?;
+    let out = g.relu(out)?;
+    let out = conv_bn(
+        g,
+        &format!("{p}.conv2"),
+        &format!("{p}.bn2"),
+        out,
+        planes,
+        3,
+        1,
+        1,
+        training,
+    )?;
+    let identity = if stride != 1 || cin != planes {
+        conv_bn(
+            g,
+            &format!("{p}.downsample.0"),
+            &format!("{p}.downsample.1"),
+            x,
+            planes,
+            1,
+            stride,
+            0,
+            training,
+        )?
+    } else {
+        x
+    };
+    let sum = g.add(out, identity)?;
+    g.relu(sum)
+}
+
+fn bottleneck(
+    g: &mut Graph,
+    p: &str,
+    x: TensorId,
+    planes: usize,
+    stride: usize,
+    training: bool,
+) -> Result<TensorId> {
+    let cin = g.shape(x)[1];
+    let cout = planes * 4;
+    let out = conv_bn(
+        g,
+        &format!("{p}.conv1"),
+        &format!("{p}.bn1"),
+        x,
+        planes,
+        1,
+        1,
+        0,
+        training,
+    )?;
+    let out = g.relu(out)?;
+    // torchvision (v1.5) puts the stride on the 3x3 conv.
+    let out = conv_bn(
+        g,
+        &format!("{p}.conv2"),
+        &format!("{p}.bn2"),
+        out,
+        planes,
+        3,
+        stride,
+        1,
+        training,
+    )?;
+    let out = g.relu(out)?;
+    let out = conv_bn(
+        g,
+        &format!("{p}.conv3"),
+        &format!("{p}.bn3"),
+        out,
+        cout,
+        1,
+        1,
+        0,
+        training,
+    )?;
+    let identity = if stride != 1 || cin != cout {
+        conv_bn(
+            g,
+            &format!("{p}.downsample.0"),
+            &format!("{p}.downsample.1"),
+            x,
+            cout,
+            1,
+            stride,
+            0,
+            training,
+        )?
+    } else {
+        x
+    };
+    let sum = g.add(out, identity)?;
+    g.relu(sum)
+}
+
+/// Backbone on x [N, 3, H, W] -> features [N, feature_dim].
+pub fn backbone(
+    g: &mut Graph,
+    cfg: &BackboneConfig,
+    x: TensorId,
+    training: bool,
+) -> Result<TensorId> {
+    let stem = cfg.scaled(64);
+    let mut h = if cfg.cifar_stem {
+        conv_bn(g, "conv1", "bn1", x, stem, 3, 1, 1, training)?
+    } else {
+        conv_bn(g, "conv1", "bn1", x, stem, 7, 2, 3, training)?
+    };
+    h = g.relu(h)?;
+    if !cfg.cifar_stem {
+        h = g.max_pool(h, 3, 2, 1)?;
+    }
+    for (layer, (&n, base)) in cfg.blocks().iter().zip([64, 128, 256, 512]).enumerate() {
+        let planes = cfg.scaled(base);
+        for b in 0..n {
+            let stride = if b == 0 && layer > 0 { 2 } else { 1 };
+            let p = format!("layer{}.{b}", layer + 1);
+            h = match cfg.arch {
+                Arch::ResNet50 => bottleneck(g, &p, h, planes, stride, training)?,
+                _ => basic_block(g, &p, h, planes, stride, training)?,
+            };
+        }
+    }
+    g.global_avg_pool(h)
+}

@@ -1,0 +1,330 @@
+//! The graph executor: composite graphs on the GPU plan vs the CPU interpreter (loss and the
+//! gradient of every parameter and of the input), finite differences on the interpreter, the
+//! swav_model fixture forward, replay without new GPU objects, and the memory plan report.
+#[allow(dead_code)]
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use swav_wgpu::graph::cpu::{self, Values};
+use swav_wgpu::graph::plan::Plan;
+use swav_wgpu::graph::{Graph, Kind, TensorId};
+use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig};
+
+/// conv -> BN -> ReLU -> conv -> BN + residual -> ReLU -> global pool -> linear -> L2-normalise
+/// -> log-softmax cross-entropy against soft targets -> mean.
+fn residual_graph() -> (Graph, TensorId) {
+    let mut g = Graph::new();
+    let x = g.input_with_grad("x", &[3, 3, 9, 7]).unwrap();
+    let q = g.input("q", &[3, 11]).unwrap();
+    let w1 = g.parameter("conv1.weight", &[5, 3, 3, 3]).unwrap();
+    let h = g.conv2d(x, w1, 1, 1).unwrap();
+    let h = swav_wgpu::model::resnet::batch_norm(&mut g, "bn1", h, true).unwrap();
+    let skip = g.relu(h).unwrap();
+    let w2 = g.parameter("conv2.weight", &[5, 5, 3, 3]).unwrap();
+    let h = g.conv2d(skip, w2, 1, 1).unwrap();
+    let h = swav_wgpu::model::resnet::batch_norm(&mut g, "bn2", h, true).unwrap();
+    let h = g.add(h, skip).unwrap();
+    let h = g.relu(h).unwrap();
+    let f = g.global_avg_pool(h).unwrap();
+    let w = g.parameter("fc.weight", &[11, 5]).unwrap();
+    let b = g.parameter("fc.bias", &[11]).unwrap();
+    let z = g.linear(f, w, Some(b)).unwrap();
+    let e = g.l2_normalize(z).unwrap();
+    let l = g.cross_entropy(e, q, 10.0).unwrap();
+    let loss = g.mean(l).unwrap();
+    g.keep(loss, "loss");
+    g.backward(loss).unwrap();
+    (g, loss)
+}
+
+/// Stem max-pool, stride-2 conv, concatenation and slicing of rows, softmax, scale.
+fn pooling_graph() -> (Graph, TensorId) {
+    let mut g = Graph::new();
+    let a = g.input_with_grad("a", &[2, 3, 11, 11]).unwrap();
+    let b = g.input_with_grad("b", &[1, 3, 11, 11]).unwrap();
+    let x = g.concat(&[a, b]).unwrap();
+    let w = g.parameter("conv.weight", &[4, 3, 3, 3]).unwrap();
+    let h = g.conv2d(x, w, 2, 1).unwrap();
+    let h = g.max_pool(h, 3, 2, 1).unwrap();
+    let f = g.global_avg_pool(h).unwrap();
+    let top = g.slice_rows(f, 0, 2).unwrap();
+    let last = g.slice_rows(f, 1, 2).unwrap();
+    let mix = g.add_scaled(top, last, 0.5, -2.0).unwrap();
+    let p = g.softmax(mix, 3.0).unwrap();
+    let s = g.scale(p, 1.7).unwrap();
+    let lp = g.log_softmax(s, 1.0).unwrap();
+    let loss = g.mean(lp).unwrap();
+    g.keep(loss, "loss");
+    g.backward(loss).unwrap();
+    (g, loss)
+}
+
+/// Random values (exact in f32) for every input, parameter and buffer; BN stats 0 / 1.
+fn random_values(g: &Graph, seed: u64) -> Values {
+    let mut rng = Rng::new(seed);
+    let mut v = Values::new();
+    for (i, info) in g.tensors.iter().enumerate() {
+        let n = info.len();
+        let data = match info.kind {
+            Kind::Buffer if info.name.ends_with("running_var") => vec![1.0; n],
+            Kind::Buffer => vec![0.0; n],
+            Kind::Input if info.name == "q" => {
+                let mut q: Vec<f64> = (0..n).map(|_| rng.uniform().abs() as f32 as f64).collect();
+                let cols = info.shape[1];
+                for row in q.chunks_mut(cols) {
+                    let s: f64 = row.iter().sum();
+                    row.iter_mut().for_each(|x| *x = (*x / s) as f32 as f64);
+                }
+                q
+            }
+            Kind::Input | Kind::Parameter => rng.vec_f32(n),
+            _ => continue,
+        };
+        v.insert(TensorId(i), data);
+    }
+    v
+}
+
+fn compare_gpu_with_interpreter(g: &Graph, loss: TensorId, seed: u64) {
+    let Some(gpu) = gpu() else { return };
+    let values = random_values(g, seed);
+    let mut reference = values.clone();
+    cpu::run(g, &mut reference).unwrap();
+    let plan = Plan::compile(g, gpu).unwrap();
+    for (t, data) in &values {
+        plan.write(*t, &f32s(data)).unwrap();
+    }
+    plan.step();
+    let got: Vec<f64> = plan
+        .read_blocking(loss)
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    assert_close("loss", &got, &reference[&loss], GPU_TOL);
+    assert!(!g.grads.is_empty());
+    for (param, grad) in &g.grads {
+        let got: Vec<f64> = plan
+            .read_blocking(*grad)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        assert_close(
+            &format!("grad of {}", g.info(*param).name),
+            &got,
+            &reference[grad],
+            GPU_TOL,
+        );
+    }
+}
+
+#[test]
+fn residual_graph_gpu_matches_cpu_interpreter() {
+    let (g, loss) = residual_graph();
+    assert_eq!(
+        g.grads.len(),
+        9,
+        "x, two convs, two BN (gamma, beta), fc weight and bias"
+    );
+    compare_gpu_with_interpreter(&g, loss, 1);
+}
+
+#[test]
+fn pooling_graph_gpu_matches_cpu_interpreter() {
+    let (g, loss) = pooling_graph();
+    compare_gpu_with_interpreter(&g, loss, 2);
+}
+
+fn interpreter_matches_finite_differences(g: &Graph, loss: TensorId, seed: u64) {
+    let values = random_values(g, seed);
+    let mut full = values.clone();
+    cpu::run(g, &mut full).unwrap();
+    for (param, grad) in &g.grads {
+        let x0 = values[param].clone();
+        let f = |x: &[f64]| {
+            let mut v = values.clone();
+            v.insert(*param, x.to_vec());
+            cpu::run_forward(g, &mut v).unwrap();
+            v[&loss].clone()
+        };
+        // h = 1e-4 keeps f64 rounding of the loss below 1e-6 of the smallest gradients (those
+        // of the input); the data are seeded, so no ReLU input sits within the step of 0.
+        fd_check_h(
+            &format!("d loss / d {}", g.info(*param).name),
+            &x0,
+            &full[grad],
+            &[1.0],
+            1e-4,
+            f,
+        );
+    }
+}
+
+#[test]
+fn residual_graph_backward_matches_finite_differences() {
+    let (g, loss) = residual_graph();
+    interpreter_matches_finite_differences(&g, loss, 3);
+}
+
+#[test]
+fn pooling_graph_backward_matches_finite_differences() {
+    let (g, loss) = pooling_graph();
+    interpreter_matches_finite_differences(&g, loss, 4);
+}
+
+#[test]
+fn replay_creates_no_gpu_objects() {
+    // A device of its own: the shared one's counters move with the tests running beside.
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = swav_wgpu::gpu::Gpu::from_env_blocking().unwrap();
+    let (g, loss) = residual_graph();
+    let plan = Plan::compile(&g, gpu.clone()).unwrap();
+    for (t, data) in random_values(&g, 5) {
+        plan.write(t, &f32s(&data)).unwrap();
+    }
+    plan.step();
+    let first = plan.read_blocking(loss).unwrap();
+    let before = gpu.counters();
+    for _ in 0..3 {
+        plan.step();
+        plan.read_blocking(loss).unwrap();
+    }
+    assert_eq!(
+        gpu.counters(),
+        before,
+        "replaying the plan created GPU objects"
+    );
+    assert!(first[0].is_finite());
+}
+
+#[test]
+fn plan_report_resnet50_multicrop_reuses_activation_memory() {
+    // ResNet-50, batch 64, crops 2x224 + 6x96, SwAV head 2048-2048-128, 3000 prototypes:
+    // memory planning only (no GPU).
+    let mut g = Graph::new();
+    let mut crops = Vec::new();
+    for i in 0..8 {
+        let size = if i < 2 { 224 } else { 96 };
+        crops.push(g.input(&format!("crop{i}"), &[64, 3, size, size]).unwrap());
+    }
+    let bb = BackboneConfig {
+        arch: Arch::ResNet50,
+        width: 1.0,
+        cifar_stem: false,
+    };
+    let head = HeadConfig {
+        hidden: 2048,
+        dim: 128,
+        prototypes: 3000,
+    };
+    let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
+    let loss = g.mean(out.scores).unwrap();
+    g.backward(loss).unwrap();
+    let r = g.plan_report();
+    println!("ResNet-50 bs64 2x224+6x96: {r}");
+    let ratio = r.activation_bytes_with_reuse as f64 / r.activation_bytes_without_reuse as f64;
+    assert!(
+        ratio <= 0.6,
+        "peak activations with reuse {} vs without {}: ratio {ratio:.3}",
+        r.activation_bytes_with_reuse,
+        r.activation_bytes_without_reuse
+    );
+    // 25.6 M parameters + gradients + BN buffers; nothing else persists.
+    assert!(r.persistent_bytes > 2 * 25_000_000 * 4);
+}
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/swav_model")
+}
+
+/// The swav_model fixture's network (ResNet-18 layout x 0.125, CIFAR stem, head 64-64-16,
+/// 20 prototypes) and crops 2x32 + 2x16 of batch 4.
+pub fn fixture_graph() -> (Graph, swav_wgpu::model::HeadOutputs) {
+    let mut g = Graph::new();
+    let crops: Vec<TensorId> = (0..4)
+        .map(|i| {
+            g.input(
+                &format!("crop{i}"),
+                &[
+                    4,
+                    3,
+                    if i < 2 { 32 } else { 16 },
+                    if i < 2 { 32 } else { 16 },
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let bb = BackboneConfig {
+        arch: Arch::ResNet18,
+        width: 0.125,
+        cifar_stem: true,
+    };
+    let head = HeadConfig {
+        hidden: 64,
+        dim: 16,
+        prototypes: 20,
+    };
+    let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
+    for (t, name) in [
+        (out.feat, "feat"),
+        (out.z, "z"),
+        (out.emb, "emb"),
+        (out.scores, "scores"),
+    ] {
+        g.keep(t, name);
+    }
+    (g, out)
+}
+
+#[test]
+fn swav_model_fixture_forward_matches_pytorch() {
+    let dir = fixture_dir();
+    if !dir.exists() {
+        panic!(
+            "fixtures missing: expected {} (the shared/ folder beside the repo)",
+            dir.display()
+        );
+    }
+    let Some(gpu) = gpu() else { return };
+    let initial = swav_wgpu::io::load_safetensors(&dir.join("initial.safetensors")).unwrap();
+    let step1 = swav_wgpu::io::load_safetensors_f64(&dir.join("step1.safetensors")).unwrap();
+    let (g, _) = fixture_graph();
+    let plan = Plan::compile(&g, gpu).unwrap();
+    let mut state = initial.clone();
+    // Step 2 of the official order (prototype renormalisation) belongs to the SwAV step; here
+    // the fixture's normalised prototypes are loaded directly.
+    let (shape, protos) = &step1["prototypes_normalized"];
+    state.get_mut("prototypes.weight").unwrap().data = protos.iter().map(|&v| v as f32).collect();
+    assert_eq!(state["prototypes.weight"].shape, *shape);
+    plan.load_state(&state).unwrap();
+    for i in 0..4 {
+        plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data)
+            .unwrap();
+    }
+    plan.step();
+    // The index's float32 tolerance: activations within 3e-4 of max|ref| per tensor.
+    for name in ["feat", "z", "emb", "scores"] {
+        let got: Vec<f64> = plan
+            .read_named(name)
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let want = &step1[name].1;
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+            / scale;
+        println!("{name}: max|gpu - torch| / max|torch| = {worst:.2e}");
+        assert!(worst <= 3e-4, "{name}: {worst:.3e} > 3e-4");
+    }
+}
