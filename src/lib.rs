@@ -9,5 +9,6 @@ pub mod graph;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod swav;
 
 pub use error::{Error, Result};

@@ -81,7 +81,9 @@ impl Graph {
             let name = format!("grad.{}", self.info(t).name);
             self.keep(g, &name);
             self.grads.insert(t, g);
+            grads.insert(t, g);
         }
+        self.grad_of = grads;
         Ok(())
     }
 
@@ -318,7 +320,12 @@ impl Graph {
                     self.accumulate(grads, x, dx);
                 }
             }
-            Op::Fill { .. } => {}
+            // Outside autograd: constants, in-place renormalisation, codes, targets, queue.
+            Op::Fill { .. }
+            | Op::RenormRows { .. }
+            | Op::Sinkhorn { .. }
+            | Op::SwavTargets { .. }
+            | Op::QueuePush { .. } => {}
             ref other => {
                 return Err(Error::Invalid(format!(
                     "no backward rule for {other:?} (a backward op in the forward graph?)"

@@ -288,6 +288,56 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             elementwise::cpu::copy(d, &mut out, 0, *offset, d.len());
             v.insert(*dx, out);
         }
+        Op::RenormRows {
+            x, scratch, cols, ..
+        } => {
+            let out = rows::cpu::l2_normalize_forward(get(g, v, *x)?, *cols);
+            v.insert(*scratch, out.clone());
+            v.insert(*x, out);
+        }
+        Op::Sinkhorn {
+            x,
+            active,
+            codes,
+            s,
+        } => {
+            let act = get(g, v, *active)?[0].max(0.0) as usize;
+            let out = crate::swav::cpu::sinkhorn(
+                get(g, v, *x)?,
+                s.queue_rows,
+                act,
+                s.batch,
+                s.k,
+                s.epsilon as f64,
+                s.iterations,
+            );
+            v.insert(*codes, out);
+        }
+        Op::SwavTargets {
+            codes,
+            t,
+            batch,
+            n_crops,
+            assign,
+        } => {
+            let k = g.shape(*t)[1];
+            let out = crate::swav::cpu::targets(get(g, v, *codes)?, *batch, *n_crops, k, assign);
+            v.insert(*t, out);
+        }
+        Op::QueuePush {
+            queue,
+            src,
+            src_row,
+            batch,
+            ..
+        } => {
+            let d = g.shape(*queue)[1];
+            let old = get(g, v, *queue)?.to_vec();
+            let rows = get(g, v, *src)?[src_row * d..(src_row + batch) * d].to_vec();
+            let mut new = rows;
+            new.extend_from_slice(&old[..old.len() - batch * d]);
+            v.insert(*queue, new);
+        }
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::ops::conv::Conv2dShape;
 use crate::ops::matmul::MatmulShape;
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce::ReduceOp;
+use crate::swav::SinkhornShape;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorId(pub usize);
@@ -225,6 +226,38 @@ pub enum Op {
         dx: TensorId,
         offset: usize,
     },
+    /// In place, outside autograd: each row of the persistent `x` scaled to unit L2 norm
+    /// (the per-step prototype renormalisation); `scratch` holds the normalised copy.
+    RenormRows {
+        x: TensorId,
+        scratch: TensorId,
+        rows: usize,
+        cols: usize,
+    },
+    /// Sinkhorn-Knopp codes (no gradient) of `x` = [queue rows; batch rows] x K.
+    Sinkhorn {
+        x: TensorId,
+        active: TensorId,
+        codes: TensorId,
+        s: SinkhornShape,
+    },
+    /// Swapped-prediction targets from the codes of the assignment crops.
+    SwavTargets {
+        codes: TensorId,
+        t: TensorId,
+        batch: usize,
+        n_crops: usize,
+        assign: Vec<usize>,
+    },
+    /// FIFO push of `batch` rows of `src` (from row `src_row`) to the front of the persistent
+    /// `queue` [len, D], through `scratch` [len - batch, D].
+    QueuePush {
+        queue: TensorId,
+        src: TensorId,
+        src_row: usize,
+        scratch: Option<TensorId>,
+        batch: usize,
+    },
 }
 
 impl Op {
@@ -270,6 +303,10 @@ impl Op {
             Concat { xs, .. } => xs.clone(),
             Slice { x, .. } => vec![*x],
             SliceBackward { dy, .. } => vec![*dy],
+            RenormRows { x, .. } => vec![*x],
+            Sinkhorn { x, active, .. } => vec![*x, *active],
+            SwavTargets { codes, .. } => vec![*codes],
+            QueuePush { queue, src, .. } => vec![*queue, *src],
         }
     }
 
@@ -304,6 +341,10 @@ impl Op {
             Concat { y, .. } => vec![*y],
             Slice { y, .. } => vec![*y],
             SliceBackward { dx, .. } => vec![*dx],
+            RenormRows { scratch, .. } => vec![*scratch],
+            Sinkhorn { codes, .. } => vec![*codes],
+            SwavTargets { t, .. } => vec![*t],
+            QueuePush { scratch, .. } => scratch.iter().copied().collect(),
         }
     }
 }
@@ -317,6 +358,9 @@ pub struct Graph {
     pub constants: HashMap<TensorId, Vec<f32>>,
     /// parameter (or input) -> its gradient, filled by `backward`.
     pub grads: BTreeMap<TensorId, TensorId>,
+    /// every tensor that got a gradient -> that gradient (intermediate ones are transient
+    /// unless kept).
+    pub grad_of: HashMap<TensorId, TensorId>,
     /// Number of forward ops (the backward ops follow them).
     pub forward_len: usize,
     names: HashMap<String, TensorId>,
@@ -821,5 +865,125 @@ impl Graph {
             offset: start * row,
         });
         Ok(y)
+    }
+
+    // ---- SwAV ops (no gradient flows through them) -------------------------------------
+
+    /// Re-normalises the rows of a persistent tensor in place at this point of every step.
+    pub fn renorm_rows(&mut self, x: TensorId) -> Result<()> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != 2 || !self.info(x).persistent() {
+            return shape_error(
+                "renorm_rows",
+                format!(
+                    "'{}' {xs:?} must be a persistent 2-D tensor",
+                    self.info(x).name
+                ),
+            );
+        }
+        let scratch = self.add_tensor("renorm.scratch", &xs, Kind::Activation, false);
+        self.push(Op::RenormRows {
+            x,
+            scratch,
+            rows: xs[0],
+            cols: xs[1],
+        });
+        Ok(())
+    }
+
+    /// Codes [batch, K] of x [queue_rows + batch, K]; `active` [1] says how many queue rows
+    /// take part this step.
+    pub fn sinkhorn(
+        &mut self,
+        x: TensorId,
+        active: TensorId,
+        s: SinkhornShape,
+    ) -> Result<TensorId> {
+        if self.shape(x) != [s.rows(), s.k] || self.info(active).len() != 1 {
+            return shape_error("sinkhorn", format!("scores {:?} for {s:?}", self.shape(x)));
+        }
+        let codes = self.add_tensor("codes", &[s.batch, s.k], Kind::Activation, false);
+        self.push(Op::Sinkhorn {
+            x,
+            active,
+            codes,
+            s,
+        });
+        Ok(codes)
+    }
+
+    /// Targets [n_crops * batch, K] for the swapped prediction.
+    pub fn swav_targets(
+        &mut self,
+        codes: TensorId,
+        batch: usize,
+        n_crops: usize,
+        assign: &[usize],
+    ) -> Result<TensorId> {
+        let cs = self.shape(codes).to_vec();
+        if cs.len() != 2 || cs[0] != assign.len() * batch {
+            return shape_error(
+                "swav_targets",
+                format!(
+                    "codes {cs:?} for {} assignment crops of batch {batch}",
+                    assign.len()
+                ),
+            );
+        }
+        let t = self.add_tensor(
+            "targets",
+            &[n_crops * batch, cs[1]],
+            Kind::Activation,
+            false,
+        );
+        self.push(Op::SwavTargets {
+            codes,
+            t,
+            batch,
+            n_crops,
+            assign: assign.to_vec(),
+        });
+        Ok(t)
+    }
+
+    /// Pushes rows [src_row, src_row + batch) of `src` to the front of `queue` (oldest rows
+    /// fall off the end).
+    pub fn queue_push(
+        &mut self,
+        queue: TensorId,
+        src: TensorId,
+        src_row: usize,
+        batch: usize,
+    ) -> Result<()> {
+        let (qs, ss) = (self.shape(queue).to_vec(), self.shape(src).to_vec());
+        if qs.len() != 2
+            || ss.len() != 2
+            || qs[1] != ss[1]
+            || batch == 0
+            || batch > qs[0]
+            || src_row + batch > ss[0]
+            || self.info(queue).kind != Kind::Buffer
+        {
+            return shape_error(
+                "queue_push",
+                format!("{batch} rows from row {src_row} of {ss:?} into queue {qs:?}"),
+            );
+        }
+        let scratch = (qs[0] > batch).then(|| {
+            self.add_tensor(
+                "queue.scratch",
+                &[qs[0] - batch, qs[1]],
+                Kind::Activation,
+                false,
+            )
+        });
+        self.push(Op::QueuePush {
+            queue,
+            src,
+            src_row,
+            scratch,
+            batch,
+        });
+        Ok(())
     }
 }

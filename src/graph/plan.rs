@@ -557,6 +557,80 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             0,
             g.info(*y).len(),
         )?],
+        Op::RenormRows {
+            x,
+            scratch,
+            rows: r,
+            cols,
+        } => {
+            vec![
+                rows::l2_normalize_forward(gpu, t(*x)?, t(*scratch)?, *r, *cols)?,
+                elementwise::copy(gpu, t(*scratch)?, t(*x)?, 0, 0, r * cols)?,
+            ]
+        }
+        Op::Sinkhorn {
+            x,
+            active,
+            codes,
+            s,
+        } => crate::swav::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
+        Op::SwavTargets {
+            codes,
+            t: targets,
+            batch,
+            n_crops,
+            assign,
+        } => {
+            let k = g.shape(*targets)[1];
+            vec![crate::swav::targets(
+                gpu,
+                t(*codes)?,
+                t(*targets)?,
+                *batch,
+                *n_crops,
+                k,
+                assign,
+            )?]
+        }
+        Op::QueuePush {
+            queue,
+            src,
+            src_row,
+            scratch,
+            batch,
+        } => {
+            let d = g.shape(*queue)[1];
+            let len = g.info(*queue).len();
+            let mut out = Vec::new();
+            if let Some(scratch) = scratch {
+                // Shift through the scratch: one dispatch may not read and write one buffer.
+                out.push(elementwise::copy(
+                    gpu,
+                    t(*queue)?,
+                    t(*scratch)?,
+                    0,
+                    0,
+                    len - batch * d,
+                )?);
+                out.push(elementwise::copy(
+                    gpu,
+                    t(*scratch)?,
+                    t(*queue)?,
+                    0,
+                    batch * d,
+                    len - batch * d,
+                )?);
+            }
+            out.push(elementwise::copy(
+                gpu,
+                t(*src)?,
+                t(*queue)?,
+                src_row * d,
+                0,
+                batch * d,
+            )?);
+            out
+        }
         Op::SliceBackward { dy, dx, offset } => {
             vec![
                 elementwise::fill(gpu, t(*dx)?, 0.0)?,

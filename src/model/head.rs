@@ -22,6 +22,8 @@ pub struct HeadOutputs {
     pub emb: TensorId,
     /// emb @ prototypes^T [rows, K] (the official 'output').
     pub scores: TensorId,
+    /// The prototypes parameter [K, D] (unit rows after the in-step renormalisation).
+    pub prototypes: TensorId,
 }
 
 pub fn head(
@@ -47,11 +49,14 @@ pub fn head(
     };
     let emb = g.l2_normalize(z)?;
     let protos = g.parameter("prototypes.weight", &[cfg.prototypes, cfg.dim])?;
+    // The official step re-normalises the prototypes (no grad) before the forward uses them.
+    g.renorm_rows(protos)?;
     let scores = g.linear(emb, protos, None)?;
     Ok(HeadOutputs {
         feat,
         z,
         emb,
         scores,
+        prototypes: protos,
     })
 }

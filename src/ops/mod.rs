@@ -39,6 +39,7 @@ pub fn all_kernel_sources() -> Vec<KernelSource> {
     v.extend(rows::kernel_sources());
     v.extend(reduce::kernel_sources());
     v.extend(loss::kernel_sources());
+    v.extend(crate::swav::kernel_sources());
     v
 }
 

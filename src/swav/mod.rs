@@ -1,0 +1,381 @@
+//! The SwAV objective on the GPU (facebookresearch/swav `main_swav.py`, world size 1):
+//! prototype renormalisation, Sinkhorn-Knopp codes for the assignment crops (with an optional
+//! queue of past embeddings), and the swapped-prediction loss over every other crop.
+//!
+//! Sinkhorn is written so that its two sums (the total and the per-prototype sums U) are
+//! separate small tensors, the ones a multi-GPU version would all-reduce.
+pub mod cpu;
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::graph::{Graph, TensorId};
+use crate::ops::reduce::{self, ReduceOp};
+use crate::ops::{check_len, compose, to_u32, KernelSource};
+
+const COMMON: &str = include_str!("../../shaders/swav/common.wgsl");
+const KERNELS: [(&str, &str); 7] = [
+    (
+        "column_max",
+        include_str!("../../shaders/swav/column_max.wgsl"),
+    ),
+    ("exp", include_str!("../../shaders/swav/exp.wgsl")),
+    (
+        "column_sums",
+        include_str!("../../shaders/swav/column_sums.wgsl"),
+    ),
+    (
+        "scale_total",
+        include_str!("../../shaders/swav/scale_total.wgsl"),
+    ),
+    (
+        "scale_columns",
+        include_str!("../../shaders/swav/scale_columns.wgsl"),
+    ),
+    (
+        "scale_rows",
+        include_str!("../../shaders/swav/scale_rows.wgsl"),
+    ),
+    ("finish", include_str!("../../shaders/swav/finish.wgsl")),
+];
+const TARGETS: &str = include_str!("../../shaders/swav/targets.wgsl");
+
+/// Most assignment crops the targets kernel takes (the official recipe uses 2).
+pub const MAX_ASSIGN_CROPS: usize = 4;
+
+/// Shape of one Sinkhorn problem: `queue_rows` queue samples then `batch` samples, K columns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SinkhornShape {
+    pub queue_rows: usize,
+    pub batch: usize,
+    pub k: usize,
+    pub epsilon: f32,
+    pub iterations: usize,
+}
+
+impl SinkhornShape {
+    pub fn rows(&self) -> usize {
+        self.queue_rows + self.batch
+    }
+}
+
+fn kernel(gpu: &Gpu, name: &str) -> wgpu::ComputePipeline {
+    let body = KERNELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+        .expect("known kernel");
+    gpu.pipeline(
+        &format!("sinkhorn/{name}"),
+        || compose(&[COMMON, body], &[]),
+        "main",
+    )
+}
+
+/// Codes [batch, K] from scores X [queue_rows + batch, K]. `active` ([1]) holds how many queue
+/// rows take part (0 or queue_rows). Shift by the per-prototype maximum, then the official
+/// steps: Q /= sum(Q); `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums,
+/// /= B_s); Q *= B_s; keep the batch rows. Temporaries are owned by the dispatches.
+pub fn sinkhorn(
+    gpu: &Gpu,
+    x: &Tensor,
+    active: &Tensor,
+    codes: &Tensor,
+    s: SinkhornShape,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "sinkhorn";
+    if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 {
+        return shape_err(OP, format!("{s:?}"));
+    }
+    check_len(OP, "scores", x, s.rows() * s.k)?;
+    check_len(OP, "active queue rows", active, 1)?;
+    check_len(OP, "codes", codes, s.batch * s.k)?;
+    let params = [
+        to_u32(OP, s.rows())?,
+        to_u32(OP, s.k)?,
+        to_u32(OP, s.queue_rows)?,
+        to_u32(OP, s.batch)?,
+        f(1.0 / s.epsilon),
+        0,
+        0,
+        0,
+    ];
+    let q = gpu.tensor("sinkhorn Q", &[s.rows(), s.k])?;
+    let m = gpu.tensor("sinkhorn column max", &[s.k])?;
+    let u = gpu.tensor("sinkhorn prototype sums", &[s.k])?;
+    let total = gpu.tensor("sinkhorn total", &[1])?;
+    let v = gpu.tensor("sinkhorn sample sums", &[s.rows()])?;
+    let all = linear_grid(gpu, OP, (s.rows() * s.k).div_ceil(256) as u64)?;
+    let cols = linear_grid(gpu, OP, s.k.div_ceil(256) as u64)?;
+    let mut d = vec![
+        gpu.dispatch(
+            "sinkhorn/column_max",
+            &kernel(gpu, "column_max"),
+            &params,
+            &[x, active, &m],
+            cols,
+        )?,
+        gpu.dispatch(
+            "sinkhorn/exp",
+            &kernel(gpu, "exp"),
+            &params,
+            &[x, active, &m, &q],
+            all,
+        )?,
+        gpu.dispatch(
+            "sinkhorn/column_sums",
+            &kernel(gpu, "column_sums"),
+            &params,
+            &[&q, &u],
+            cols,
+        )?,
+    ];
+    d.extend(reduce::reduce_axis(
+        gpu,
+        &u,
+        &total,
+        1,
+        s.k,
+        1,
+        ReduceOp::Sum,
+    )?);
+    d.push(gpu.dispatch(
+        "sinkhorn/scale_total",
+        &kernel(gpu, "scale_total"),
+        &params,
+        &[&total, &q],
+        all,
+    )?);
+    for _ in 0..s.iterations {
+        d.push(gpu.dispatch(
+            "sinkhorn/column_sums",
+            &kernel(gpu, "column_sums"),
+            &params,
+            &[&q, &u],
+            cols,
+        )?);
+        d.push(gpu.dispatch(
+            "sinkhorn/scale_columns",
+            &kernel(gpu, "scale_columns"),
+            &params,
+            &[&u, &q],
+            all,
+        )?);
+        d.extend(reduce::reduce_axis(
+            gpu,
+            &q,
+            &v,
+            s.rows(),
+            s.k,
+            1,
+            ReduceOp::Sum,
+        )?);
+        d.push(gpu.dispatch(
+            "sinkhorn/scale_rows",
+            &kernel(gpu, "scale_rows"),
+            &params,
+            &[&v, active, &q],
+            all,
+        )?);
+    }
+    let out = linear_grid(gpu, OP, (s.batch * s.k).div_ceil(256) as u64)?;
+    let finish = gpu.dispatch(
+        "sinkhorn/finish",
+        &kernel(gpu, "finish"),
+        &params,
+        &[&q, active, codes],
+        out,
+    )?;
+    d.push(finish.keep(q).keep(m).keep(u).keep(total).keep(v));
+    Ok(d)
+}
+
+/// Swapped-prediction targets T [n_crops * batch, K] from the codes of the assignment crops
+/// ([n_assign * batch, K], in `assign` order).
+pub fn targets(
+    gpu: &Gpu,
+    codes: &Tensor,
+    t: &Tensor,
+    batch: usize,
+    n_crops: usize,
+    k: usize,
+    assign: &[usize],
+) -> Result<Dispatch> {
+    const OP: &str = "swav_targets";
+    if assign.is_empty() || assign.len() > MAX_ASSIGN_CROPS || assign.iter().any(|&c| c >= n_crops)
+    {
+        return shape_err(
+            OP,
+            format!(
+                "assignment crops {assign:?} for {n_crops} crops (1 to {MAX_ASSIGN_CROPS} allowed)"
+            ),
+        );
+    }
+    check_len(OP, "codes", codes, assign.len() * batch * k)?;
+    check_len(OP, "targets", t, n_crops * batch * k)?;
+    let mut params = vec![
+        to_u32(OP, n_crops * batch)?,
+        to_u32(OP, k)?,
+        to_u32(OP, batch)?,
+        assign.len() as u32,
+    ];
+    for i in 0..MAX_ASSIGN_CROPS {
+        params.push(assign.get(i).map_or(u32::MAX, |&c| c as u32));
+    }
+    let pipeline = gpu.pipeline("swav/targets", || TARGETS.to_string(), "main");
+    let grid = linear_grid(gpu, OP, (n_crops * batch * k).div_ceil(256) as u64)?;
+    gpu.dispatch(OP, &pipeline, &params, &[codes, t], grid)
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    let mut v: Vec<KernelSource> = KERNELS
+        .iter()
+        .map(|(n, b)| KernelSource {
+            name: format!("sinkhorn/{n}"),
+            source: compose(&[COMMON, b], &[]),
+        })
+        .collect();
+    v.push(KernelSource {
+        name: "swav/targets".into(),
+        source: TARGETS.into(),
+    });
+    v
+}
+
+/// The objective's settings (official defaults in `Default`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwavConfig {
+    pub batch: usize,
+    /// Total crops per image (large + small).
+    pub n_crops: usize,
+    pub crops_for_assign: Vec<usize>,
+    pub temperature: f32,
+    pub epsilon: f32,
+    pub sinkhorn_iterations: usize,
+    /// Queue rows per assignment crop (0 = no queue); rounded down to a multiple of `batch`.
+    pub queue_length: usize,
+}
+
+impl Default for SwavConfig {
+    fn default() -> Self {
+        SwavConfig {
+            batch: 64,
+            n_crops: 6,
+            crops_for_assign: vec![0, 1],
+            temperature: 0.1,
+            epsilon: 0.05,
+            sinkhorn_iterations: 3,
+            queue_length: 0,
+        }
+    }
+}
+
+impl SwavConfig {
+    pub fn effective_queue_length(&self) -> usize {
+        self.queue_length
+            .checked_div(self.batch)
+            .map_or(0, |n| n * self.batch)
+    }
+}
+
+/// The tensors the objective adds to a graph.
+#[derive(Clone, Debug)]
+pub struct SwavObjective {
+    /// Scalar loss [1] (kept).
+    pub loss: TensorId,
+    /// Codes of each assignment crop [batch, K] (kept).
+    pub codes: Vec<TensorId>,
+    /// Per assignment crop, the queue [queue_length, D] (persistent buffers `queue.{i}`).
+    pub queues: Vec<TensorId>,
+    /// [1]: how many queue rows Sinkhorn uses this step (input `queue.active`: 0 until the
+    /// queue is full, then queue_length). A constant 0 without a queue.
+    pub queue_active: TensorId,
+}
+
+/// Adds the SwAV loss on `scores` (emb @ C^T, [n_crops * batch, K], crop-major rows) to the
+/// graph. `emb` ([n_crops * batch, D]) and the normalised prototypes `prototypes` ([K, D])
+/// feed the queue. Codes carry no gradient.
+pub fn objective(
+    g: &mut Graph,
+    cfg: &SwavConfig,
+    emb: TensorId,
+    scores: TensorId,
+    prototypes: TensorId,
+) -> Result<SwavObjective> {
+    let (n, k) = (g.shape(scores)[0], g.shape(scores)[1]);
+    let d = g.shape(emb)[1];
+    if n != cfg.batch * cfg.n_crops || g.shape(emb)[0] != n || g.shape(prototypes) != [k, d] {
+        return shape_err(
+            "swav",
+            format!(
+                "scores {:?}, emb {:?}, prototypes {:?} for batch {} x {} crops",
+                g.shape(scores),
+                g.shape(emb),
+                g.shape(prototypes),
+                cfg.batch,
+                cfg.n_crops
+            ),
+        );
+    }
+    if cfg.n_crops < 2
+        || cfg.crops_for_assign.is_empty()
+        || cfg.crops_for_assign.len() > MAX_ASSIGN_CROPS
+        || cfg.crops_for_assign.iter().any(|&c| c >= cfg.n_crops)
+    {
+        return shape_err(
+            "swav",
+            format!(
+                "crops_for_assign {:?} with {} crops",
+                cfg.crops_for_assign, cfg.n_crops
+            ),
+        );
+    }
+    let lq = cfg.effective_queue_length();
+    let queue_active = if lq > 0 {
+        g.input("queue.active", &[1])?
+    } else {
+        g.constant("queue.none", &[1], vec![0.0])?
+    };
+    let mut codes = Vec::new();
+    let mut queues = Vec::new();
+    for (i, &c) in cfg.crops_for_assign.iter().enumerate() {
+        let crop_scores = g.slice_rows(scores, c * cfg.batch, cfg.batch)?;
+        let x = if lq > 0 {
+            let queue = g.buffer(&format!("queue.{i}"), &[lq, d])?;
+            queues.push(queue);
+            let queue_scores = g.matmul(queue, prototypes, None, false, true)?;
+            let x = g.concat(&[queue_scores, crop_scores])?;
+            g.queue_push(queue, emb, c * cfg.batch, cfg.batch)?;
+            x
+        } else {
+            crop_scores
+        };
+        let s = SinkhornShape {
+            queue_rows: lq,
+            batch: cfg.batch,
+            k,
+            epsilon: cfg.epsilon,
+            iterations: cfg.sinkhorn_iterations,
+        };
+        let q = g.sinkhorn(x, queue_active, s)?;
+        g.keep(q, &format!("codes.{i}"));
+        codes.push(q);
+    }
+    let all_codes = if codes.len() == 1 {
+        codes[0]
+    } else {
+        g.concat(&codes)?
+    };
+    let t = g.swav_targets(all_codes, cfg.batch, cfg.n_crops, &cfg.crops_for_assign)?;
+    let per_row = g.cross_entropy(scores, t, 1.0 / cfg.temperature)?;
+    let mean = g.mean(per_row)?;
+    // mean over all N rows -> the official normalisation: / (B * (n_crops - 1) * n_assign).
+    let factor = cfg.n_crops as f32 / ((cfg.n_crops - 1) * cfg.crops_for_assign.len()) as f32;
+    let loss = g.scale(mean, factor)?;
+    g.keep(loss, "loss");
+    Ok(SwavObjective {
+        loss,
+        codes,
+        queues,
+        queue_active,
+    })
+}
