@@ -4,9 +4,14 @@
 @group(0) @binding(3) var<storage, read_write> CODES: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = element_id(gid, nwg);
-    if (i < P.batch * P.k) {
-        CODES[i] = Q[P.queue_rows * P.k + i] * samples(ACTIVE[0]);
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k = gid.x;
+    let block = gid.y;
+    if (k >= P.k) {
+        return;
+    }
+    let bs = samples(ACTIVE[0]);
+    for (var b = block * ROW_BLOCK; b < min((block + 1u) * ROW_BLOCK, P.batch); b++) {
+        CODES[b * P.k + k] = Q[(P.queue_rows + b) * P.k + k] * bs;
     }
 }

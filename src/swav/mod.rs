@@ -13,28 +13,14 @@ use crate::ops::reduce::{self, ReduceOp};
 use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../shaders/swav/common.wgsl");
-const KERNELS: [(&str, &str); 7] = [
-    (
-        "column_max",
-        include_str!("../../shaders/swav/column_max.wgsl"),
-    ),
-    ("exp", include_str!("../../shaders/swav/exp.wgsl")),
-    (
-        "column_sums",
-        include_str!("../../shaders/swav/column_sums.wgsl"),
-    ),
-    (
-        "scale_total",
-        include_str!("../../shaders/swav/scale_total.wgsl"),
-    ),
-    (
-        "scale_columns",
-        include_str!("../../shaders/swav/scale_columns.wgsl"),
-    ),
-    (
-        "scale_rows",
-        include_str!("../../shaders/swav/scale_rows.wgsl"),
-    ),
+const KERNELS: [(&str, &str); 8] = [
+    ("max_partial", include_str!("../../shaders/swav/max_partial.wgsl")),
+    ("max_finish", include_str!("../../shaders/swav/max_finish.wgsl")),
+    ("exp_colsum", include_str!("../../shaders/swav/exp_colsum.wgsl")),
+    ("colsum_finish", include_str!("../../shaders/swav/colsum_finish.wgsl")),
+    ("scale_cols_rowsum", include_str!("../../shaders/swav/scale_cols_rowsum.wgsl")),
+    ("rowsum_finish", include_str!("../../shaders/swav/rowsum_finish.wgsl")),
+    ("scale_rows_colsum", include_str!("../../shaders/swav/scale_rows_colsum.wgsl")),
     ("finish", include_str!("../../shaders/swav/finish.wgsl")),
 ];
 const TARGETS: &str = include_str!("../../shaders/swav/targets.wgsl");
@@ -71,121 +57,62 @@ fn kernel(gpu: &Gpu, name: &str) -> wgpu::ComputePipeline {
     )
 }
 
+/// Rows per invocation in the column passes and columns per invocation in the row passes
+/// (must match ROW_BLOCK / COL_CHUNK in shaders/swav/common.wgsl).
+const ROW_BLOCK: usize = 64;
+const COL_CHUNK: usize = 64;
+
 /// Codes [batch, K] from scores X [queue_rows + batch, K]. `active` ([1]) holds how many queue
 /// rows take part (0 or queue_rows). Shift by the per-prototype maximum, then the official
 /// steps: Q /= sum(Q); `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums,
-/// /= B_s); Q *= B_s; keep the batch rows. Temporaries are owned by the dispatches.
-pub fn sinkhorn(
-    gpu: &Gpu,
-    x: &Tensor,
-    active: &Tensor,
-    codes: &Tensor,
-    s: SinkhornShape,
-) -> Result<Vec<Dispatch>> {
+/// /= B_s); Q *= B_s; keep the batch rows. Each normalisation is fused with the partial sums
+/// the next one needs. Temporaries are owned by the dispatches.
+pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Dispatch>> {
     const OP: &str = "sinkhorn";
-    if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 {
+    if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 {
         return shape_err(OP, format!("{s:?}"));
     }
     check_len(OP, "scores", x, s.rows() * s.k)?;
     check_len(OP, "active queue rows", active, 1)?;
     check_len(OP, "codes", codes, s.batch * s.k)?;
-    let params = [
-        to_u32(OP, s.rows())?,
-        to_u32(OP, s.k)?,
-        to_u32(OP, s.queue_rows)?,
-        to_u32(OP, s.batch)?,
-        f(1.0 / s.epsilon),
-        0,
-        0,
-        0,
-    ];
+    let blocks = s.rows().div_ceil(ROW_BLOCK);
+    let chunks = s.k.div_ceil(COL_CHUNK);
+    let params = |first: bool| -> Result<Vec<u32>> {
+        Ok(vec![to_u32(OP, s.rows())?, to_u32(OP, s.k)?, to_u32(OP, s.queue_rows)?, to_u32(OP, s.batch)?, f(1.0 / s.epsilon), to_u32(OP, blocks)?, to_u32(OP, chunks)?, first as u32])
+    };
+    let p = params(false)?;
     let q = gpu.tensor("sinkhorn Q", &[s.rows(), s.k])?;
+    let pm = gpu.tensor("sinkhorn partial max", &[blocks, s.k])?;
     let m = gpu.tensor("sinkhorn column max", &[s.k])?;
+    let pu = gpu.tensor("sinkhorn partial prototype sums", &[blocks, s.k])?;
     let u = gpu.tensor("sinkhorn prototype sums", &[s.k])?;
     let total = gpu.tensor("sinkhorn total", &[1])?;
+    let pv = gpu.tensor("sinkhorn partial sample sums", &[s.rows(), chunks])?;
     let v = gpu.tensor("sinkhorn sample sums", &[s.rows()])?;
-    let all = linear_grid(gpu, OP, (s.rows() * s.k).div_ceil(256) as u64)?;
-    let cols = linear_grid(gpu, OP, s.k.div_ceil(256) as u64)?;
+    let kx = to_u32(OP, s.k.div_ceil(256))?;
+    let column_pass = [kx, to_u32(OP, blocks)?, 1];
+    let per_column = [kx, 1, 1];
+    let row_pass = [to_u32(OP, s.rows().div_ceil(64))?, to_u32(OP, chunks)?, 1];
+    let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
+    let k = |name: &str| kernel(gpu, name);
     let mut d = vec![
-        gpu.dispatch(
-            "sinkhorn/column_max",
-            &kernel(gpu, "column_max"),
-            &params,
-            &[x, active, &m],
-            cols,
-        )?,
-        gpu.dispatch(
-            "sinkhorn/exp",
-            &kernel(gpu, "exp"),
-            &params,
-            &[x, active, &m, &q],
-            all,
-        )?,
-        gpu.dispatch(
-            "sinkhorn/column_sums",
-            &kernel(gpu, "column_sums"),
-            &params,
-            &[&q, &u],
-            cols,
-        )?,
+        gpu.dispatch("sinkhorn/max_partial", &k("max_partial"), &p, &[x, active, &pm], column_pass)?,
+        gpu.dispatch("sinkhorn/max_finish", &k("max_finish"), &p, &[&pm, &m], per_column)?,
+        gpu.dispatch("sinkhorn/exp_colsum", &k("exp_colsum"), &p, &[x, active, &m, &q, &pu], column_pass)?,
+        gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?,
     ];
-    d.extend(reduce::reduce_axis(
-        gpu,
-        &u,
-        &total,
-        1,
-        s.k,
-        1,
-        ReduceOp::Sum,
-    )?);
-    d.push(gpu.dispatch(
-        "sinkhorn/scale_total",
-        &kernel(gpu, "scale_total"),
-        &params,
-        &[&total, &q],
-        all,
-    )?);
-    for _ in 0..s.iterations {
-        d.push(gpu.dispatch(
-            "sinkhorn/column_sums",
-            &kernel(gpu, "column_sums"),
-            &params,
-            &[&q, &u],
-            cols,
-        )?);
-        d.push(gpu.dispatch(
-            "sinkhorn/scale_columns",
-            &kernel(gpu, "scale_columns"),
-            &params,
-            &[&u, &q],
-            all,
-        )?);
-        d.extend(reduce::reduce_axis(
-            gpu,
-            &q,
-            &v,
-            s.rows(),
-            s.k,
-            1,
-            ReduceOp::Sum,
-        )?);
-        d.push(gpu.dispatch(
-            "sinkhorn/scale_rows",
-            &kernel(gpu, "scale_rows"),
-            &params,
-            &[&v, active, &q],
-            all,
-        )?);
+    d.extend(reduce::reduce_axis(gpu, &u, &total, 1, s.k, 1, ReduceOp::Sum)?);
+    for it in 0..s.iterations {
+        if it > 0 {
+            d.push(gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?);
+        }
+        d.push(gpu.dispatch("sinkhorn/scale_cols_rowsum", &k("scale_cols_rowsum"), &params(it == 0)?, &[&u, &total, &q, &pv], row_pass)?);
+        d.push(gpu.dispatch("sinkhorn/rowsum_finish", &k("rowsum_finish"), &p, &[&pv, &v], per_row)?);
+        d.push(gpu.dispatch("sinkhorn/scale_rows_colsum", &k("scale_rows_colsum"), &p, &[&v, active, &q, &pu], column_pass)?);
     }
-    let out = linear_grid(gpu, OP, (s.batch * s.k).div_ceil(256) as u64)?;
-    let finish = gpu.dispatch(
-        "sinkhorn/finish",
-        &kernel(gpu, "finish"),
-        &params,
-        &[&q, active, codes],
-        out,
-    )?;
-    d.push(finish.keep(q).keep(m).keep(u).keep(total).keep(v));
+    let out = [kx, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
+    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[&q, active, codes], out)?;
+    d.push(finish.keep(q).keep(pm).keep(m).keep(pu).keep(u).keep(total).keep(pv).keep(v));
     Ok(d)
 }
 

@@ -1,0 +1,16 @@
+// V[r] = sum over chunks of PV[r, chunk]: the per-sample sums.
+@group(0) @binding(1) var<storage, read> PV: array<f32>;
+@group(0) @binding(2) var<storage, read_write> V: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x + gid.y * nwg.x * 256u;
+    if (r >= P.rows) {
+        return;
+    }
+    var s = 0.0;
+    for (var c = 0u; c < P.chunks; c++) {
+        s += PV[r * P.chunks + c];
+    }
+    V[r] = s;
+}
