@@ -95,3 +95,90 @@ pub fn load_safetensors_f64(path: &Path) -> Result<F64Tensors> {
     }
     Ok(out)
 }
+
+/// A tensor to write: f32 values, or an i64 scalar/vector (batch-norm `num_batches_tracked`).
+pub enum OutTensor {
+    F32 { shape: Vec<usize>, data: Vec<f32> },
+    I64 { shape: Vec<usize>, data: Vec<i64> },
+}
+
+/// Writes a safetensors file atomically: a temporary file beside it, fsync, rename over the
+/// target, fsync of the folder. A crash leaves either the old file or the new one, never a
+/// torn one.
+pub fn save_safetensors_atomic(
+    path: &Path,
+    tensors: &BTreeMap<String, OutTensor>,
+    metadata: std::collections::HashMap<String, String>,
+) -> Result<()> {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    use std::io::Write;
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| match t {
+            OutTensor::F32 { shape, data } => (
+                name.clone(),
+                Dtype::F32,
+                shape.clone(),
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            OutTensor::I64 { shape, data } => (
+                name.clone(),
+                Dtype::I64,
+                shape.clone(),
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot encode tensors for '{}': {e}",
+                path.display()
+            ))
+        })?;
+    let encoded = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Invalid(format!("cannot encode '{}': {e}", path.display())))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let io_err =
+        |what: &str, e: std::io::Error| Error::Invalid(format!("{what} '{}': {e}", path.display()));
+    {
+        let mut f = std::fs::File::create(&tmp)
+            .map_err(|e| io_err("cannot create a temporary file for", e))?;
+        f.write_all(&encoded)
+            .map_err(|e| io_err("cannot write", e))?;
+        f.sync_all().map_err(|e| io_err("cannot sync", e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err("cannot move the temporary file onto", e)
+    })?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The string metadata of a safetensors file.
+pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, String>> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "'{}' is not a valid safetensors file: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}

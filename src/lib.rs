@@ -9,6 +9,9 @@ pub mod graph;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod optim;
+pub mod rng;
 pub mod swav;
+pub mod train;
 
 pub use error::{Error, Result};

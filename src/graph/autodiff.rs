@@ -325,7 +325,8 @@ impl Graph {
             | Op::RenormRows { .. }
             | Op::Sinkhorn { .. }
             | Op::SwavTargets { .. }
-            | Op::QueuePush { .. } => {}
+            | Op::QueuePush { .. }
+            | Op::SgdStep { .. } => {}
             ref other => {
                 return Err(Error::Invalid(format!(
                     "no backward rule for {other:?} (a backward op in the forward graph?)"

@@ -338,6 +338,29 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             new.extend_from_slice(&old[..old.len() - batch * d]);
             v.insert(*queue, new);
         }
+        Op::SgdStep {
+            param,
+            grad,
+            momentum,
+            pnorm,
+            gnorm,
+            state,
+            h,
+        } => {
+            let st = get(g, v, *state)?.to_vec();
+            let gr = get(g, v, *grad)?.to_vec();
+            let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt();
+            let pn = norm(get(g, v, *param)?);
+            v.insert(*pnorm, vec![pn]);
+            v.insert(*gnorm, vec![norm(&gr)]);
+            if !(h.gated && st[1] == 0.0) {
+                let mut p = get(g, v, *param)?.to_vec();
+                let mut m = get(g, v, *momentum)?.to_vec();
+                crate::optim::cpu::sgd_step(&mut p, &gr, &mut m, st[0], h);
+                v.insert(*param, p);
+                v.insert(*momentum, m);
+            }
+        }
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::ops::conv::Conv2dShape;
 use crate::ops::matmul::MatmulShape;
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce::ReduceOp;
+use crate::optim::SgdHyper;
 use crate::swav::SinkhornShape;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -258,6 +259,16 @@ pub enum Op {
         scratch: Option<TensorId>,
         batch: usize,
     },
+    /// In place: SGD(+LARS) on a parameter and its momentum; `state` = [lr, prototypes on].
+    SgdStep {
+        param: TensorId,
+        grad: TensorId,
+        momentum: TensorId,
+        pnorm: TensorId,
+        gnorm: TensorId,
+        state: TensorId,
+        h: SgdHyper,
+    },
 }
 
 impl Op {
@@ -307,6 +318,13 @@ impl Op {
             Sinkhorn { x, active, .. } => vec![*x, *active],
             SwavTargets { codes, .. } => vec![*codes],
             QueuePush { queue, src, .. } => vec![*queue, *src],
+            SgdStep {
+                param,
+                grad,
+                momentum,
+                state,
+                ..
+            } => vec![*param, *grad, *momentum, *state],
         }
     }
 
@@ -345,6 +363,7 @@ impl Op {
             Sinkhorn { codes, .. } => vec![*codes],
             SwavTargets { t, .. } => vec![*t],
             QueuePush { scratch, .. } => scratch.iter().copied().collect(),
+            SgdStep { pnorm, gnorm, .. } => vec![*pnorm, *gnorm],
         }
     }
 }
@@ -476,6 +495,11 @@ impl Graph {
     pub fn keep(&mut self, t: TensorId, name: &str) {
         self.tensors[t.0].keep = true;
         self.names.entry(name.to_string()).or_insert(t);
+    }
+
+    /// A transient tensor outside autograd (norms, workspaces).
+    pub(crate) fn scratch(&mut self, name: &str, shape: &[usize]) -> TensorId {
+        self.add_tensor(name, shape, Kind::Activation, false)
     }
 
     fn activation(&mut self, name: &str, shape: &[usize], inputs: &[TensorId]) -> TensorId {

@@ -631,6 +631,24 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             )?);
             out
         }
+        Op::SgdStep {
+            param,
+            grad,
+            momentum,
+            pnorm,
+            gnorm,
+            state,
+            h,
+        } => crate::optim::sgd_step(
+            gpu,
+            t(*param)?,
+            t(*grad)?,
+            t(*momentum)?,
+            t(*pnorm)?,
+            t(*gnorm)?,
+            t(*state)?,
+            *h,
+        )?,
         Op::SliceBackward { dy, dx, offset } => {
             vec![
                 elementwise::fill(gpu, t(*dx)?, 0.0)?,

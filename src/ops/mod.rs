@@ -40,6 +40,7 @@ pub fn all_kernel_sources() -> Vec<KernelSource> {
     v.extend(reduce::kernel_sources());
     v.extend(loss::kernel_sources());
     v.extend(crate::swav::kernel_sources());
+    v.extend(crate::optim::kernel_sources());
     v
 }
 

@@ -14,13 +14,34 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../shaders/swav/common.wgsl");
 const KERNELS: [(&str, &str); 8] = [
-    ("max_partial", include_str!("../../shaders/swav/max_partial.wgsl")),
-    ("max_finish", include_str!("../../shaders/swav/max_finish.wgsl")),
-    ("exp_colsum", include_str!("../../shaders/swav/exp_colsum.wgsl")),
-    ("colsum_finish", include_str!("../../shaders/swav/colsum_finish.wgsl")),
-    ("scale_cols_rowsum", include_str!("../../shaders/swav/scale_cols_rowsum.wgsl")),
-    ("rowsum_finish", include_str!("../../shaders/swav/rowsum_finish.wgsl")),
-    ("scale_rows_colsum", include_str!("../../shaders/swav/scale_rows_colsum.wgsl")),
+    (
+        "max_partial",
+        include_str!("../../shaders/swav/max_partial.wgsl"),
+    ),
+    (
+        "max_finish",
+        include_str!("../../shaders/swav/max_finish.wgsl"),
+    ),
+    (
+        "exp_colsum",
+        include_str!("../../shaders/swav/exp_colsum.wgsl"),
+    ),
+    (
+        "colsum_finish",
+        include_str!("../../shaders/swav/colsum_finish.wgsl"),
+    ),
+    (
+        "scale_cols_rowsum",
+        include_str!("../../shaders/swav/scale_cols_rowsum.wgsl"),
+    ),
+    (
+        "rowsum_finish",
+        include_str!("../../shaders/swav/rowsum_finish.wgsl"),
+    ),
+    (
+        "scale_rows_colsum",
+        include_str!("../../shaders/swav/scale_rows_colsum.wgsl"),
+    ),
     ("finish", include_str!("../../shaders/swav/finish.wgsl")),
 ];
 const TARGETS: &str = include_str!("../../shaders/swav/targets.wgsl");
@@ -67,7 +88,13 @@ const COL_CHUNK: usize = 64;
 /// steps: Q /= sum(Q); `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums,
 /// /= B_s); Q *= B_s; keep the batch rows. Each normalisation is fused with the partial sums
 /// the next one needs. Temporaries are owned by the dispatches.
-pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Dispatch>> {
+pub fn sinkhorn(
+    gpu: &Gpu,
+    x: &Tensor,
+    active: &Tensor,
+    codes: &Tensor,
+    s: SinkhornShape,
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "sinkhorn";
     if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 {
         return shape_err(OP, format!("{s:?}"));
@@ -78,7 +105,16 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
     let blocks = s.rows().div_ceil(ROW_BLOCK);
     let chunks = s.k.div_ceil(COL_CHUNK);
     let params = |first: bool| -> Result<Vec<u32>> {
-        Ok(vec![to_u32(OP, s.rows())?, to_u32(OP, s.k)?, to_u32(OP, s.queue_rows)?, to_u32(OP, s.batch)?, f(1.0 / s.epsilon), to_u32(OP, blocks)?, to_u32(OP, chunks)?, first as u32])
+        Ok(vec![
+            to_u32(OP, s.rows())?,
+            to_u32(OP, s.k)?,
+            to_u32(OP, s.queue_rows)?,
+            to_u32(OP, s.batch)?,
+            f(1.0 / s.epsilon),
+            to_u32(OP, blocks)?,
+            to_u32(OP, chunks)?,
+            first as u32,
+        ])
     };
     let p = params(false)?;
     let q = gpu.tensor("sinkhorn Q", &[s.rows(), s.k])?;
@@ -96,23 +132,95 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
     let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
     let k = |name: &str| kernel(gpu, name);
     let mut d = vec![
-        gpu.dispatch("sinkhorn/max_partial", &k("max_partial"), &p, &[x, active, &pm], column_pass)?,
-        gpu.dispatch("sinkhorn/max_finish", &k("max_finish"), &p, &[&pm, &m], per_column)?,
-        gpu.dispatch("sinkhorn/exp_colsum", &k("exp_colsum"), &p, &[x, active, &m, &q, &pu], column_pass)?,
-        gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?,
+        gpu.dispatch(
+            "sinkhorn/max_partial",
+            &k("max_partial"),
+            &p,
+            &[x, active, &pm],
+            column_pass,
+        )?,
+        gpu.dispatch(
+            "sinkhorn/max_finish",
+            &k("max_finish"),
+            &p,
+            &[&pm, &m],
+            per_column,
+        )?,
+        gpu.dispatch(
+            "sinkhorn/exp_colsum",
+            &k("exp_colsum"),
+            &p,
+            &[x, active, &m, &q, &pu],
+            column_pass,
+        )?,
+        gpu.dispatch(
+            "sinkhorn/colsum_finish",
+            &k("colsum_finish"),
+            &p,
+            &[&pu, &u],
+            per_column,
+        )?,
     ];
-    d.extend(reduce::reduce_axis(gpu, &u, &total, 1, s.k, 1, ReduceOp::Sum)?);
+    d.extend(reduce::reduce_axis(
+        gpu,
+        &u,
+        &total,
+        1,
+        s.k,
+        1,
+        ReduceOp::Sum,
+    )?);
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?);
+            d.push(gpu.dispatch(
+                "sinkhorn/colsum_finish",
+                &k("colsum_finish"),
+                &p,
+                &[&pu, &u],
+                per_column,
+            )?);
         }
-        d.push(gpu.dispatch("sinkhorn/scale_cols_rowsum", &k("scale_cols_rowsum"), &params(it == 0)?, &[&u, &total, &q, &pv], row_pass)?);
-        d.push(gpu.dispatch("sinkhorn/rowsum_finish", &k("rowsum_finish"), &p, &[&pv, &v], per_row)?);
-        d.push(gpu.dispatch("sinkhorn/scale_rows_colsum", &k("scale_rows_colsum"), &p, &[&v, active, &q, &pu], column_pass)?);
+        d.push(gpu.dispatch(
+            "sinkhorn/scale_cols_rowsum",
+            &k("scale_cols_rowsum"),
+            &params(it == 0)?,
+            &[&u, &total, &q, &pv],
+            row_pass,
+        )?);
+        d.push(gpu.dispatch(
+            "sinkhorn/rowsum_finish",
+            &k("rowsum_finish"),
+            &p,
+            &[&pv, &v],
+            per_row,
+        )?);
+        d.push(gpu.dispatch(
+            "sinkhorn/scale_rows_colsum",
+            &k("scale_rows_colsum"),
+            &p,
+            &[&v, active, &q, &pu],
+            column_pass,
+        )?);
     }
     let out = [kx, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
-    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[&q, active, codes], out)?;
-    d.push(finish.keep(q).keep(pm).keep(m).keep(pu).keep(u).keep(total).keep(pv).keep(v));
+    let finish = gpu.dispatch(
+        "sinkhorn/finish",
+        &k("finish"),
+        &p,
+        &[&q, active, codes],
+        out,
+    )?;
+    d.push(
+        finish
+            .keep(q)
+            .keep(pm)
+            .keep(m)
+            .keep(pu)
+            .keep(u)
+            .keep(total)
+            .keep(pv)
+            .keep(v),
+    );
     Ok(d)
 }
 

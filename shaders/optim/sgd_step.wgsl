@@ -1,0 +1,41 @@
+// One SGD-with-momentum step on a parameter, optionally inside LARS as NVIDIA apex's LARC
+// does it (trust coefficient, no clipping): with pn = ||p|| and gn = ||g|| over the whole
+// tensor, if both are non-zero, g = (g + wd p) * trust pn / (gn + pn wd + eps); otherwise g
+// is left as is (and gets no weight decay). Plain SGD: g = g + wd p. Then
+// buf = momentum * buf + g; p -= lr * buf (buf starts at 0, so the first update is buf = g).
+// OPT = [lr, prototypes_enabled]; a gated parameter (the prototypes) is left untouched, its
+// momentum too, while OPT[1] == 0 (the first freeze_prototypes_niters iterations).
+struct Params {
+    len: u32, lars: u32, gated: u32, _p0: u32,
+    weight_decay: f32, momentum: f32, trust: f32, eps: f32,
+}
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> GRAD: array<f32>;
+@group(0) @binding(2) var<storage, read> PNORM: array<f32>;
+@group(0) @binding(3) var<storage, read> GNORM: array<f32>;
+@group(0) @binding(4) var<storage, read> OPT: array<f32>;
+@group(0) @binding(5) var<storage, read_write> PARAM: array<f32>;
+@group(0) @binding(6) var<storage, read_write> MOMENTUM: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= P.len || (P.gated != 0u && OPT[1] == 0.0)) {
+        return;
+    }
+    let p = PARAM[i];
+    var g = GRAD[i];
+    if (P.lars != 0u) {
+        let pn = PNORM[0];
+        let gn = GNORM[0];
+        if (pn != 0.0 && gn != 0.0) {
+            let adaptive_lr = P.trust * pn / (gn + pn * P.weight_decay + P.eps);
+            g = (g + P.weight_decay * p) * adaptive_lr;
+        }
+    } else {
+        g = g + P.weight_decay * p;
+    }
+    let buf = P.momentum * MOMENTUM[i] + g;
+    MOMENTUM[i] = buf;
+    PARAM[i] = p - OPT[0] * buf;
+}

@@ -1,0 +1,215 @@
+//! Checkpoints (safetensors, written atomically) that resume a run exactly, and the export of
+//! the backbone alone with torchvision key names.
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{TrainConfig, Trainer};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::io::{self, OutTensor};
+
+pub const FORMAT: &str = "swav-wgpu-checkpoint/1";
+
+/// What a checkpoint says about the run besides the tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointMeta {
+    pub iteration: usize,
+    pub iters_per_epoch: usize,
+    pub config: TrainConfig,
+    /// The data pipeline's RNG state, so a resumed run draws the same crops.
+    pub rng_state: u64,
+    /// Anything else the caller stored (e.g. metrics).
+    pub extra: HashMap<String, String>,
+}
+
+impl Trainer {
+    /// Writes every parameter, buffer, momentum and queue, the iteration, the RNG state and
+    /// the config, atomically.
+    pub fn save_checkpoint(
+        &self,
+        path: &Path,
+        rng_state: u64,
+        extra: &HashMap<String, String>,
+    ) -> Result<()> {
+        let state = self.state_blocking()?;
+        let tensors: BTreeMap<String, OutTensor> = state
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    OutTensor::F32 {
+                        shape: v.shape,
+                        data: v.data,
+                    },
+                )
+            })
+            .collect();
+        let mut meta = extra.clone();
+        meta.insert("format".into(), FORMAT.into());
+        meta.insert("iteration".into(), self.iteration.to_string());
+        meta.insert("iters_per_epoch".into(), self.iters_per_epoch.to_string());
+        meta.insert("rng_state".into(), rng_state.to_string());
+        meta.insert("config".into(), self.cfg.to_toml());
+        io::save_safetensors_atomic(path, &tensors, meta)
+    }
+
+    /// Reads a checkpoint's metadata (to build the trainer it needs).
+    pub fn checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
+        let mut meta = io::read_metadata(path)?;
+        let bad = |what: &str| {
+            Error::Invalid(format!(
+                "'{}' is not a swav-wgpu checkpoint ({what})",
+                path.display()
+            ))
+        };
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad("no or unknown format tag"));
+        }
+        let num = |meta: &HashMap<String, String>, k: &str| -> Result<u64> {
+            meta.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(&format!("missing {k}")))
+        };
+        let iteration = num(&meta, "iteration")? as usize;
+        let iters_per_epoch = num(&meta, "iters_per_epoch")? as usize;
+        let rng_state = num(&meta, "rng_state")?;
+        let config =
+            TrainConfig::from_toml(meta.get("config").ok_or_else(|| bad("missing config"))?)?;
+        for k in [
+            "format",
+            "iteration",
+            "iters_per_epoch",
+            "rng_state",
+            "config",
+        ] {
+            meta.remove(k);
+        }
+        Ok(CheckpointMeta {
+            iteration,
+            iters_per_epoch,
+            config,
+            rng_state,
+            extra: meta,
+        })
+    }
+
+    /// Loads the tensors and iteration of a checkpoint written for the same architecture.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<CheckpointMeta> {
+        let meta = Self::checkpoint_meta(path)?;
+        let mine = (
+            &self.cfg.arch,
+            self.cfg.width,
+            &self.cfg.stem,
+            self.cfg.hidden_mlp,
+            self.cfg.feat_dim,
+            self.cfg.prototypes,
+        );
+        let theirs = (
+            &meta.config.arch,
+            meta.config.width,
+            &meta.config.stem,
+            meta.config.hidden_mlp,
+            meta.config.feat_dim,
+            meta.config.prototypes,
+        );
+        if mine != theirs {
+            return Err(Error::Invalid(format!(
+                "checkpoint '{}' is for {} x{} ({} stem, head {}-{}, {} prototypes), this run is {} x{} ({} stem, head {}-{}, {} prototypes)",
+                path.display(), theirs.0, theirs.1, theirs.2, theirs.3, theirs.4, theirs.5, mine.0, mine.1, mine.2, mine.3, mine.4, mine.5
+            )));
+        }
+        let state = io::load_safetensors(path)?;
+        for (name, t) in self
+            .graph()
+            .named(crate::graph::Kind::Parameter)
+            .into_iter()
+            .chain(self.graph().named(crate::graph::Kind::Buffer))
+        {
+            let v = state.get(&name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "checkpoint '{}' has no '{name}' (written by another configuration?)",
+                    path.display()
+                ))
+            })?;
+            if v.shape != self.graph().shape(t) {
+                return Err(Error::Invalid(format!(
+                    "checkpoint '{}': '{name}' has shape {:?}, the model needs {:?}",
+                    path.display(),
+                    v.shape,
+                    self.graph().shape(t)
+                )));
+            }
+            self.plan.write(t, &v.data)?;
+        }
+        self.iteration = meta.iteration;
+        Ok(meta)
+    }
+
+    /// Builds a trainer from a checkpoint alone (its config) and loads it.
+    pub fn from_checkpoint(gpu: Arc<Gpu>, path: &Path) -> Result<(Trainer, CheckpointMeta)> {
+        let meta = Self::checkpoint_meta(path)?;
+        let mut t = Trainer::new(gpu, meta.config.clone(), meta.iters_per_epoch)?;
+        let meta = t.load_checkpoint(path)?;
+        Ok((t, meta))
+    }
+
+    /// The backbone alone, torchvision key names, f32 (and int64 `num_batches_tracked` for each
+    /// batch-norm): `torchvision.models.resnet18(...).load_state_dict(sd, strict=False)`.
+    pub fn export_backbone(&self, path: &Path) -> Result<()> {
+        let state = self.state_blocking()?;
+        export_backbone_state(
+            &state,
+            self.iteration as i64 * self.resolution_groups() as i64,
+            path,
+        )
+    }
+
+    /// How many backbone forward calls one step makes (one per run of equal crop sizes).
+    pub fn resolution_groups(&self) -> usize {
+        let mut sizes: Vec<usize> = self.cfg.crops.iter().map(|c| c.size).collect();
+        sizes.dedup();
+        sizes.len()
+    }
+}
+
+/// Whether a state-dict key belongs to the backbone (not the head, the optimizer or a queue).
+pub fn is_backbone_key(name: &str) -> bool {
+    !(name.starts_with("projection_head")
+        || name.starts_with("prototypes")
+        || name.starts_with("momentum.")
+        || name.starts_with("queue."))
+}
+
+pub fn export_backbone_state(
+    state: &BTreeMap<String, io::NamedTensor>,
+    batches_tracked: i64,
+    path: &Path,
+) -> Result<()> {
+    let mut out = BTreeMap::new();
+    for (name, t) in state.iter().filter(|(k, _)| is_backbone_key(k)) {
+        out.insert(
+            name.clone(),
+            OutTensor::F32 {
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            },
+        );
+        if let Some(base) = name.strip_suffix(".running_mean") {
+            out.insert(
+                format!("{base}.num_batches_tracked"),
+                OutTensor::I64 {
+                    shape: vec![],
+                    data: vec![batches_tracked],
+                },
+            );
+        }
+    }
+    let mut meta = HashMap::new();
+    meta.insert("format".into(), "pt".into());
+    meta.insert(
+        "producer".into(),
+        "swav-wgpu backbone export (torchvision ResNet key names)".into(),
+    );
+    io::save_safetensors_atomic(path, &out, meta)
+}

@@ -1,0 +1,236 @@
+//! The training configuration: every knob of a run, readable from TOML (`--config`), saved
+//! in the run directory and in every checkpoint.
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Arch, BackboneConfig, HeadConfig};
+use crate::optim::OptimizerConfig;
+use crate::swav::SwavConfig;
+
+/// `count` crops of `size` px, RandomResizedCrop area fraction in [min_scale, max_scale].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CropConfig {
+    pub count: usize,
+    pub size: usize,
+    pub min_scale: f64,
+    pub max_scale: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// resnet18, resnet34 or resnet50.
+    pub arch: String,
+    /// Width multiplier of every layer.
+    pub width: f32,
+    /// "cifar" (3x3/1, no max-pool) or "imagenet" (7x7/2 + max-pool).
+    pub stem: String,
+    /// Hidden width of the projection head (0 = a single linear layer).
+    pub hidden_mlp: usize,
+    /// Embedding dimension D.
+    pub feat_dim: usize,
+    /// Number of prototypes K.
+    pub prototypes: usize,
+    pub batch_size: usize,
+    pub crops: Vec<CropConfig>,
+    pub crops_for_assign: Vec<usize>,
+    pub temperature: f32,
+    pub epsilon: f32,
+    pub sinkhorn_iterations: usize,
+    /// Queue rows per assignment crop (0 = none); rounded down to a multiple of batch_size.
+    pub queue_length: usize,
+    pub epoch_queue_starts: usize,
+    pub epochs: usize,
+    /// Base learning rate (after warm-up).
+    pub lr: f64,
+    pub final_lr: f64,
+    pub start_warmup: f64,
+    pub warmup_epochs: f64,
+    pub freeze_prototypes_niters: usize,
+    /// "lars" (SGD inside apex LARC) or "sgd".
+    pub optimizer: String,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub trust_coefficient: f32,
+    /// Biases and batch-norm parameters skip LARS and weight decay (solo-learn).
+    pub exclude_bias_and_bn: bool,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The official recipe's structure at CIFAR scale; `swav-wgpu train` overrides the small-
+    /// data defaults it has verified (see the README).
+    fn default() -> Self {
+        TrainConfig {
+            arch: "resnet18".into(),
+            width: 0.25,
+            stem: "cifar".into(),
+            hidden_mlp: 512,
+            feat_dim: 128,
+            prototypes: 100,
+            batch_size: 64,
+            crops: vec![
+                CropConfig {
+                    count: 2,
+                    size: 32,
+                    min_scale: 0.14,
+                    max_scale: 1.0,
+                },
+                CropConfig {
+                    count: 4,
+                    size: 16,
+                    min_scale: 0.05,
+                    max_scale: 0.14,
+                },
+            ],
+            crops_for_assign: vec![0, 1],
+            temperature: 0.1,
+            epsilon: 0.05,
+            sinkhorn_iterations: 3,
+            queue_length: 0,
+            epoch_queue_starts: 0,
+            epochs: 20,
+            lr: 0.15,
+            final_lr: 0.00015,
+            start_warmup: 0.0,
+            warmup_epochs: 1.0,
+            freeze_prototypes_niters: 0,
+            optimizer: "lars".into(),
+            weight_decay: 1e-6,
+            momentum: 0.9,
+            trust_coefficient: 0.001,
+            exclude_bias_and_bn: false,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn n_crops(&self) -> usize {
+        self.crops.iter().map(|c| c.count).sum()
+    }
+
+    pub fn backbone(&self) -> Result<BackboneConfig> {
+        let arch: Arch = self.arch.parse()?;
+        let cifar_stem = match self.stem.as_str() {
+            "cifar" => true,
+            "imagenet" => false,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown stem '{other}': use cifar or imagenet"
+                )))
+            }
+        };
+        Ok(BackboneConfig {
+            arch,
+            width: self.width,
+            cifar_stem,
+        })
+    }
+
+    pub fn head(&self) -> HeadConfig {
+        HeadConfig {
+            hidden: self.hidden_mlp,
+            dim: self.feat_dim,
+            prototypes: self.prototypes,
+        }
+    }
+
+    pub fn swav(&self) -> SwavConfig {
+        SwavConfig {
+            batch: self.batch_size,
+            n_crops: self.n_crops(),
+            crops_for_assign: self.crops_for_assign.clone(),
+            temperature: self.temperature,
+            epsilon: self.epsilon,
+            sinkhorn_iterations: self.sinkhorn_iterations,
+            queue_length: self.queue_length,
+        }
+    }
+
+    pub fn optimizer(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            lars: self.optimizer == "lars",
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            trust: self.trust_coefficient,
+            exclude_bias_and_bn: self.exclude_bias_and_bn,
+        }
+    }
+
+    /// Every impossible setting, named.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        self.backbone()?;
+        if !["lars", "sgd"].contains(&self.optimizer.as_str()) {
+            return bad(format!(
+                "unknown optimizer '{}': use lars or sgd",
+                self.optimizer
+            ));
+        }
+        if self.batch_size < 2 {
+            return bad(format!(
+                "batch size must be at least 2 (batch-norm needs two samples), got {}",
+                self.batch_size
+            ));
+        }
+        if !(self.width > 0.0 && self.width.is_finite()) {
+            return bad(format!("width must be positive, got {}", self.width));
+        }
+        if self.crops.is_empty() || self.crops.iter().any(|c| c.count == 0 || c.size < 4) {
+            return bad(format!(
+                "crops need a count >= 1 and a size >= 4 px each: {:?}",
+                self.crops
+            ));
+        }
+        for c in &self.crops {
+            if !(0.0 < c.min_scale && c.min_scale <= c.max_scale && c.max_scale <= 1.0) {
+                return bad(format!(
+                    "crop scale range must satisfy 0 < min <= max <= 1, got ({}, {})",
+                    c.min_scale, c.max_scale
+                ));
+            }
+        }
+        if self.n_crops() < 2 {
+            return bad("SwAV needs at least 2 crops per image".into());
+        }
+        if self.crops_for_assign.is_empty()
+            || self.crops_for_assign.iter().any(|&c| c >= self.n_crops())
+            || self.crops_for_assign.len() > crate::swav::MAX_ASSIGN_CROPS
+        {
+            return bad(format!(
+                "crops_for_assign {:?} must name 1 to {} of the {} crops",
+                self.crops_for_assign,
+                crate::swav::MAX_ASSIGN_CROPS,
+                self.n_crops()
+            ));
+        }
+        if self.prototypes < 2 || self.feat_dim == 0 {
+            return bad(format!(
+                "need >= 2 prototypes and a positive feat_dim, got {} and {}",
+                self.prototypes, self.feat_dim
+            ));
+        }
+        if !(self.temperature > 0.0 && self.epsilon > 0.0 && self.sinkhorn_iterations > 0) {
+            return bad("temperature, epsilon and sinkhorn_iterations must be positive".into());
+        }
+        if !(self.lr.is_finite()
+            && self.lr >= 0.0
+            && self.final_lr >= 0.0
+            && self.start_warmup >= 0.0
+            && self.warmup_epochs >= 0.0)
+        {
+            return bad("learning rates and warm-up must be non-negative".into());
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_toml(text: &str) -> Result<TrainConfig> {
+        toml::from_str(text).map_err(|e| Error::Invalid(format!("invalid config: {e}")))
+    }
+}

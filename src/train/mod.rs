@@ -1,0 +1,289 @@
+//! A whole SwAV training step as one compiled plan: multi-crop forward (ResNet + head), the
+//! SwAV objective, backward, and the optimizer; plus initialisation, the learning-rate
+//! schedule, prototype freezing, the queue's start, checkpoints and backbone export.
+pub mod checkpoint;
+pub mod config;
+
+use std::sync::Arc;
+
+pub use config::{CropConfig, TrainConfig};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::plan::Plan;
+use crate::graph::{Graph, Kind, TensorId};
+use crate::model::{multicrop_forward, HeadOutputs};
+use crate::optim::{lr_schedule, OptimizerTensors};
+use crate::rng::Rng;
+use crate::swav::{self, SwavObjective};
+
+/// The training graph and the ids the trainer drives.
+pub struct TrainGraph {
+    pub graph: Graph,
+    pub crops: Vec<TensorId>,
+    pub head: HeadOutputs,
+    pub objective: SwavObjective,
+    pub optimizer: OptimizerTensors,
+}
+
+/// Builds forward + SwAV loss + backward + optimizer for `cfg`.
+pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
+    cfg.validate()?;
+    let mut g = Graph::new();
+    let mut crops = Vec::new();
+    for c in &cfg.crops {
+        for _ in 0..c.count {
+            let i = crops.len();
+            crops.push(g.input(&format!("crop{i}"), &[cfg.batch_size, 3, c.size, c.size])?);
+        }
+    }
+    let head = multicrop_forward(&mut g, &cfg.backbone()?, &cfg.head(), &crops, true)?;
+    let objective = swav::objective(&mut g, &cfg.swav(), head.emb, head.scores, head.prototypes)?;
+    g.backward(objective.loss)?;
+    let optimizer = g.optimizer(&cfg.optimizer())?;
+    Ok(TrainGraph {
+        graph: g,
+        crops,
+        head,
+        objective,
+        optimizer,
+    })
+}
+
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub plan: Plan,
+    pub ids: TrainGraphIds,
+    /// Optimizer steps done so far.
+    pub iteration: usize,
+    pub iters_per_epoch: usize,
+    schedule: Vec<f64>,
+}
+
+/// The ids of `TrainGraph` without the graph (the plan owns a copy).
+#[derive(Clone, Debug)]
+pub struct TrainGraphIds {
+    pub crops: Vec<TensorId>,
+    pub loss: TensorId,
+    pub codes: Vec<TensorId>,
+    pub queue_active: TensorId,
+    pub has_queue: bool,
+    pub optimizer_state: TensorId,
+    pub momentum: Vec<(TensorId, TensorId)>,
+}
+
+impl Trainer {
+    /// Compiles the training step on `gpu`. Parameters start uninitialised: call
+    /// `init_random` or `load_state`/`load_checkpoint`.
+    pub fn new(gpu: Arc<Gpu>, cfg: TrainConfig, iters_per_epoch: usize) -> Result<Trainer> {
+        let tg = build_graph(&cfg)?;
+        let plan = Plan::compile(&tg.graph, gpu)?;
+        let ids = TrainGraphIds {
+            crops: tg.crops.clone(),
+            loss: tg.objective.loss,
+            codes: tg.objective.codes.clone(),
+            queue_active: tg.objective.queue_active,
+            has_queue: !tg.objective.queues.is_empty(),
+            optimizer_state: tg.optimizer.state,
+            momentum: tg.optimizer.momentum.clone(),
+        };
+        let iters_per_epoch = iters_per_epoch.max(1);
+        let total = cfg.epochs * iters_per_epoch;
+        let warmup = ((cfg.warmup_epochs * iters_per_epoch as f64).round() as usize).min(total);
+        let schedule = lr_schedule(cfg.lr, cfg.final_lr, cfg.start_warmup, warmup, total);
+        let t = Trainer {
+            cfg,
+            plan,
+            ids,
+            iteration: 0,
+            iters_per_epoch,
+            schedule,
+        };
+        t.zero_state()?;
+        Ok(t)
+    }
+
+    pub fn graph(&self) -> &Graph {
+        self.plan.graph()
+    }
+
+    /// Zero momentum and queues.
+    fn zero_state(&self) -> Result<()> {
+        for (name, t) in self.graph().named(Kind::Buffer) {
+            if name.starts_with("momentum.") || name.starts_with("queue.") {
+                self.plan.write(t, &vec![0.0; self.graph().info(t).len()])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// PyTorch's initialisation: convs kaiming-normal (fan_out, ReLU) as torchvision's
+    /// ResNet, batch-norm weight 1 and bias 0 with running stats 0 / 1, linear layers
+    /// uniform(+-1/sqrt(fan_in)) as nn.Linear, prototypes likewise.
+    pub fn init_random(&self, seed: u64) -> Result<()> {
+        let mut rng = Rng::new(seed);
+        let g = self.graph().clone();
+        for (name, t) in g
+            .named(Kind::Parameter)
+            .into_iter()
+            .chain(g.named(Kind::Buffer))
+        {
+            let shape = g.shape(t).to_vec();
+            let n = g.info(t).len();
+            let data: Vec<f32> = if name.starts_with("momentum.") || name.starts_with("queue.") {
+                vec![0.0; n]
+            } else if name.ends_with("running_var") {
+                vec![1.0; n]
+            } else if name.ends_with("running_mean") {
+                vec![0.0; n]
+            } else if shape.len() == 4 {
+                let fan_out = shape[0] * shape[2] * shape[3];
+                let std = (2.0 / fan_out as f64).sqrt();
+                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+            } else if shape.len() == 2 {
+                let bound = 1.0 / (shape[1] as f64).sqrt();
+                (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
+            } else if Self::is_bn(&g, &name) {
+                vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n]
+            } else {
+                // A linear layer's bias: uniform(+-1/sqrt(fan_in)) of its weight.
+                let weight = name.trim_end_matches(".bias").to_string() + ".weight";
+                let fan_in = g.by_name(&weight).map(|w| g.shape(w)[1]).unwrap_or(n);
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
+            };
+            self.plan.write(t, &data)?;
+        }
+        Ok(())
+    }
+
+    fn is_bn(g: &Graph, name: &str) -> bool {
+        let base = name.rsplit_once('.').map_or(name, |(b, _)| b);
+        g.by_name(&format!("{base}.running_mean")).is_some()
+    }
+
+    /// Model parameters and batch-norm buffers from a state dict (torchvision / swav names);
+    /// momentum and queues are optimizer state and stay as they are unless present.
+    pub fn load_state(
+        &self,
+        state: &std::collections::BTreeMap<String, crate::io::NamedTensor>,
+    ) -> Result<()> {
+        let g = self.graph();
+        for (name, t) in g
+            .named(Kind::Parameter)
+            .into_iter()
+            .chain(g.named(Kind::Buffer))
+        {
+            let optional = name.starts_with("momentum.") || name.starts_with("queue.");
+            match state.get(&name) {
+                Some(v) if v.shape == g.shape(t) => self.plan.write(t, &v.data)?,
+                Some(v) => {
+                    return Err(Error::Invalid(format!(
+                        "'{name}' has shape {:?} in the state, the model needs {:?}",
+                        v.shape,
+                        g.shape(t)
+                    )))
+                }
+                None if optional => {}
+                None => return Err(Error::Invalid(format!("the state has no '{name}'"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The learning rate of the current iteration.
+    pub fn lr(&self) -> f64 {
+        self.schedule
+            .get(self.iteration)
+            .copied()
+            .unwrap_or(self.cfg.final_lr)
+    }
+
+    pub fn epoch(&self) -> usize {
+        self.iteration / self.iters_per_epoch
+    }
+
+    /// Whether Sinkhorn uses the queue this step: the queue starts at `epoch_queue_starts`
+    /// and is used once it has been filled (the official "last row non-zero" rule).
+    pub fn queue_in_use(&self) -> bool {
+        if !self.ids.has_queue {
+            return false;
+        }
+        let start = self.cfg.epoch_queue_starts * self.iters_per_epoch;
+        let lq = self.cfg.swav().effective_queue_length();
+        self.iteration >= start && (self.iteration - start) * self.cfg.batch_size >= lq
+    }
+
+    /// Writes the crops (each [batch, 3, size, size], in config order) and the per-step
+    /// scalars, and submits the whole step. Returns at once; `read_loss` waits for it.
+    pub fn submit(&mut self, crops: &[&[f32]]) -> Result<()> {
+        if crops.len() != self.ids.crops.len() {
+            return Err(Error::Invalid(format!(
+                "the step needs {} crops, got {}",
+                self.ids.crops.len(),
+                crops.len()
+            )));
+        }
+        for (t, data) in self.ids.crops.iter().zip(crops) {
+            self.plan.write(*t, data)?;
+        }
+        let protos_on = if self.iteration >= self.cfg.freeze_prototypes_niters {
+            1.0
+        } else {
+            0.0
+        };
+        self.plan
+            .write(self.ids.optimizer_state, &[self.lr() as f32, protos_on])?;
+        if self.ids.has_queue {
+            let active = if self.queue_in_use() {
+                self.cfg.swav().effective_queue_length() as f32
+            } else {
+                0.0
+            };
+            self.plan.write(self.ids.queue_active, &[active])?;
+        }
+        self.plan.step();
+        self.iteration += 1;
+        Ok(())
+    }
+
+    /// The loss of the last submitted step (waits for it).
+    pub async fn read_loss(&self) -> Result<f32> {
+        Ok(self.plan.read(self.ids.loss).await?[0])
+    }
+
+    /// Submit and wait for the loss (native).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn step(&mut self, crops: &[&[f32]]) -> Result<f32> {
+        self.submit(crops)?;
+        pollster::block_on(self.read_loss())
+    }
+
+    /// Every parameter and buffer (momentum and queues included) by name.
+    pub async fn state(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::io::NamedTensor>> {
+        let mut out = std::collections::BTreeMap::new();
+        let g = self.graph();
+        for kind in [Kind::Parameter, Kind::Buffer] {
+            for (name, t) in g.named(kind) {
+                let data = self.plan.read(t).await?;
+                out.insert(
+                    name,
+                    crate::io::NamedTensor {
+                        shape: g.shape(t).to_vec(),
+                        data,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn state_blocking(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::io::NamedTensor>> {
+        pollster::block_on(self.state())
+    }
+}
