@@ -284,6 +284,21 @@ impl Plan {
         self.gpu.run(&self.dispatches);
     }
 
+    /// Runs every dispatch alone (waiting after each) and returns (label, seconds), in plan
+    /// order: where a step's time goes. Leaves the state as after one step.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_dispatches(&self) -> Vec<(String, f64)> {
+        self.dispatches
+            .iter()
+            .map(|d| {
+                let t = std::time::Instant::now();
+                self.gpu.run(std::slice::from_ref(d));
+                self.gpu.wait_idle();
+                (d.label.clone(), t.elapsed().as_secs_f64())
+            })
+            .collect()
+    }
+
     /// Reads a persistent tensor (kept outputs, gradients, parameters).
     pub async fn read(&self, t: TensorId) -> Result<Vec<f32>> {
         if !self.graph.info(t).persistent() {
@@ -338,7 +353,8 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             conv::backward_input(gpu, t(*dy)?, t(*w)?, t(*dx)?, *s, v)?
         }
         Op::Conv2dBackwardWeight { x, dy, dw, s } => {
-            let v = conv_variant(gpu, s.cout, s.cin * s.kh * s.kw);
+            // Split-K supplies the parallelism here, so the large tiles are kept.
+            let v = matmul::GemmVariant::for_conv(gpu.class);
             let splits = conv::weight_grad_splits(*s, gpu.class);
             conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
         }

@@ -194,7 +194,11 @@ pub fn backward_input(
 pub fn weight_grad_splits(s: Conv2dShape, class: AdapterClass) -> u32 {
     let (oh, ow) = s.out_hw();
     let k = s.batch * oh * ow;
-    let tiles = s.cout.div_ceil(64) * (s.cin * s.kh * s.kw).div_ceil(64);
+    let tile = match class {
+        AdapterClass::Cpu => 128, // RegisterTiled 16x16
+        AdapterClass::Gpu => 64,  // WorkgroupTiled
+    };
+    let tiles = s.cout.div_ceil(tile) * (s.cin * s.kh * s.kw).div_ceil(tile);
     let want_workgroups: usize = match class {
         AdapterClass::Cpu => 32,
         AdapterClass::Gpu => 256,

@@ -8,11 +8,17 @@ use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const REDUCE_AXIS: &str = include_str!("../../../shaders/reduce/reduce_axis.wgsl");
+const REDUCE_AXIS_SHORT: &str = include_str!("../../../shaders/reduce/reduce_axis_short.wgsl");
 const REDUCE_AXIS_BACKWARD: &str =
     include_str!("../../../shaders/reduce/reduce_axis_backward.wgsl");
 
 /// Elements of the reduced axis one workgroup handles per pass.
 const CHUNK: usize = 4096;
+
+/// Axes up to this long, with at least this many outputs, take the one-invocation-per-output
+/// kernel (split-K slabs, per-channel pools); others the workgroup tree.
+const SHORT_AXIS: usize = 256;
+const MANY_OUTPUTS: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceOp {
@@ -39,6 +45,40 @@ pub fn reduce_axis(
     }
     check_len(OP, "input", x, outer * reduce * inner)?;
     check_len(OP, "output", y, outer * inner)?;
+    if reduce <= SHORT_AXIS && outer * inner >= MANY_OUTPUTS {
+        let (finish, scale) = match op {
+            ReduceOp::Mean => (1, 1.0 / reduce as f32),
+            ReduceOp::Norm => (2, 1.0),
+            _ => (0, 1.0),
+        };
+        let params = [
+            to_u32(OP, outer)?,
+            to_u32(OP, reduce)?,
+            to_u32(OP, inner)?,
+            (op == ReduceOp::Max) as u32,
+            (op == ReduceOp::Norm) as u32,
+            finish,
+            f(scale),
+            0,
+        ];
+        let pipeline = gpu.pipeline(
+            "reduce_axis_short",
+            || REDUCE_AXIS_SHORT.to_string(),
+            "main",
+        );
+        let grid = linear_grid(
+            gpu,
+            "reduce_axis_short",
+            (outer * inner).div_ceil(256) as u64,
+        )?;
+        return Ok(vec![gpu.dispatch(
+            "reduce_axis_short",
+            &pipeline,
+            &params,
+            &[x, y],
+            grid,
+        )?]);
+    }
     let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main");
     let mut passes: Vec<Dispatch> = Vec::new();
     let mut current_len = reduce;
