@@ -24,9 +24,7 @@ fn median_seconds(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> f64 {
 }
 
 fn filled(gpu: &Gpu, name: &str, n: usize) -> Tensor {
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
+    let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     gpu.tensor_from(name, &[n], &data).expect("bench tensor")
 }
 
@@ -41,86 +39,40 @@ fn report(op: &str, shape: &str, variant: GemmVariant, flops: f64, secs: f64) {
 
 fn main() -> swav_wgpu::Result<()> {
     let gpu = Gpu::from_env_blocking()?;
-    let reps: usize = std::env::var("SWAV_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let reps: usize = std::env::var("SWAV_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("adapter: {}", gpu.describe());
-    let variants: Vec<GemmVariant> = if let Some(t) =
-        std::env::var("SWAV_BENCH_TILE").ok().and_then(|t| {
-            let (a, b) = t.split_once('x')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        }) {
+    let variants: Vec<GemmVariant> = if let Some(t) = std::env::var("SWAV_BENCH_TILE").ok().and_then(|t| {
+        let (a, b) = t.split_once('x')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    }) {
         vec![GemmVariant::RegisterTiled { tm: t.0, tn: t.1 }]
     } else if std::env::var_os("SWAV_BENCH_ALL_VARIANTS").is_some() {
         GemmVariant::ALL.to_vec()
     } else {
         vec![]
     };
-    let matmul_variants = if variants.is_empty() {
-        vec![GemmVariant::for_class(gpu.class)]
-    } else {
-        variants.clone()
-    };
-    let conv_variants = if variants.is_empty() {
-        vec![GemmVariant::for_conv(gpu.class)]
-    } else {
-        variants
-    };
+    let matmul_variants = if variants.is_empty() { vec![GemmVariant::for_class(gpu.class)] } else { variants.clone() };
+    let conv_variants = if variants.is_empty() { vec![GemmVariant::for_conv(gpu.class)] } else { variants };
 
     for &variant in &matmul_variants {
         let (m, n, k) = (1024, 1024, 1024);
-        let (a, b, c) = (
-            filled(&gpu, "a", m * k),
-            filled(&gpu, "b", k * n),
-            filled(&gpu, "c", m * n),
-        );
-        let s = MatmulShape {
-            m,
-            n,
-            k,
-            trans_a: false,
-            trans_b: false,
-        };
+        let (a, b, c) = (filled(&gpu, "a", m * k), filled(&gpu, "b", k * n), filled(&gpu, "c", m * n));
+        let s = MatmulShape { m, n, k, trans_a: false, trans_b: false };
         let d = matmul::matmul(&gpu, &a, &b, None, &c, s, variant)?;
         let secs = median_seconds(&gpu, &d, reps);
-        report(
-            "matmul",
-            &format!("{m}x{n}x{k}"),
-            variant,
-            2.0 * (m * n * k) as f64,
-            secs,
-        );
+        report("matmul", &format!("{m}x{n}x{k}"), variant, 2.0 * (m * n * k) as f64, secs);
     }
 
     let s = Conv2dShape::square(64, 64, 32, 64, 3, 1, 1);
     let shape = "N64 C64 K64 32x32 3x3 s1 p1";
-    let (x, w, y) = (
-        filled(&gpu, "x", s.input_len()),
-        filled(&gpu, "w", s.weight_len()),
-        filled(&gpu, "y", s.output_len()),
-    );
-    let (dx, dw) = (
-        filled(&gpu, "dx", s.input_len()),
-        filled(&gpu, "dw", s.weight_len()),
-    );
+    let (x, w, y) =
+        (filled(&gpu, "x", s.input_len()), filled(&gpu, "w", s.weight_len()), filled(&gpu, "y", s.output_len()));
+    let (dx, dw) = (filled(&gpu, "dx", s.input_len()), filled(&gpu, "dw", s.weight_len()));
     for &variant in &conv_variants {
         let d = conv::forward(&gpu, &x, &w, &y, s, variant)?;
-        report(
-            "conv2d_forward",
-            shape,
-            variant,
-            s.flops(),
-            median_seconds(&gpu, &d, reps),
-        );
+        report("conv2d_forward", shape, variant, s.flops(), median_seconds(&gpu, &d, reps));
         let d = conv::backward_input(&gpu, &y, &w, &dx, s, variant)?;
-        report(
-            "conv2d_backward_input",
-            shape,
-            variant,
-            s.flops(),
-            median_seconds(&gpu, &d, reps),
-        );
+        report("conv2d_backward_input", shape, variant, s.flops(), median_seconds(&gpu, &d, reps));
         let splits = conv::weight_grad_splits(s, gpu.class);
         let d = conv::backward_weight(&gpu, &x, &y, &dw, s, variant, splits)?;
         report(

@@ -28,32 +28,18 @@ fn run(gpu: &Gpu, d: &[Dispatch]) {
 
 fn main() -> swav_wgpu::Result<()> {
     let gpu = Gpu::from_env_blocking()?;
-    let reps: usize = std::env::var("SWAV_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let reps: usize = std::env::var("SWAV_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("adapter: {}", gpu.describe());
 
     let (rows, k) = (4096, 3000);
-    let x: Vec<f32> = (0..rows * k)
-        .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
+    let x: Vec<f32> = (0..rows * k).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
     let tx = gpu.tensor_from("scores", &[rows, k], &x)?;
     let active = gpu.tensor_from("active", &[1], &[0.0])?;
     let codes = gpu.tensor("codes", &[rows, k])?;
-    let s = SinkhornShape {
-        queue_rows: 0,
-        batch: rows,
-        k,
-        epsilon: 0.05,
-        iterations: 3,
-    };
+    let s = SinkhornShape { queue_rows: 0, batch: rows, k, epsilon: 0.05, iterations: 3 };
     let d = swav::sinkhorn(&gpu, &tx, &active, &codes, s)?;
     let ms = median_ms(reps, || run(&gpu, &d));
-    println!(
-        "sinkhorn {rows}x{k} 3 iterations: {ms:.1} ms median ({} dispatches)",
-        d.len()
-    );
+    println!("sinkhorn {rows}x{k} 3 iterations: {ms:.1} ms median ({} dispatches)", d.len());
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {
         for one in &d {
             let ms = median_ms(3, || run(&gpu, std::slice::from_ref(one)));
@@ -68,26 +54,21 @@ fn main() -> swav_wgpu::Result<()> {
     g.renorm_rows(protos)?;
     let emb = g.l2_normalize(z)?;
     let scores = g.linear(emb, protos, None)?;
-    let cfg = SwavConfig {
-        batch: b,
-        n_crops,
-        ..SwavConfig::default()
-    };
+    let cfg = SwavConfig { batch: b, n_crops, ..SwavConfig::default() };
     let obj = swav::objective(&mut g, &cfg, emb, scores, protos)?;
     g.backward(obj.loss)?;
     let plan = Plan::compile(&g, gpu.clone())?;
-    let zd: Vec<f32> = (0..b * n_crops * dim)
-        .map(|i| ((i * 104729) % 1999) as f32 / 999.0 - 1.0)
-        .collect();
-    let pd: Vec<f32> = (0..kk * dim)
-        .map(|i| ((i * 7907) % 1997) as f32 / 998.0 - 1.0)
-        .collect();
+    let zd: Vec<f32> = (0..b * n_crops * dim).map(|i| ((i * 104729) % 1999) as f32 / 999.0 - 1.0).collect();
+    let pd: Vec<f32> = (0..kk * dim).map(|i| ((i * 7907) % 1997) as f32 / 998.0 - 1.0).collect();
     plan.write(z, &zd)?;
     plan.write(protos, &pd)?;
     let ms = median_ms(reps, || {
         plan.step();
         let _ = plan.read_blocking(obj.loss);
     });
-    println!("swav objective B{b} K{kk} D{dim} crops 2+4 forward+backward: {ms:.1} ms median ({} dispatches)", plan.report.dispatches);
+    println!(
+        "swav objective B{b} K{kk} D{dim} crops 2+4 forward+backward: {ms:.1} ms median ({} dispatches)",
+        plan.report.dispatches
+    );
     Ok(())
 }

@@ -8,10 +8,7 @@ use swav_wgpu::train::{TrainConfig, Trainer};
 
 fn main() -> swav_wgpu::Result<()> {
     let gpu = Gpu::from_env_blocking()?;
-    let reps: usize = std::env::var("SWAV_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let reps: usize = std::env::var("SWAV_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("adapter: {}", gpu.describe());
     let cfg = TrainConfig {
         arch: "resnet18".into(),
@@ -48,11 +45,7 @@ fn main() -> swav_wgpu::Result<()> {
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {
         let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
         for (label, secs) in t.plan.profile_dispatches() {
-            let depth = if std::env::var_os("SWAV_BENCH_PROFILE_FULL").is_some() {
-                3
-            } else {
-                2
-            };
+            let depth = if std::env::var_os("SWAV_BENCH_PROFILE_FULL").is_some() { 3 } else { 2 };
             let key = label.split('/').take(depth).collect::<Vec<_>>().join("/");
             let e = by_kernel.entry(key).or_default();
             e.0 += secs;

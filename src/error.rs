@@ -9,21 +9,11 @@ pub enum Error {
     #[error("could not open a device on adapter '{adapter}': {reason}")]
     RequestDevice { adapter: String, reason: String },
     #[error("tensor '{name}' needs {bytes} bytes, more than this device allows in one storage binding ({limit} bytes, max_storage_buffer_binding_size); use a smaller batch or `--full-limits` on a native GPU")]
-    TensorTooLarge {
-        name: String,
-        bytes: u64,
-        limit: u64,
-    },
+    TensorTooLarge { name: String, bytes: u64, limit: u64 },
     #[error("shape error in {op}: {detail}")]
     Shape { op: &'static str, detail: String },
-    #[error(
-        "dispatch of '{kernel}' needs {count} workgroups, more than the device allows ({limit})"
-    )]
-    TooManyWorkgroups {
-        kernel: String,
-        count: u64,
-        limit: u64,
-    },
+    #[error("dispatch of '{kernel}' needs {count} workgroups, more than the device allows ({limit})")]
+    TooManyWorkgroups { kernel: String, count: u64, limit: u64 },
     #[error("reading a buffer back from the GPU failed: {0}")]
     Readback(String),
     #[error("GPU validation error in {context}: {message}")]
@@ -36,8 +26,5 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Shorthand for a shape error.
 pub(crate) fn shape_err<T>(op: &'static str, detail: impl Into<String>) -> Result<T> {
-    Err(Error::Shape {
-        op,
-        detail: detail.into(),
-    })
+    Err(Error::Shape { op, detail: detail.into() })
 }

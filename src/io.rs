@@ -13,8 +13,7 @@ pub struct NamedTensor {
 
 /// Every tensor of a safetensors file, converted to f32, by name.
 pub fn load_safetensors(path: &Path) -> Result<BTreeMap<String, NamedTensor>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
     parse_safetensors(&bytes).map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))
 }
 
@@ -26,31 +25,16 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor>> 
     for (name, view) in st.tensors() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            Dtype::I64 => raw
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "tensor '{name}' has unsupported dtype {other:?}"
-                )))
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F64 => {
+                raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
             }
+            Dtype::I64 => {
+                raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+            }
+            other => return Err(Error::Invalid(format!("tensor '{name}' has unsupported dtype {other:?}"))),
         };
-        out.insert(
-            name,
-            NamedTensor {
-                shape: view.shape().to_vec(),
-                data,
-            },
-        );
+        out.insert(name, NamedTensor { shape: view.shape().to_vec(), data });
     }
     Ok(out)
 }
@@ -61,35 +45,19 @@ pub type F64Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 pub fn load_safetensors_f64(path: &Path) -> Result<F64Tensors> {
     use safetensors::Dtype;
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        Error::Invalid(format!(
-            "'{}' is not a valid safetensors file: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::Invalid(format!("'{}' is not a valid safetensors file: {e}", path.display())))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
         let data: Vec<f64> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect(),
-            Dtype::I64 => raw
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64)
-                .collect(),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "tensor '{name}' has unsupported dtype {other:?}"
-                )))
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            Dtype::I64 => {
+                raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect()
             }
+            other => return Err(Error::Invalid(format!("tensor '{name}' has unsupported dtype {other:?}"))),
         };
         out.insert(name, (view.shape().to_vec(), data));
     }
@@ -116,48 +84,28 @@ pub fn save_safetensors_atomic(
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| match t {
-            OutTensor::F32 { shape, data } => (
-                name.clone(),
-                Dtype::F32,
-                shape.clone(),
-                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-            OutTensor::I64 { shape, data } => (
-                name.clone(),
-                Dtype::I64,
-                shape.clone(),
-                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
+            OutTensor::F32 { shape, data } => {
+                (name.clone(), Dtype::F32, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+            OutTensor::I64 { shape, data } => {
+                (name.clone(), Dtype::I64, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
         })
         .collect();
     let views = bytes
         .iter()
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "cannot encode tensors for '{}': {e}",
-                path.display()
-            ))
-        })?;
+        .map_err(|e| Error::Invalid(format!("cannot encode tensors for '{}': {e}", path.display())))?;
     let encoded = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::Invalid(format!("cannot encode '{}': {e}", path.display())))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let io_err =
-        |what: &str, e: std::io::Error| Error::Invalid(format!("{what} '{}': {e}", path.display()));
+    let io_err = |what: &str, e: std::io::Error| Error::Invalid(format!("{what} '{}': {e}", path.display()));
     {
-        let mut f = std::fs::File::create(&tmp)
-            .map_err(|e| io_err("cannot create a temporary file for", e))?;
-        f.write_all(&encoded)
-            .map_err(|e| io_err("cannot write", e))?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("cannot create a temporary file for", e))?;
+        f.write_all(&encoded).map_err(|e| io_err("cannot write", e))?;
         f.sync_all().map_err(|e| io_err("cannot sync", e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -172,13 +120,8 @@ pub fn save_safetensors_atomic(
 
 /// The string metadata of a safetensors file.
 pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, String>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-        Error::Invalid(format!(
-            "'{}' is not a valid safetensors file: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::Invalid(format!("'{}' is not a valid safetensors file: {e}", path.display())))?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }

@@ -3,7 +3,10 @@
 //!
 //! Layout: `gpu` (adapter, device, pipeline cache, buffer pool, readback), `ops` (one folder
 //! per op family: dispatch + backward rule + CPU reference; WGSL in `shaders/<family>/`).
+pub mod data;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod eval;
 pub mod gpu;
 pub mod graph;
 pub mod io;

@@ -5,11 +5,7 @@ use clap::{Parser, Subcommand};
 use swav_wgpu::gpu::{describe_adapter, list_adapters, pick_adapter, GpuOptions};
 
 #[derive(Parser)]
-#[command(
-    name = "swav-wgpu",
-    version,
-    about = "SwAV self-supervised learning on any GPU through WebGPU"
-)]
+#[command(name = "swav-wgpu", version, about = "SwAV self-supervised learning on any GPU through WebGPU")]
 struct Cli {
     /// Backend(s) to use: vulkan, metal, dx12, gl (comma-separated). Default: all.
     /// Also read from SWAV_WGPU_BACKEND or WGPU_BACKEND.
@@ -45,16 +41,10 @@ fn devices(opts: &GpuOptions) -> swav_wgpu::Result<()> {
     if adapters.is_empty() {
         return Err(swav_wgpu::Error::NoAdapter(String::new()));
     }
-    let chosen = pollster::block_on(pick_adapter(opts))
-        .ok()
-        .map(|a| a.get_info());
+    let chosen = pollster::block_on(pick_adapter(opts)).ok().map(|a| a.get_info());
     for a in &adapters {
         let info = a.get_info();
-        let mark = if chosen.as_ref() == Some(&info) {
-            "*"
-        } else {
-            " "
-        };
+        let mark = if chosen.as_ref() == Some(&info) { "*" } else { " " };
         let l = a.limits();
         println!("{mark} {}", describe_adapter(&info));
         println!(
@@ -69,11 +59,7 @@ fn devices(opts: &GpuOptions) -> swav_wgpu::Result<()> {
     match chosen {
         Some(_) => println!(
             "(* = the adapter swav-wgpu would use; it requests {} limits)",
-            if opts.full_limits {
-                "the adapter's full"
-            } else {
-                "WebGPU's default"
-            }
+            if opts.full_limits { "the adapter's full" } else { "WebGPU's default" }
         ),
         None => println!("(none of these matches the selection)"),
     }

@@ -7,9 +7,7 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng {
-            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
-        }
+        Rng { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
     }
     /// An independent stream for (seed, a, b), e.g. (epoch, sample).
     pub fn derive(seed: u64, a: u64, b: u64) -> Self {

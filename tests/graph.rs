@@ -97,38 +97,19 @@ fn compare_gpu_with_interpreter(g: &Graph, loss: TensorId, seed: u64) {
         plan.write(*t, &f32s(data)).unwrap();
     }
     plan.step();
-    let got: Vec<f64> = plan
-        .read_blocking(loss)
-        .unwrap()
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
+    let got: Vec<f64> = plan.read_blocking(loss).unwrap().iter().map(|&v| v as f64).collect();
     assert_close("loss", &got, &reference[&loss], GPU_TOL);
     assert!(!g.grads.is_empty());
     for (param, grad) in &g.grads {
-        let got: Vec<f64> = plan
-            .read_blocking(*grad)
-            .unwrap()
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
-        assert_close(
-            &format!("grad of {}", g.info(*param).name),
-            &got,
-            &reference[grad],
-            GPU_TOL,
-        );
+        let got: Vec<f64> = plan.read_blocking(*grad).unwrap().iter().map(|&v| v as f64).collect();
+        assert_close(&format!("grad of {}", g.info(*param).name), &got, &reference[grad], GPU_TOL);
     }
 }
 
 #[test]
 fn residual_graph_gpu_matches_cpu_interpreter() {
     let (g, loss) = residual_graph();
-    assert_eq!(
-        g.grads.len(),
-        9,
-        "x, two convs, two BN (gamma, beta), fc weight and bias"
-    );
+    assert_eq!(g.grads.len(), 9, "x, two convs, two BN (gamma, beta), fc weight and bias");
     compare_gpu_with_interpreter(&g, loss, 1);
 }
 
@@ -152,14 +133,7 @@ fn interpreter_matches_finite_differences(g: &Graph, loss: TensorId, seed: u64) 
         };
         // h = 1e-4 keeps f64 rounding of the loss below 1e-6 of the smallest gradients (those
         // of the input); the data are seeded, so no ReLU input sits within the step of 0.
-        fd_check_h(
-            &format!("d loss / d {}", g.info(*param).name),
-            &x0,
-            &full[grad],
-            &[1.0],
-            1e-4,
-            f,
-        );
+        fd_check_h(&format!("d loss / d {}", g.info(*param).name), &x0, &full[grad], &[1.0], 1e-4, f);
     }
 }
 
@@ -194,11 +168,7 @@ fn replay_creates_no_gpu_objects() {
         plan.step();
         plan.read_blocking(loss).unwrap();
     }
-    assert_eq!(
-        gpu.counters(),
-        before,
-        "replaying the plan created GPU objects"
-    );
+    assert_eq!(gpu.counters(), before, "replaying the plan created GPU objects");
     assert!(first[0].is_finite());
 }
 
@@ -212,16 +182,8 @@ fn plan_report_resnet50_multicrop_reuses_activation_memory() {
         let size = if i < 2 { 224 } else { 96 };
         crops.push(g.input(&format!("crop{i}"), &[64, 3, size, size]).unwrap());
     }
-    let bb = BackboneConfig {
-        arch: Arch::ResNet50,
-        width: 1.0,
-        cifar_stem: false,
-    };
-    let head = HeadConfig {
-        hidden: 2048,
-        dim: 128,
-        prototypes: 3000,
-    };
+    let bb = BackboneConfig { arch: Arch::ResNet50, width: 1.0, cifar_stem: false };
+    let head = HeadConfig { hidden: 2048, dim: 128, prototypes: 3000 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     let loss = g.mean(out.scores).unwrap();
     g.backward(loss).unwrap();
@@ -248,35 +210,13 @@ pub fn fixture_graph() -> (Graph, swav_wgpu::model::HeadOutputs) {
     let mut g = Graph::new();
     let crops: Vec<TensorId> = (0..4)
         .map(|i| {
-            g.input(
-                &format!("crop{i}"),
-                &[
-                    4,
-                    3,
-                    if i < 2 { 32 } else { 16 },
-                    if i < 2 { 32 } else { 16 },
-                ],
-            )
-            .unwrap()
+            g.input(&format!("crop{i}"), &[4, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }]).unwrap()
         })
         .collect();
-    let bb = BackboneConfig {
-        arch: Arch::ResNet18,
-        width: 0.125,
-        cifar_stem: true,
-    };
-    let head = HeadConfig {
-        hidden: 64,
-        dim: 16,
-        prototypes: 20,
-    };
+    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, cifar_stem: true };
+    let head = HeadConfig { hidden: 64, dim: 16, prototypes: 20 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
-    for (t, name) in [
-        (out.feat, "feat"),
-        (out.z, "z"),
-        (out.emb, "emb"),
-        (out.scores, "scores"),
-    ] {
+    for (t, name) in [(out.feat, "feat"), (out.z, "z"), (out.emb, "emb"), (out.scores, "scores")] {
         g.keep(t, name);
     }
     (g, out)
@@ -286,10 +226,7 @@ pub fn fixture_graph() -> (Graph, swav_wgpu::model::HeadOutputs) {
 fn swav_model_fixture_forward_matches_pytorch() {
     let dir = fixture_dir();
     if !dir.exists() {
-        panic!(
-            "fixtures missing: expected {} (the shared/ folder beside the repo)",
-            dir.display()
-        );
+        panic!("fixtures missing: expected {} (the shared/ folder beside the repo)", dir.display());
     }
     let Some(gpu) = gpu() else { return };
     let initial = swav_wgpu::io::load_safetensors(&dir.join("initial.safetensors")).unwrap();
@@ -304,26 +241,15 @@ fn swav_model_fixture_forward_matches_pytorch() {
     assert_eq!(state["prototypes.weight"].shape, *shape);
     plan.load_state(&state).unwrap();
     for i in 0..4 {
-        plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data)
-            .unwrap();
+        plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data).unwrap();
     }
     plan.step();
     // The index's float32 tolerance: activations within 3e-4 of max|ref| per tensor.
     for name in ["feat", "z", "emb", "scores"] {
-        let got: Vec<f64> = plan
-            .read_named(name)
-            .unwrap()
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
+        let got: Vec<f64> = plan.read_named(name).unwrap().iter().map(|&v| v as f64).collect();
         let want = &step1[name].1;
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let worst = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max)
-            / scale;
+        let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
         println!("{name}: max|gpu - torch| / max|torch| = {worst:.2e}");
         assert!(worst <= 3e-4, "{name}: {worst:.3e} > 3e-4");
     }

@@ -7,38 +7,23 @@ use swav_wgpu::ops::all_kernel_sources;
 fn every_kernel_validates_and_fits_webgpu_default_limits() {
     let limits = wgpu::Limits::defaults();
     let sources = all_kernel_sources();
-    assert!(
-        sources.len() >= 30,
-        "expected every kernel, got {}",
-        sources.len()
-    );
+    assert!(sources.len() >= 30, "expected every kernel, got {}", sources.len());
     let mut failures = Vec::new();
     let (mut most_workgroup_bytes, mut most_storage) = (0, 0);
     for k in &sources {
         let module = match naga::front::wgsl::parse_str(&k.source) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(format!(
-                    "{}: parse error: {}",
-                    k.name,
-                    e.emit_to_string(&k.source)
-                ));
+                failures.push(format!("{}: parse error: {}", k.name, e.emit_to_string(&k.source)));
                 continue;
             }
         };
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module);
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module);
         let info = match info {
             Ok(i) => i,
             Err(e) => {
-                failures.push(format!(
-                    "{}: validation error: {}",
-                    k.name,
-                    e.emit_to_string(&k.source)
-                ));
+                failures.push(format!("{}: validation error: {}", k.name, e.emit_to_string(&k.source)));
                 continue;
             }
         };
@@ -47,10 +32,7 @@ fn every_kernel_validates_and_fits_webgpu_default_limits() {
         for (ep_index, ep) in module.entry_points.iter().enumerate() {
             let invocations: u32 = ep.workgroup_size.iter().product();
             if invocations > limits.max_compute_invocations_per_workgroup {
-                failures.push(format!(
-                    "{}: {} invocations per workgroup",
-                    k.name, invocations
-                ));
+                failures.push(format!("{}: {} invocations per workgroup", k.name, invocations));
             }
             let ep_info = info.get_entry_point(ep_index);
             let mut workgroup_bytes = 0u32;
@@ -68,22 +50,14 @@ fn every_kernel_validates_and_fits_webgpu_default_limits() {
             most_workgroup_bytes = most_workgroup_bytes.max(workgroup_bytes);
             most_storage = most_storage.max(storage_buffers);
             if workgroup_bytes > limits.max_compute_workgroup_storage_size {
-                failures.push(format!(
-                    "{}: {workgroup_bytes} bytes of workgroup memory",
-                    k.name
-                ));
+                failures.push(format!("{}: {workgroup_bytes} bytes of workgroup memory", k.name));
             }
             if storage_buffers > limits.max_storage_buffers_per_shader_stage {
                 failures.push(format!("{}: {storage_buffers} storage buffers", k.name));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} kernel(s) fail:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} kernel(s) fail:\n{}", failures.len(), failures.join("\n"));
     // The counting itself works: the GEMM workgroup tiles take 2 x 4 KiB, batch-norm's
     // backward binds exactly 8 storage buffers.
     assert_eq!(most_workgroup_bytes, 8192);
@@ -94,10 +68,6 @@ fn every_kernel_validates_and_fits_webgpu_default_limits() {
 #[test]
 fn no_kernel_uses_float_atomics() {
     for k in all_kernel_sources() {
-        assert!(
-            !k.source.contains("atomic<f32>"),
-            "{} uses float atomics, which browsers lack",
-            k.name
-        );
+        assert!(!k.source.contains("atomic<f32>"), "{} uses float atomics, which browsers lack", k.name);
     }
 }

@@ -13,11 +13,7 @@ use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
 
 fn fixture_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/swav_model");
-    assert!(
-        dir.exists(),
-        "fixtures missing: expected {} (the shared/ folder beside the repo)",
-        dir.display()
-    );
+    assert!(dir.exists(), "fixtures missing: expected {} (the shared/ folder beside the repo)", dir.display());
     dir
 }
 
@@ -35,18 +31,8 @@ fn fixture_config() -> TrainConfig {
         prototypes: 20,
         batch_size: 4,
         crops: vec![
-            CropConfig {
-                count: 2,
-                size: 32,
-                min_scale: 0.14,
-                max_scale: 1.0,
-            },
-            CropConfig {
-                count: 2,
-                size: 16,
-                min_scale: 0.05,
-                max_scale: 0.14,
-            },
+            CropConfig { count: 2, size: 32, min_scale: 0.14, max_scale: 1.0 },
+            CropConfig { count: 2, size: 16, min_scale: 0.05, max_scale: 0.14 },
         ],
         epochs: 5,
         lr: 0.1,
@@ -61,11 +47,7 @@ fn fixture_config() -> TrainConfig {
 
 fn rel_to_max(got: &[f32], want: &[f64]) -> f64 {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| (*g as f64 - w).abs())
-        .fold(0.0, f64::max)
-        / scale
+    got.iter().zip(want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max) / scale
 }
 
 #[test]
@@ -86,18 +68,12 @@ fn three_lars_steps_match_pytorch() {
     let after3 = load_safetensors_f64(&dir.join("after3.safetensors")).unwrap();
     let mut t = Trainer::new(gpu, fixture_config(), 1).unwrap();
     t.load_state(&initial).unwrap();
-    let crops: Vec<&[f32]> = (0..4)
-        .map(|i| initial[&format!("crop{i}")].data.as_slice())
-        .collect();
+    let crops: Vec<&[f32]> = (0..4).map(|i| initial[&format!("crop{i}")].data.as_slice()).collect();
     let want_losses = &after3["losses"].1;
     let tolerances = [8e-5, 3e-5, 2e-5]; // index.json: float32 port vs the float64 reference
     for step in 0..3 {
         let loss = t.step(&crops).unwrap() as f64;
-        println!(
-            "step {}: loss {loss:.7} vs torch {:.7}",
-            step + 1,
-            want_losses[step]
-        );
+        println!("step {}: loss {loss:.7} vs torch {:.7}", step + 1, want_losses[step]);
         assert!(
             (loss - want_losses[step]).abs() <= tolerances[step],
             "step {} loss {loss} vs {}",
@@ -106,35 +82,23 @@ fn three_lars_steps_match_pytorch() {
         );
         if step == 0 {
             let state = t.state_blocking().unwrap();
-            for (name, (_, want)) in after1
-                .iter()
-                .filter(|(k, _)| !k.ends_with("num_batches_tracked") && *k != "loss")
+            for (name, (_, want)) in after1.iter().filter(|(k, _)| !k.ends_with("num_batches_tracked") && *k != "loss")
             {
                 if name.contains("projection_head.0.bias") {
                     continue;
                 }
                 let e = rel_to_max(&state[name].data, want);
-                assert!(
-                    e <= if name.starts_with("momentum.") {
-                        4e-4
-                    } else {
-                        2e-4
-                    },
-                    "after step 1, {name}: {e:.3e}"
-                );
+                assert!(e <= if name.starts_with("momentum.") { 4e-4 } else { 2e-4 }, "after step 1, {name}: {e:.3e}");
             }
         }
     }
     let state = t.state_blocking().unwrap();
     let mut worst = (0.0, String::new());
     let mut checked = 0;
-    for (name, (_, want)) in after3.iter().filter(|(k, _)| {
-        !k.ends_with("num_batches_tracked") && !["losses", "lr"].contains(&k.as_str())
-    }) {
-        let got = &state
-            .get(name)
-            .unwrap_or_else(|| panic!("no '{name}' in the trainer state"))
-            .data;
+    for (name, (_, want)) in
+        after3.iter().filter(|(k, _)| !k.ends_with("num_batches_tracked") && !["losses", "lr"].contains(&k.as_str()))
+    {
+        let got = &state.get(name).unwrap_or_else(|| panic!("no '{name}' in the trainer state")).data;
         if name == "projection_head.0.bias" {
             // Its gradient is rounding noise (BN follows); LARC makes its update ~ -lr*1e-3*p,
             // so the value is still checked loosely. Its momentum is pure noise (index.json
@@ -146,24 +110,32 @@ fn three_lars_steps_match_pytorch() {
             continue;
         }
         let e = rel_to_max(got, want);
-        let tol = if name.starts_with("momentum.") {
-            4e-4
-        } else {
-            2e-4
-        };
+        let tol = if name.starts_with("momentum.") { 4e-4 } else { 2e-4 };
         assert!(e <= tol, "after step 3, {name}: {e:.3e} > {tol:.0e}");
         if e > worst.0 {
             worst = (e, name.clone());
         }
         checked += 1;
     }
-    println!(
-        "{checked} tensors after 3 steps; worst {:.2e} ({})",
-        worst.0, worst.1
-    );
+    println!("{checked} tensors after 3 steps; worst {:.2e} ({})", worst.0, worst.1);
     // 66 parameters + 42 BN running stats + 65 momentum buffers (prototypes' too), less the
     // excluded bias and its momentum.
     assert!(checked >= 170, "checked {checked}");
+}
+
+#[test]
+fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
+    let Some(gpu) = gpu() else { return };
+    let h = SgdHyper { lars: true, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated: false };
+    for bad in [f64::NAN, f64::INFINITY] {
+        let (p, m) = (vec![0.5; 10], vec![0.25; 10]);
+        let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &[1.0; 10]), upload(&gpu, "m", &m));
+        let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
+        let (opt, loss) = (upload(&gpu, "opt", &[0.5, 1.0]), upload(&gpu, "loss", &[bad]));
+        run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
+        assert_eq!(read(&gpu, &tp), p, "parameters must not move on a {bad} loss");
+        assert_eq!(read(&gpu, &tm), m);
+    }
 }
 
 #[test]
@@ -178,32 +150,15 @@ fn optimizer_kernel_matches_cpu_reference() {
         (64, true, false, true, 1.0),
         (70_001, true, false, false, 1.0),
     ] {
-        let mut p = if zero_param {
-            vec![0.0; n]
-        } else {
-            rng.vec_f32(n)
-        };
+        let mut p = if zero_param { vec![0.0; n] } else { rng.vec_f32(n) };
         let g = rng.vec_f32(n);
         let mut m = rng.vec_f32(n);
-        let h = SgdHyper {
-            lars,
-            weight_decay: 1e-4,
-            momentum: 0.9,
-            trust: 0.001,
-            eps: 1e-8,
-            gated,
-        };
-        let (tp, tg, tm) = (
-            upload(&gpu, "p", &p),
-            upload(&gpu, "g", &g),
-            upload(&gpu, "m", &m),
-        );
+        let h = SgdHyper { lars, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated };
+        let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
         let opt = upload(&gpu, "opt", &[0.5, enabled]);
-        run(
-            &gpu,
-            &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, h).unwrap(),
-        );
+        let loss = upload(&gpu, "loss", &[1.0]);
+        run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
         if !(gated && enabled == 0.0) {
             optim::cpu::sgd_step(&mut p, &g, &mut m, 0.5, &h);
         }
@@ -232,11 +187,7 @@ fn synthetic_crops(cfg: &TrainConfig, iteration: usize) -> Vec<Vec<f32>> {
     cfg.crops
         .iter()
         .flat_map(|c| std::iter::repeat_n(c.size, c.count))
-        .map(|s| {
-            (0..cfg.batch_size * 3 * s * s)
-                .map(|_| rng.normal() as f32)
-                .collect()
-        })
+        .map(|s| (0..cfg.batch_size * 3 * s * s).map(|_| rng.normal() as f32).collect())
         .collect()
 }
 
@@ -266,24 +217,15 @@ fn resume_is_bit_exact() {
     let uninterrupted = a.state_blocking().unwrap();
 
     let (mut b, meta) = Trainer::from_checkpoint(gpu, &ckpt).unwrap();
-    assert_eq!(
-        (meta.iteration, meta.rng_state, meta.iters_per_epoch),
-        (2, 1234, iters_per_epoch)
-    );
+    assert_eq!((meta.iteration, meta.rng_state, meta.iters_per_epoch), (2, 1234, iters_per_epoch));
     assert_eq!(meta.config, cfg);
     run_steps(&mut b, 2, 6);
     let resumed = b.state_blocking().unwrap();
-    assert!(
-        a.queue_in_use() && b.queue_in_use(),
-        "the queue was in use by the end"
-    );
+    assert!(a.queue_in_use() && b.queue_in_use(), "the queue was in use by the end");
     assert_eq!(uninterrupted.len(), resumed.len());
     for (name, t) in &uninterrupted {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert!(
-            bits(&t.data) == bits(&resumed[name].data),
-            "'{name}' differs after resume"
-        );
+        assert!(bits(&t.data) == bits(&resumed[name].data), "'{name}' differs after resume");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -293,38 +235,20 @@ fn checkpoint_errors_are_clear() {
     let Some(gpu) = gpu() else { return };
     let dir = std::env::temp_dir().join(format!("swav-wgpu-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let missing = Trainer::from_checkpoint(gpu.clone(), &dir.join("nope.safetensors"))
-        .err()
-        .unwrap();
-    assert!(
-        missing.to_string().contains("nope.safetensors"),
-        "{missing}"
-    );
+    let missing = Trainer::from_checkpoint(gpu.clone(), &dir.join("nope.safetensors")).err().unwrap();
+    assert!(missing.to_string().contains("nope.safetensors"), "{missing}");
     let corrupt = dir.join("corrupt.safetensors");
     std::fs::write(&corrupt, b"not a checkpoint").unwrap();
-    let e = Trainer::from_checkpoint(gpu.clone(), &corrupt)
-        .err()
-        .unwrap();
+    let e = Trainer::from_checkpoint(gpu.clone(), &corrupt).err().unwrap();
     assert!(e.to_string().contains("corrupt.safetensors"), "{e}");
     // A checkpoint of another architecture is refused by name.
     let a = Trainer::new(gpu.clone(), small_config(), 1).unwrap();
     a.init_random(1).unwrap();
     let ckpt = dir.join("small.safetensors");
     a.save_checkpoint(&ckpt, 0, &HashMap::new()).unwrap();
-    let mut other = Trainer::new(
-        gpu,
-        TrainConfig {
-            width: 0.25,
-            ..small_config()
-        },
-        1,
-    )
-    .unwrap();
+    let mut other = Trainer::new(gpu, TrainConfig { width: 0.25, ..small_config() }, 1).unwrap();
     let e = other.load_checkpoint(&ckpt).err().unwrap();
-    assert!(
-        e.to_string().contains("x0.125") && e.to_string().contains("x0.25"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("x0.125") && e.to_string().contains("x0.25"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -346,10 +270,7 @@ fn exported_backbone_has_the_torchvision_keys() {
         .names()
         .into_iter()
         .filter(|n| {
-            !n.starts_with("projection_head")
-                && !n.starts_with("prototypes")
-                && !n.starts_with("crop")
-                && *n != "lr"
+            !n.starts_with("projection_head") && !n.starts_with("prototypes") && !n.starts_with("crop") && *n != "lr"
         })
         .map(String::from)
         .collect();
@@ -359,36 +280,20 @@ fn exported_backbone_has_the_torchvision_keys() {
     want.sort();
     assert_eq!(mine, want, "exported keys differ from torchvision's");
     for name in &want {
-        let (a, b) = (
-            exported.tensor(name).unwrap(),
-            fixture.tensor(name).unwrap(),
-        );
+        let (a, b) = (exported.tensor(name).unwrap(), fixture.tensor(name).unwrap());
         assert_eq!(a.shape(), b.shape(), "{name}");
         // The fixture is a float64 reference; a torchvision model is float32. Integer
         // counters are int64 in both.
-        let want_dtype = if b.dtype() == safetensors::Dtype::F64 {
-            safetensors::Dtype::F32
-        } else {
-            b.dtype()
-        };
+        let want_dtype = if b.dtype() == safetensors::Dtype::F64 { safetensors::Dtype::F32 } else { b.dtype() };
         assert_eq!(a.dtype(), want_dtype, "{name}");
     }
     // Where Python's safetensors is installed, it reads the file too (torch.load_state_dict
     // goes through the same reader).
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import safetensors.numpy"])
-        .output();
+    let probe = std::process::Command::new("python3").args(["-c", "import safetensors.numpy"]).output();
     if probe.map(|o| o.status.success()).unwrap_or(false) {
         let script = format!("from safetensors.numpy import load_file\nsd = load_file({:?})\nassert len(sd) == {}, len(sd)\nprint('python read', len(sd), 'tensors')", path.display().to_string(), want.len());
-        let out = std::process::Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     } else {
         eprintln!("python3 with safetensors not available: key, shape and dtype checks only");
     }

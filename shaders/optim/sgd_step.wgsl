@@ -5,6 +5,8 @@
 // buf = momentum * buf + g; p -= lr * buf (buf starts at 0, so the first update is buf = g).
 // OPT = [lr, prototypes_enabled]; a gated parameter (the prototypes) is left untouched, its
 // momentum too, while OPT[1] == 0 (the first freeze_prototypes_niters iterations).
+// Nothing is updated when the step's loss is NaN or infinite, so a diverged step leaves the
+// parameters as they were for the trainer to diagnose and stop.
 struct Params {
     len: u32, lars: u32, gated: u32, _p0: u32,
     weight_decay: f32, momentum: f32, trust: f32, eps: f32,
@@ -14,13 +16,18 @@ struct Params {
 @group(0) @binding(2) var<storage, read> PNORM: array<f32>;
 @group(0) @binding(3) var<storage, read> GNORM: array<f32>;
 @group(0) @binding(4) var<storage, read> OPT: array<f32>;
-@group(0) @binding(5) var<storage, read_write> PARAM: array<f32>;
-@group(0) @binding(6) var<storage, read_write> MOMENTUM: array<f32>;
+@group(0) @binding(5) var<storage, read> LOSS: array<f32>;
+@group(0) @binding(6) var<storage, read_write> PARAM: array<f32>;
+@group(0) @binding(7) var<storage, read_write> MOMENTUM: array<f32>;
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= P.len || (P.gated != 0u && OPT[1] == 0.0)) {
+    if (i >= P.len || (P.gated != 0u && OPT[1] == 0.0) || !is_finite(LOSS[0])) {
         return;
     }
     let p = PARAM[i];

@@ -42,9 +42,7 @@ impl GpuOptions {
             Some(s) => {
                 let b = wgpu::Backends::from_comma_list(s);
                 if b.is_empty() {
-                    Err(Error::Invalid(format!(
-                        "unknown backend '{s}': use vulkan, metal, dx12, gl or webgpu"
-                    )))
+                    Err(Error::Invalid(format!("unknown backend '{s}': use vulkan, metal, dx12, gl or webgpu")))
                 } else {
                     Ok(b)
                 }
@@ -86,10 +84,7 @@ pub struct Gpu {
 
 /// One line describing an adapter, as `swav-wgpu devices` prints it.
 pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
-    format!(
-        "{} ({:?}, {:?}, driver: {} {})",
-        info.name, info.backend, info.device_type, info.driver, info.driver_info
-    )
+    format!("{} ({:?}, {:?}, driver: {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
 }
 
 /// Every adapter the instance sees (native only: browsers expose a single adapter).
@@ -113,19 +108,12 @@ pub async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
         let want_lc = want.to_lowercase();
         let all = instance.enumerate_adapters(opts.backends()?).await;
         let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-        return all
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
-            .ok_or_else(|| {
-                Error::NoAdapter(format!(
-                    " whose name contains '{want}' (available: {})",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            });
+        return all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want_lc)).ok_or_else(|| {
+            Error::NoAdapter(format!(
+                " whose name contains '{want}' (available: {})",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+        });
     }
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
@@ -142,11 +130,7 @@ impl Gpu {
     pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
         let adapter = pick_adapter(opts).await?;
         let info = adapter.get_info();
-        let limits = if opts.full_limits {
-            adapter.limits()
-        } else {
-            wgpu::Limits::defaults()
-        };
+        let limits = if opts.full_limits { adapter.limits() } else { wgpu::Limits::defaults() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("swav-wgpu"),
@@ -155,10 +139,7 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::RequestDevice {
-                adapter: info.name.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let class = match info.device_type {
             wgpu::DeviceType::Cpu => AdapterClass::Cpu,
             _ => AdapterClass::Gpu,
@@ -196,43 +177,32 @@ impl Gpu {
 
     /// The largest tensor one storage binding may hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// A compute pipeline, created once per `key` (kernel + variant + specialisation) and cached.
     /// `source` is only called on a cache miss.
-    pub fn pipeline(
-        &self,
-        key: &str,
-        source: impl FnOnce() -> String,
-        entry: &str,
-    ) -> wgpu::ComputePipeline {
+    pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String, entry: &str) -> wgpu::ComputePipeline {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(key) {
             return p.clone();
         }
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(key),
-                source: wgpu::ShaderSource::Wgsl(source().into()),
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(key),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[],
-                    // Every kernel writes its workgroup memory before reading it.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(key),
+            source: wgpu::ShaderSource::Wgsl(source().into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
         self.counters.pipelines.fetch_add(1, Ordering::Relaxed);
         cache.insert(key.to_string(), pipeline.clone());
         pipeline
@@ -241,22 +211,14 @@ impl Gpu {
     /// A storage buffer of at least `bytes` bytes, from the pool when one is free.
     pub(crate) fn storage_buffer(&self, bytes: u64, max_buffer: u64) -> wgpu::Buffer {
         let size = pool_bucket(bytes).min(max_buffer).max(bytes);
-        if let Some(b) = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&size)
-            .and_then(|v| v.pop())
-        {
+        if let Some(b) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&size).and_then(|v| v.pop()) {
             return b;
         }
         self.counters.buffers.fetch_add(1, Ordering::Relaxed);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     }
@@ -269,24 +231,19 @@ impl Gpu {
             padded.push(0);
         }
         self.counters.buffers.fetch_add(1, Ordering::Relaxed);
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::cast_slice(&padded),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(&padded),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Submits the dispatches as one compute pass.
     pub fn run(&self, dispatches: &[crate::gpu::Dispatch]) {
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("run"),
-                timestamp_writes: None,
-            });
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
             for d in dispatches {
                 d.record(&mut pass);
             }
@@ -305,12 +262,7 @@ impl Gpu {
     /// Copies a tensor back to the CPU. Awaits the map on wasm, polls on native.
     pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
         let bytes = t.bytes();
-        let cached = self
-            .staging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&bytes)
-            .and_then(|v| v.pop());
+        let cached = self.staging.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&bytes).and_then(|v| v.pop());
         let staging = match cached {
             Some(b) => b,
             None => {
@@ -323,11 +275,7 @@ impl Gpu {
                 })
             }
         };
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("read"),
-            });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
         encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -335,25 +283,16 @@ impl Gpu {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
         rx.await
             .map_err(|_| Error::Readback("map callback dropped".into()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
         let out = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
-        self.staging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(bytes)
-            .or_default()
-            .push(staging);
+        self.staging.lock().unwrap_or_else(|e| e.into_inner()).entry(bytes).or_default().push(staging);
         Ok(out)
     }
 

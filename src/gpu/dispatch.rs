@@ -55,11 +55,7 @@ pub fn linear_grid(gpu: &Gpu, label: &str, count: u64) -> Result<[u32; 3]> {
     }
     let y = count.div_ceil(max);
     if y > max {
-        return Err(Error::TooManyWorkgroups {
-            kernel: label.to_string(),
-            count,
-            limit: max * max,
-        });
+        return Err(Error::TooManyWorkgroups { kernel: label.to_string(), count, limit: max * max });
     }
     let x = count.div_ceil(y);
     Ok([x as u32, y as u32, 1])
@@ -85,15 +81,9 @@ impl Gpu {
             });
         }
         let params_buf = self.uniform_buffer(params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: params_buf.as_entire_binding(),
-        }];
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: t.binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: t.binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),

@@ -35,17 +35,11 @@ impl Tensor {
                 "view of shape {shape:?} does not fit a buffer of {capacity} elements"
             )));
         }
-        Ok(Tensor {
-            buffer: self.buffer.clone(),
-            shape: shape.to_vec(),
-            pool: None,
-        })
+        Ok(Tensor { buffer: self.buffer.clone(), shape: shape.to_vec(), pool: None })
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer
-            .as_ref()
-            .expect("tensor buffer is present until drop")
+        self.buffer.as_ref().expect("tensor buffer is present until drop")
     }
     /// The binding covering exactly this tensor's elements (the pooled buffer may be larger).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
@@ -80,18 +74,12 @@ impl Gpu {
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let elems: usize = shape.iter().product();
         if elems == 0 {
-            return Err(Error::Invalid(format!(
-                "tensor '{name}' has shape {shape:?} with no elements"
-            )));
+            return Err(Error::Invalid(format!("tensor '{name}' has shape {shape:?} with no elements")));
         }
         let bytes = elems as u64 * 4;
         let limit = self.max_binding_bytes();
         if bytes > limit {
-            return Err(Error::TensorTooLarge {
-                name: name.to_string(),
-                bytes,
-                limit,
-            });
+            return Err(Error::TensorTooLarge { name: name.to_string(), bytes, limit });
         }
         Ok(Tensor {
             buffer: Some(self.storage_buffer(bytes, self.limits.max_buffer_size)),
@@ -105,15 +93,11 @@ impl Gpu {
         if elems != data.len() {
             return Err(Error::Shape {
                 op: "tensor_from",
-                detail: format!(
-                    "'{name}': shape {shape:?} needs {elems} values, got {}",
-                    data.len()
-                ),
+                detail: format!("'{name}': shape {shape:?} needs {elems} values, got {}", data.len()),
             });
         }
         let t = self.tensor(name, shape)?;
-        self.queue
-            .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(t)
     }
 
@@ -127,16 +111,10 @@ impl Gpu {
         if data.len() != t.len() {
             return Err(Error::Shape {
                 op: "write",
-                detail: format!(
-                    "tensor {:?} holds {} values, got {}",
-                    t.shape(),
-                    t.len(),
-                    data.len()
-                ),
+                detail: format!("tensor {:?} holds {} values, got {}", t.shape(), t.len(), data.len()),
             });
         }
-        self.queue
-            .write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(())
     }
 }

@@ -23,13 +23,7 @@ impl Graph {
         let total = match grads.get(&t) {
             Some(&old) => {
                 let sum = self.grad_tensor(t);
-                self.emit(Op::Add {
-                    a: old,
-                    b: g,
-                    c: sum,
-                    alpha: 1.0,
-                    beta: 1.0,
-                });
+                self.emit(Op::Add { a: old, b: g, c: sum, alpha: 1.0, beta: 1.0 });
                 sum
             }
             None => g,
@@ -41,15 +35,10 @@ impl Graph {
     /// `self.grads` maps every parameter (and grad-input) to its gradient, which is kept.
     pub fn backward(&mut self, loss: TensorId) -> Result<()> {
         if self.info(loss).len() != 1 {
-            return Err(Error::Invalid(format!(
-                "backward needs a scalar loss, got shape {:?}",
-                self.shape(loss)
-            )));
+            return Err(Error::Invalid(format!("backward needs a scalar loss, got shape {:?}", self.shape(loss))));
         }
         if self.ops.len() != self.forward_len {
-            return Err(Error::Invalid(
-                "backward was already called on this graph".into(),
-            ));
+            return Err(Error::Invalid("backward was already called on this graph".into()));
         }
         let seed = self.constant("grad.loss", &[1], vec![1.0])?;
         let mut grads: HashMap<TensorId, TensorId> = HashMap::new();
@@ -63,10 +52,7 @@ impl Graph {
         }
         let wanted: Vec<TensorId> = (0..self.tensors.len())
             .map(TensorId)
-            .filter(|t| {
-                self.info(*t).requires_grad
-                    && matches!(self.info(*t).kind, Kind::Parameter | Kind::Input)
-            })
+            .filter(|t| self.info(*t).requires_grad && matches!(self.info(*t).kind, Kind::Parameter | Kind::Input))
             .collect();
         for t in wanted {
             let g = match grads.get(&t) {
@@ -91,12 +77,7 @@ impl Graph {
         self.info(t).requires_grad
     }
 
-    fn backward_rule(
-        &mut self,
-        op: &Op,
-        gy: TensorId,
-        grads: &mut HashMap<TensorId, TensorId>,
-    ) -> Result<()> {
+    fn backward_rule(&mut self, op: &Op, gy: TensorId, grads: &mut HashMap<TensorId, TensorId>) -> Result<()> {
         match *op {
             Op::Conv2d { x, w, s, .. } => {
                 if self.needs(x) {
@@ -110,37 +91,13 @@ impl Graph {
                     self.accumulate(grads, w, dw);
                 }
             }
-            Op::BatchNorm {
-                x,
-                gamma,
-                beta,
-                running_mean,
-                running_var,
-                stats,
-                s,
-                ..
-            } => {
+            Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, s, .. } => {
                 let (mean, var, training) = match stats {
                     Some((m, v)) => (m, v, true),
                     None => (running_mean, running_var, false),
                 };
-                let (dgamma, dbeta, dx) = (
-                    self.grad_tensor(gamma),
-                    self.grad_tensor(beta),
-                    self.grad_tensor(x),
-                );
-                self.emit(Op::BatchNormBackward {
-                    x,
-                    dy: gy,
-                    mean,
-                    var,
-                    gamma,
-                    dgamma,
-                    dbeta,
-                    dx,
-                    s,
-                    training,
-                });
+                let (dgamma, dbeta, dx) = (self.grad_tensor(gamma), self.grad_tensor(beta), self.grad_tensor(x));
+                self.emit(Op::BatchNormBackward { x, dy: gy, mean, var, gamma, dgamma, dbeta, dx, s, training });
                 for (t, g) in [(x, dx), (gamma, dgamma), (beta, dbeta)] {
                     if self.needs(t) {
                         self.accumulate(grads, t, g);
@@ -154,9 +111,7 @@ impl Graph {
                     self.accumulate(grads, x, dx);
                 }
             }
-            Op::Add {
-                a, b, alpha, beta, ..
-            } => {
+            Op::Add { a, b, alpha, beta, .. } => {
                 for (t, k) in [(a, alpha), (b, beta)] {
                     if !self.needs(t) {
                         continue;
@@ -165,11 +120,7 @@ impl Graph {
                         gy
                     } else {
                         let g = self.grad_tensor(t);
-                        self.emit(Op::Scale {
-                            x: gy,
-                            y: g,
-                            alpha: k,
-                        });
+                        self.emit(Op::Scale { x: gy, y: g, alpha: k });
                         g
                     };
                     self.accumulate(grads, t, g);
@@ -178,37 +129,21 @@ impl Graph {
             Op::Scale { x, alpha, .. } => {
                 if self.needs(x) {
                     let dx = self.grad_tensor(x);
-                    self.emit(Op::Scale {
-                        x: gy,
-                        y: dx,
-                        alpha,
-                    });
+                    self.emit(Op::Scale { x: gy, y: dx, alpha });
                     self.accumulate(grads, x, dx);
                 }
             }
             Op::MaxPool { x, argmax, s, .. } => {
                 if self.needs(x) {
                     let dx = self.grad_tensor(x);
-                    self.emit(Op::MaxPoolBackward {
-                        dy: gy,
-                        argmax,
-                        dx,
-                        s,
-                    });
+                    self.emit(Op::MaxPoolBackward { dy: gy, argmax, dx, s });
                     self.accumulate(grads, x, dx);
                 }
             }
             Op::Reduce { x, y, dims, op } => {
                 if self.needs(x) {
                     let dx = self.grad_tensor(x);
-                    self.emit(Op::ReduceBackward {
-                        x,
-                        y,
-                        dy: gy,
-                        dx,
-                        dims,
-                        op,
-                    });
+                    self.emit(Op::ReduceBackward { x, y, dy: gy, dx, dims, op });
                     self.accumulate(grads, x, dx);
                 }
             }
@@ -221,79 +156,32 @@ impl Graph {
                 };
                 if self.needs(a) {
                     let da = self.grad_tensor(a);
-                    self.emit(Op::Matmul {
-                        a: pick(al),
-                        b: pick(ar),
-                        bias: None,
-                        c: da,
-                        s: sa,
-                    });
+                    self.emit(Op::Matmul { a: pick(al), b: pick(ar), bias: None, c: da, s: sa });
                     self.accumulate(grads, a, da);
                 }
                 if self.needs(b) {
                     let db = self.grad_tensor(b);
-                    self.emit(Op::Matmul {
-                        a: pick(bl),
-                        b: pick(br),
-                        bias: None,
-                        c: db,
-                        s: sb,
-                    });
+                    self.emit(Op::Matmul { a: pick(bl), b: pick(br), bias: None, c: db, s: sb });
                     self.accumulate(grads, b, db);
                 }
                 if let Some(bias) = bias.filter(|t| self.needs(*t)) {
                     let dbias = self.grad_tensor(bias);
-                    self.emit(Op::Reduce {
-                        x: gy,
-                        y: dbias,
-                        dims: [1, s.m, s.n],
-                        op: ReduceOp::Sum,
-                    });
+                    self.emit(Op::Reduce { x: gy, y: dbias, dims: [1, s.m, s.n], op: ReduceOp::Sum });
                     self.accumulate(grads, bias, dbias);
                 }
             }
-            Op::Rows {
-                kind,
-                x,
-                y,
-                rows,
-                cols,
-                scale,
-            } => {
+            Op::Rows { kind, x, y, rows, cols, scale } => {
                 if self.needs(x) {
                     let dx = self.grad_tensor(x);
                     let src = if kind == RowKind::L2Normalize { x } else { y };
-                    self.emit(Op::RowsBackward {
-                        kind,
-                        src,
-                        dy: gy,
-                        dx,
-                        rows,
-                        cols,
-                        scale,
-                    });
+                    self.emit(Op::RowsBackward { kind, src, dy: gy, dx, rows, cols, scale });
                     self.accumulate(grads, x, dx);
                 }
             }
-            Op::CrossEntropy {
-                x,
-                q,
-                rows,
-                cols,
-                scale,
-                ..
-            } => {
+            Op::CrossEntropy { x, q, rows, cols, scale, .. } => {
                 if self.needs(x) {
                     let dx = self.grad_tensor(x);
-                    self.emit(Op::CrossEntropyBackward {
-                        x,
-                        q,
-                        dloss: gy,
-                        dx,
-                        rows,
-                        cols,
-                        scale,
-                    });
+                    self.emit(Op::CrossEntropyBackward { x, q, dloss: gy, dx, rows, cols, scale });
                     self.accumulate(grads, x, dx);
                 }
             }
@@ -303,11 +191,7 @@ impl Graph {
                     let len = self.info(x).len();
                     if self.needs(x) {
                         let dx = self.grad_tensor(x);
-                        self.emit(Op::Slice {
-                            x: gy,
-                            y: dx,
-                            offset,
-                        });
+                        self.emit(Op::Slice { x: gy, y: dx, offset });
                         self.accumulate(grads, x, dx);
                     }
                     offset += len;

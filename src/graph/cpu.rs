@@ -11,13 +11,9 @@ use crate::ops;
 pub type Values = HashMap<TensorId, Vec<f64>>;
 
 fn get<'v>(g: &Graph, v: &'v Values, t: TensorId) -> Result<&'v [f64]> {
-    v.get(&t).map(|x| x.as_slice()).ok_or_else(|| {
-        Error::Invalid(format!(
-            "CPU interpreter: no value for tensor '{}' ({:?})",
-            g.info(t).name,
-            t
-        ))
-    })
+    v.get(&t)
+        .map(|x| x.as_slice())
+        .ok_or_else(|| Error::Invalid(format!("CPU interpreter: no value for tensor '{}' ({:?})", g.info(t).name, t)))
 }
 
 /// Runs every op (forward and backward). `values` must hold every input, parameter and
@@ -36,13 +32,8 @@ fn run_ops(g: &Graph, values: &mut Values, range: std::ops::Range<usize>) -> Res
         values.insert(*t, data.iter().map(|&x| x as f64).collect());
     }
     for (i, info) in g.tensors.iter().enumerate() {
-        if matches!(info.kind, Kind::Input | Kind::Parameter | Kind::Buffer)
-            && !values.contains_key(&TensorId(i))
-        {
-            return Err(Error::Invalid(format!(
-                "CPU interpreter: {:?} '{}' has no value",
-                info.kind, info.name
-            )));
+        if matches!(info.kind, Kind::Input | Kind::Parameter | Kind::Buffer) && !values.contains_key(&TensorId(i)) {
+            return Err(Error::Invalid(format!("CPU interpreter: {:?} '{}' has no value", info.kind, info.name)));
         }
     }
     for op in &g.ops[range] {
@@ -69,16 +60,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             let (_, d) = conv::cpu::backward(get(g, v, *x)?, &zeros, get(g, v, *dy)?, *s);
             v.insert(*dw, d);
         }
-        Op::BatchNorm {
-            x,
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-            stats,
-            y,
-            s,
-        } => {
+        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => {
             let xv = get(g, v, *x)?;
             let (gm, bt) = (get(g, v, *gamma)?, get(g, v, *beta)?);
             match stats {
@@ -98,30 +80,12 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
                     v.insert(*running_var, rv);
                 }
                 None => {
-                    let out = batchnorm::cpu::apply(
-                        xv,
-                        get(g, v, *running_mean)?,
-                        get(g, v, *running_var)?,
-                        gm,
-                        bt,
-                        s,
-                    );
+                    let out = batchnorm::cpu::apply(xv, get(g, v, *running_mean)?, get(g, v, *running_var)?, gm, bt, s);
                     v.insert(*y, out);
                 }
             }
         }
-        Op::BatchNormBackward {
-            x,
-            dy,
-            mean,
-            var,
-            gamma,
-            dgamma,
-            dbeta,
-            dx,
-            s,
-            training,
-        } => {
+        Op::BatchNormBackward { x, dy, mean, var, gamma, dgamma, dbeta, dx, s, training } => {
             let (d, dg, db) = batchnorm::cpu::backward(
                 get(g, v, *x)?,
                 get(g, v, *dy)?,
@@ -143,15 +107,8 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             let out = elementwise::cpu::relu_backward(get(g, v, *x)?, get(g, v, *dy)?);
             v.insert(*dx, out);
         }
-        Op::Add {
-            a,
-            b,
-            c,
-            alpha,
-            beta,
-        } => {
-            let out =
-                elementwise::cpu::add(get(g, v, *a)?, get(g, v, *b)?, *alpha as f64, *beta as f64);
+        Op::Add { a, b, c, alpha, beta } => {
+            let out = elementwise::cpu::add(get(g, v, *a)?, get(g, v, *b)?, *alpha as f64, *beta as f64);
             v.insert(*c, out);
         }
         Op::Scale { x, y, alpha } => {
@@ -175,22 +132,9 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             let out = reduce::cpu::reduce_axis(get(g, v, *x)?, dims[0], dims[1], dims[2], *op);
             v.insert(*y, out);
         }
-        Op::ReduceBackward {
-            x,
-            dy,
-            dx,
-            dims,
-            op,
-            ..
-        } => {
-            let out = reduce::cpu::reduce_axis_backward(
-                get(g, v, *x)?,
-                get(g, v, *dy)?,
-                dims[0],
-                dims[1],
-                dims[2],
-                *op,
-            );
+        Op::ReduceBackward { x, dy, dx, dims, op, .. } => {
+            let out =
+                reduce::cpu::reduce_axis_backward(get(g, v, *x)?, get(g, v, *dy)?, dims[0], dims[1], dims[2], *op);
             v.insert(*dx, out);
         }
         Op::Matmul { a, b, bias, c, s } => {
@@ -201,14 +145,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             let out = matmul::cpu::matmul(get(g, v, *a)?, get(g, v, *b)?, bias_v.as_deref(), *s);
             v.insert(*c, out);
         }
-        Op::Rows {
-            kind,
-            x,
-            y,
-            cols,
-            scale,
-            ..
-        } => {
+        Op::Rows { kind, x, y, cols, scale, .. } => {
             let xv = get(g, v, *x)?;
             let out = match kind {
                 RowKind::L2Normalize => rows::cpu::l2_normalize_forward(xv, *cols),
@@ -217,50 +154,20 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             };
             v.insert(*y, out);
         }
-        Op::RowsBackward {
-            kind,
-            src,
-            dy,
-            dx,
-            cols,
-            scale,
-            ..
-        } => {
+        Op::RowsBackward { kind, src, dy, dx, cols, scale, .. } => {
             let (sv, dyv) = (get(g, v, *src)?, get(g, v, *dy)?);
             let out = match kind {
                 RowKind::L2Normalize => rows::cpu::l2_normalize_backward(sv, dyv, *cols),
                 RowKind::Softmax => rows::cpu::softmax_backward(sv, dyv, *cols, *scale as f64),
-                RowKind::LogSoftmax => {
-                    rows::cpu::log_softmax_backward(sv, dyv, *cols, *scale as f64)
-                }
+                RowKind::LogSoftmax => rows::cpu::log_softmax_backward(sv, dyv, *cols, *scale as f64),
             };
             v.insert(*dx, out);
         }
-        Op::CrossEntropy {
-            x,
-            q,
-            loss,
-            cols,
-            scale,
-            ..
-        } => {
-            let out = loss::cpu::cross_entropy_forward(
-                get(g, v, *x)?,
-                get(g, v, *q)?,
-                *cols,
-                *scale as f64,
-            );
+        Op::CrossEntropy { x, q, loss, cols, scale, .. } => {
+            let out = loss::cpu::cross_entropy_forward(get(g, v, *x)?, get(g, v, *q)?, *cols, *scale as f64);
             v.insert(*loss, out);
         }
-        Op::CrossEntropyBackward {
-            x,
-            q,
-            dloss,
-            dx,
-            cols,
-            scale,
-            ..
-        } => {
+        Op::CrossEntropyBackward { x, q, dloss, dx, cols, scale, .. } => {
             let out = loss::cpu::cross_entropy_backward(
                 get(g, v, *x)?,
                 get(g, v, *q)?,
@@ -288,19 +195,12 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             elementwise::cpu::copy(d, &mut out, 0, *offset, d.len());
             v.insert(*dx, out);
         }
-        Op::RenormRows {
-            x, scratch, cols, ..
-        } => {
+        Op::RenormRows { x, scratch, cols, .. } => {
             let out = rows::cpu::l2_normalize_forward(get(g, v, *x)?, *cols);
             v.insert(*scratch, out.clone());
             v.insert(*x, out);
         }
-        Op::Sinkhorn {
-            x,
-            active,
-            codes,
-            s,
-        } => {
+        Op::Sinkhorn { x, active, codes, s } => {
             let act = get(g, v, *active)?[0].max(0.0) as usize;
             let out = crate::swav::cpu::sinkhorn(
                 get(g, v, *x)?,
@@ -313,24 +213,12 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             );
             v.insert(*codes, out);
         }
-        Op::SwavTargets {
-            codes,
-            t,
-            batch,
-            n_crops,
-            assign,
-        } => {
+        Op::SwavTargets { codes, t, batch, n_crops, assign } => {
             let k = g.shape(*t)[1];
             let out = crate::swav::cpu::targets(get(g, v, *codes)?, *batch, *n_crops, k, assign);
             v.insert(*t, out);
         }
-        Op::QueuePush {
-            queue,
-            src,
-            src_row,
-            batch,
-            ..
-        } => {
+        Op::QueuePush { queue, src, src_row, batch, .. } => {
             let d = g.shape(*queue)[1];
             let old = get(g, v, *queue)?.to_vec();
             let rows = get(g, v, *src)?[src_row * d..(src_row + batch) * d].to_vec();
@@ -338,22 +226,14 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             new.extend_from_slice(&old[..old.len() - batch * d]);
             v.insert(*queue, new);
         }
-        Op::SgdStep {
-            param,
-            grad,
-            momentum,
-            pnorm,
-            gnorm,
-            state,
-            h,
-        } => {
+        Op::SgdStep { param, grad, momentum, pnorm, gnorm, state, loss, h } => {
             let st = get(g, v, *state)?.to_vec();
             let gr = get(g, v, *grad)?.to_vec();
             let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt();
             let pn = norm(get(g, v, *param)?);
             v.insert(*pnorm, vec![pn]);
             v.insert(*gnorm, vec![norm(&gr)]);
-            if !(h.gated && st[1] == 0.0) {
+            if !(h.gated && st[1] == 0.0) && get(g, v, *loss)?[0].is_finite() {
                 let mut p = get(g, v, *param)?.to_vec();
                 let mut m = get(g, v, *momentum)?.to_vec();
                 crate::optim::cpu::sgd_step(&mut p, &gr, &mut m, st[0], h);

@@ -267,6 +267,7 @@ pub enum Op {
         pnorm: TensorId,
         gnorm: TensorId,
         state: TensorId,
+        loss: TensorId,
         h: SgdHyper,
     },
 }
@@ -279,22 +280,10 @@ impl Op {
             Conv2d { x, w, .. } => vec![*x, *w],
             Conv2dBackwardInput { dy, w, .. } => vec![*dy, *w],
             Conv2dBackwardWeight { x, dy, .. } => vec![*x, *dy],
-            BatchNorm {
-                x,
-                gamma,
-                beta,
-                running_mean,
-                running_var,
-                ..
-            } => vec![*x, *gamma, *beta, *running_mean, *running_var],
-            BatchNormBackward {
-                x,
-                dy,
-                mean,
-                var,
-                gamma,
-                ..
-            } => vec![*x, *dy, *mean, *var, *gamma],
+            BatchNorm { x, gamma, beta, running_mean, running_var, .. } => {
+                vec![*x, *gamma, *beta, *running_mean, *running_var]
+            }
+            BatchNormBackward { x, dy, mean, var, gamma, .. } => vec![*x, *dy, *mean, *var, *gamma],
             Relu { x, .. } => vec![*x],
             ReluBackward { x, dy, .. } => vec![*x, *dy],
             Add { a, b, .. } => vec![*a, *b],
@@ -304,9 +293,7 @@ impl Op {
             MaxPoolBackward { dy, argmax, .. } => vec![*dy, *argmax],
             Reduce { x, .. } => vec![*x],
             ReduceBackward { x, y, dy, .. } => vec![*x, *y, *dy],
-            Matmul { a, b, bias, .. } => {
-                [Some(*a), Some(*b), *bias].into_iter().flatten().collect()
-            }
+            Matmul { a, b, bias, .. } => [Some(*a), Some(*b), *bias].into_iter().flatten().collect(),
             Rows { x, .. } => vec![*x],
             RowsBackward { src, dy, .. } => vec![*src, *dy],
             CrossEntropy { x, q, .. } => vec![*x, *q],
@@ -318,13 +305,7 @@ impl Op {
             Sinkhorn { x, active, .. } => vec![*x, *active],
             SwavTargets { codes, .. } => vec![*codes],
             QueuePush { queue, src, .. } => vec![*queue, *src],
-            SgdStep {
-                param,
-                grad,
-                momentum,
-                state,
-                ..
-            } => vec![*param, *grad, *momentum, *state],
+            SgdStep { param, grad, momentum, state, loss, .. } => vec![*param, *grad, *momentum, *state, *loss],
         }
     }
 
@@ -339,9 +320,7 @@ impl Op {
                 Some((m, v)) => vec![*y, *m, *v],
                 None => vec![*y],
             },
-            BatchNormBackward {
-                dgamma, dbeta, dx, ..
-            } => vec![*dgamma, *dbeta, *dx],
+            BatchNormBackward { dgamma, dbeta, dx, .. } => vec![*dgamma, *dbeta, *dx],
             Relu { y, .. } => vec![*y],
             ReluBackward { dx, .. } => vec![*dx],
             Add { c, .. } => vec![*c],
@@ -409,23 +388,13 @@ impl Graph {
 
     /// Named tensors of a kind, sorted by name.
     pub fn named(&self, kind: Kind) -> Vec<(String, TensorId)> {
-        let mut v: Vec<(String, TensorId)> = self
-            .names
-            .iter()
-            .filter(|(_, t)| self.info(**t).kind == kind)
-            .map(|(n, t)| (n.clone(), *t))
-            .collect();
+        let mut v: Vec<(String, TensorId)> =
+            self.names.iter().filter(|(_, t)| self.info(**t).kind == kind).map(|(n, t)| (n.clone(), *t)).collect();
         v.sort();
         v
     }
 
-    fn add_tensor(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        kind: Kind,
-        requires_grad: bool,
-    ) -> TensorId {
+    fn add_tensor(&mut self, name: &str, shape: &[usize], kind: Kind, requires_grad: bool) -> TensorId {
         let id = TensorId(self.tensors.len());
         self.tensors.push(TensorInfo {
             name: name.to_string(),
@@ -437,13 +406,7 @@ impl Graph {
         id
     }
 
-    fn named_tensor(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        kind: Kind,
-        requires_grad: bool,
-    ) -> Result<TensorId> {
+    fn named_tensor(&mut self, name: &str, shape: &[usize], kind: Kind, requires_grad: bool) -> Result<TensorId> {
         if let Some(&t) = self.names.get(name) {
             let info = self.info(t);
             if info.shape != shape || info.kind != kind {
@@ -481,10 +444,7 @@ impl Graph {
     pub fn constant(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<TensorId> {
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return shape_error(
-                "constant",
-                format!("'{name}' shape {shape:?} with {} values", data.len()),
-            );
+            return shape_error("constant", format!("'{name}' shape {shape:?} with {} values", data.len()));
         }
         let t = self.add_tensor(name, shape, Kind::Constant, false);
         self.constants.insert(t, data);
@@ -515,19 +475,10 @@ impl Graph {
     // ---- forward ops -------------------------------------------------------------------
 
     /// NCHW convolution, weights [Cout, Cin, KH, KW], no bias.
-    pub fn conv2d(
-        &mut self,
-        x: TensorId,
-        w: TensorId,
-        stride: usize,
-        pad: usize,
-    ) -> Result<TensorId> {
+    pub fn conv2d(&mut self, x: TensorId, w: TensorId, stride: usize, pad: usize) -> Result<TensorId> {
         let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
         if xs.len() != 4 || ws.len() != 4 || xs[1] != ws[1] {
-            return shape_error(
-                "conv2d",
-                format!("input {xs:?} and weight {ws:?} (need [N,C,H,W] and [K,C,kh,kw])"),
-            );
+            return shape_error("conv2d", format!("input {xs:?} and weight {ws:?} (need [N,C,H,W] and [K,C,kh,kw])"));
         }
         let s = Conv2dShape {
             batch: xs[0],
@@ -566,38 +517,20 @@ impl Graph {
         let (batch, channels, spatial) = match xs.len() {
             4 => (xs[0], xs[1], xs[2] * xs[3]),
             2 => (xs[0], xs[1], 1),
-            _ => {
-                return shape_error(
-                    "batch_norm",
-                    format!("input {xs:?} must be [N,C,H,W] or [N,C]"),
-                )
-            }
+            _ => return shape_error("batch_norm", format!("input {xs:?} must be [N,C,H,W] or [N,C]")),
         };
         for t in [gamma, beta, running_mean, running_var] {
             if self.info(t).len() != channels {
                 return shape_error(
                     "batch_norm",
-                    format!(
-                        "'{}' has {} values for {channels} channels",
-                        self.info(t).name,
-                        self.info(t).len()
-                    ),
+                    format!("'{}' has {} values for {channels} channels", self.info(t).name, self.info(t).len()),
                 );
             }
         }
         if training && batch * spatial < 2 {
-            return shape_error(
-                "batch_norm",
-                format!("training needs more than one value per channel, input {xs:?}"),
-            );
+            return shape_error("batch_norm", format!("training needs more than one value per channel, input {xs:?}"));
         }
-        let s = BatchNormShape {
-            batch,
-            channels,
-            spatial,
-            eps,
-            momentum,
-        };
+        let s = BatchNormShape { batch, channels, spatial, eps, momentum };
         let stats = if training {
             let m = self.add_tensor("bn.mean", &[channels], Kind::Activation, false);
             let v = self.add_tensor("bn.var", &[channels], Kind::Activation, false);
@@ -606,16 +539,7 @@ impl Graph {
             None
         };
         let y = self.activation("bn", &xs, &[x, gamma, beta]);
-        self.push(Op::BatchNorm {
-            x,
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-            stats,
-            y,
-            s,
-        });
+        self.push(Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s });
         Ok(y)
     }
 
@@ -627,25 +551,13 @@ impl Graph {
     }
 
     /// alpha * a + beta * b (same shapes).
-    pub fn add_scaled(
-        &mut self,
-        a: TensorId,
-        b: TensorId,
-        alpha: f32,
-        beta: f32,
-    ) -> Result<TensorId> {
+    pub fn add_scaled(&mut self, a: TensorId, b: TensorId, alpha: f32, beta: f32) -> Result<TensorId> {
         if self.shape(a) != self.shape(b) {
             return shape_error("add", format!("{:?} + {:?}", self.shape(a), self.shape(b)));
         }
         let shape = self.shape(a).to_vec();
         let c = self.activation("add", &shape, &[a, b]);
-        self.push(Op::Add {
-            a,
-            b,
-            c,
-            alpha,
-            beta,
-        });
+        self.push(Op::Add { a, b, c, alpha, beta });
         Ok(c)
     }
 
@@ -660,31 +572,16 @@ impl Graph {
         Ok(y)
     }
 
-    pub fn max_pool(
-        &mut self,
-        x: TensorId,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<TensorId> {
+    pub fn max_pool(&mut self, x: TensorId, k: usize, stride: usize, pad: usize) -> Result<TensorId> {
         let xs = self.shape(x).to_vec();
-        if xs.len() != 4 || stride == 0 || 2 * pad > k || xs[2] + 2 * pad < k || xs[3] + 2 * pad < k
-        {
-            return shape_error(
-                "max_pool",
-                format!("input {xs:?}, window {k}, stride {stride}, pad {pad}"),
-            );
+        if xs.len() != 4 || stride == 0 || 2 * pad > k || xs[2] + 2 * pad < k || xs[3] + 2 * pad < k {
+            return shape_error("max_pool", format!("input {xs:?}, window {k}, stride {stride}, pad {pad}"));
         }
         let s = PoolShape::square(xs[0] * xs[1], xs[2], k, stride, pad);
         let s = PoolShape { w: xs[3], ..s };
         let (oh, ow) = s.out_hw();
         let y = self.activation("maxpool", &[xs[0], xs[1], oh, ow], &[x]);
-        let argmax = self.add_tensor(
-            "maxpool.argmax",
-            &[xs[0], xs[1], oh, ow],
-            Kind::Activation,
-            false,
-        );
+        let argmax = self.add_tensor("maxpool.argmax", &[xs[0], xs[1], oh, ow], Kind::Activation, false);
         self.push(Op::MaxPool { x, y, argmax, s });
         Ok(y)
     }
@@ -695,29 +592,15 @@ impl Graph {
         if xs.len() != 4 {
             return shape_error("global_avg_pool", format!("input {xs:?} must be [N,C,H,W]"));
         }
-        self.reduce(
-            x,
-            [xs[0] * xs[1], xs[2] * xs[3], 1],
-            ReduceOp::Mean,
-            &[xs[0], xs[1]],
-        )
+        self.reduce(x, [xs[0] * xs[1], xs[2] * xs[3], 1], ReduceOp::Mean, &[xs[0], xs[1]])
     }
 
     /// y[o, i] = op over r of x viewed as [o, r, i], with output shape `out_shape`.
-    pub fn reduce(
-        &mut self,
-        x: TensorId,
-        dims: [usize; 3],
-        op: ReduceOp,
-        out_shape: &[usize],
-    ) -> Result<TensorId> {
+    pub fn reduce(&mut self, x: TensorId, dims: [usize; 3], op: ReduceOp, out_shape: &[usize]) -> Result<TensorId> {
         if dims.iter().product::<usize>() != self.info(x).len()
             || out_shape.iter().product::<usize>() != dims[0] * dims[2]
         {
-            return shape_error(
-                "reduce",
-                format!("{dims:?} over {:?} into {out_shape:?}", self.shape(x)),
-            );
+            return shape_error("reduce", format!("{dims:?} over {:?} into {out_shape:?}", self.shape(x)));
         }
         let y = self.activation("reduce", out_shape, &[x]);
         self.push(Op::Reduce { x, y, dims, op });
@@ -743,16 +626,8 @@ impl Graph {
         if sa.len() != 2 || sb.len() != 2 {
             return shape_error("matmul", format!("{sa:?} x {sb:?} must be 2-D"));
         }
-        let (m, k) = if trans_a {
-            (sa[1], sa[0])
-        } else {
-            (sa[0], sa[1])
-        };
-        let (k2, n) = if trans_b {
-            (sb[1], sb[0])
-        } else {
-            (sb[0], sb[1])
-        };
+        let (m, k) = if trans_a { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+        let (k2, n) = if trans_b { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
         if k != k2 {
             return shape_error(
                 "matmul",
@@ -765,28 +640,13 @@ impl Graph {
         }
         if let Some(bias) = bias {
             if self.info(bias).len() != n {
-                return shape_error(
-                    "matmul",
-                    format!("bias of {} values for {n} columns", self.info(bias).len()),
-                );
+                return shape_error("matmul", format!("bias of {} values for {n} columns", self.info(bias).len()));
             }
         }
         let mut ins = vec![a, b];
         ins.extend(bias);
         let c = self.activation("matmul", &[m, n], &ins);
-        self.push(Op::Matmul {
-            a,
-            b,
-            bias,
-            c,
-            s: MatmulShape {
-                m,
-                n,
-                k,
-                trans_a,
-                trans_b,
-            },
-        });
+        self.push(Op::Matmul { a, b, bias, c, s: MatmulShape { m, n, k, trans_a, trans_b } });
         Ok(c)
     }
 
@@ -801,14 +661,7 @@ impl Graph {
             return shape_error("rows", format!("{kind:?} needs [rows, cols], got {xs:?}"));
         }
         let y = self.activation("rows", &xs, &[x]);
-        self.push(Op::Rows {
-            kind,
-            x,
-            y,
-            rows: xs[0],
-            cols: xs[1],
-            scale,
-        });
+        self.push(Op::Rows { kind, x, y, rows: xs[0], cols: xs[1], scale });
         Ok(y)
     }
 
@@ -832,14 +685,7 @@ impl Graph {
             return shape_error("cross_entropy", format!("logits {xs:?} and targets {qs:?}"));
         }
         let loss = self.activation("cross_entropy", &[xs[0]], &[x]);
-        self.push(Op::CrossEntropy {
-            x,
-            q,
-            loss,
-            rows: xs[0],
-            cols: xs[1],
-            scale,
-        });
+        self.push(Op::CrossEntropy { x, q, loss, rows: xs[0], cols: xs[1], scale });
         Ok(loss)
     }
 
@@ -854,11 +700,7 @@ impl Graph {
             if self.shape(x)[1..] != tail[..] {
                 return shape_error(
                     "concat",
-                    format!(
-                        "{:?} does not match {:?} after the first axis",
-                        self.shape(x),
-                        self.shape(first)
-                    ),
+                    format!("{:?} does not match {:?} after the first axis", self.shape(x), self.shape(first)),
                 );
             }
             rows += self.shape(x)[0];
@@ -874,20 +716,13 @@ impl Graph {
     pub fn slice_rows(&mut self, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
         let xs = self.shape(x).to_vec();
         if count == 0 || start + count > xs[0] {
-            return shape_error(
-                "slice_rows",
-                format!("rows {start}..{} of {xs:?}", start + count),
-            );
+            return shape_error("slice_rows", format!("rows {start}..{} of {xs:?}", start + count));
         }
         let row: usize = xs[1..].iter().product();
         let mut shape = xs.clone();
         shape[0] = count;
         let y = self.activation("slice", &shape, &[x]);
-        self.push(Op::Slice {
-            x,
-            y,
-            offset: start * row,
-        });
+        self.push(Op::Slice { x, y, offset: start * row });
         Ok(y)
     }
 
@@ -899,40 +734,22 @@ impl Graph {
         if xs.len() != 2 || !self.info(x).persistent() {
             return shape_error(
                 "renorm_rows",
-                format!(
-                    "'{}' {xs:?} must be a persistent 2-D tensor",
-                    self.info(x).name
-                ),
+                format!("'{}' {xs:?} must be a persistent 2-D tensor", self.info(x).name),
             );
         }
         let scratch = self.add_tensor("renorm.scratch", &xs, Kind::Activation, false);
-        self.push(Op::RenormRows {
-            x,
-            scratch,
-            rows: xs[0],
-            cols: xs[1],
-        });
+        self.push(Op::RenormRows { x, scratch, rows: xs[0], cols: xs[1] });
         Ok(())
     }
 
     /// Codes [batch, K] of x [queue_rows + batch, K]; `active` [1] says how many queue rows
     /// take part this step.
-    pub fn sinkhorn(
-        &mut self,
-        x: TensorId,
-        active: TensorId,
-        s: SinkhornShape,
-    ) -> Result<TensorId> {
+    pub fn sinkhorn(&mut self, x: TensorId, active: TensorId, s: SinkhornShape) -> Result<TensorId> {
         if self.shape(x) != [s.rows(), s.k] || self.info(active).len() != 1 {
             return shape_error("sinkhorn", format!("scores {:?} for {s:?}", self.shape(x)));
         }
         let codes = self.add_tensor("codes", &[s.batch, s.k], Kind::Activation, false);
-        self.push(Op::Sinkhorn {
-            x,
-            active,
-            codes,
-            s,
-        });
+        self.push(Op::Sinkhorn { x, active, codes, s });
         Ok(codes)
     }
 
@@ -948,37 +765,17 @@ impl Graph {
         if cs.len() != 2 || cs[0] != assign.len() * batch {
             return shape_error(
                 "swav_targets",
-                format!(
-                    "codes {cs:?} for {} assignment crops of batch {batch}",
-                    assign.len()
-                ),
+                format!("codes {cs:?} for {} assignment crops of batch {batch}", assign.len()),
             );
         }
-        let t = self.add_tensor(
-            "targets",
-            &[n_crops * batch, cs[1]],
-            Kind::Activation,
-            false,
-        );
-        self.push(Op::SwavTargets {
-            codes,
-            t,
-            batch,
-            n_crops,
-            assign: assign.to_vec(),
-        });
+        let t = self.add_tensor("targets", &[n_crops * batch, cs[1]], Kind::Activation, false);
+        self.push(Op::SwavTargets { codes, t, batch, n_crops, assign: assign.to_vec() });
         Ok(t)
     }
 
     /// Pushes rows [src_row, src_row + batch) of `src` to the front of `queue` (oldest rows
     /// fall off the end).
-    pub fn queue_push(
-        &mut self,
-        queue: TensorId,
-        src: TensorId,
-        src_row: usize,
-        batch: usize,
-    ) -> Result<()> {
+    pub fn queue_push(&mut self, queue: TensorId, src: TensorId, src_row: usize, batch: usize) -> Result<()> {
         let (qs, ss) = (self.shape(queue).to_vec(), self.shape(src).to_vec());
         if qs.len() != 2
             || ss.len() != 2
@@ -988,26 +785,11 @@ impl Graph {
             || src_row + batch > ss[0]
             || self.info(queue).kind != Kind::Buffer
         {
-            return shape_error(
-                "queue_push",
-                format!("{batch} rows from row {src_row} of {ss:?} into queue {qs:?}"),
-            );
+            return shape_error("queue_push", format!("{batch} rows from row {src_row} of {ss:?} into queue {qs:?}"));
         }
-        let scratch = (qs[0] > batch).then(|| {
-            self.add_tensor(
-                "queue.scratch",
-                &[qs[0] - batch, qs[1]],
-                Kind::Activation,
-                false,
-            )
-        });
-        self.push(Op::QueuePush {
-            queue,
-            src,
-            src_row,
-            scratch,
-            batch,
-        });
+        let scratch =
+            (qs[0] > batch).then(|| self.add_tensor("queue.scratch", &[qs[0] - batch, qs[1]], Kind::Activation, false));
+        self.push(Op::QueuePush { queue, src, src_row, scratch, batch });
         Ok(())
     }
 }

@@ -65,12 +65,7 @@ impl MemoryPlan {
                     .filter(|(_, &s)| slots[s] >= need)
                     .min_by_key(|(_, &s)| slots[s])
                     .map(|(k, _)| k);
-                let pick = best_fit.or_else(|| {
-                    free.iter()
-                        .enumerate()
-                        .max_by_key(|(_, &s)| slots[s])
-                        .map(|(k, _)| k)
-                });
+                let pick = best_fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slots[s]).map(|(k, _)| k));
                 let slot = match pick {
                     Some(k) => {
                         let s = free.swap_remove(k);
@@ -90,16 +85,9 @@ impl MemoryPlan {
                 }
             }
         }
-        let persistent_bytes = g
-            .tensors
-            .iter()
-            .filter(|t| t.persistent())
-            .map(|t| t.bytes())
-            .sum();
-        let activation_bytes_without_reuse = (0..n)
-            .filter(|&t| transient(t) && first_def[t].is_some())
-            .map(|t| g.tensors[t].bytes())
-            .sum();
+        let persistent_bytes = g.tensors.iter().filter(|t| t.persistent()).map(|t| t.bytes()).sum();
+        let activation_bytes_without_reuse =
+            (0..n).filter(|&t| transient(t) && first_def[t].is_some()).map(|t| g.tensors[t].bytes()).sum();
         MemoryPlan {
             activation_bytes_with_reuse: slots.iter().sum(),
             slots,
@@ -207,14 +195,7 @@ impl Plan {
             activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
             workspace_bytes: workspace,
         };
-        Ok(Plan {
-            gpu,
-            graph: graph.clone(),
-            tensors,
-            dispatches,
-            _slots: slots,
-            report,
-        })
+        Ok(Plan { gpu, graph: graph.clone(), tensors, dispatches, _slots: slots, report })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -233,9 +214,7 @@ impl Plan {
     }
 
     fn named(&self, name: &str) -> Result<TensorId> {
-        self.graph
-            .by_name(name)
-            .ok_or_else(|| Error::Invalid(format!("the graph has no tensor named '{name}'")))
+        self.graph.by_name(name).ok_or_else(|| Error::Invalid(format!("the graph has no tensor named '{name}'")))
     }
 
     /// Writes a persistent tensor (input, parameter, buffer) from the CPU.
@@ -256,15 +235,10 @@ impl Plan {
 
     /// Writes every parameter and buffer of the graph from a state dict (by name). Names the
     /// first one that is missing or has the wrong shape.
-    pub fn load_state(
-        &self,
-        state: &std::collections::BTreeMap<String, crate::io::NamedTensor>,
-    ) -> Result<()> {
+    pub fn load_state(&self, state: &std::collections::BTreeMap<String, crate::io::NamedTensor>) -> Result<()> {
         for kind in [super::Kind::Parameter, super::Kind::Buffer] {
             for (name, t) in self.graph.named(kind) {
-                let v = state
-                    .get(&name)
-                    .ok_or_else(|| Error::Invalid(format!("the state has no '{name}'")))?;
+                let v = state.get(&name).ok_or_else(|| Error::Invalid(format!("the state has no '{name}'")))?;
                 let want = &self.graph.info(t).shape;
                 if v.data.len() != self.graph.info(t).len() {
                     return Err(Error::Invalid(format!(
@@ -338,9 +312,7 @@ fn conv_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
 /// One op -> its dispatches on the planned tensors.
 fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
     let t = |id: TensorId| -> Result<&Tensor> {
-        tensors[id.0]
-            .as_ref()
-            .ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
+        tensors[id.0].as_ref().ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
     };
     Ok(match op {
         Op::Conv2d { x, w, y, s } => {
@@ -358,16 +330,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             let splits = conv::weight_grad_splits(*s, gpu.class);
             conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
         }
-        Op::BatchNorm {
-            x,
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-            stats,
-            y,
-            s,
-        } => match stats {
+        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => match stats {
             Some((m, var)) => batchnorm::forward_train(
                 gpu,
                 t(*x)?,
@@ -392,18 +355,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
                 *s,
             )?],
         },
-        Op::BatchNormBackward {
-            x,
-            dy,
-            mean,
-            var,
-            gamma,
-            dgamma,
-            dbeta,
-            dx,
-            s,
-            training,
-        } => batchnorm::backward(
+        Op::BatchNormBackward { x, dy, mean, var, gamma, dgamma, dbeta, dx, s, training } => batchnorm::backward(
             gpu,
             t(*x)?,
             t(*dy)?,
@@ -420,140 +372,39 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
         Op::ReluBackward { x, dy, dx } => {
             vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]
         }
-        Op::Add {
-            a,
-            b,
-            c,
-            alpha,
-            beta,
-        } => vec![elementwise::add(
-            gpu,
-            t(*a)?,
-            t(*b)?,
-            t(*c)?,
-            *alpha,
-            *beta,
-        )?],
+        Op::Add { a, b, c, alpha, beta } => vec![elementwise::add(gpu, t(*a)?, t(*b)?, t(*c)?, *alpha, *beta)?],
         Op::Scale { x, y, alpha } => vec![elementwise::scale(gpu, t(*x)?, t(*y)?, *alpha)?],
         Op::Fill { y, value } => vec![elementwise::fill(gpu, t(*y)?, *value)?],
-        Op::MaxPool { x, y, argmax, s } => vec![pool::max_pool_forward(
-            gpu,
-            t(*x)?,
-            t(*y)?,
-            t(*argmax)?,
-            *s,
-        )?],
-        Op::MaxPoolBackward { dy, argmax, dx, s } => vec![pool::max_pool_backward(
-            gpu,
-            t(*dy)?,
-            t(*argmax)?,
-            t(*dx)?,
-            *s,
-        )?],
-        Op::Reduce { x, y, dims, op } => {
-            reduce::reduce_axis(gpu, t(*x)?, t(*y)?, dims[0], dims[1], dims[2], *op)?
+        Op::MaxPool { x, y, argmax, s } => vec![pool::max_pool_forward(gpu, t(*x)?, t(*y)?, t(*argmax)?, *s)?],
+        Op::MaxPoolBackward { dy, argmax, dx, s } => {
+            vec![pool::max_pool_backward(gpu, t(*dy)?, t(*argmax)?, t(*dx)?, *s)?]
         }
-        Op::ReduceBackward {
-            x,
-            y,
-            dy,
-            dx,
-            dims,
-            op,
-        } => vec![reduce::reduce_axis_backward(
-            gpu,
-            t(*x)?,
-            t(*y)?,
-            t(*dy)?,
-            t(*dx)?,
-            dims[0],
-            dims[1],
-            dims[2],
-            *op,
-        )?],
+        Op::Reduce { x, y, dims, op } => reduce::reduce_axis(gpu, t(*x)?, t(*y)?, dims[0], dims[1], dims[2], *op)?,
+        Op::ReduceBackward { x, y, dy, dx, dims, op } => {
+            vec![reduce::reduce_axis_backward(gpu, t(*x)?, t(*y)?, t(*dy)?, t(*dx)?, dims[0], dims[1], dims[2], *op)?]
+        }
         Op::Matmul { a, b, bias, c, s } => {
             let bias_t = match bias {
                 Some(b) => Some(t(*b)?),
                 None => None,
             };
-            matmul::matmul(
-                gpu,
-                t(*a)?,
-                t(*b)?,
-                bias_t,
-                t(*c)?,
-                *s,
-                gemm_variant(gpu, s.m, s.n),
-            )?
+            matmul::matmul(gpu, t(*a)?, t(*b)?, bias_t, t(*c)?, *s, gemm_variant(gpu, s.m, s.n))?
         }
-        Op::Rows {
-            kind,
-            x,
-            y,
-            rows: r,
-            cols,
-            scale,
-        } => vec![match kind {
+        Op::Rows { kind, x, y, rows: r, cols, scale } => vec![match kind {
             RowKind::L2Normalize => rows::l2_normalize_forward(gpu, t(*x)?, t(*y)?, *r, *cols)?,
             RowKind::Softmax => rows::softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?,
-            RowKind::LogSoftmax => {
-                rows::log_softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?
-            }
+            RowKind::LogSoftmax => rows::log_softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?,
         }],
-        Op::RowsBackward {
-            kind,
-            src,
-            dy,
-            dx,
-            rows: r,
-            cols,
-            scale,
-        } => vec![match kind {
-            RowKind::L2Normalize => {
-                rows::l2_normalize_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols)?
-            }
-            RowKind::Softmax => {
-                rows::softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?
-            }
-            RowKind::LogSoftmax => {
-                rows::log_softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?
-            }
+        Op::RowsBackward { kind, src, dy, dx, rows: r, cols, scale } => vec![match kind {
+            RowKind::L2Normalize => rows::l2_normalize_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols)?,
+            RowKind::Softmax => rows::softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?,
+            RowKind::LogSoftmax => rows::log_softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?,
         }],
-        Op::CrossEntropy {
-            x,
-            q,
-            loss: l,
-            rows: r,
-            cols,
-            scale,
-        } => vec![loss::cross_entropy_forward(
-            gpu,
-            t(*x)?,
-            t(*q)?,
-            t(*l)?,
-            *r,
-            *cols,
-            *scale,
-        )?],
-        Op::CrossEntropyBackward {
-            x,
-            q,
-            dloss,
-            dx,
-            rows: r,
-            cols,
-            scale,
-        } => {
-            vec![loss::cross_entropy_backward(
-                gpu,
-                t(*x)?,
-                t(*q)?,
-                t(*dloss)?,
-                t(*dx)?,
-                *r,
-                *cols,
-                *scale,
-            )?]
+        Op::CrossEntropy { x, q, loss: l, rows: r, cols, scale } => {
+            vec![loss::cross_entropy_forward(gpu, t(*x)?, t(*q)?, t(*l)?, *r, *cols, *scale)?]
+        }
+        Op::CrossEntropyBackward { x, q, dloss, dx, rows: r, cols, scale } => {
+            vec![loss::cross_entropy_backward(gpu, t(*x)?, t(*q)?, t(*dloss)?, t(*dx)?, *r, *cols, *scale)?]
         }
         Op::Concat { xs, y } => {
             let mut out = Vec::new();
@@ -565,97 +416,31 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             }
             out
         }
-        Op::Slice { x, y, offset } => vec![elementwise::copy(
-            gpu,
-            t(*x)?,
-            t(*y)?,
-            *offset,
-            0,
-            g.info(*y).len(),
-        )?],
-        Op::RenormRows {
-            x,
-            scratch,
-            rows: r,
-            cols,
-        } => {
+        Op::Slice { x, y, offset } => vec![elementwise::copy(gpu, t(*x)?, t(*y)?, *offset, 0, g.info(*y).len())?],
+        Op::RenormRows { x, scratch, rows: r, cols } => {
             vec![
                 rows::l2_normalize_forward(gpu, t(*x)?, t(*scratch)?, *r, *cols)?,
                 elementwise::copy(gpu, t(*scratch)?, t(*x)?, 0, 0, r * cols)?,
             ]
         }
-        Op::Sinkhorn {
-            x,
-            active,
-            codes,
-            s,
-        } => crate::swav::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
-        Op::SwavTargets {
-            codes,
-            t: targets,
-            batch,
-            n_crops,
-            assign,
-        } => {
+        Op::Sinkhorn { x, active, codes, s } => crate::swav::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
+        Op::SwavTargets { codes, t: targets, batch, n_crops, assign } => {
             let k = g.shape(*targets)[1];
-            vec![crate::swav::targets(
-                gpu,
-                t(*codes)?,
-                t(*targets)?,
-                *batch,
-                *n_crops,
-                k,
-                assign,
-            )?]
+            vec![crate::swav::targets(gpu, t(*codes)?, t(*targets)?, *batch, *n_crops, k, assign)?]
         }
-        Op::QueuePush {
-            queue,
-            src,
-            src_row,
-            scratch,
-            batch,
-        } => {
+        Op::QueuePush { queue, src, src_row, scratch, batch } => {
             let d = g.shape(*queue)[1];
             let len = g.info(*queue).len();
             let mut out = Vec::new();
             if let Some(scratch) = scratch {
                 // Shift through the scratch: one dispatch may not read and write one buffer.
-                out.push(elementwise::copy(
-                    gpu,
-                    t(*queue)?,
-                    t(*scratch)?,
-                    0,
-                    0,
-                    len - batch * d,
-                )?);
-                out.push(elementwise::copy(
-                    gpu,
-                    t(*scratch)?,
-                    t(*queue)?,
-                    0,
-                    batch * d,
-                    len - batch * d,
-                )?);
+                out.push(elementwise::copy(gpu, t(*queue)?, t(*scratch)?, 0, 0, len - batch * d)?);
+                out.push(elementwise::copy(gpu, t(*scratch)?, t(*queue)?, 0, batch * d, len - batch * d)?);
             }
-            out.push(elementwise::copy(
-                gpu,
-                t(*src)?,
-                t(*queue)?,
-                src_row * d,
-                0,
-                batch * d,
-            )?);
+            out.push(elementwise::copy(gpu, t(*src)?, t(*queue)?, src_row * d, 0, batch * d)?);
             out
         }
-        Op::SgdStep {
-            param,
-            grad,
-            momentum,
-            pnorm,
-            gnorm,
-            state,
-            h,
-        } => crate::optim::sgd_step(
+        Op::SgdStep { param, grad, momentum, pnorm, gnorm, state, loss: l, h } => crate::optim::sgd_step(
             gpu,
             t(*param)?,
             t(*grad)?,
@@ -663,6 +448,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             t(*pnorm)?,
             t(*gnorm)?,
             t(*state)?,
+            t(*l)?,
             *h,
         )?,
         Op::SliceBackward { dy, dx, offset } => {

@@ -26,12 +26,7 @@ pub struct HeadOutputs {
     pub prototypes: TensorId,
 }
 
-pub fn head(
-    g: &mut Graph,
-    cfg: &HeadConfig,
-    feat: TensorId,
-    training: bool,
-) -> Result<HeadOutputs> {
+pub fn head(g: &mut Graph, cfg: &HeadConfig, feat: TensorId, training: bool) -> Result<HeadOutputs> {
     let f = g.shape(feat)[1];
     let z = if cfg.hidden == 0 {
         let w = g.parameter("projection_head.weight", &[cfg.dim, f])?;
@@ -52,11 +47,5 @@ pub fn head(
     // The official step re-normalises the prototypes (no grad) before the forward uses them.
     g.renorm_rows(protos)?;
     let scores = g.linear(emb, protos, None)?;
-    Ok(HeadOutputs {
-        feat,
-        z,
-        emb,
-        scores,
-        prototypes: protos,
-    })
+    Ok(HeadOutputs { feat, z, emb, scores, prototypes: protos })
 }

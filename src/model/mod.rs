@@ -21,9 +21,7 @@ pub fn multicrop_forward(
 ) -> Result<HeadOutputs> {
     let mut groups: Vec<Vec<TensorId>> = Vec::new();
     for &c in crops {
-        let same = groups
-            .last()
-            .is_some_and(|grp| g.shape(grp[0])[2..] == g.shape(c)[2..]);
+        let same = groups.last().is_some_and(|grp| g.shape(grp[0])[2..] == g.shape(c)[2..]);
         if same {
             groups.last_mut().expect("checked").push(c);
         } else {
@@ -32,17 +30,9 @@ pub fn multicrop_forward(
     }
     let mut feats = Vec::new();
     for grp in groups {
-        let x = if grp.len() == 1 {
-            grp[0]
-        } else {
-            g.concat(&grp)?
-        };
+        let x = if grp.len() == 1 { grp[0] } else { g.concat(&grp)? };
         feats.push(backbone(g, backbone_cfg, x, training)?);
     }
-    let feat = if feats.len() == 1 {
-        feats[0]
-    } else {
-        g.concat(&feats)?
-    };
+    let feat = if feats.len() == 1 { feats[0] } else { g.concat(&feats)? };
     head(g, head_cfg, feat, training)
 }

@@ -18,9 +18,7 @@ impl std::str::FromStr for Arch {
             "resnet18" => Ok(Arch::ResNet18),
             "resnet34" => Ok(Arch::ResNet34),
             "resnet50" => Ok(Arch::ResNet50),
-            other => Err(Error::Invalid(format!(
-                "unknown architecture '{other}': use resnet18, resnet34 or resnet50"
-            ))),
+            other => Err(Error::Invalid(format!("unknown architecture '{other}': use resnet18, resnet34 or resnet50"))),
         }
     }
 }
@@ -89,50 +87,13 @@ pub fn batch_norm(g: &mut Graph, name: &str, x: TensorId, training: bool) -> Res
     g.batch_norm(x, gamma, beta, rm, rv, training, BN_EPS, BN_MOMENTUM)
 }
 
-fn basic_block(
-    g: &mut Graph,
-    p: &str,
-    x: TensorId,
-    planes: usize,
-    stride: usize,
-    training: bool,
-) -> Result<TensorId> {
+fn basic_block(g: &mut Graph, p: &str, x: TensorId, planes: usize, stride: usize, training: bool) -> Result<TensorId> {
     let cin = g.shape(x)[1];
-    let out = conv_bn(
-        g,
-        &format!("{p}.conv1"),
-        &format!("{p}.bn1"),
-        x,
-        planes,
-        3,
-        stride,
-        1,
-        training,
-    )?;
+    let out = conv_bn(g, &format!("{p}.conv1"), &format!("{p}.bn1"), x, planes, 3, stride, 1, training)?;
     let out = g.relu(out)?;
-    let out = conv_bn(
-        g,
-        &format!("{p}.conv2"),
-        &format!("{p}.bn2"),
-        out,
-        planes,
-        3,
-        1,
-        1,
-        training,
-    )?;
+    let out = conv_bn(g, &format!("{p}.conv2"), &format!("{p}.bn2"), out, planes, 3, 1, 1, training)?;
     let identity = if stride != 1 || cin != planes {
-        conv_bn(
-            g,
-            &format!("{p}.downsample.0"),
-            &format!("{p}.downsample.1"),
-            x,
-            planes,
-            1,
-            stride,
-            0,
-            training,
-        )?
+        conv_bn(g, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), x, planes, 1, stride, 0, training)?
     } else {
         x
     };
@@ -140,64 +101,17 @@ fn basic_block(
     g.relu(sum)
 }
 
-fn bottleneck(
-    g: &mut Graph,
-    p: &str,
-    x: TensorId,
-    planes: usize,
-    stride: usize,
-    training: bool,
-) -> Result<TensorId> {
+fn bottleneck(g: &mut Graph, p: &str, x: TensorId, planes: usize, stride: usize, training: bool) -> Result<TensorId> {
     let cin = g.shape(x)[1];
     let cout = planes * 4;
-    let out = conv_bn(
-        g,
-        &format!("{p}.conv1"),
-        &format!("{p}.bn1"),
-        x,
-        planes,
-        1,
-        1,
-        0,
-        training,
-    )?;
+    let out = conv_bn(g, &format!("{p}.conv1"), &format!("{p}.bn1"), x, planes, 1, 1, 0, training)?;
     let out = g.relu(out)?;
     // torchvision (v1.5) puts the stride on the 3x3 conv.
-    let out = conv_bn(
-        g,
-        &format!("{p}.conv2"),
-        &format!("{p}.bn2"),
-        out,
-        planes,
-        3,
-        stride,
-        1,
-        training,
-    )?;
+    let out = conv_bn(g, &format!("{p}.conv2"), &format!("{p}.bn2"), out, planes, 3, stride, 1, training)?;
     let out = g.relu(out)?;
-    let out = conv_bn(
-        g,
-        &format!("{p}.conv3"),
-        &format!("{p}.bn3"),
-        out,
-        cout,
-        1,
-        1,
-        0,
-        training,
-    )?;
+    let out = conv_bn(g, &format!("{p}.conv3"), &format!("{p}.bn3"), out, cout, 1, 1, 0, training)?;
     let identity = if stride != 1 || cin != cout {
-        conv_bn(
-            g,
-            &format!("{p}.downsample.0"),
-            &format!("{p}.downsample.1"),
-            x,
-            cout,
-            1,
-            stride,
-            0,
-            training,
-        )?
+        conv_bn(g, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), x, cout, 1, stride, 0, training)?
     } else {
         x
     };
@@ -206,12 +120,7 @@ fn bottleneck(
 }
 
 /// Backbone on x [N, 3, H, W] -> features [N, feature_dim].
-pub fn backbone(
-    g: &mut Graph,
-    cfg: &BackboneConfig,
-    x: TensorId,
-    training: bool,
-) -> Result<TensorId> {
+pub fn backbone(g: &mut Graph, cfg: &BackboneConfig, x: TensorId, training: bool) -> Result<TensorId> {
     let stem = cfg.scaled(64);
     let mut h = if cfg.cifar_stem {
         conv_bn(g, "conv1", "bn1", x, stem, 3, 1, 1, training)?

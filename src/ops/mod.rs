@@ -48,19 +48,12 @@ pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -
     if t.len() != want {
         return Err(Error::Shape {
             op,
-            detail: format!(
-                "{what} has {} elements (shape {:?}), expected {want}",
-                t.len(),
-                t.shape()
-            ),
+            detail: format!("{what} has {} elements (shape {:?}), expected {want}", t.len(), t.shape()),
         });
     }
     Ok(())
 }
 
 pub(crate) fn to_u32(op: &'static str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Shape {
-        op,
-        detail: format!("dimension {v} does not fit in 32 bits"),
-    })
+    u32::try_from(v).map_err(|_| Error::Shape { op, detail: format!("dimension {v} does not fit in 32 bits") })
 }

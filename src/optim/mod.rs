@@ -38,13 +38,7 @@ pub struct OptimizerConfig {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig {
-            lars: true,
-            weight_decay: 1e-6,
-            momentum: 0.9,
-            trust: 0.001,
-            exclude_bias_and_bn: false,
-        }
+        OptimizerConfig { lars: true, weight_decay: 1e-6, momentum: 0.9, trust: 0.001, exclude_bias_and_bn: false }
     }
 }
 
@@ -61,6 +55,7 @@ pub fn sgd_step(
     pnorm: &Tensor,
     gnorm: &Tensor,
     opt: &Tensor,
+    loss: &Tensor,
     h: SgdHyper,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "sgd_step";
@@ -70,54 +65,22 @@ pub fn sgd_step(
     check_len(OP, "param norm", pnorm, 1)?;
     check_len(OP, "grad norm", gnorm, 1)?;
     check_len(OP, "optimizer state", opt, 2)?;
+    check_len(OP, "loss", loss, 1)?;
     let mut d = Vec::new();
     if h.lars {
-        d.extend(reduce::reduce_axis(
-            gpu,
-            param,
-            pnorm,
-            1,
-            n,
-            1,
-            ReduceOp::Norm,
-        )?);
-        d.extend(reduce::reduce_axis(
-            gpu,
-            grad,
-            gnorm,
-            1,
-            n,
-            1,
-            ReduceOp::Norm,
-        )?);
+        d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
+        d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
     }
     let pipeline = gpu.pipeline("optim/sgd_step", || SGD_STEP.to_string(), "main");
-    let params = [
-        to_u32(OP, n)?,
-        h.lars as u32,
-        h.gated as u32,
-        0,
-        f(h.weight_decay),
-        f(h.momentum),
-        f(h.trust),
-        f(h.eps),
-    ];
+    let params =
+        [to_u32(OP, n)?, h.lars as u32, h.gated as u32, 0, f(h.weight_decay), f(h.momentum), f(h.trust), f(h.eps)];
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    d.push(gpu.dispatch(
-        OP,
-        &pipeline,
-        &params,
-        &[grad, pnorm, gnorm, opt, param, momentum],
-        grid,
-    )?);
+    d.push(gpu.dispatch(OP, &pipeline, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
     Ok(d)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    vec![KernelSource {
-        name: "optim/sgd_step".into(),
-        source: SGD_STEP.into(),
-    }]
+    vec![KernelSource { name: "optim/sgd_step".into(), source: SGD_STEP.into() }]
 }
 
 /// Whether a parameter is a bias or a batch-norm weight (1-D), for `exclude_bias_and_bn`.
@@ -136,15 +99,12 @@ pub struct OptimizerTensors {
 
 impl Graph {
     /// Appends the optimizer step for every parameter with a gradient (after `backward`).
-    /// Parameters named `prototypes.weight` are gated by the freeze flag.
-    pub fn optimizer(&mut self, cfg: &OptimizerConfig) -> Result<OptimizerTensors> {
+    /// Parameters named `prototypes.weight` are gated by the freeze flag; nothing moves when
+    /// `loss` is not finite.
+    pub fn optimizer(&mut self, cfg: &OptimizerConfig, loss: TensorId) -> Result<OptimizerTensors> {
         let state = self.input("optimizer.state", &[2])?;
-        let params: Vec<(TensorId, TensorId)> = self
-            .grads
-            .iter()
-            .filter(|(p, _)| self.info(**p).kind == Kind::Parameter)
-            .map(|(p, g)| (*p, *g))
-            .collect();
+        let params: Vec<(TensorId, TensorId)> =
+            self.grads.iter().filter(|(p, _)| self.info(**p).kind == Kind::Parameter).map(|(p, g)| (*p, *g)).collect();
         let mut momentum = Vec::new();
         for (p, grad) in params {
             let name = self.info(p).name.clone();
@@ -161,15 +121,7 @@ impl Graph {
             };
             let pn = self.scratch("optim.param_norm", &[1]);
             let gn = self.scratch("optim.grad_norm", &[1]);
-            self.ops.push(Op::SgdStep {
-                param: p,
-                grad,
-                momentum: m,
-                pnorm: pn,
-                gnorm: gn,
-                state,
-                h,
-            });
+            self.ops.push(Op::SgdStep { param: p, grad, momentum: m, pnorm: pn, gnorm: gn, state, loss, h });
             momentum.push((p, m));
         }
         Ok(OptimizerTensors { state, momentum })
@@ -178,29 +130,16 @@ impl Graph {
 
 /// The official schedule: `warmup_iters` values linearly from `start_warmup` to `base` (numpy
 /// linspace, endpoint included), then cosine from `base` down to `final_lr` over the rest.
-pub fn lr_schedule(
-    base: f64,
-    final_lr: f64,
-    start_warmup: f64,
-    warmup_iters: usize,
-    total_iters: usize,
-) -> Vec<f64> {
+pub fn lr_schedule(base: f64, final_lr: f64, start_warmup: f64, warmup_iters: usize, total_iters: usize) -> Vec<f64> {
     let mut lr = Vec::with_capacity(total_iters);
     for i in 0..warmup_iters.min(total_iters) {
-        let t = if warmup_iters > 1 {
-            i as f64 / (warmup_iters - 1) as f64
-        } else {
-            0.0
-        };
+        let t = if warmup_iters > 1 { i as f64 / (warmup_iters - 1) as f64 } else { 0.0 };
         lr.push(start_warmup + (base - start_warmup) * t);
     }
     let cosine_iters = total_iters.saturating_sub(warmup_iters);
     for t in 0..cosine_iters {
         lr.push(
-            final_lr
-                + 0.5
-                    * (base - final_lr)
-                    * (1.0 + (std::f64::consts::PI * t as f64 / cosine_iters as f64).cos()),
+            final_lr + 0.5 * (base - final_lr) * (1.0 + (std::f64::consts::PI * t as f64 / cosine_iters as f64).cos()),
         );
     }
     lr

@@ -44,13 +44,7 @@ pub fn sinkhorn(
 }
 
 /// T[r, k] = sum over assignment crops c_i != crop(r) of codes_i[r % batch, k].
-pub fn targets(
-    codes: &[f64],
-    batch: usize,
-    n_crops: usize,
-    k: usize,
-    assign: &[usize],
-) -> Vec<f64> {
+pub fn targets(codes: &[f64], batch: usize, n_crops: usize, k: usize, assign: &[usize]) -> Vec<f64> {
     let mut t = vec![0.0; n_crops * batch * k];
     for r in 0..n_crops * batch {
         let (crop, b) = (r / batch, r % batch);

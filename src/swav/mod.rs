@@ -14,34 +14,13 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../shaders/swav/common.wgsl");
 const KERNELS: [(&str, &str); 8] = [
-    (
-        "max_partial",
-        include_str!("../../shaders/swav/max_partial.wgsl"),
-    ),
-    (
-        "max_finish",
-        include_str!("../../shaders/swav/max_finish.wgsl"),
-    ),
-    (
-        "exp_colsum",
-        include_str!("../../shaders/swav/exp_colsum.wgsl"),
-    ),
-    (
-        "colsum_finish",
-        include_str!("../../shaders/swav/colsum_finish.wgsl"),
-    ),
-    (
-        "scale_cols_rowsum",
-        include_str!("../../shaders/swav/scale_cols_rowsum.wgsl"),
-    ),
-    (
-        "rowsum_finish",
-        include_str!("../../shaders/swav/rowsum_finish.wgsl"),
-    ),
-    (
-        "scale_rows_colsum",
-        include_str!("../../shaders/swav/scale_rows_colsum.wgsl"),
-    ),
+    ("max_partial", include_str!("../../shaders/swav/max_partial.wgsl")),
+    ("max_finish", include_str!("../../shaders/swav/max_finish.wgsl")),
+    ("exp_colsum", include_str!("../../shaders/swav/exp_colsum.wgsl")),
+    ("colsum_finish", include_str!("../../shaders/swav/colsum_finish.wgsl")),
+    ("scale_cols_rowsum", include_str!("../../shaders/swav/scale_cols_rowsum.wgsl")),
+    ("rowsum_finish", include_str!("../../shaders/swav/rowsum_finish.wgsl")),
+    ("scale_rows_colsum", include_str!("../../shaders/swav/scale_rows_colsum.wgsl")),
     ("finish", include_str!("../../shaders/swav/finish.wgsl")),
 ];
 const TARGETS: &str = include_str!("../../shaders/swav/targets.wgsl");
@@ -66,16 +45,8 @@ impl SinkhornShape {
 }
 
 fn kernel(gpu: &Gpu, name: &str) -> wgpu::ComputePipeline {
-    let body = KERNELS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
-        .expect("known kernel");
-    gpu.pipeline(
-        &format!("sinkhorn/{name}"),
-        || compose(&[COMMON, body], &[]),
-        "main",
-    )
+    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
+    gpu.pipeline(&format!("sinkhorn/{name}"), || compose(&[COMMON, body], &[]), "main")
 }
 
 /// Rows per invocation in the column passes and columns per invocation in the row passes
@@ -88,13 +59,7 @@ const COL_CHUNK: usize = 64;
 /// steps: Q /= sum(Q); `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums,
 /// /= B_s); Q *= B_s; keep the batch rows. Each normalisation is fused with the partial sums
 /// the next one needs. Temporaries are owned by the dispatches.
-pub fn sinkhorn(
-    gpu: &Gpu,
-    x: &Tensor,
-    active: &Tensor,
-    codes: &Tensor,
-    s: SinkhornShape,
-) -> Result<Vec<Dispatch>> {
+pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Dispatch>> {
     const OP: &str = "sinkhorn";
     if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 {
         return shape_err(OP, format!("{s:?}"));
@@ -132,53 +97,15 @@ pub fn sinkhorn(
     let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
     let k = |name: &str| kernel(gpu, name);
     let mut d = vec![
-        gpu.dispatch(
-            "sinkhorn/max_partial",
-            &k("max_partial"),
-            &p,
-            &[x, active, &pm],
-            column_pass,
-        )?,
-        gpu.dispatch(
-            "sinkhorn/max_finish",
-            &k("max_finish"),
-            &p,
-            &[&pm, &m],
-            per_column,
-        )?,
-        gpu.dispatch(
-            "sinkhorn/exp_colsum",
-            &k("exp_colsum"),
-            &p,
-            &[x, active, &m, &q, &pu],
-            column_pass,
-        )?,
-        gpu.dispatch(
-            "sinkhorn/colsum_finish",
-            &k("colsum_finish"),
-            &p,
-            &[&pu, &u],
-            per_column,
-        )?,
+        gpu.dispatch("sinkhorn/max_partial", &k("max_partial"), &p, &[x, active, &pm], column_pass)?,
+        gpu.dispatch("sinkhorn/max_finish", &k("max_finish"), &p, &[&pm, &m], per_column)?,
+        gpu.dispatch("sinkhorn/exp_colsum", &k("exp_colsum"), &p, &[x, active, &m, &q, &pu], column_pass)?,
+        gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?,
     ];
-    d.extend(reduce::reduce_axis(
-        gpu,
-        &u,
-        &total,
-        1,
-        s.k,
-        1,
-        ReduceOp::Sum,
-    )?);
+    d.extend(reduce::reduce_axis(gpu, &u, &total, 1, s.k, 1, ReduceOp::Sum)?);
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(gpu.dispatch(
-                "sinkhorn/colsum_finish",
-                &k("colsum_finish"),
-                &p,
-                &[&pu, &u],
-                per_column,
-            )?);
+            d.push(gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?);
         }
         d.push(gpu.dispatch(
             "sinkhorn/scale_cols_rowsum",
@@ -187,13 +114,7 @@ pub fn sinkhorn(
             &[&u, &total, &q, &pv],
             row_pass,
         )?);
-        d.push(gpu.dispatch(
-            "sinkhorn/rowsum_finish",
-            &k("rowsum_finish"),
-            &p,
-            &[&pv, &v],
-            per_row,
-        )?);
+        d.push(gpu.dispatch("sinkhorn/rowsum_finish", &k("rowsum_finish"), &p, &[&pv, &v], per_row)?);
         d.push(gpu.dispatch(
             "sinkhorn/scale_rows_colsum",
             &k("scale_rows_colsum"),
@@ -203,24 +124,8 @@ pub fn sinkhorn(
         )?);
     }
     let out = [kx, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
-    let finish = gpu.dispatch(
-        "sinkhorn/finish",
-        &k("finish"),
-        &p,
-        &[&q, active, codes],
-        out,
-    )?;
-    d.push(
-        finish
-            .keep(q)
-            .keep(pm)
-            .keep(m)
-            .keep(pu)
-            .keep(u)
-            .keep(total)
-            .keep(pv)
-            .keep(v),
-    );
+    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[&q, active, codes], out)?;
+    d.push(finish.keep(q).keep(pm).keep(m).keep(pu).keep(u).keep(total).keep(pv).keep(v));
     Ok(d)
 }
 
@@ -236,23 +141,15 @@ pub fn targets(
     assign: &[usize],
 ) -> Result<Dispatch> {
     const OP: &str = "swav_targets";
-    if assign.is_empty() || assign.len() > MAX_ASSIGN_CROPS || assign.iter().any(|&c| c >= n_crops)
-    {
+    if assign.is_empty() || assign.len() > MAX_ASSIGN_CROPS || assign.iter().any(|&c| c >= n_crops) {
         return shape_err(
             OP,
-            format!(
-                "assignment crops {assign:?} for {n_crops} crops (1 to {MAX_ASSIGN_CROPS} allowed)"
-            ),
+            format!("assignment crops {assign:?} for {n_crops} crops (1 to {MAX_ASSIGN_CROPS} allowed)"),
         );
     }
     check_len(OP, "codes", codes, assign.len() * batch * k)?;
     check_len(OP, "targets", t, n_crops * batch * k)?;
-    let mut params = vec![
-        to_u32(OP, n_crops * batch)?,
-        to_u32(OP, k)?,
-        to_u32(OP, batch)?,
-        assign.len() as u32,
-    ];
+    let mut params = vec![to_u32(OP, n_crops * batch)?, to_u32(OP, k)?, to_u32(OP, batch)?, assign.len() as u32];
     for i in 0..MAX_ASSIGN_CROPS {
         params.push(assign.get(i).map_or(u32::MAX, |&c| c as u32));
     }
@@ -264,15 +161,9 @@ pub fn targets(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v: Vec<KernelSource> = KERNELS
         .iter()
-        .map(|(n, b)| KernelSource {
-            name: format!("sinkhorn/{n}"),
-            source: compose(&[COMMON, b], &[]),
-        })
+        .map(|(n, b)| KernelSource { name: format!("sinkhorn/{n}"), source: compose(&[COMMON, b], &[]) })
         .collect();
-    v.push(KernelSource {
-        name: "swav/targets".into(),
-        source: TARGETS.into(),
-    });
+    v.push(KernelSource { name: "swav/targets".into(), source: TARGETS.into() });
     v
 }
 
@@ -306,9 +197,7 @@ impl Default for SwavConfig {
 
 impl SwavConfig {
     pub fn effective_queue_length(&self) -> usize {
-        self.queue_length
-            .checked_div(self.batch)
-            .map_or(0, |n| n * self.batch)
+        self.queue_length.checked_div(self.batch).map_or(0, |n| n * self.batch)
     }
 }
 
@@ -356,20 +245,10 @@ pub fn objective(
         || cfg.crops_for_assign.len() > MAX_ASSIGN_CROPS
         || cfg.crops_for_assign.iter().any(|&c| c >= cfg.n_crops)
     {
-        return shape_err(
-            "swav",
-            format!(
-                "crops_for_assign {:?} with {} crops",
-                cfg.crops_for_assign, cfg.n_crops
-            ),
-        );
+        return shape_err("swav", format!("crops_for_assign {:?} with {} crops", cfg.crops_for_assign, cfg.n_crops));
     }
     let lq = cfg.effective_queue_length();
-    let queue_active = if lq > 0 {
-        g.input("queue.active", &[1])?
-    } else {
-        g.constant("queue.none", &[1], vec![0.0])?
-    };
+    let queue_active = if lq > 0 { g.input("queue.active", &[1])? } else { g.constant("queue.none", &[1], vec![0.0])? };
     let mut codes = Vec::new();
     let mut queues = Vec::new();
     for (i, &c) in cfg.crops_for_assign.iter().enumerate() {
@@ -395,11 +274,7 @@ pub fn objective(
         g.keep(q, &format!("codes.{i}"));
         codes.push(q);
     }
-    let all_codes = if codes.len() == 1 {
-        codes[0]
-    } else {
-        g.concat(&codes)?
-    };
+    let all_codes = if codes.len() == 1 { codes[0] } else { g.concat(&codes)? };
     let t = g.swav_targets(all_codes, cfg.batch, cfg.n_crops, &cfg.crops_for_assign)?;
     let per_row = g.cross_entropy(scores, t, 1.0 / cfg.temperature)?;
     let mean = g.mean(per_row)?;
@@ -407,10 +282,5 @@ pub fn objective(
     let factor = cfg.n_crops as f32 / ((cfg.n_crops - 1) * cfg.crops_for_assign.len()) as f32;
     let loss = g.scale(mean, factor)?;
     g.keep(loss, "loss");
-    Ok(SwavObjective {
-        loss,
-        codes,
-        queues,
-        queue_active,
-    })
+    Ok(SwavObjective { loss, codes, queues, queue_active })
 }

@@ -26,25 +26,10 @@ pub struct CheckpointMeta {
 impl Trainer {
     /// Writes every parameter, buffer, momentum and queue, the iteration, the RNG state and
     /// the config, atomically.
-    pub fn save_checkpoint(
-        &self,
-        path: &Path,
-        rng_state: u64,
-        extra: &HashMap<String, String>,
-    ) -> Result<()> {
+    pub fn save_checkpoint(&self, path: &Path, rng_state: u64, extra: &HashMap<String, String>) -> Result<()> {
         let state = self.state_blocking()?;
-        let tensors: BTreeMap<String, OutTensor> = state
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    OutTensor::F32 {
-                        shape: v.shape,
-                        data: v.data,
-                    },
-                )
-            })
-            .collect();
+        let tensors: BTreeMap<String, OutTensor> =
+            state.into_iter().map(|(k, v)| (k, OutTensor::F32 { shape: v.shape, data: v.data })).collect();
         let mut meta = extra.clone();
         meta.insert("format".into(), FORMAT.into());
         meta.insert("iteration".into(), self.iteration.to_string());
@@ -57,41 +42,21 @@ impl Trainer {
     /// Reads a checkpoint's metadata (to build the trainer it needs).
     pub fn checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
         let mut meta = io::read_metadata(path)?;
-        let bad = |what: &str| {
-            Error::Invalid(format!(
-                "'{}' is not a swav-wgpu checkpoint ({what})",
-                path.display()
-            ))
-        };
+        let bad = |what: &str| Error::Invalid(format!("'{}' is not a swav-wgpu checkpoint ({what})", path.display()));
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(bad("no or unknown format tag"));
         }
         let num = |meta: &HashMap<String, String>, k: &str| -> Result<u64> {
-            meta.get(k)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| bad(&format!("missing {k}")))
+            meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(&format!("missing {k}")))
         };
         let iteration = num(&meta, "iteration")? as usize;
         let iters_per_epoch = num(&meta, "iters_per_epoch")? as usize;
         let rng_state = num(&meta, "rng_state")?;
-        let config =
-            TrainConfig::from_toml(meta.get("config").ok_or_else(|| bad("missing config"))?)?;
-        for k in [
-            "format",
-            "iteration",
-            "iters_per_epoch",
-            "rng_state",
-            "config",
-        ] {
+        let config = TrainConfig::from_toml(meta.get("config").ok_or_else(|| bad("missing config"))?)?;
+        for k in ["format", "iteration", "iters_per_epoch", "rng_state", "config"] {
             meta.remove(k);
         }
-        Ok(CheckpointMeta {
-            iteration,
-            iters_per_epoch,
-            config,
-            rng_state,
-            extra: meta,
-        })
+        Ok(CheckpointMeta { iteration, iters_per_epoch, config, rng_state, extra: meta })
     }
 
     /// Loads the tensors and iteration of a checkpoint written for the same architecture.
@@ -158,11 +123,7 @@ impl Trainer {
     /// batch-norm): `torchvision.models.resnet18(...).load_state_dict(sd, strict=False)`.
     pub fn export_backbone(&self, path: &Path) -> Result<()> {
         let state = self.state_blocking()?;
-        export_backbone_state(
-            &state,
-            self.iteration as i64 * self.resolution_groups() as i64,
-            path,
-        )
+        export_backbone_state(&state, self.iteration as i64 * self.resolution_groups() as i64, path)
     }
 
     /// How many backbone forward calls one step makes (one per run of equal crop sizes).
@@ -188,28 +149,16 @@ pub fn export_backbone_state(
 ) -> Result<()> {
     let mut out = BTreeMap::new();
     for (name, t) in state.iter().filter(|(k, _)| is_backbone_key(k)) {
-        out.insert(
-            name.clone(),
-            OutTensor::F32 {
-                shape: t.shape.clone(),
-                data: t.data.clone(),
-            },
-        );
+        out.insert(name.clone(), OutTensor::F32 { shape: t.shape.clone(), data: t.data.clone() });
         if let Some(base) = name.strip_suffix(".running_mean") {
             out.insert(
                 format!("{base}.num_batches_tracked"),
-                OutTensor::I64 {
-                    shape: vec![],
-                    data: vec![batches_tracked],
-                },
+                OutTensor::I64 { shape: vec![], data: vec![batches_tracked] },
             );
         }
     }
     let mut meta = HashMap::new();
     meta.insert("format".into(), "pt".into());
-    meta.insert(
-        "producer".into(),
-        "swav-wgpu backbone export (torchvision ResNet key names)".into(),
-    );
+    meta.insert("producer".into(), "swav-wgpu backbone export (torchvision ResNet key names)".into());
     io::save_safetensors_atomic(path, &out, meta)
 }

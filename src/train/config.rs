@@ -71,18 +71,8 @@ impl Default for TrainConfig {
             prototypes: 100,
             batch_size: 64,
             crops: vec![
-                CropConfig {
-                    count: 2,
-                    size: 32,
-                    min_scale: 0.14,
-                    max_scale: 1.0,
-                },
-                CropConfig {
-                    count: 4,
-                    size: 16,
-                    min_scale: 0.05,
-                    max_scale: 0.14,
-                },
+                CropConfig { count: 2, size: 32, min_scale: 0.14, max_scale: 1.0 },
+                CropConfig { count: 4, size: 16, min_scale: 0.05, max_scale: 0.14 },
             ],
             crops_for_assign: vec![0, 1],
             temperature: 0.1,
@@ -116,25 +106,13 @@ impl TrainConfig {
         let cifar_stem = match self.stem.as_str() {
             "cifar" => true,
             "imagenet" => false,
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown stem '{other}': use cifar or imagenet"
-                )))
-            }
+            other => return Err(Error::Invalid(format!("unknown stem '{other}': use cifar or imagenet"))),
         };
-        Ok(BackboneConfig {
-            arch,
-            width: self.width,
-            cifar_stem,
-        })
+        Ok(BackboneConfig { arch, width: self.width, cifar_stem })
     }
 
     pub fn head(&self) -> HeadConfig {
-        HeadConfig {
-            hidden: self.hidden_mlp,
-            dim: self.feat_dim,
-            prototypes: self.prototypes,
-        }
+        HeadConfig { hidden: self.hidden_mlp, dim: self.feat_dim, prototypes: self.prototypes }
     }
 
     pub fn swav(&self) -> SwavConfig {
@@ -164,10 +142,7 @@ impl TrainConfig {
         let bad = |m: String| Err(Error::Invalid(m));
         self.backbone()?;
         if !["lars", "sgd"].contains(&self.optimizer.as_str()) {
-            return bad(format!(
-                "unknown optimizer '{}': use lars or sgd",
-                self.optimizer
-            ));
+            return bad(format!("unknown optimizer '{}': use lars or sgd", self.optimizer));
         }
         if self.batch_size < 2 {
             return bad(format!(
@@ -179,10 +154,7 @@ impl TrainConfig {
             return bad(format!("width must be positive, got {}", self.width));
         }
         if self.crops.is_empty() || self.crops.iter().any(|c| c.count == 0 || c.size < 4) {
-            return bad(format!(
-                "crops need a count >= 1 and a size >= 4 px each: {:?}",
-                self.crops
-            ));
+            return bad(format!("crops need a count >= 1 and a size >= 4 px each: {:?}", self.crops));
         }
         for c in &self.crops {
             if !(0.0 < c.min_scale && c.min_scale <= c.max_scale && c.max_scale <= 1.0) {

@@ -40,14 +40,8 @@ pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
     let head = multicrop_forward(&mut g, &cfg.backbone()?, &cfg.head(), &crops, true)?;
     let objective = swav::objective(&mut g, &cfg.swav(), head.emb, head.scores, head.prototypes)?;
     g.backward(objective.loss)?;
-    let optimizer = g.optimizer(&cfg.optimizer())?;
-    Ok(TrainGraph {
-        graph: g,
-        crops,
-        head,
-        objective,
-        optimizer,
-    })
+    let optimizer = g.optimizer(&cfg.optimizer(), objective.loss)?;
+    Ok(TrainGraph { graph: g, crops, head, objective, optimizer })
 }
 
 pub struct Trainer {
@@ -91,14 +85,7 @@ impl Trainer {
         let total = cfg.epochs * iters_per_epoch;
         let warmup = ((cfg.warmup_epochs * iters_per_epoch as f64).round() as usize).min(total);
         let schedule = lr_schedule(cfg.lr, cfg.final_lr, cfg.start_warmup, warmup, total);
-        let t = Trainer {
-            cfg,
-            plan,
-            ids,
-            iteration: 0,
-            iters_per_epoch,
-            schedule,
-        };
+        let t = Trainer { cfg, plan, ids, iteration: 0, iters_per_epoch, schedule };
         t.zero_state()?;
         Ok(t)
     }
@@ -123,11 +110,7 @@ impl Trainer {
     pub fn init_random(&self, seed: u64) -> Result<()> {
         let mut rng = Rng::new(seed);
         let g = self.graph().clone();
-        for (name, t) in g
-            .named(Kind::Parameter)
-            .into_iter()
-            .chain(g.named(Kind::Buffer))
-        {
+        for (name, t) in g.named(Kind::Parameter).into_iter().chain(g.named(Kind::Buffer)) {
             let shape = g.shape(t).to_vec();
             let n = g.info(t).len();
             let data: Vec<f32> = if name.starts_with("momentum.") || name.starts_with("queue.") {
@@ -164,16 +147,9 @@ impl Trainer {
 
     /// Model parameters and batch-norm buffers from a state dict (torchvision / swav names);
     /// momentum and queues are optimizer state and stay as they are unless present.
-    pub fn load_state(
-        &self,
-        state: &std::collections::BTreeMap<String, crate::io::NamedTensor>,
-    ) -> Result<()> {
+    pub fn load_state(&self, state: &std::collections::BTreeMap<String, crate::io::NamedTensor>) -> Result<()> {
         let g = self.graph();
-        for (name, t) in g
-            .named(Kind::Parameter)
-            .into_iter()
-            .chain(g.named(Kind::Buffer))
-        {
+        for (name, t) in g.named(Kind::Parameter).into_iter().chain(g.named(Kind::Buffer)) {
             let optional = name.starts_with("momentum.") || name.starts_with("queue.");
             match state.get(&name) {
                 Some(v) if v.shape == g.shape(t) => self.plan.write(t, &v.data)?,
@@ -193,10 +169,7 @@ impl Trainer {
 
     /// The learning rate of the current iteration.
     pub fn lr(&self) -> f64 {
-        self.schedule
-            .get(self.iteration)
-            .copied()
-            .unwrap_or(self.cfg.final_lr)
+        self.schedule.get(self.iteration).copied().unwrap_or(self.cfg.final_lr)
     }
 
     pub fn epoch(&self) -> usize {
@@ -218,28 +191,15 @@ impl Trainer {
     /// scalars, and submits the whole step. Returns at once; `read_loss` waits for it.
     pub fn submit(&mut self, crops: &[&[f32]]) -> Result<()> {
         if crops.len() != self.ids.crops.len() {
-            return Err(Error::Invalid(format!(
-                "the step needs {} crops, got {}",
-                self.ids.crops.len(),
-                crops.len()
-            )));
+            return Err(Error::Invalid(format!("the step needs {} crops, got {}", self.ids.crops.len(), crops.len())));
         }
         for (t, data) in self.ids.crops.iter().zip(crops) {
             self.plan.write(*t, data)?;
         }
-        let protos_on = if self.iteration >= self.cfg.freeze_prototypes_niters {
-            1.0
-        } else {
-            0.0
-        };
-        self.plan
-            .write(self.ids.optimizer_state, &[self.lr() as f32, protos_on])?;
+        let protos_on = if self.iteration >= self.cfg.freeze_prototypes_niters { 1.0 } else { 0.0 };
+        self.plan.write(self.ids.optimizer_state, &[self.lr() as f32, protos_on])?;
         if self.ids.has_queue {
-            let active = if self.queue_in_use() {
-                self.cfg.swav().effective_queue_length() as f32
-            } else {
-                0.0
-            };
+            let active = if self.queue_in_use() { self.cfg.swav().effective_queue_length() as f32 } else { 0.0 };
             self.plan.write(self.ids.queue_active, &[active])?;
         }
         self.plan.step();
@@ -260,30 +220,20 @@ impl Trainer {
     }
 
     /// Every parameter and buffer (momentum and queues included) by name.
-    pub async fn state(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::io::NamedTensor>> {
+    pub async fn state(&self) -> Result<std::collections::BTreeMap<String, crate::io::NamedTensor>> {
         let mut out = std::collections::BTreeMap::new();
         let g = self.graph();
         for kind in [Kind::Parameter, Kind::Buffer] {
             for (name, t) in g.named(kind) {
                 let data = self.plan.read(t).await?;
-                out.insert(
-                    name,
-                    crate::io::NamedTensor {
-                        shape: g.shape(t).to_vec(),
-                        data,
-                    },
-                );
+                out.insert(name, crate::io::NamedTensor { shape: g.shape(t).to_vec(), data });
             }
         }
         Ok(out)
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn state_blocking(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::io::NamedTensor>> {
+    pub fn state_blocking(&self) -> Result<std::collections::BTreeMap<String, crate::io::NamedTensor>> {
         pollster::block_on(self.state())
     }
 }

@@ -80,13 +80,7 @@ pub fn max_rel_err(got: &[f64], want: &[f64]) -> f64 {
     let floor = (REL_FLOOR * scale).max(f64::MIN_POSITIVE);
     got.iter()
         .zip(want)
-        .map(|(g, w)| {
-            if g.is_nan() || w.is_nan() {
-                f64::INFINITY
-            } else {
-                (g - w).abs() / w.abs().max(floor)
-            }
-        })
+        .map(|(g, w)| if g.is_nan() || w.is_nan() { f64::INFINITY } else { (g - w).abs() / w.abs().max(floor) })
         .fold(0.0, f64::max)
 }
 
@@ -97,14 +91,12 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
 
 /// Upload f64 data as f32.
 pub fn upload(gpu: &Gpu, name: &str, data: &[f64]) -> Tensor {
-    gpu.tensor_from(name, &[data.len()], &f32s(data))
-        .expect("upload")
+    gpu.tensor_from(name, &[data.len()], &f32s(data)).expect("upload")
 }
 
 /// An output tensor pre-filled with NaN, so any element a kernel fails to write shows up.
 pub fn nan_tensor(gpu: &Gpu, name: &str, len: usize) -> Tensor {
-    gpu.tensor_filled(name, &[len], f32::NAN)
-        .expect("nan tensor")
+    gpu.tensor_filled(name, &[len], f32::NAN).expect("nan tensor")
 }
 
 pub fn run(gpu: &Gpu, dispatches: &[Dispatch]) {
@@ -112,11 +104,7 @@ pub fn run(gpu: &Gpu, dispatches: &[Dispatch]) {
 }
 
 pub fn read(gpu: &Gpu, t: &Tensor) -> Vec<f64> {
-    gpu.read_blocking(t)
-        .expect("readback")
-        .into_iter()
-        .map(|v| v as f64)
-        .collect()
+    gpu.read_blocking(t).expect("readback").into_iter().map(|v| v as f64).collect()
 }
 
 /// Checks `grad` = d<f(x), w>/dx on up to 64 indices with the 4th-order central difference
@@ -127,14 +115,7 @@ pub fn fd_check(what: &str, x: &[f64], grad: &[f64], w: &[f64], f: impl Fn(&[f64
 }
 
 /// `fd_check` with step `h` (small steps for losses with ReLU kinks inside).
-pub fn fd_check_h(
-    what: &str,
-    x: &[f64],
-    grad: &[f64],
-    w: &[f64],
-    h: f64,
-    f: impl Fn(&[f64]) -> Vec<f64>,
-) {
+pub fn fd_check_h(what: &str, x: &[f64], grad: &[f64], w: &[f64], h: f64, f: impl Fn(&[f64]) -> Vec<f64>) {
     let n = x.len();
     let stride = (n / 64).max(1);
     let mut fd = Vec::new();
@@ -148,15 +129,10 @@ pub fn fd_check_h(
         };
         let (p2, p1, m1, m2) = (at(2.0 * h), at(h), at(-h), at(-2.0 * h));
         xp[i] = orig;
-        let d: f64 = (0..w.len())
-            .map(|j| ((m2[j] - p2[j]) + 8.0 * (p1[j] - m1[j])) * w[j])
-            .sum();
+        let d: f64 = (0..w.len()).map(|j| ((m2[j] - p2[j]) + 8.0 * (p1[j] - m1[j])) * w[j]).sum();
         fd.push(d / (12.0 * h));
         an.push(grad[i]);
     }
     let e = max_rel_err(&an, &fd);
-    assert!(
-        e <= FD_TOL,
-        "{what}: backward vs finite differences, max relative error {e:.3e} > {FD_TOL:.1e}"
-    );
+    assert!(e <= FD_TOL, "{what}: backward vs finite differences, max relative error {e:.3e} > {FD_TOL:.1e}");
 }

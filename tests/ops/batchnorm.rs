@@ -22,21 +22,13 @@ struct Inputs {
 
 fn inputs(rng: &mut Rng, s: &BatchNormShape) -> Inputs {
     // An offset and scale per call, so mean and variance are far from 0 and 1.
-    let x = rng
-        .vec_f32(s.len())
-        .iter()
-        .map(|v| ((v * 3.0 + 0.7) as f32) as f64)
-        .collect();
+    let x = rng.vec_f32(s.len()).iter().map(|v| ((v * 3.0 + 0.7) as f32) as f64).collect();
     Inputs {
         x,
         gamma: rng.vec_f32(s.channels),
         beta: rng.vec_f32(s.channels),
         run_mean: rng.vec_f32(s.channels),
-        run_var: rng
-            .vec_f32(s.channels)
-            .iter()
-            .map(|v| v.abs() + 0.5)
-            .collect(),
+        run_var: rng.vec_f32(s.channels).iter().map(|v| v.abs() + 0.5).collect(),
     }
 }
 
@@ -47,50 +39,19 @@ fn batchnorm_train_forward_and_running_stats_match_cpu() {
     for s in shapes() {
         let i = inputs(&mut rng, &s);
         let (want_y, want_mean, want_var) = cpu::forward_train(&i.x, &i.gamma, &i.beta, &s);
-        let (want_rm, want_rv) =
-            cpu::update_running(&i.run_mean, &i.run_var, &want_mean, &want_var, &s);
+        let (want_rm, want_rv) = cpu::update_running(&i.run_mean, &i.run_var, &want_mean, &want_var, &s);
         let x = upload(&gpu, "x", &i.x);
-        let (gamma, beta) = (
-            upload(&gpu, "gamma", &i.gamma),
-            upload(&gpu, "beta", &i.beta),
-        );
-        let (rm, rv) = (
-            upload(&gpu, "rm", &i.run_mean),
-            upload(&gpu, "rv", &i.run_var),
-        );
+        let (gamma, beta) = (upload(&gpu, "gamma", &i.gamma), upload(&gpu, "beta", &i.beta));
+        let (rm, rv) = (upload(&gpu, "rm", &i.run_mean), upload(&gpu, "rv", &i.run_var));
         let mean = nan_tensor(&gpu, "mean", s.channels);
         let var = nan_tensor(&gpu, "var", s.channels);
         let y = nan_tensor(&gpu, "y", s.len());
-        run(
-            &gpu,
-            &batchnorm::forward_train(&gpu, &x, &gamma, &beta, &rm, &rv, &mean, &var, &y, s, true)
-                .unwrap(),
-        );
+        run(&gpu, &batchnorm::forward_train(&gpu, &x, &gamma, &beta, &rm, &rv, &mean, &var, &y, s, true).unwrap());
         assert_close(&format!("bn y {s:?}"), &read(&gpu, &y), &want_y, GPU_TOL);
-        assert_close(
-            &format!("bn mean {s:?}"),
-            &read(&gpu, &mean),
-            &want_mean,
-            GPU_TOL,
-        );
-        assert_close(
-            &format!("bn var {s:?}"),
-            &read(&gpu, &var),
-            &want_var,
-            GPU_TOL,
-        );
-        assert_close(
-            &format!("bn running mean {s:?}"),
-            &read(&gpu, &rm),
-            &want_rm,
-            GPU_TOL,
-        );
-        assert_close(
-            &format!("bn running var {s:?}"),
-            &read(&gpu, &rv),
-            &want_rv,
-            GPU_TOL,
-        );
+        assert_close(&format!("bn mean {s:?}"), &read(&gpu, &mean), &want_mean, GPU_TOL);
+        assert_close(&format!("bn var {s:?}"), &read(&gpu, &var), &want_var, GPU_TOL);
+        assert_close(&format!("bn running mean {s:?}"), &read(&gpu, &rm), &want_rm, GPU_TOL);
+        assert_close(&format!("bn running var {s:?}"), &read(&gpu, &rv), &want_rv, GPU_TOL);
     }
 }
 
@@ -102,19 +63,10 @@ fn batchnorm_eval_forward_matches_cpu() {
         let i = inputs(&mut rng, &s);
         let want = cpu::apply(&i.x, &i.run_mean, &i.run_var, &i.gamma, &i.beta, &s);
         let x = upload(&gpu, "x", &i.x);
-        let (gamma, beta) = (
-            upload(&gpu, "gamma", &i.gamma),
-            upload(&gpu, "beta", &i.beta),
-        );
-        let (rm, rv) = (
-            upload(&gpu, "rm", &i.run_mean),
-            upload(&gpu, "rv", &i.run_var),
-        );
+        let (gamma, beta) = (upload(&gpu, "gamma", &i.gamma), upload(&gpu, "beta", &i.beta));
+        let (rm, rv) = (upload(&gpu, "rm", &i.run_mean), upload(&gpu, "rv", &i.run_var));
         let y = nan_tensor(&gpu, "y", s.len());
-        run(
-            &gpu,
-            &[batchnorm::forward_eval(&gpu, &x, &gamma, &beta, &rm, &rv, &y, s).unwrap()],
-        );
+        run(&gpu, &[batchnorm::forward_eval(&gpu, &x, &gamma, &beta, &rm, &rv, &y, s).unwrap()]);
         assert_close(&format!("bn eval y {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
     }
 }
@@ -127,50 +79,22 @@ fn batchnorm_backward_matches_cpu_in_train_and_eval() {
         for training in [true, false] {
             let i = inputs(&mut rng, &s);
             let dy = rng.vec_f32(s.len());
-            let (mean, var) = if training {
-                cpu::batch_stats(&i.x, &s)
-            } else {
-                (i.run_mean.clone(), i.run_var.clone())
-            };
+            let (mean, var) =
+                if training { cpu::batch_stats(&i.x, &s) } else { (i.run_mean.clone(), i.run_var.clone()) };
             let mean: Vec<f64> = mean.iter().map(|&v| v as f32 as f64).collect();
             let var: Vec<f64> = var.iter().map(|&v| v as f32 as f64).collect();
-            let (want_dx, want_dg, want_db) =
-                cpu::backward(&i.x, &dy, &mean, &var, &i.gamma, &s, training);
+            let (want_dx, want_dg, want_db) = cpu::backward(&i.x, &dy, &mean, &var, &i.gamma, &s, training);
             let (x, tdy) = (upload(&gpu, "x", &i.x), upload(&gpu, "dy", &dy));
-            let (tmean, tvar, gamma) = (
-                upload(&gpu, "mean", &mean),
-                upload(&gpu, "var", &var),
-                upload(&gpu, "gamma", &i.gamma),
-            );
+            let (tmean, tvar, gamma) =
+                (upload(&gpu, "mean", &mean), upload(&gpu, "var", &var), upload(&gpu, "gamma", &i.gamma));
             let dg = nan_tensor(&gpu, "dgamma", s.channels);
             let db = nan_tensor(&gpu, "dbeta", s.channels);
             let dx = nan_tensor(&gpu, "dx", s.len());
-            run(
-                &gpu,
-                &batchnorm::backward(
-                    &gpu, &x, &tdy, &tmean, &tvar, &gamma, &dg, &db, &dx, s, training,
-                )
-                .unwrap(),
-            );
+            run(&gpu, &batchnorm::backward(&gpu, &x, &tdy, &tmean, &tvar, &gamma, &dg, &db, &dx, s, training).unwrap());
             let what = format!("{s:?} training={training}");
-            assert_close(
-                &format!("bn dx {what}"),
-                &read(&gpu, &dx),
-                &want_dx,
-                GPU_TOL,
-            );
-            assert_close(
-                &format!("bn dgamma {what}"),
-                &read(&gpu, &dg),
-                &want_dg,
-                GPU_TOL,
-            );
-            assert_close(
-                &format!("bn dbeta {what}"),
-                &read(&gpu, &db),
-                &want_db,
-                GPU_TOL,
-            );
+            assert_close(&format!("bn dx {what}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
+            assert_close(&format!("bn dgamma {what}"), &read(&gpu, &dg), &want_dg, GPU_TOL);
+            assert_close(&format!("bn dbeta {what}"), &read(&gpu, &db), &want_db, GPU_TOL);
         }
     }
 }
@@ -184,15 +108,9 @@ fn batchnorm_backward_matches_finite_differences() {
         // Training: the batch statistics depend on X.
         let (_, mean, var) = cpu::forward_train(&i.x, &i.gamma, &i.beta, &s);
         let (dx, dgamma, dbeta) = cpu::backward(&i.x, &g, &mean, &var, &i.gamma, &s, true);
-        fd_check(&format!("bn dx {s:?}"), &i.x, &dx, &g, |v| {
-            cpu::forward_train(v, &i.gamma, &i.beta, &s).0
-        });
-        fd_check(&format!("bn dgamma {s:?}"), &i.gamma, &dgamma, &g, |v| {
-            cpu::forward_train(&i.x, v, &i.beta, &s).0
-        });
-        fd_check(&format!("bn dbeta {s:?}"), &i.beta, &dbeta, &g, |v| {
-            cpu::forward_train(&i.x, &i.gamma, v, &s).0
-        });
+        fd_check(&format!("bn dx {s:?}"), &i.x, &dx, &g, |v| cpu::forward_train(v, &i.gamma, &i.beta, &s).0);
+        fd_check(&format!("bn dgamma {s:?}"), &i.gamma, &dgamma, &g, |v| cpu::forward_train(&i.x, v, &i.beta, &s).0);
+        fd_check(&format!("bn dbeta {s:?}"), &i.beta, &dbeta, &g, |v| cpu::forward_train(&i.x, &i.gamma, v, &s).0);
         // Eval: running statistics are constants.
         let (dx, _, _) = cpu::backward(&i.x, &g, &i.run_mean, &i.run_var, &i.gamma, &s, false);
         fd_check(&format!("bn eval dx {s:?}"), &i.x, &dx, &g, |v| {
@@ -207,8 +125,5 @@ fn batchnorm_training_rejects_a_single_value_per_channel() {
     let s = BatchNormShape::new(1, 4, 1);
     let t = gpu.tensor_filled("t", &[4], 0.0).unwrap();
     let err = batchnorm::forward_train(&gpu, &t, &t, &t, &t, &t, &t, &t, &t, s, true).unwrap_err();
-    assert!(
-        err.to_string().contains("more than one value per channel"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("more than one value per channel"), "{err}");
 }

@@ -10,17 +10,7 @@ fn shapes() -> Vec<Conv2dShape> {
         Conv2dShape::square(2, 7, 9, 9, 3, 1, 1),
         Conv2dShape::square(3, 5, 11, 6, 3, 2, 1),
         Conv2dShape::square(2, 6, 10, 11, 1, 2, 0),
-        Conv2dShape {
-            batch: 1,
-            cin: 3,
-            h: 13,
-            w: 8,
-            cout: 4,
-            kh: 2,
-            kw: 3,
-            stride: (2, 1),
-            pad: (1, 0),
-        },
+        Conv2dShape { batch: 1, cin: 3, h: 13, w: 8, cout: 4, kh: 2, kw: 3, stride: (2, 1), pad: (1, 0) },
     ]
 }
 
@@ -35,16 +25,8 @@ fn conv_forward_matches_cpu_for_every_variant() {
             let want = cpu::forward(&x, &w, s);
             let (tx, tw) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w));
             let y = nan_tensor(&gpu, "y", s.output_len());
-            run(
-                &gpu,
-                &conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap(),
-            );
-            assert_close(
-                &format!("conv forward {variant:?} {s:?}"),
-                &read(&gpu, &y),
-                &want,
-                GPU_TOL,
-            );
+            run(&gpu, &conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap());
+            assert_close(&format!("conv forward {variant:?} {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
         }
     }
 }
@@ -59,28 +41,13 @@ fn conv_backward_matches_cpu_for_every_variant_and_split() {
             let w = rng.vec_f32(s.weight_len());
             let dy = rng.vec_f32(s.output_len());
             let (want_dx, want_dw) = cpu::backward(&x, &w, &dy, s);
-            let (tx, tw, tdy) = (
-                upload(&gpu, "x", &x),
-                upload(&gpu, "w", &w),
-                upload(&gpu, "dy", &dy),
-            );
+            let (tx, tw, tdy) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w), upload(&gpu, "dy", &dy));
             let dx = nan_tensor(&gpu, "dx", s.input_len());
-            run(
-                &gpu,
-                &conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap(),
-            );
-            assert_close(
-                &format!("conv dX {variant:?} {s:?}"),
-                &read(&gpu, &dx),
-                &want_dx,
-                GPU_TOL,
-            );
+            run(&gpu, &conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap());
+            assert_close(&format!("conv dX {variant:?} {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
             for splits in [1, 3, 7] {
                 let dw = nan_tensor(&gpu, "dw", s.weight_len());
-                run(
-                    &gpu,
-                    &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, variant, splits).unwrap(),
-                );
+                run(&gpu, &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, variant, splits).unwrap());
                 assert_close(
                     &format!("conv dW {variant:?} splits {splits} {s:?}"),
                     &read(&gpu, &dw),
@@ -100,11 +67,7 @@ fn conv_backward_matches_finite_differences() {
         let w = rng.vec(s.weight_len());
         let g = rng.vec(s.output_len());
         let (dx, dw) = cpu::backward(&x, &w, &g, s);
-        fd_check(&format!("conv dX {s:?}"), &x, &dx, &g, |v| {
-            cpu::forward(v, &w, s)
-        });
-        fd_check(&format!("conv dW {s:?}"), &w, &dw, &g, |v| {
-            cpu::forward(&x, v, s)
-        });
+        fd_check(&format!("conv dX {s:?}"), &x, &dx, &g, |v| cpu::forward(v, &w, s));
+        fd_check(&format!("conv dW {s:?}"), &w, &dw, &g, |v| cpu::forward(&x, v, s));
     }
 }

@@ -14,45 +14,19 @@ fn elementwise_kernels_match_cpu() {
 
         let y = nan_tensor(&gpu, "relu", n);
         run(&gpu, &[elementwise::relu_forward(&gpu, &ta, &y).unwrap()]);
-        assert_close(
-            &format!("relu {n}"),
-            &read(&gpu, &y),
-            &cpu::relu_forward(&a),
-            GPU_TOL,
-        );
+        assert_close(&format!("relu {n}"), &read(&gpu, &y), &cpu::relu_forward(&a), GPU_TOL);
 
         let dx = nan_tensor(&gpu, "relu dx", n);
-        run(
-            &gpu,
-            &[elementwise::relu_backward(&gpu, &ta, &tb, &dx).unwrap()],
-        );
-        assert_close(
-            &format!("relu backward {n}"),
-            &read(&gpu, &dx),
-            &cpu::relu_backward(&a, &b),
-            GPU_TOL,
-        );
+        run(&gpu, &[elementwise::relu_backward(&gpu, &ta, &tb, &dx).unwrap()]);
+        assert_close(&format!("relu backward {n}"), &read(&gpu, &dx), &cpu::relu_backward(&a, &b), GPU_TOL);
 
         let c = nan_tensor(&gpu, "add", n);
-        run(
-            &gpu,
-            &[elementwise::add(&gpu, &ta, &tb, &c, 1.5, -0.25).unwrap()],
-        );
-        assert_close(
-            &format!("add {n}"),
-            &read(&gpu, &c),
-            &cpu::add(&a, &b, 1.5, -0.25),
-            GPU_TOL,
-        );
+        run(&gpu, &[elementwise::add(&gpu, &ta, &tb, &c, 1.5, -0.25).unwrap()]);
+        assert_close(&format!("add {n}"), &read(&gpu, &c), &cpu::add(&a, &b, 1.5, -0.25), GPU_TOL);
 
         let s = nan_tensor(&gpu, "scale", n);
         run(&gpu, &[elementwise::scale(&gpu, &ta, &s, -3.0).unwrap()]);
-        assert_close(
-            &format!("scale {n}"),
-            &read(&gpu, &s),
-            &cpu::scale(&a, -3.0),
-            GPU_TOL,
-        );
+        assert_close(&format!("scale {n}"), &read(&gpu, &s), &cpu::scale(&a, -3.0), GPU_TOL);
     }
 }
 
@@ -63,16 +37,12 @@ fn elementwise_backward_rules_match_finite_differences() {
         let a = rng.vec_away_from_zero(n);
         let b = rng.vec(n);
         let g = rng.vec(n);
-        fd_check("relu", &a, &cpu::relu_backward(&a, &g), &g, |v| {
-            cpu::relu_forward(v)
-        });
+        fd_check("relu", &a, &cpu::relu_backward(&a, &g), &g, |v| cpu::relu_forward(v));
         let (da, db) = cpu::add_backward(&g, 1.5, -0.25);
         fd_check("add dA", &a, &da, &g, |v| cpu::add(v, &b, 1.5, -0.25));
         fd_check("add dB", &b, &db, &g, |v| cpu::add(&a, v, 1.5, -0.25));
         // scale's backward is scale by the same factor.
-        fd_check("scale", &a, &cpu::scale(&g, -3.0), &g, |v| {
-            cpu::scale(v, -3.0)
-        });
+        fd_check("scale", &a, &cpu::scale(&g, -3.0), &g, |v| cpu::scale(v, -3.0));
     }
 }
 
@@ -85,12 +55,7 @@ fn relu_backward_and_scale_backward_on_gpu() {
     let tg = upload(&gpu, "g", &g);
     let da = nan_tensor(&gpu, "da", 1000);
     run(&gpu, &[elementwise::scale(&gpu, &tg, &da, 1.5).unwrap()]);
-    assert_close(
-        "add backward (alpha)",
-        &read(&gpu, &da),
-        &cpu::add_backward(&g, 1.5, -0.25).0,
-        GPU_TOL,
-    );
+    assert_close("add backward (alpha)", &read(&gpu, &da), &cpu::add_backward(&g, 1.5, -0.25).0, GPU_TOL);
 }
 
 #[test]
@@ -111,17 +76,11 @@ fn fill_and_copy_match_cpu() {
         let y = nan_tensor(&gpu, "y", n);
         run(&gpu, &[elementwise::fill(&gpu, &y, 0.5).unwrap()]);
         assert_close("fill", &read(&gpu, &y), &vec![0.5; n], GPU_TOL);
-        run(
-            &gpu,
-            &[elementwise::copy(&gpu, &tx, &y, src, dst, len).unwrap()],
-        );
+        run(&gpu, &[elementwise::copy(&gpu, &tx, &y, src, dst, len).unwrap()]);
         let mut want = vec![0.5; n];
         cpu::copy(&x, &mut want, src, dst, len);
         assert_close("copy", &read(&gpu, &y), &want, GPU_TOL);
     }
     let a = gpu.tensor_filled("a", &[4], 0.0).unwrap();
-    assert!(
-        elementwise::copy(&gpu, &a, &a, 2, 0, 3).is_err(),
-        "out-of-range copy must be refused"
-    );
+    assert!(elementwise::copy(&gpu, &a, &a, 2, 0, 3).is_err(), "out-of-range copy must be refused");
 }

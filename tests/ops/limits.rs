@@ -9,11 +9,7 @@ fn tensor_over_the_binding_limit_is_a_clear_error() {
     let limit = gpu.max_binding_bytes();
     let elems = (limit / 4 + 1) as usize;
     match gpu.tensor("activations", &[elems]) {
-        Err(Error::TensorTooLarge {
-            name,
-            bytes,
-            limit: l,
-        }) => {
+        Err(Error::TensorTooLarge { name, bytes, limit: l }) => {
             assert_eq!(name, "activations");
             assert_eq!(bytes, elems as u64 * 4);
             assert_eq!(l, limit);

@@ -6,15 +6,7 @@ fn shapes() -> Vec<PoolShape> {
         PoolShape::square(6, 16, 3, 2, 1), // ResNet stem
         PoolShape::square(5, 17, 3, 2, 1), // odd size
         PoolShape::square(3, 9, 2, 2, 0),
-        PoolShape {
-            planes: 2,
-            h: 11,
-            w: 7,
-            kh: 3,
-            kw: 2,
-            stride: (1, 2),
-            pad: (1, 1),
-        },
+        PoolShape { planes: 2, h: 11, w: 7, kh: 3, kw: 2, stride: (1, 2), pad: (1, 1) },
     ]
 }
 
@@ -38,25 +30,10 @@ fn max_pool_forward_and_backward_match_cpu() {
                 pool::max_pool_backward(&gpu, &tdy, &argmax, &dx, s).unwrap(),
             ],
         );
-        assert_close(
-            &format!("max pool {s:?}"),
-            &read(&gpu, &y),
-            &want_y,
-            GPU_TOL,
-        );
-        let got_arg: Vec<usize> = gpu
-            .read_blocking(&argmax)
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits() as usize)
-            .collect();
+        assert_close(&format!("max pool {s:?}"), &read(&gpu, &y), &want_y, GPU_TOL);
+        let got_arg: Vec<usize> = gpu.read_blocking(&argmax).unwrap().iter().map(|v| v.to_bits() as usize).collect();
         assert_eq!(got_arg, arg, "argmax {s:?}");
-        assert_close(
-            &format!("max pool dx {s:?}"),
-            &read(&gpu, &dx),
-            &want_dx,
-            GPU_TOL,
-        );
+        assert_close(&format!("max pool dx {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
     }
 }
 
@@ -73,18 +50,8 @@ fn global_avg_pool_forward_and_backward_match_cpu() {
         let mut d = pool::global_avg_pool_forward(&gpu, &tx, &y, planes, hw).unwrap();
         d.push(pool::global_avg_pool_backward(&gpu, &tdy, &dx, planes, hw).unwrap());
         run(&gpu, &d);
-        assert_close(
-            "avg pool",
-            &read(&gpu, &y),
-            &cpu::global_avg_pool_forward(&x, planes, hw),
-            GPU_TOL,
-        );
-        assert_close(
-            "avg pool dx",
-            &read(&gpu, &dx),
-            &cpu::global_avg_pool_backward(&dy, planes, hw),
-            GPU_TOL,
-        );
+        assert_close("avg pool", &read(&gpu, &y), &cpu::global_avg_pool_forward(&x, planes, hw), GPU_TOL);
+        assert_close("avg pool dx", &read(&gpu, &dx), &cpu::global_avg_pool_backward(&dy, planes, hw), GPU_TOL);
     }
 }
 
@@ -95,22 +62,14 @@ fn pool_backward_matches_finite_differences() {
         let x = rng.vec(s.planes * s.h * s.w);
         let g = rng.vec(s.output_len());
         let (_, arg) = cpu::max_pool_forward(&x, s);
-        fd_check(
-            &format!("max pool {s:?}"),
-            &x,
-            &cpu::max_pool_backward(&g, &arg, s),
-            &g,
-            |v| cpu::max_pool_forward(v, s).0,
-        );
+        fd_check(&format!("max pool {s:?}"), &x, &cpu::max_pool_backward(&g, &arg, s), &g, |v| {
+            cpu::max_pool_forward(v, s).0
+        });
         let planes = s.planes;
         let hw = s.h * s.w;
         let ga = rng.vec(planes);
-        fd_check(
-            "avg pool",
-            &x,
-            &cpu::global_avg_pool_backward(&ga, planes, hw),
-            &ga,
-            |v| cpu::global_avg_pool_forward(v, planes, hw),
-        );
+        fd_check("avg pool", &x, &cpu::global_avg_pool_backward(&ga, planes, hw), &ga, |v| {
+            cpu::global_avg_pool_forward(v, planes, hw)
+        });
     }
 }

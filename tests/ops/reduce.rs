@@ -2,13 +2,7 @@ use crate::common::*;
 use swav_wgpu::ops::reduce::{self, cpu, ReduceOp};
 
 /// [outer, reduce, inner] cases: whole-tensor (multi-pass beyond 4096), per-row, per-column.
-const SHAPES: [(usize, usize, usize); 5] = [
-    (1, 100_003, 1),
-    (7, 33, 1),
-    (1, 17, 130),
-    (3, 9000, 5),
-    (1, 1, 1),
-];
+const SHAPES: [(usize, usize, usize); 5] = [(1, 100_003, 1), (7, 33, 1), (1, 17, 130), (3, 9000, 5), (1, 1, 1)];
 const OPS: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Norm];
 
 #[test]
@@ -20,10 +14,7 @@ fn reductions_match_cpu() {
         let tx = upload(&gpu, "x", &x);
         for op in OPS {
             let y = nan_tensor(&gpu, "y", o * i);
-            run(
-                &gpu,
-                &reduce::reduce_axis(&gpu, &tx, &y, o, r, i, op).unwrap(),
-            );
+            run(&gpu, &reduce::reduce_axis(&gpu, &tx, &y, o, r, i, op).unwrap());
             assert_close(
                 &format!("{op:?} [{o},{r},{i}]"),
                 &read(&gpu, &y),
@@ -50,12 +41,7 @@ fn reduction_backward_matches_cpu() {
             run(&gpu, &d);
             let want = cpu::reduce_axis_backward(&x, &dy, o, r, i, op);
 
-            assert_close(
-                &format!("d{op:?} [{o},{r},{i}]"),
-                &read(&gpu, &dx),
-                &want,
-                GPU_TOL,
-            );
+            assert_close(&format!("d{op:?} [{o},{r},{i}]"), &read(&gpu, &dx), &want, GPU_TOL);
         }
     }
 }
@@ -68,9 +54,7 @@ fn reduction_backward_matches_finite_differences() {
         let g = rng.vec(o * i);
         for op in OPS {
             let dx = cpu::reduce_axis_backward(&x, &g, o, r, i, op);
-            fd_check(&format!("{op:?}"), &x, &dx, &g, |v| {
-                cpu::reduce_axis(v, o, r, i, op)
-            });
+            fd_check(&format!("{op:?}"), &x, &dx, &g, |v| cpu::reduce_axis(v, o, r, i, op));
         }
     }
 }

@@ -25,18 +25,8 @@ fn row_kernels_match_cpu() {
                 rows::l2_normalize_backward(&gpu, &tx, &tdy, &dx, r, c).unwrap(),
             ],
         );
-        assert_close(
-            &format!("l2 {what}"),
-            &read(&gpu, &y),
-            &cpu::l2_normalize_forward(&x, c),
-            GPU_TOL,
-        );
-        assert_close(
-            &format!("l2 dx {what}"),
-            &read(&gpu, &dx),
-            &cpu::l2_normalize_backward(&x, &dy, c),
-            GPU_TOL,
-        );
+        assert_close(&format!("l2 {what}"), &read(&gpu, &y), &cpu::l2_normalize_forward(&x, c), GPU_TOL);
+        assert_close(&format!("l2 dx {what}"), &read(&gpu, &dx), &cpu::l2_normalize_backward(&x, &dy, c), GPU_TOL);
 
         for (name, fwd, bwd) in [
             (
@@ -44,11 +34,7 @@ fn row_kernels_match_cpu() {
                 cpu::softmax_forward as fn(&[f64], usize, f64) -> Vec<f64>,
                 cpu::softmax_backward as fn(&[f64], &[f64], usize, f64) -> Vec<f64>,
             ),
-            (
-                "log_softmax",
-                cpu::log_softmax_forward,
-                cpu::log_softmax_backward,
-            ),
+            ("log_softmax", cpu::log_softmax_forward, cpu::log_softmax_backward),
         ] {
             let y = nan_tensor(&gpu, "y", n);
             let dx = nan_tensor(&gpu, "dx", n);
@@ -67,12 +53,7 @@ fn row_kernels_match_cpu() {
             run(&gpu, &d);
             let want_y = fwd(&x, c, SCALE);
             assert_close(&format!("{name} {what}"), &read(&gpu, &y), &want_y, GPU_TOL);
-            assert_close(
-                &format!("{name} dx {what}"),
-                &read(&gpu, &dx),
-                &bwd(&want_y, &dy, c, SCALE),
-                GPU_TOL,
-            );
+            assert_close(&format!("{name} dx {what}"), &read(&gpu, &dx), &bwd(&want_y, &dy, c, SCALE), GPU_TOL);
         }
     }
 }
@@ -83,24 +64,12 @@ fn row_backward_rules_match_finite_differences() {
     for (r, c) in [(17, 33), (3, 300), (1, 1), (5, 2)] {
         let x = rng.vec(r * c);
         let g = rng.vec(r * c);
-        fd_check("l2", &x, &cpu::l2_normalize_backward(&x, &g, c), &g, |v| {
-            cpu::l2_normalize_forward(v, c)
-        });
+        fd_check("l2", &x, &cpu::l2_normalize_backward(&x, &g, c), &g, |v| cpu::l2_normalize_forward(v, c));
         let y = cpu::softmax_forward(&x, c, SCALE);
-        fd_check(
-            "softmax",
-            &x,
-            &cpu::softmax_backward(&y, &g, c, SCALE),
-            &g,
-            |v| cpu::softmax_forward(v, c, SCALE),
-        );
+        fd_check("softmax", &x, &cpu::softmax_backward(&y, &g, c, SCALE), &g, |v| cpu::softmax_forward(v, c, SCALE));
         let y = cpu::log_softmax_forward(&x, c, SCALE);
-        fd_check(
-            "log_softmax",
-            &x,
-            &cpu::log_softmax_backward(&y, &g, c, SCALE),
-            &g,
-            |v| cpu::log_softmax_forward(v, c, SCALE),
-        );
+        fd_check("log_softmax", &x, &cpu::log_softmax_backward(&y, &g, c, SCALE), &g, |v| {
+            cpu::log_softmax_forward(v, c, SCALE)
+        });
     }
 }

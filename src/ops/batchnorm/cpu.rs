@@ -29,14 +29,7 @@ pub fn batch_stats(x: &[f64], s: &BatchNormShape) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Y = (X - mean) / sqrt(var + eps) * gamma + beta with the given per-channel stats.
-pub fn apply(
-    x: &[f64],
-    mean: &[f64],
-    var: &[f64],
-    gamma: &[f64],
-    beta: &[f64],
-    s: &BatchNormShape,
-) -> Vec<f64> {
+pub fn apply(x: &[f64], mean: &[f64], var: &[f64], gamma: &[f64], beta: &[f64], s: &BatchNormShape) -> Vec<f64> {
     let mut y = vec![0.0; x.len()];
     for b in 0..s.batch {
         for c in 0..s.channels {
@@ -51,12 +44,7 @@ pub fn apply(
 }
 
 /// Training forward: (Y, batch mean, biased batch var).
-pub fn forward_train(
-    x: &[f64],
-    gamma: &[f64],
-    beta: &[f64],
-    s: &BatchNormShape,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn forward_train(x: &[f64], gamma: &[f64], beta: &[f64], s: &BatchNormShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mean, var) = batch_stats(x, s);
     (apply(x, &mean, &var, gamma, beta, s), mean, var)
 }
@@ -71,16 +59,8 @@ pub fn update_running(
 ) -> (Vec<f64>, Vec<f64>) {
     let m = s.momentum as f64;
     let count = (s.batch * s.spatial) as f64;
-    let rm = run_mean
-        .iter()
-        .zip(mean)
-        .map(|(r, v)| (1.0 - m) * r + m * v)
-        .collect();
-    let rv = run_var
-        .iter()
-        .zip(var)
-        .map(|(r, v)| (1.0 - m) * r + m * v * count / (count - 1.0))
-        .collect();
+    let rm = run_mean.iter().zip(mean).map(|(r, v)| (1.0 - m) * r + m * v).collect();
+    let rv = run_var.iter().zip(var).map(|(r, v)| (1.0 - m) * r + m * v * count / (count - 1.0)).collect();
     (rm, rv)
 }
 

@@ -26,13 +26,7 @@ pub struct BatchNormShape {
 
 impl BatchNormShape {
     pub fn new(batch: usize, channels: usize, spatial: usize) -> Self {
-        BatchNormShape {
-            batch,
-            channels,
-            spatial,
-            eps: 1e-5,
-            momentum: 0.1,
-        }
+        BatchNormShape { batch, channels, spatial, eps: 1e-5, momentum: 0.1 }
     }
     pub fn len(&self) -> usize {
         self.batch * self.channels * self.spatial
@@ -55,11 +49,7 @@ impl BatchNormShape {
 }
 
 fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {
-    gpu.pipeline(
-        &format!("batchnorm/{name}"),
-        || compose(&[REDUCE, COMMON, body], &[]),
-        "main",
-    )
+    gpu.pipeline(&format!("batchnorm/{name}"), || compose(&[REDUCE, COMMON, body], &[]), "main")
 }
 
 fn elementwise_grid(gpu: &Gpu, s: &BatchNormShape) -> Result<[u32; 3]> {
@@ -84,10 +74,7 @@ pub fn forward_train(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm";
     if s.batch * s.spatial < 2 {
-        return shape_err(
-            OP,
-            format!("training batch-norm needs more than one value per channel, got {s:?}"),
-        );
+        return shape_err(OP, format!("training batch-norm needs more than one value per channel, got {s:?}"));
     }
     check_len(OP, "input", x, s.len())?;
     check_len(OP, "output", y, s.len())?;
@@ -134,12 +121,7 @@ pub fn forward_eval(
     const OP: &str = "batchnorm";
     check_len(OP, "input", x, s.len())?;
     check_len(OP, "output", y, s.len())?;
-    for (name, t) in [
-        ("gamma", gamma),
-        ("beta", beta),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ] {
+    for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
         check_len(OP, name, t, s.channels)?;
     }
     gpu.dispatch(
@@ -171,13 +153,7 @@ pub fn backward(
     check_len(OP, "input", x, s.len())?;
     check_len(OP, "grad output", dy, s.len())?;
     check_len(OP, "grad input", dx, s.len())?;
-    for (name, t) in [
-        ("mean", mean),
-        ("var", var),
-        ("gamma", gamma),
-        ("dgamma", dgamma),
-        ("dbeta", dbeta),
-    ] {
+    for (name, t) in [("mean", mean), ("var", var), ("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
         check_len(OP, name, t, s.channels)?;
     }
     let params = s.params(training, false)?;
@@ -199,16 +175,8 @@ pub fn backward(
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [
-        ("stats", STATS),
-        ("apply", APPLY),
-        ("backward_stats", BACKWARD_STATS),
-        ("backward_input", BACKWARD_INPUT),
-    ]
-    .iter()
-    .map(|(n, b)| KernelSource {
-        name: format!("batchnorm/{n}"),
-        source: compose(&[REDUCE, COMMON, b], &[]),
-    })
-    .collect()
+    [("stats", STATS), ("apply", APPLY), ("backward_stats", BACKWARD_STATS), ("backward_input", BACKWARD_INPUT)]
+        .iter()
+        .map(|(n, b)| KernelSource { name: format!("batchnorm/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
+        .collect()
 }

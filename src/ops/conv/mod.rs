@@ -32,26 +32,8 @@ pub struct Conv2dShape {
 
 impl Conv2dShape {
     /// A square kernel with equal stride and padding on both axes.
-    pub fn square(
-        batch: usize,
-        cin: usize,
-        hw: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Self {
-        Conv2dShape {
-            batch,
-            cin,
-            h: hw,
-            w: hw,
-            cout,
-            kh: k,
-            kw: k,
-            stride: (stride, stride),
-            pad: (pad, pad),
-        }
+    pub fn square(batch: usize, cin: usize, hw: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Self {
+        Conv2dShape { batch, cin, h: hw, w: hw, cout, kh: k, kw: k, stride: (stride, stride), pad: (pad, pad) }
     }
     pub fn out_hw(&self) -> (usize, usize) {
         (
@@ -76,18 +58,11 @@ impl Conv2dShape {
 
     fn validate(&self) -> Result<()> {
         let s = self;
-        if [
-            s.batch, s.cin, s.h, s.w, s.cout, s.kh, s.kw, s.stride.0, s.stride.1,
-        ]
-        .contains(&0)
-        {
+        if [s.batch, s.cin, s.h, s.w, s.cout, s.kh, s.kw, s.stride.0, s.stride.1].contains(&0) {
             return shape_err("conv2d", format!("zero dimension or stride in {s:?}"));
         }
         if s.h + 2 * s.pad.0 < s.kh || s.w + 2 * s.pad.1 < s.kw {
-            return shape_err(
-                "conv2d",
-                format!("kernel larger than the padded input in {s:?}"),
-            );
+            return shape_err("conv2d", format!("kernel larger than the padded input in {s:?}"));
         }
         Ok(())
     }
@@ -144,17 +119,7 @@ pub fn forward(
         k: to_u32("conv2d", s.cin * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm(
-        gpu,
-        "conv2d_forward",
-        &loader(FORWARD),
-        &[],
-        s.params()?,
-        &[x, w],
-        y,
-        &p,
-        variant,
-    )
+    gemm(gpu, "conv2d_forward", &loader(FORWARD), &[], s.params()?, &[x, w], y, &p, variant)
 }
 
 /// dX from dY and W.
@@ -228,17 +193,7 @@ pub fn backward_weight(
         k: to_u32("conv2d", s.batch * oh * ow)?,
         splits,
     };
-    gemm(
-        gpu,
-        "conv2d_backward_weight",
-        &loader(BACKWARD_WEIGHT),
-        &[],
-        s.params()?,
-        &[x, dy],
-        dw,
-        &p,
-        variant,
-    )
+    gemm(gpu, "conv2d_backward_weight", &loader(BACKWARD_WEIGHT), &[], s.params()?, &[x, dy], dw, &p, variant)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
@@ -252,14 +207,8 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
         }
         for unit in [false, true] {
             v.push(KernelSource {
-                name: format!(
-                    "conv2d_backward_input/{}/unit_stride={unit}",
-                    variant.name()
-                ),
-                source: variant.source(
-                    &loader(BACKWARD_INPUT),
-                    &[("UNIT_STRIDE", unit.to_string())],
-                ),
+                name: format!("conv2d_backward_input/{}/unit_stride={unit}", variant.name()),
+                source: variant.source(&loader(BACKWARD_INPUT), &[("UNIT_STRIDE", unit.to_string())]),
             });
         }
     }

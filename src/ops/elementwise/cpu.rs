@@ -5,25 +5,16 @@ pub fn relu_forward(x: &[f64]) -> Vec<f64> {
 }
 
 pub fn relu_backward(x: &[f64], dy: &[f64]) -> Vec<f64> {
-    x.iter()
-        .zip(dy)
-        .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
-        .collect()
+    x.iter().zip(dy).map(|(&v, &g)| if v > 0.0 { g } else { 0.0 }).collect()
 }
 
 pub fn add(a: &[f64], b: &[f64], alpha: f64, beta: f64) -> Vec<f64> {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| alpha * x + beta * y)
-        .collect()
+    a.iter().zip(b).map(|(&x, &y)| alpha * x + beta * y).collect()
 }
 
 /// Gradients of C = alpha*A + beta*B: (alpha*dC, beta*dC).
 pub fn add_backward(dc: &[f64], alpha: f64, beta: f64) -> (Vec<f64>, Vec<f64>) {
-    (
-        dc.iter().map(|g| alpha * g).collect(),
-        dc.iter().map(|g| beta * g).collect(),
-    )
+    (dc.iter().map(|g| alpha * g).collect(), dc.iter().map(|g| beta * g).collect())
 }
 
 pub fn scale(x: &[f64], alpha: f64) -> Vec<f64> {

@@ -9,46 +9,20 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
 const COPY: &str = include_str!("../../../shaders/elementwise/copy.wgsl");
 const KERNELS: [(&str, &str); 5] = [
-    (
-        "fill",
-        include_str!("../../../shaders/elementwise/fill.wgsl"),
-    ),
-    (
-        "relu_forward",
-        include_str!("../../../shaders/elementwise/relu_forward.wgsl"),
-    ),
-    (
-        "relu_backward",
-        include_str!("../../../shaders/elementwise/relu_backward.wgsl"),
-    ),
+    ("fill", include_str!("../../../shaders/elementwise/fill.wgsl")),
+    ("relu_forward", include_str!("../../../shaders/elementwise/relu_forward.wgsl")),
+    ("relu_backward", include_str!("../../../shaders/elementwise/relu_backward.wgsl")),
     ("add", include_str!("../../../shaders/elementwise/add.wgsl")),
-    (
-        "scale",
-        include_str!("../../../shaders/elementwise/scale.wgsl"),
-    ),
+    ("scale", include_str!("../../../shaders/elementwise/scale.wgsl")),
 ];
 
-fn run(
-    gpu: &Gpu,
-    name: &'static str,
-    tensors: &[&Tensor],
-    alpha: f32,
-    beta: f32,
-) -> Result<Dispatch> {
+fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
     let len = tensors[0].len();
     for (i, t) in tensors.iter().enumerate() {
         check_len(name, &format!("operand {i}"), t, len)?;
     }
-    let body = KERNELS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
-        .expect("known kernel");
-    let pipeline = gpu.pipeline(
-        &format!("elementwise/{name}"),
-        || compose(&[COMMON, body], &[]),
-        "main",
-    );
+    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
+    let pipeline = gpu.pipeline(&format!("elementwise/{name}"), || compose(&[COMMON, body], &[]), "main");
     let params = [to_u32(name, len)?, 0, f(alpha), f(beta)];
     let grid = linear_grid(gpu, name, len.div_ceil(256) as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
@@ -63,14 +37,7 @@ pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<
 }
 
 /// C = alpha*A + beta*B (C must be a different tensor from A and B).
-pub fn add(
-    gpu: &Gpu,
-    a: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    alpha: f32,
-    beta: f32,
-) -> Result<Dispatch> {
+pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     run(gpu, "add", &[a, b, c], alpha, beta)
 }
 
@@ -84,14 +51,7 @@ pub fn fill(gpu: &Gpu, y: &Tensor, value: f32) -> Result<Dispatch> {
 }
 
 /// Y[dst_offset .. dst_offset+len] = X[src_offset .. src_offset+len].
-pub fn copy(
-    gpu: &Gpu,
-    x: &Tensor,
-    y: &Tensor,
-    src_offset: usize,
-    dst_offset: usize,
-    len: usize,
-) -> Result<Dispatch> {
+pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: usize, len: usize) -> Result<Dispatch> {
     const OP: &str = "copy";
     if len == 0 || src_offset + len > x.len() || dst_offset + len > y.len() {
         return Err(crate::Error::Shape {
@@ -104,12 +64,7 @@ pub fn copy(
         });
     }
     let pipeline = gpu.pipeline("elementwise/copy", || COPY.to_string(), "main");
-    let params = [
-        to_u32(OP, len)?,
-        to_u32(OP, src_offset)?,
-        to_u32(OP, dst_offset)?,
-        0,
-    ];
+    let params = [to_u32(OP, len)?, to_u32(OP, src_offset)?, to_u32(OP, dst_offset)?, 0];
     let grid = linear_grid(gpu, OP, len.div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[x, y], grid)
 }
@@ -117,14 +72,8 @@ pub fn copy(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v: Vec<KernelSource> = KERNELS
         .iter()
-        .map(|(n, b)| KernelSource {
-            name: format!("elementwise/{n}"),
-            source: compose(&[COMMON, b], &[]),
-        })
+        .map(|(n, b)| KernelSource { name: format!("elementwise/{n}"), source: compose(&[COMMON, b], &[]) })
         .collect();
-    v.push(KernelSource {
-        name: "elementwise/copy".into(),
-        source: COPY.into(),
-    });
+    v.push(KernelSource { name: "elementwise/copy".into(), source: COPY.into() });
     v
 }

@@ -34,12 +34,7 @@ pub fn matmul(a: &[f64], b: &[f64], bias: Option<&[f64]>, s: MatmulShape) -> Vec
 
 /// Returns (dA, dB, dbias), dA and dB in the layouts A and B are stored in:
 /// dop(A)[m,k] = sum_n dC[m,n] op(B)[k,n]; dop(B)[k,n] = sum_m op(A)[m,k] dC[m,n].
-pub fn matmul_backward(
-    a: &[f64],
-    b: &[f64],
-    dc: &[f64],
-    s: MatmulShape,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn matmul_backward(a: &[f64], b: &[f64], dc: &[f64], s: MatmulShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut da = vec![0.0; s.m * s.k];
     let mut db = vec![0.0; s.k * s.n];
     let mut dbias = vec![0.0; s.n];

@@ -47,9 +47,7 @@ impl GemmVariant {
     /// core a few full workgroups take 8x8 tiles (64x64 per workgroup) instead.
     pub fn pick(class: AdapterClass, m: usize, n: usize) -> Self {
         match class {
-            AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(64) < 8 => {
-                GemmVariant::RegisterTiled { tm: 8, tn: 8 }
-            }
+            AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(64) < 8 => GemmVariant::RegisterTiled { tm: 8, tn: 8 },
             _ => Self::for_class(class),
         }
     }
@@ -115,14 +113,8 @@ impl GemmVariant {
             }
             GemmVariant::WorkgroupTiled => {
                 for i in 0..4 {
-                    body += &format!(
-                        "            let a{i} = a_tile[kk * BM + lid.y + {}u];\n",
-                        i * 16
-                    );
-                    body += &format!(
-                        "            let b{i} = b_tile[kk * BN + lid.x + {}u];\n",
-                        i * 16
-                    );
+                    body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * 16);
+                    body += &format!("            let b{i} = b_tile[kk * BN + lid.x + {}u];\n", i * 16);
                 }
                 for i in 0..4 {
                     for j in 0..4 {
@@ -183,10 +175,7 @@ pub(crate) fn gemm(
     p: &GemmProblem,
     variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
-    let subs_key: Vec<String> = loader_subs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let subs_key: Vec<String> = loader_subs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let key = format!("{name}/{}/{}", variant.name(), subs_key.join(","));
     let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
     let tile = variant.workgroup_tile();
@@ -225,19 +214,8 @@ fn gemm_with_pipeline(
     let slab = gpu.tensor(&format!("{key} split-K slab"), &[splits as usize, mn])?;
     tensors.push(&slab);
     let gemm = gpu.dispatch(key, pipeline, &params, &tensors, wg)?;
-    let mut sum = reduce::reduce_axis(
-        gpu,
-        &slab,
-        out,
-        1,
-        splits as usize,
-        mn,
-        reduce::ReduceOp::Sum,
-    )?;
-    let last = sum
-        .pop()
-        .expect("reduce_axis returns at least one pass")
-        .keep(slab);
+    let mut sum = reduce::reduce_axis(gpu, &slab, out, 1, splits as usize, mn, reduce::ReduceOp::Sum)?;
+    let last = sum.pop().expect("reduce_axis returns at least one pass").keep(slab);
     let mut passes = vec![gemm];
     passes.extend(sum);
     passes.push(last);
@@ -257,10 +235,7 @@ fn dense_vec4_source(tm: u32, tn: u32) -> String {
     for i in 0..tm {
         for j in 0..tnv {
             setup += &format!("    var acc{i}_{j} = vec4<f32>(0.0);\n");
-            store += &format!(
-                "    store(split, row0 + {i}u, col0 + {}u, acc{i}_{j});\n",
-                4 * j
-            );
+            store += &format!("    store(split, row0 + {i}u, col0 + {}u, acc{i}_{j});\n", 4 * j);
         }
     }
     for i in 0..tm {
@@ -272,21 +247,13 @@ fn dense_vec4_source(tm: u32, tn: u32) -> String {
         }
         for i in 0..tm {
             for j in 0..tnv {
-                body += &format!(
-                    "        acc{i}_{j} = fma(vec4<f32>(a{i}[{kk}]), b{kk}_{j}, acc{i}_{j});\n"
-                );
+                body += &format!("        acc{i}_{j} = fma(vec4<f32>(a{i}[{kk}]), b{kk}_{j}, acc{i}_{j});\n");
             }
         }
     }
     compose(
         &[DENSE_VEC4],
-        &[
-            ("TM", tm.to_string()),
-            ("TN", tn.to_string()),
-            ("SETUP", setup),
-            ("BODY", body),
-            ("STORE", store),
-        ],
+        &[("TM", tm.to_string()), ("TN", tn.to_string()), ("SETUP", setup), ("BODY", body), ("STORE", store)],
     )
 }
 
@@ -321,52 +288,19 @@ pub fn matmul(
     if let Some(bias) = bias {
         check_len(OP, "bias", bias, s.n)?;
     }
-    let subs = [
-        ("TRANS_A", s.trans_a.to_string()),
-        ("TRANS_B", s.trans_b.to_string()),
-    ];
-    let p = GemmProblem {
-        m: to_u32(OP, s.m)?,
-        n: to_u32(OP, s.n)?,
-        k: to_u32(OP, s.k)?,
-        splits: 1,
-    };
+    let subs = [("TRANS_A", s.trans_a.to_string()), ("TRANS_B", s.trans_b.to_string())];
+    let p = GemmProblem { m: to_u32(OP, s.m)?, n: to_u32(OP, s.n)?, k: to_u32(OP, s.k)?, splits: 1 };
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
     if let GemmVariant::RegisterTiled { tm, tn } = variant {
-        if !s.trans_a
-            && !s.trans_b
-            && s.k.is_multiple_of(4)
-            && s.n.is_multiple_of(4)
-            && tn.is_multiple_of(4)
-        {
+        if !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) && tn.is_multiple_of(4) {
             let key = format!("matmul_vec4/{tm}x{tn}");
             let pipeline = gpu.pipeline(&key, || dense_vec4_source(tm, tn), "main");
-            return gemm_with_pipeline(
-                gpu,
-                &key,
-                &pipeline,
-                params,
-                &[a, b, bias_t],
-                c,
-                &p,
-                (8 * tm, 8 * tn),
-                4,
-            );
+            return gemm_with_pipeline(gpu, &key, &pipeline, params, &[a, b, bias_t], c, &p, (8 * tm, 8 * tn), 4);
         }
     }
-    gemm(
-        gpu,
-        "matmul",
-        DENSE,
-        &subs,
-        params,
-        &[a, b, bias_t],
-        c,
-        &p,
-        variant,
-    )
+    gemm(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t], c, &p, variant)
 }
 
 /// Gradients of C = op(A) op(B) + bias: writes dA and dB (stored like A and B) and the bias
@@ -398,15 +332,7 @@ pub fn matmul_backward(
     }
     if let Some(dbias) = dbias {
         check_len("matmul_backward", "dbias", dbias, s.n)?;
-        out.extend(reduce::reduce_axis(
-            gpu,
-            dc,
-            dbias,
-            1,
-            s.m,
-            s.n,
-            reduce::ReduceOp::Sum,
-        )?);
+        out.extend(reduce::reduce_axis(gpu, dc, dbias, 1, s.m, s.n, reduce::ReduceOp::Sum)?);
     }
     Ok(out)
 }
@@ -423,13 +349,7 @@ pub enum Operand {
 /// its operand is stored in.
 pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2] {
     let (m, n, k, ta, tb) = (s.m, s.n, s.k, s.trans_a, s.trans_b);
-    let shape = |m, n, k, trans_a, trans_b| MatmulShape {
-        m,
-        n,
-        k,
-        trans_a,
-        trans_b,
-    };
+    let shape = |m, n, k, trans_a, trans_b| MatmulShape { m, n, k, trans_a, trans_b };
     let da = if !ta {
         // dA [m,k] = dC [m,n] . op(B)^T
         (Operand::DC, Operand::B, shape(m, k, n, false, !tb))
@@ -451,10 +371,7 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
     for variant in GemmVariant::ALL {
         if let GemmVariant::RegisterTiled { tm, tn } = variant {
-            v.push(KernelSource {
-                name: format!("matmul_vec4/{tm}x{tn}"),
-                source: dense_vec4_source(tm, tn),
-            });
+            v.push(KernelSource { name: format!("matmul_vec4/{tm}x{tn}"), source: dense_vec4_source(tm, tn) });
         }
     }
     for variant in GemmVariant::ALL {
@@ -462,10 +379,7 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
             for tb in [false, true] {
                 v.push(KernelSource {
                     name: format!("matmul/{}/ta={ta},tb={tb}", variant.name()),
-                    source: variant.source(
-                        DENSE,
-                        &[("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())],
-                    ),
+                    source: variant.source(DENSE, &[("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())]),
                 });
             }
         }

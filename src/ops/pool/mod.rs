@@ -26,15 +26,7 @@ pub struct PoolShape {
 
 impl PoolShape {
     pub fn square(planes: usize, hw: usize, k: usize, stride: usize, pad: usize) -> Self {
-        PoolShape {
-            planes,
-            h: hw,
-            w: hw,
-            kh: k,
-            kw: k,
-            stride: (stride, stride),
-            pad: (pad, pad),
-        }
+        PoolShape { planes, h: hw, w: hw, kh: k, kw: k, stride: (stride, stride), pad: (pad, pad) }
     }
     pub fn out_hw(&self) -> (usize, usize) {
         (
@@ -65,81 +57,40 @@ impl PoolShape {
         {
             return shape_err(
                 "max_pool",
-                format!(
-                    "padding must be at most half the window and the window must fit: {self:?}"
-                ),
+                format!("padding must be at most half the window and the window must fit: {self:?}"),
             );
         }
         Ok(())
     }
     fn params(&self) -> Result<Vec<u32>> {
         let (oh, ow) = self.out_hw();
-        [
-            self.planes,
-            self.h,
-            self.w,
-            oh,
-            ow,
-            self.kh,
-            self.kw,
-            self.stride.0,
-            self.stride.1,
-            self.pad.0,
-            self.pad.1,
-            0,
-        ]
-        .iter()
-        .map(|&v| to_u32("pool", v))
-        .collect()
+        [self.planes, self.h, self.w, oh, ow, self.kh, self.kw, self.stride.0, self.stride.1, self.pad.0, self.pad.1, 0]
+            .iter()
+            .map(|&v| to_u32("pool", v))
+            .collect()
     }
 }
 
 fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {
-    gpu.pipeline(
-        &format!("pool/{name}"),
-        || compose(&[COMMON, body], &[]),
-        "main",
-    )
+    gpu.pipeline(&format!("pool/{name}"), || compose(&[COMMON, body], &[]), "main")
 }
 
 /// Y and ARGMAX (u32 bits stored in an f32-sized tensor, index within the input plane).
-pub fn max_pool_forward(
-    gpu: &Gpu,
-    x: &Tensor,
-    y: &Tensor,
-    argmax: &Tensor,
-    s: PoolShape,
-) -> Result<Dispatch> {
+pub fn max_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, argmax: &Tensor, s: PoolShape) -> Result<Dispatch> {
     s.validate()?;
     check_len("max_pool", "input", x, s.planes * s.h * s.w)?;
     check_len("max_pool", "output", y, s.output_len())?;
     check_len("max_pool", "argmax", argmax, s.output_len())?;
     let grid = linear_grid(gpu, "max_pool", s.output_len().div_ceil(256) as u64)?;
-    gpu.dispatch(
-        "pool/max_forward",
-        &pipeline(gpu, "max_forward", MAX_FORWARD),
-        &s.params()?,
-        &[x, y, argmax],
-        grid,
-    )
+    gpu.dispatch("pool/max_forward", &pipeline(gpu, "max_forward", MAX_FORWARD), &s.params()?, &[x, y, argmax], grid)
 }
 
-pub fn max_pool_backward(
-    gpu: &Gpu,
-    dy: &Tensor,
-    argmax: &Tensor,
-    dx: &Tensor,
-    s: PoolShape,
-) -> Result<Dispatch> {
+pub fn max_pool_backward(gpu: &Gpu, dy: &Tensor, argmax: &Tensor, dx: &Tensor, s: PoolShape) -> Result<Dispatch> {
     s.validate()?;
     check_len("max_pool_backward", "grad output", dy, s.output_len())?;
     check_len("max_pool_backward", "argmax", argmax, s.output_len())?;
     check_len("max_pool_backward", "grad input", dx, s.planes * s.h * s.w)?;
-    let grid = linear_grid(
-        gpu,
-        "max_pool_backward",
-        (s.planes * s.h * s.w).div_ceil(256) as u64,
-    )?;
+    let grid = linear_grid(gpu, "max_pool_backward", (s.planes * s.h * s.w).div_ceil(256) as u64)?;
     gpu.dispatch(
         "pool/max_backward",
         &pipeline(gpu, "max_backward", MAX_BACKWARD),
@@ -150,39 +101,15 @@ pub fn max_pool_backward(
 }
 
 /// Y[plane] = mean of X[plane, :, :].
-pub fn global_avg_pool_forward(
-    gpu: &Gpu,
-    x: &Tensor,
-    y: &Tensor,
-    planes: usize,
-    hw: usize,
-) -> Result<Vec<Dispatch>> {
+pub fn global_avg_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, planes: usize, hw: usize) -> Result<Vec<Dispatch>> {
     reduce::reduce_axis(gpu, x, y, planes, hw, 1, ReduceOp::Mean)
 }
 
-pub fn global_avg_pool_backward(
-    gpu: &Gpu,
-    dy: &Tensor,
-    dx: &Tensor,
-    planes: usize,
-    hw: usize,
-) -> Result<Dispatch> {
+pub fn global_avg_pool_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, planes: usize, hw: usize) -> Result<Dispatch> {
     check_len("global_avg_pool_backward", "grad output", dy, planes)?;
     check_len("global_avg_pool_backward", "grad input", dx, planes * hw)?;
-    let s = PoolShape {
-        planes,
-        h: hw,
-        w: 1,
-        kh: 1,
-        kw: 1,
-        stride: (1, 1),
-        pad: (0, 0),
-    };
-    let grid = linear_grid(
-        gpu,
-        "global_avg_pool_backward",
-        (planes * hw).div_ceil(256) as u64,
-    )?;
+    let s = PoolShape { planes, h: hw, w: 1, kh: 1, kw: 1, stride: (1, 1), pad: (0, 0) };
+    let grid = linear_grid(gpu, "global_avg_pool_backward", (planes * hw).div_ceil(256) as u64)?;
     gpu.dispatch(
         "pool/global_avg_backward",
         &pipeline(gpu, "global_avg_backward", AVG_BACKWARD),
@@ -193,15 +120,8 @@ pub fn global_avg_pool_backward(
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [
-        ("max_forward", MAX_FORWARD),
-        ("max_backward", MAX_BACKWARD),
-        ("global_avg_backward", AVG_BACKWARD),
-    ]
-    .iter()
-    .map(|(n, b)| KernelSource {
-        name: format!("pool/{n}"),
-        source: compose(&[COMMON, b], &[]),
-    })
-    .collect()
+    [("max_forward", MAX_FORWARD), ("max_backward", MAX_BACKWARD), ("global_avg_backward", AVG_BACKWARD)]
+        .iter()
+        .map(|(n, b)| KernelSource { name: format!("pool/{n}"), source: compose(&[COMMON, b], &[]) })
+        .collect()
 }

@@ -9,8 +9,7 @@ use crate::ops::{check_len, to_u32, KernelSource};
 
 const REDUCE_AXIS: &str = include_str!("../../../shaders/reduce/reduce_axis.wgsl");
 const REDUCE_AXIS_SHORT: &str = include_str!("../../../shaders/reduce/reduce_axis_short.wgsl");
-const REDUCE_AXIS_BACKWARD: &str =
-    include_str!("../../../shaders/reduce/reduce_axis_backward.wgsl");
+const REDUCE_AXIS_BACKWARD: &str = include_str!("../../../shaders/reduce/reduce_axis_backward.wgsl");
 
 /// Elements of the reduced axis one workgroup handles per pass.
 const CHUNK: usize = 4096;
@@ -61,23 +60,9 @@ pub fn reduce_axis(
             f(scale),
             0,
         ];
-        let pipeline = gpu.pipeline(
-            "reduce_axis_short",
-            || REDUCE_AXIS_SHORT.to_string(),
-            "main",
-        );
-        let grid = linear_grid(
-            gpu,
-            "reduce_axis_short",
-            (outer * inner).div_ceil(256) as u64,
-        )?;
-        return Ok(vec![gpu.dispatch(
-            "reduce_axis_short",
-            &pipeline,
-            &params,
-            &[x, y],
-            grid,
-        )?]);
+        let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main");
+        let grid = linear_grid(gpu, "reduce_axis_short", (outer * inner).div_ceil(256) as u64)?;
+        return Ok(vec![gpu.dispatch("reduce_axis_short", &pipeline, &params, &[x, y], grid)?]);
     }
     let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main");
     let mut passes: Vec<Dispatch> = Vec::new();
@@ -149,30 +134,15 @@ pub fn reduce_axis_backward(
         ReduceOp::Max => 2,
         ReduceOp::Norm => 3,
     };
-    let pipeline = gpu.pipeline(
-        "reduce_axis_backward",
-        || REDUCE_AXIS_BACKWARD.to_string(),
-        "main",
-    );
-    let params = [
-        to_u32(OP, outer)?,
-        to_u32(OP, reduce)?,
-        to_u32(OP, inner)?,
-        code,
-    ];
+    let pipeline = gpu.pipeline("reduce_axis_backward", || REDUCE_AXIS_BACKWARD.to_string(), "main");
+    let params = [to_u32(OP, outer)?, to_u32(OP, reduce)?, to_u32(OP, inner)?, code];
     let grid = linear_grid(gpu, OP, (outer * reduce * inner).div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[x, y, dy, dx], grid)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     vec![
-        KernelSource {
-            name: "reduce_axis".into(),
-            source: REDUCE_AXIS.into(),
-        },
-        KernelSource {
-            name: "reduce_axis_backward".into(),
-            source: REDUCE_AXIS_BACKWARD.into(),
-        },
+        KernelSource { name: "reduce_axis".into(), source: REDUCE_AXIS.into() },
+        KernelSource { name: "reduce_axis_backward".into(), source: REDUCE_AXIS_BACKWARD.into() },
     ]
 }

@@ -8,12 +8,7 @@ fn rows_of(x: &[f64], cols: usize) -> impl Iterator<Item = &[f64]> {
 pub fn l2_normalize_forward(x: &[f64], cols: usize) -> Vec<f64> {
     rows_of(x, cols)
         .flat_map(|r| {
-            let n = r
-                .iter()
-                .map(|v| v * v)
-                .sum::<f64>()
-                .sqrt()
-                .max(L2_EPS as f64);
+            let n = r.iter().map(|v| v * v).sum::<f64>().sqrt().max(L2_EPS as f64);
             r.iter().map(move |v| v / n)
         })
         .collect()
@@ -28,20 +23,13 @@ pub fn l2_normalize_backward(x: &[f64], dy: &[f64], cols: usize) -> Vec<f64> {
             continue;
         }
         let dot: f64 = r.iter().zip(g).map(|(a, b)| a * b).sum();
-        dx.extend(
-            r.iter()
-                .zip(g)
-                .map(|(v, gv)| gv / n - v * dot / (n * n * n)),
-        );
+        dx.extend(r.iter().zip(g).map(|(v, gv)| gv / n - v * dot / (n * n * n)));
     }
     dx
 }
 
 fn logsumexp(r: &[f64], scale: f64) -> f64 {
-    let m = r
-        .iter()
-        .map(|v| scale * v)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let m = r.iter().map(|v| scale * v).fold(f64::NEG_INFINITY, f64::max);
     m + r.iter().map(|v| (scale * v - m).exp()).sum::<f64>().ln()
 }
 
@@ -76,11 +64,7 @@ pub fn log_softmax_backward(y: &[f64], dy: &[f64], cols: usize, scale: f64) -> V
     let mut dx = Vec::with_capacity(y.len());
     for (r, g) in y.chunks(cols).zip(dy.chunks(cols)) {
         let total: f64 = g.iter().sum();
-        dx.extend(
-            r.iter()
-                .zip(g)
-                .map(|(yv, gv)| scale * (gv - yv.exp() * total)),
-        );
+        dx.extend(r.iter().zip(g).map(|(yv, gv)| scale * (gv - yv.exp() * total)));
     }
     dx
 }

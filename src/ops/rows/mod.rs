@@ -9,30 +9,12 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/rows/common.wgsl");
 const KERNELS: [(&str, &str); 6] = [
-    (
-        "l2_normalize_forward",
-        include_str!("../../../shaders/rows/l2_normalize_forward.wgsl"),
-    ),
-    (
-        "l2_normalize_backward",
-        include_str!("../../../shaders/rows/l2_normalize_backward.wgsl"),
-    ),
-    (
-        "softmax_forward",
-        include_str!("../../../shaders/rows/softmax_forward.wgsl"),
-    ),
-    (
-        "softmax_backward",
-        include_str!("../../../shaders/rows/softmax_backward.wgsl"),
-    ),
-    (
-        "log_softmax_forward",
-        include_str!("../../../shaders/rows/log_softmax_forward.wgsl"),
-    ),
-    (
-        "log_softmax_backward",
-        include_str!("../../../shaders/rows/log_softmax_backward.wgsl"),
-    ),
+    ("l2_normalize_forward", include_str!("../../../shaders/rows/l2_normalize_forward.wgsl")),
+    ("l2_normalize_backward", include_str!("../../../shaders/rows/l2_normalize_backward.wgsl")),
+    ("softmax_forward", include_str!("../../../shaders/rows/softmax_forward.wgsl")),
+    ("softmax_backward", include_str!("../../../shaders/rows/softmax_backward.wgsl")),
+    ("log_softmax_forward", include_str!("../../../shaders/rows/log_softmax_forward.wgsl")),
+    ("log_softmax_backward", include_str!("../../../shaders/rows/log_softmax_backward.wgsl")),
 ];
 
 /// torch.nn.functional.normalize's default eps.
@@ -58,32 +40,15 @@ pub(crate) fn row_dispatch(
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
 }
 
-fn run(
-    gpu: &Gpu,
-    name: &'static str,
-    tensors: &[&Tensor],
-    rows: usize,
-    cols: usize,
-    scale: f32,
-) -> Result<Dispatch> {
+fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
     for (i, t) in tensors.iter().enumerate() {
         check_len(name, &format!("operand {i}"), t, rows * cols)?;
     }
-    let body = KERNELS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
-        .expect("known kernel");
+    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
     row_dispatch(gpu, name, body, tensors, rows, cols, scale, L2_EPS)
 }
 
-pub fn l2_normalize_forward(
-    gpu: &Gpu,
-    x: &Tensor,
-    y: &Tensor,
-    rows: usize,
-    cols: usize,
-) -> Result<Dispatch> {
+pub fn l2_normalize_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
     run(gpu, "l2_normalize_forward", &[x, y], rows, cols, 1.0)
 }
 pub fn l2_normalize_backward(
@@ -96,14 +61,7 @@ pub fn l2_normalize_backward(
 ) -> Result<Dispatch> {
     run(gpu, "l2_normalize_backward", &[x, dy, dx], rows, cols, 1.0)
 }
-pub fn softmax_forward(
-    gpu: &Gpu,
-    x: &Tensor,
-    y: &Tensor,
-    rows: usize,
-    cols: usize,
-    scale: f32,
-) -> Result<Dispatch> {
+pub fn softmax_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
     run(gpu, "softmax_forward", &[x, y], rows, cols, scale)
 }
 /// From the forward *output* Y.
@@ -144,9 +102,6 @@ pub fn log_softmax_backward(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     KERNELS
         .iter()
-        .map(|(n, b)| KernelSource {
-            name: format!("rows/{n}"),
-            source: compose(&[REDUCE, COMMON, b], &[]),
-        })
+        .map(|(n, b)| KernelSource { name: format!("rows/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
         .collect()
 }

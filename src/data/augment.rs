@@ -1,0 +1,227 @@
+//! Multi-crop augmentation as in the official recipe, per crop: RandomResizedCrop (scale range
+//! per crop group, aspect 3/4..4/3), horizontal flip p 0.5, colour jitter (brightness,
+//! contrast, saturation 0.8, hue 0.2, random order) with p 0.8, grayscale p 0.2, Gaussian blur
+//! p 0.5, then normalisation. Deterministic for a given RNG stream.
+use super::{Image, MEAN, STD};
+use crate::rng::Rng;
+use crate::train::CropConfig;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AugmentConfig {
+    pub crops: Vec<CropConfig>,
+    pub flip: f64,
+    pub jitter_strength: f64,
+    pub hue: f64,
+    pub p_jitter: f64,
+    pub p_gray: f64,
+    pub p_blur: f64,
+}
+
+impl AugmentConfig {
+    pub fn new(crops: &[CropConfig]) -> Self {
+        AugmentConfig {
+            crops: crops.to_vec(),
+            flip: 0.5,
+            jitter_strength: 0.8,
+            hue: 0.2,
+            p_jitter: 0.8,
+            p_gray: 0.2,
+            p_blur: 0.5,
+        }
+    }
+}
+
+/// torchvision's RandomResizedCrop window: (x, y, w, h) in source pixels.
+pub fn random_resized_crop_box(width: usize, height: usize, scale: (f64, f64), rng: &mut Rng) -> (f64, f64, f64, f64) {
+    let area = (width * height) as f64;
+    let (lo, hi) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * rng.range(scale.0, scale.1);
+        let ratio = rng.range(lo, hi).exp();
+        let w = (target * ratio).sqrt().round();
+        let h = (target / ratio).sqrt().round();
+        if w >= 1.0 && h >= 1.0 && w <= width as f64 && h <= height as f64 {
+            let x = rng.range(0.0, width as f64 - w + 1.0).floor();
+            let y = rng.range(0.0, height as f64 - h + 1.0).floor();
+            return (x, y, w, h);
+        }
+    }
+    // Fallback: the central crop at the clamped aspect ratio.
+    let (w, h) = (width as f64, height as f64);
+    let (w, h) = if w / h < 0.75 {
+        (w, w / 0.75)
+    } else if w / h > 4.0 / 3.0 {
+        (h * 4.0 / 3.0, h)
+    } else {
+        (w, h)
+    };
+    ((width as f64 - w) / 2.0, (height as f64 - h) / 2.0, w, h)
+}
+
+/// Bilinear resample of the window into size x size, HWC floats in [0, 1].
+fn resample(img: &Image, (x0, y0, w, h): (f64, f64, f64, f64), size: usize) -> Vec<[f32; 3]> {
+    let mut out = vec![[0.0f32; 3]; size * size];
+    for oy in 0..size {
+        let sy = (y0 + (oy as f64 + 0.5) * h / size as f64 - 0.5).clamp(0.0, (img.height - 1) as f64);
+        let (y1, fy) = (sy.floor() as usize, (sy - sy.floor()) as f32);
+        let y2 = (y1 + 1).min(img.height - 1);
+        for ox in 0..size {
+            let sx = (x0 + (ox as f64 + 0.5) * w / size as f64 - 0.5).clamp(0.0, (img.width - 1) as f64);
+            let (x1, fx) = (sx.floor() as usize, (sx - sx.floor()) as f32);
+            let x2 = (x1 + 1).min(img.width - 1);
+            for c in 0..3 {
+                let top = img.at(x1, y1, c) * (1.0 - fx) + img.at(x2, y1, c) * fx;
+                let bottom = img.at(x1, y2, c) * (1.0 - fx) + img.at(x2, y2, c) * fx;
+                out[oy * size + ox][c] = top * (1.0 - fy) + bottom * fy;
+            }
+        }
+    }
+    out
+}
+
+fn gray(p: &[f32; 3]) -> f32 {
+    0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
+}
+
+fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let d = max - min;
+    let h = if d == 0.0 {
+        0.0
+    } else if max == r {
+        ((g - b) / d).rem_euclid(6.0) / 6.0
+    } else if max == g {
+        ((b - r) / d + 2.0) / 6.0
+    } else {
+        ((r - g) / d + 4.0) / 6.0
+    };
+    let s = if max == 0.0 { 0.0 } else { d / max };
+    [h, s, max]
+}
+
+fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
+    let h6 = h.rem_euclid(1.0) * 6.0;
+    let i = h6.floor();
+    let f = h6 - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match i as i32 {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
+
+/// torchvision ColorJitter: brightness, contrast, saturation, hue in a random order.
+fn color_jitter(px: &mut [[f32; 3]], strength: f64, hue: f64, rng: &mut Rng) {
+    let mut order = [0, 1, 2, 3];
+    rng.shuffle(&mut order);
+    let factor = |rng: &mut Rng| rng.range((1.0 - strength).max(0.0), 1.0 + strength) as f32;
+    for op in order {
+        match op {
+            0 => {
+                let f = factor(rng);
+                px.iter_mut().flatten().for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
+            }
+            1 => {
+                let f = factor(rng);
+                let mean = px.iter().map(gray).sum::<f32>() / px.len() as f32;
+                px.iter_mut().flatten().for_each(|v| *v = (mean + (*v - mean) * f).clamp(0.0, 1.0));
+            }
+            2 => {
+                let f = factor(rng);
+                for p in px.iter_mut() {
+                    let g = gray(p);
+                    p.iter_mut().for_each(|v| *v = (g + (*v - g) * f).clamp(0.0, 1.0));
+                }
+            }
+            _ => {
+                let shift = rng.range(-hue, hue) as f32;
+                for p in px.iter_mut() {
+                    let mut hsv = rgb_to_hsv(*p);
+                    hsv[0] += shift;
+                    *p = hsv_to_rgb(hsv);
+                }
+            }
+        }
+    }
+}
+
+/// Separable Gaussian blur with sigma in [0.1, 2.0] (the official PIL blur), edges clamped.
+fn gaussian_blur(px: &mut [[f32; 3]], size: usize, rng: &mut Rng) {
+    let sigma = rng.range(0.1, 2.0);
+    let radius = ((2.0 * sigma).ceil() as usize).min(size / 2).max(1);
+    let kernel: Vec<f32> = (0..=2 * radius)
+        .map(|i| (-((i as f64 - radius as f64).powi(2)) / (2.0 * sigma * sigma)).exp() as f32)
+        .collect();
+    let norm: f32 = kernel.iter().sum();
+    let mut tmp = vec![[0.0f32; 3]; px.len()];
+    for pass in 0..2 {
+        let (src, dst): (&[[f32; 3]], &mut [[f32; 3]]) = if pass == 0 { (px, &mut tmp) } else { (&tmp, px) };
+        for y in 0..size {
+            for x in 0..size {
+                let mut acc = [0.0f32; 3];
+                for (i, k) in kernel.iter().enumerate() {
+                    let d = i as isize - radius as isize;
+                    let (sx, sy) = if pass == 0 {
+                        ((x as isize + d).clamp(0, size as isize - 1) as usize, y)
+                    } else {
+                        (x, (y as isize + d).clamp(0, size as isize - 1) as usize)
+                    };
+                    let p = src[sy * size + sx];
+                    for c in 0..3 {
+                        acc[c] += k * p[c];
+                    }
+                }
+                dst[y * size + x] = acc.map(|v| v / norm);
+            }
+        }
+    }
+}
+
+/// One augmented, normalised crop (CHW, size x size) of `img`.
+pub fn crop(img: &Image, crop: &CropConfig, cfg: &AugmentConfig, rng: &mut Rng) -> Vec<f32> {
+    let window = random_resized_crop_box(img.width, img.height, (crop.min_scale, crop.max_scale), rng);
+    let size = crop.size;
+    let mut px = resample(img, window, size);
+    if rng.uniform() < cfg.flip {
+        for row in px.chunks_mut(size) {
+            row.reverse();
+        }
+    }
+    if rng.uniform() < cfg.p_jitter {
+        color_jitter(&mut px, cfg.jitter_strength, cfg.hue, rng);
+    }
+    if rng.uniform() < cfg.p_gray {
+        px.iter_mut().for_each(|p| *p = [gray(p); 3]);
+    }
+    if rng.uniform() < cfg.p_blur {
+        gaussian_blur(&mut px, size, rng);
+    }
+    normalize(&px, size)
+}
+
+fn normalize(px: &[[f32; 3]], size: usize) -> Vec<f32> {
+    let n = size * size;
+    let mut out = vec![0.0; 3 * n];
+    for (i, p) in px.iter().enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = (p[c] - MEAN[c]) / STD[c];
+        }
+    }
+    out
+}
+
+/// Every crop of one sample, in config order (large crops first).
+pub fn multicrop(img: &Image, cfg: &AugmentConfig, rng: &mut Rng) -> Vec<Vec<f32>> {
+    cfg.crops.iter().flat_map(|c| std::iter::repeat_n(c, c.count)).map(|c| crop(img, c, cfg, rng)).collect()
+}
+
+/// The evaluation view: the whole image resized to size x size (bilinear), normalised.
+pub fn eval_view(img: &Image, size: usize) -> Vec<f32> {
+    let px = resample(img, (0.0, 0.0, img.width as f64, img.height as f64), size);
+    normalize(&px, size)
+}

@@ -1,0 +1,79 @@
+//! Batches of augmented multi-crops, prepared on CPU worker threads (rayon) while the GPU runs
+//! the previous step. Deterministic: sample i of epoch e always gets the crops of the random
+//! stream (seed, e, i), whatever the thread count, so a resumed run sees the same data.
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rayon::prelude::*;
+
+use super::augment::{multicrop, AugmentConfig};
+use super::Dataset;
+use crate::rng::Rng;
+
+/// One batch: for each crop position, the crops of every sample ([batch, 3, size, size]).
+pub struct Batch {
+    pub crops: Vec<Vec<f32>>,
+    pub iteration: usize,
+}
+
+/// The sample order of an epoch (a seeded shuffle).
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::derive(seed, 0xE90C, epoch as u64).shuffle(&mut order);
+    order
+}
+
+pub fn make_batch(ds: &Dataset, indices: &[usize], cfg: &AugmentConfig, seed: u64, epoch: usize) -> Vec<Vec<f32>> {
+    let per_sample: Vec<Vec<Vec<f32>>> = indices
+        .par_iter()
+        .map(|&i| multicrop(&ds.images[i], cfg, &mut Rng::derive(seed, epoch as u64 + 1, i as u64)))
+        .collect();
+    let n_crops = per_sample.first().map_or(0, |s| s.len());
+    (0..n_crops).map(|c| per_sample.iter().flat_map(|s| s[c].iter().copied()).collect()).collect()
+}
+
+/// Produces the batches of iterations [start, end) in a background thread, two ahead.
+pub struct Prefetcher {
+    rx: Receiver<Batch>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    pub fn new(ds: Arc<Dataset>, cfg: AugmentConfig, batch: usize, seed: u64, start: usize, end: usize) -> Prefetcher {
+        let (tx, rx) = sync_channel(2);
+        let per_epoch = (ds.len() / batch).max(1);
+        let handle = std::thread::spawn(move || {
+            let mut order_epoch = usize::MAX;
+            let mut order = Vec::new();
+            for it in start..end {
+                let epoch = it / per_epoch;
+                if epoch != order_epoch {
+                    order = epoch_order(ds.len(), seed, epoch);
+                    order_epoch = epoch;
+                }
+                let pos = (it % per_epoch) * batch;
+                let crops = make_batch(&ds, &order[pos..pos + batch], &cfg, seed, epoch);
+                if tx.send(Batch { crops, iteration: it }).is_err() {
+                    return; // the consumer stopped
+                }
+            }
+        });
+        Prefetcher { rx, handle: Some(handle) }
+    }
+
+    pub fn next(&self) -> Option<Batch> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        // Unblock the producer by dropping the receiver first, then join.
+        let (_, dummy) = sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, dummy));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
