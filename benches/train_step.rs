@@ -10,15 +10,20 @@ fn main() -> swav_wgpu::Result<()> {
     let gpu = Gpu::from_env_blocking()?;
     let reps: usize = std::env::var("SWAV_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("adapter: {}", gpu.describe());
-    let cfg = TrainConfig {
-        arch: "resnet18".into(),
-        width: 0.25,
-        stem: "cifar".into(),
-        batch_size: 64,
-        prototypes: 100,
-        feat_dim: 128,
-        hidden_mlp: 512,
-        ..TrainConfig::default()
+    let cfg = if std::env::var_os("SWAV_BENCH_DEFAULTS").is_some() {
+        // The `swav-wgpu train` defaults instead of the benchmark configuration.
+        swav_wgpu::train::config::small_data_defaults()
+    } else {
+        TrainConfig {
+            arch: "resnet18".into(),
+            width: 0.25,
+            stem: "cifar".into(),
+            batch_size: 64,
+            prototypes: 100,
+            feat_dim: 128,
+            hidden_mlp: 512,
+            ..TrainConfig::default()
+        }
     };
     let mut t = Trainer::new(gpu.clone(), cfg.clone(), 100)?;
     t.init_random(0)?;
@@ -28,7 +33,7 @@ fn main() -> swav_wgpu::Result<()> {
         .crops
         .iter()
         .flat_map(|c| std::iter::repeat_n(c.size, c.count))
-        .map(|s| (0..64 * 3 * s * s).map(|_| rng.normal() as f32).collect())
+        .map(|s| (0..cfg.batch_size * 3 * s * s).map(|_| rng.normal() as f32).collect())
         .collect();
     let refs: Vec<&[f32]> = crops.iter().map(|c| c.as_slice()).collect();
     t.step(&refs)?;
@@ -41,7 +46,7 @@ fn main() -> swav_wgpu::Result<()> {
         .collect();
     times.sort_by(|a, b| a.total_cmp(b));
     let med = times[times.len() / 2];
-    println!("train step resnet18x0.25 cifar bs64 crops 2x32+4x16 K100 D128 H512: {:.0} ms/step, {:.1} img/s, {:.2} GFLOP/s (40.5 GFLOP/step)", med * 1e3, 64.0 / med, 40.5 / med);
+    println!("train step {} x{} {} bs{} crops {}: {:.0} ms/step, {:.1} img/s", cfg.arch, cfg.width, cfg.stem, cfg.batch_size, cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+"), med * 1e3, cfg.batch_size as f64 / med);
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {
         let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
         for (label, secs) in t.plan.profile_dispatches() {

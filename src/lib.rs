@@ -16,5 +16,7 @@ pub mod optim;
 pub mod rng;
 pub mod swav;
 pub mod train;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod run;
 
 pub use error::{Error, Result};

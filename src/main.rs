@@ -1,14 +1,18 @@
-//! The `swav-wgpu` command line.
+//! The `swav-wgpu` command line: train, eval (knn, linear), embed, devices.
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use swav_wgpu::gpu::{describe_adapter, list_adapters, pick_adapter, GpuOptions};
+use clap::{Args, Parser, Subcommand};
+use swav_wgpu::gpu::{describe_adapter, list_adapters, pick_adapter, Gpu, GpuOptions};
+use swav_wgpu::run::{self, RunOptions};
+use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
+use swav_wgpu::{Error, Result};
 
 #[derive(Parser)]
 #[command(name = "swav-wgpu", version, about = "SwAV self-supervised learning on any GPU through WebGPU")]
 struct Cli {
-    /// Backend(s) to use: vulkan, metal, dx12, gl (comma-separated). Default: all.
-    /// Also read from SWAV_WGPU_BACKEND or WGPU_BACKEND.
+    /// Backend(s): vulkan, metal, dx12, gl (comma-separated). Also SWAV_WGPU_BACKEND or WGPU_BACKEND.
     #[arg(long, global = true)]
     backend: Option<String>,
     /// Use the adapter whose name contains this text (case-insensitive). Also SWAV_WGPU_ADAPTER.
@@ -23,8 +27,150 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train SwAV (on the built-in dataset when --data is omitted).
+    Train(Box<TrainArgs>),
+    /// Evaluate a backbone's features.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Write backbone features of a dataset to a safetensors file.
+    Embed(EmbedArgs),
     /// List the adapters wgpu can see and mark the one that would be used.
     Devices,
+}
+
+#[derive(Args, Default)]
+struct ModelArgs {
+    /// resnet18, resnet34 or resnet50.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Width multiplier of every layer.
+    #[arg(long)]
+    width: Option<f32>,
+    /// cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool).
+    #[arg(long)]
+    stem: Option<String>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// CIFAR .bin file or folder of batches, ImageFolder tree (or train/ + test/), or a flat
+    /// folder of images. Default: the built-in shapes dataset.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Labelled held-out data for the final k-NN evaluation (CIFAR test_batch.bin, a folder).
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Run directory: config.toml, checkpoint.safetensors, backbone.safetensors,
+    /// metrics.jsonl, loss.svg.
+    #[arg(long, default_value = "runs/swav")]
+    out: PathBuf,
+    /// A TOML file with any of the config keys (flags given here override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue a run from its checkpoint (a file, or the run folder).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Crops per image as COUNTxSIZE groups, large first, e.g. 2x32,4x16.
+    #[arg(long)]
+    crops: Option<String>,
+    #[arg(long)]
+    prototypes: Option<usize>,
+    #[arg(long)]
+    feat_dim: Option<usize>,
+    /// Hidden width of the projection head (0 = a single linear layer).
+    #[arg(long)]
+    hidden_mlp: Option<usize>,
+    /// Queue rows per assignment crop (0 = no queue).
+    #[arg(long)]
+    queue_length: Option<usize>,
+    #[arg(long)]
+    epoch_queue_starts: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// lars or sgd.
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    epsilon: Option<f32>,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    freeze_prototypes_niters: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Checkpoint every N iterations (default: every epoch).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Also run the k-NN evaluation every N epochs (default: only at the end).
+    #[arg(long, default_value_t = 0)]
+    eval_every: usize,
+    /// Shorter side, in pixels, that decoded folder images are shrunk to.
+    #[arg(long, default_value_t = 64)]
+    max_side: usize,
+    /// Testing aid: make the crops of this iteration NaN.
+    #[arg(long, hide = true)]
+    inject_nan_at: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Weighted k-NN (k 20 and 200, temperature 0.1) on L2-normalised backbone features.
+    Knn(EvalArgs),
+    /// A linear classifier on frozen features (SGD, cosine schedule).
+    Linear(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A training checkpoint (or run folder) whose backbone to evaluate.
+    #[arg(long, conflicts_with = "random_init")]
+    checkpoint: Option<PathBuf>,
+    /// Evaluate an untrained network (the baseline).
+    #[arg(long)]
+    random_init: bool,
+    /// Labelled training data (default: the built-in dataset's train split).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Labelled test data (default: the data's own test split).
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 0.1)]
+    temperature: f32,
+    /// Epochs of the linear probe.
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    max_side: usize,
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    #[arg(long)]
+    random_init: bool,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output safetensors file: "features" [N, F] (L2-normalised) and "labels" when known.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 64)]
+    max_side: usize,
 }
 
 fn options(cli: &Cli) -> GpuOptions {
@@ -36,10 +182,76 @@ fn options(cli: &Cli) -> GpuOptions {
     }
 }
 
-fn devices(opts: &GpuOptions) -> swav_wgpu::Result<()> {
+fn open_gpu(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+    let gpu = pollster::block_on(Gpu::new(opts))?;
+    eprintln!("adapter: {}", gpu.describe());
+    Ok(gpu)
+}
+
+/// The defaults `swav-wgpu train` uses: verified on the built-in data (README, issue notes).
+pub fn default_config() -> TrainConfig {
+    swav_wgpu::train::config::small_data_defaults()
+}
+
+fn parse_crops(spec: &str) -> Result<Vec<CropConfig>> {
+    let mut out = Vec::new();
+    for (i, part) in spec.split(',').enumerate() {
+        let (n, s) = part.trim().split_once(['x', 'X']).ok_or_else(|| Error::Invalid(format!("--crops '{spec}': each group is COUNTxSIZE, e.g. 2x32,4x16")))?;
+        let count = n.trim().parse().map_err(|_| Error::Invalid(format!("--crops '{spec}': '{n}' is not a count")))?;
+        let size = s.trim().parse().map_err(|_| Error::Invalid(format!("--crops '{spec}': '{s}' is not a size")))?;
+        let (min_scale, max_scale) = if i == 0 { (0.14, 1.0) } else { (0.05, 0.14) };
+        out.push(CropConfig { count, size, min_scale, max_scale });
+    }
+    Ok(out)
+}
+
+fn apply_model(cfg: &mut TrainConfig, m: &ModelArgs) {
+    if let Some(v) = &m.arch {
+        cfg.arch = v.clone();
+    }
+    if let Some(v) = m.width {
+        cfg.width = v;
+    }
+    if let Some(v) = &m.stem {
+        cfg.stem = v.clone();
+    }
+}
+
+fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+            // Keys missing from the file keep the defaults.
+            let mut base = toml::Table::try_from(default_config()).map_err(|e| Error::Invalid(e.to_string()))?;
+            let user: toml::Table = text.parse().map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+            for (k, v) in user {
+                base.insert(k, v);
+            }
+            TrainConfig::from_toml(&base.to_string()).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?
+        }
+        None => default_config(),
+    };
+    apply_model(&mut cfg, &a.model);
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = &a.$field { cfg.$field = v.clone(); } )* };
+    }
+    set!(epochs, batch_size, prototypes, feat_dim, hidden_mlp, queue_length, epoch_queue_starts, lr, optimizer, epsilon, temperature, freeze_prototypes_niters, seed);
+    if let Some(c) = &a.crops {
+        cfg.crops = parse_crops(c)?;
+        let n = cfg.n_crops();
+        cfg.crops_for_assign.retain(|&c| c < n);
+    }
+    if cfg.epochs == 0 {
+        return Err(Error::Invalid("--epochs must be at least 1".into()));
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn devices(opts: &GpuOptions) -> Result<()> {
     let adapters = pollster::block_on(list_adapters(opts))?;
     if adapters.is_empty() {
-        return Err(swav_wgpu::Error::NoAdapter(String::new()));
+        return Err(Error::NoAdapter(String::new()));
     }
     let chosen = pollster::block_on(pick_adapter(opts)).ok().map(|a| a.get_info());
     for a in &adapters {
@@ -57,20 +269,110 @@ fn devices(opts: &GpuOptions) -> swav_wgpu::Result<()> {
         );
     }
     match chosen {
-        Some(_) => println!(
-            "(* = the adapter swav-wgpu would use; it requests {} limits)",
-            if opts.full_limits { "the adapter's full" } else { "WebGPU's default" }
-        ),
+        Some(_) => println!("(* = the adapter swav-wgpu would use; it requests {} limits)", if opts.full_limits { "the adapter's full" } else { "WebGPU's default" }),
         None => println!("(none of these matches the selection)"),
     }
+    Ok(())
+}
+
+/// The backbone config and weights to evaluate: from a checkpoint, or random.
+fn backbone_source(checkpoint: &Option<PathBuf>, random_init: bool, m: &ModelArgs) -> Result<(TrainConfig, Option<PathBuf>)> {
+    match (checkpoint, random_init) {
+        (Some(p), _) => {
+            let file = run::resolve_resume(p).map_err(|_| Error::Invalid(format!("--checkpoint '{}': no checkpoint found", p.display())))?;
+            let meta = Trainer::checkpoint_meta(&file)?;
+            Ok((meta.config, Some(file)))
+        }
+        (None, true) => {
+            let mut cfg = default_config();
+            apply_model(&mut cfg, m);
+            cfg.validate()?;
+            Ok((cfg, None))
+        }
+        (None, false) => Err(Error::Invalid("give --checkpoint PATH or --random-init".into())),
+    }
+}
+
+fn extractor(gpu: Arc<Gpu>, cfg: &TrainConfig, weights: &Option<PathBuf>, seed: u64, size: usize) -> Result<swav_wgpu::eval::FeatureExtractor> {
+    let fx = swav_wgpu::eval::FeatureExtractor::new(gpu, &cfg.backbone()?, 256, size)?;
+    match weights {
+        Some(f) => fx.load(&swav_wgpu::io::load_safetensors(f)?)?,
+        None => fx.init_random(seed)?,
+    }
+    Ok(fx)
+}
+
+fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
+    let (a, linear) = match cmd {
+        EvalCommand::Knn(a) => (a, false),
+        EvalCommand::Linear(a) => (a, true),
+    };
+    let (cfg, weights) = backbone_source(&a.checkpoint, a.random_init, &a.model)?;
+    let split = run::open_data(a.data.as_deref(), a.test_data.as_deref(), a.max_side)?;
+    let test = split.test.as_ref().ok_or_else(|| Error::Invalid("no test split: give --test-data (labelled)".into()))?;
+    if !(split.train.is_labelled() && test.is_labelled()) {
+        return Err(Error::Invalid(format!("evaluation needs labels: '{}' or '{}' has none", split.train.source, test.source)));
+    }
+    let gpu = open_gpu(opts)?;
+    let fx = extractor(gpu.clone(), &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
+    let what = if weights.is_some() { "checkpoint" } else { "random init" };
+    if linear {
+        let (tl, vl) = (split.train.labels.as_ref().expect("checked"), test.labels.as_ref().expect("checked"));
+        let ftrain = fx.extract(&split.train)?;
+        let ftest = fx.extract(test)?;
+        let classes = split.train.classes.len().max(1 + *tl.iter().chain(vl).max().unwrap_or(&0) as usize);
+        let top1 = swav_wgpu::eval::linear_probe(gpu, &ftrain, tl, &ftest, vl, fx.dim, classes, a.epochs, a.seed)?;
+        println!("linear probe top-1 ({what}): {top1:.2} %");
+    } else {
+        let (k20, k200) = run::knn_eval(&fx, &split.train, test, a.temperature)?;
+        println!("k-NN top-1 ({what}): {k20:.2} % (k=20), {k200:.2} % (k=200)");
+    }
+    Ok(())
+}
+
+fn embed(opts: &GpuOptions, a: &EmbedArgs) -> Result<()> {
+    let (cfg, weights) = backbone_source(&a.checkpoint, a.random_init, &a.model)?;
+    let split = run::open_data(a.data.as_deref(), None, a.max_side)?;
+    let gpu = open_gpu(opts)?;
+    let fx = extractor(gpu, &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
+    let feats = fx.extract(&split.train)?;
+    let mut out = std::collections::BTreeMap::new();
+    out.insert("features".to_string(), swav_wgpu::io::OutTensor::F32 { shape: vec![split.train.len(), fx.dim], data: feats });
+    if let Some(l) = &split.train.labels {
+        out.insert("labels".to_string(), swav_wgpu::io::OutTensor::I64 { shape: vec![l.len()], data: l.iter().map(|&v| v as i64).collect() });
+    }
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("source".into(), split.train.source.clone());
+    swav_wgpu::io::save_safetensors_atomic(&a.out, &out, meta)?;
+    println!("wrote {} features of dimension {} to {}", split.train.len(), fx.dim, a.out.display());
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = options(&cli);
-    let result = match cli.command {
+    let result = match &cli.command {
         Command::Devices => devices(&opts),
+        Command::Train(a) => train_config(a).and_then(|cfg| {
+            let gpu = open_gpu(&opts)?;
+            let ro = RunOptions {
+                data: a.data.clone(),
+                test_data: a.test_data.clone(),
+                out: a.out.clone(),
+                resume: a.resume.clone(),
+                checkpoint_every: a.checkpoint_every,
+                eval_every: a.eval_every,
+                max_side: a.max_side,
+                inject_nan_at: a.inject_nan_at,
+            };
+            let summary = run::train(gpu, cfg, ro)?;
+            if summary.interrupted {
+                std::process::exit(130);
+            }
+            Ok(())
+        }),
+        Command::Eval(c) => eval(&opts, c),
+        Command::Embed(a) => embed(&opts, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

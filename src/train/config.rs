@@ -206,3 +206,32 @@ impl TrainConfig {
         toml::from_str(text).map_err(|e| Error::Invalid(format!("invalid config: {e}")))
     }
 }
+
+/// The defaults of `swav-wgpu train`, chosen for small images and small data on a software
+/// adapter (see the README: the official ImageNet recipe collapses at this scale).
+pub fn small_data_defaults() -> TrainConfig {
+    TrainConfig {
+        arch: "resnet18".into(),
+        width: 0.125,
+        stem: "cifar".into(),
+        hidden_mlp: 128,
+        feat_dim: 32,
+        prototypes: 64,
+        batch_size: 64,
+        crops: vec![
+            CropConfig { count: 2, size: 32, min_scale: 0.14, max_scale: 1.0 },
+            CropConfig { count: 2, size: 16, min_scale: 0.05, max_scale: 0.14 },
+        ],
+        epochs: 10,
+        lr: 0.6 * 64.0 / 256.0,
+        final_lr: 0.0006,
+        start_warmup: 0.0,
+        warmup_epochs: 1.0,
+        freeze_prototypes_niters: 62,
+        optimizer: "lars".into(),
+        weight_decay: 1e-6,
+        trust_coefficient: 0.02,
+        exclude_bias_and_bn: true,
+        ..TrainConfig::default()
+    }
+}

@@ -53,9 +53,10 @@ impl GemmVariant {
     }
 
     /// Every variant the library selects somewhere; tests run each.
-    pub const ALL: [GemmVariant; 4] = [
+    pub const ALL: [GemmVariant; 5] = [
         GemmVariant::RegisterTiled { tm: 16, tn: 8 },
         GemmVariant::RegisterTiled { tm: 16, tn: 16 },
+        GemmVariant::RegisterTiled { tm: 8, tn: 16 },
         GemmVariant::RegisterTiled { tm: 8, tn: 8 },
         GemmVariant::WorkgroupTiled,
     ];
