@@ -46,7 +46,16 @@ fn main() -> swav_wgpu::Result<()> {
         .collect();
     times.sort_by(|a, b| a.total_cmp(b));
     let med = times[times.len() / 2];
-    println!("train step {} x{} {} bs{} crops {}: {:.0} ms/step, {:.1} img/s", cfg.arch, cfg.width, cfg.stem, cfg.batch_size, cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+"), med * 1e3, cfg.batch_size as f64 / med);
+    println!(
+        "train step {} x{} {} bs{} crops {}: {:.0} ms/step, {:.1} img/s",
+        cfg.arch,
+        cfg.width,
+        cfg.stem,
+        cfg.batch_size,
+        cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+"),
+        med * 1e3,
+        cfg.batch_size as f64 / med
+    );
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {
         let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
         for (label, secs) in t.plan.profile_dispatches() {

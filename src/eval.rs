@@ -90,6 +90,7 @@ impl FeatureExtractor {
 }
 
 /// Weighted k-NN top-1 accuracy (%) of `test` against `train` (both L2-normalised rows).
+#[allow(clippy::too_many_arguments)]
 pub fn knn_top1(
     train: &[f32],
     train_labels: &[u32],

@@ -14,9 +14,9 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod rng;
-pub mod swav;
-pub mod train;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;
+pub mod swav;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -114,7 +114,7 @@ struct TrainArgs {
     /// Shorter side, in pixels, that decoded folder images are shrunk to.
     #[arg(long, default_value_t = 64)]
     max_side: usize,
-    /// Testing aid: make the crops of this iteration NaN.
+    /// Testing aid: put a NaN into the prototypes before this iteration.
     #[arg(long, hide = true)]
     inject_nan_at: Option<usize>,
 }
@@ -196,7 +196,10 @@ pub fn default_config() -> TrainConfig {
 fn parse_crops(spec: &str) -> Result<Vec<CropConfig>> {
     let mut out = Vec::new();
     for (i, part) in spec.split(',').enumerate() {
-        let (n, s) = part.trim().split_once(['x', 'X']).ok_or_else(|| Error::Invalid(format!("--crops '{spec}': each group is COUNTxSIZE, e.g. 2x32,4x16")))?;
+        let (n, s) = part
+            .trim()
+            .split_once(['x', 'X'])
+            .ok_or_else(|| Error::Invalid(format!("--crops '{spec}': each group is COUNTxSIZE, e.g. 2x32,4x16")))?;
         let count = n.trim().parse().map_err(|_| Error::Invalid(format!("--crops '{spec}': '{n}' is not a count")))?;
         let size = s.trim().parse().map_err(|_| Error::Invalid(format!("--crops '{spec}': '{s}' is not a size")))?;
         let (min_scale, max_scale) = if i == 0 { (0.14, 1.0) } else { (0.05, 0.14) };
@@ -218,16 +221,42 @@ fn apply_model(cfg: &mut TrainConfig, m: &ModelArgs) {
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    if let Some(r) = &a.resume {
+        // A resumed run keeps its checkpoint's configuration; model flags must agree with it.
+        let file = run::resolve_resume(r)?;
+        let mut cfg = Trainer::checkpoint_meta(&file)?.config;
+        let m = &a.model;
+        let clash = [
+            ("--arch", m.arch.clone(), cfg.arch.clone()),
+            ("--width", m.width.map(|w| w.to_string()), cfg.width.to_string()),
+            ("--stem", m.stem.clone(), cfg.stem.clone()),
+            ("--prototypes", a.prototypes.map(|v| v.to_string()), cfg.prototypes.to_string()),
+            ("--feat-dim", a.feat_dim.map(|v| v.to_string()), cfg.feat_dim.to_string()),
+            ("--hidden-mlp", a.hidden_mlp.map(|v| v.to_string()), cfg.hidden_mlp.to_string()),
+        ];
+        for (flag, given, have) in clash {
+            if let Some(g) = given.filter(|g| *g != have) {
+                return Err(Error::Invalid(format!("--resume '{}': the checkpoint was trained with {flag} {have}, not {g} (a checkpoint of another architecture)", file.display())));
+            }
+        }
+        if let Some(e) = a.epochs {
+            cfg.epochs = e;
+        }
+        return Ok(cfg);
+    }
     let mut cfg = match &a.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
             // Keys missing from the file keep the defaults.
             let mut base = toml::Table::try_from(default_config()).map_err(|e| Error::Invalid(e.to_string()))?;
-            let user: toml::Table = text.parse().map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+            let user: toml::Table =
+                text.parse().map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
             for (k, v) in user {
                 base.insert(k, v);
             }
-            TrainConfig::from_toml(&base.to_string()).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?
+            TrainConfig::from_toml(&base.to_string())
+                .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?
         }
         None => default_config(),
     };
@@ -235,7 +264,21 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = &a.$field { cfg.$field = v.clone(); } )* };
     }
-    set!(epochs, batch_size, prototypes, feat_dim, hidden_mlp, queue_length, epoch_queue_starts, lr, optimizer, epsilon, temperature, freeze_prototypes_niters, seed);
+    set!(
+        epochs,
+        batch_size,
+        prototypes,
+        feat_dim,
+        hidden_mlp,
+        queue_length,
+        epoch_queue_starts,
+        lr,
+        optimizer,
+        epsilon,
+        temperature,
+        freeze_prototypes_niters,
+        seed
+    );
     if let Some(c) = &a.crops {
         cfg.crops = parse_crops(c)?;
         let n = cfg.n_crops();
@@ -269,17 +312,25 @@ fn devices(opts: &GpuOptions) -> Result<()> {
         );
     }
     match chosen {
-        Some(_) => println!("(* = the adapter swav-wgpu would use; it requests {} limits)", if opts.full_limits { "the adapter's full" } else { "WebGPU's default" }),
+        Some(_) => println!(
+            "(* = the adapter swav-wgpu would use; it requests {} limits)",
+            if opts.full_limits { "the adapter's full" } else { "WebGPU's default" }
+        ),
         None => println!("(none of these matches the selection)"),
     }
     Ok(())
 }
 
 /// The backbone config and weights to evaluate: from a checkpoint, or random.
-fn backbone_source(checkpoint: &Option<PathBuf>, random_init: bool, m: &ModelArgs) -> Result<(TrainConfig, Option<PathBuf>)> {
+fn backbone_source(
+    checkpoint: &Option<PathBuf>,
+    random_init: bool,
+    m: &ModelArgs,
+) -> Result<(TrainConfig, Option<PathBuf>)> {
     match (checkpoint, random_init) {
         (Some(p), _) => {
-            let file = run::resolve_resume(p).map_err(|_| Error::Invalid(format!("--checkpoint '{}': no checkpoint found", p.display())))?;
+            let file = run::resolve_resume(p)
+                .map_err(|_| Error::Invalid(format!("--checkpoint '{}': no checkpoint found", p.display())))?;
             let meta = Trainer::checkpoint_meta(&file)?;
             Ok((meta.config, Some(file)))
         }
@@ -293,7 +344,13 @@ fn backbone_source(checkpoint: &Option<PathBuf>, random_init: bool, m: &ModelArg
     }
 }
 
-fn extractor(gpu: Arc<Gpu>, cfg: &TrainConfig, weights: &Option<PathBuf>, seed: u64, size: usize) -> Result<swav_wgpu::eval::FeatureExtractor> {
+fn extractor(
+    gpu: Arc<Gpu>,
+    cfg: &TrainConfig,
+    weights: &Option<PathBuf>,
+    seed: u64,
+    size: usize,
+) -> Result<swav_wgpu::eval::FeatureExtractor> {
     let fx = swav_wgpu::eval::FeatureExtractor::new(gpu, &cfg.backbone()?, 256, size)?;
     match weights {
         Some(f) => fx.load(&swav_wgpu::io::load_safetensors(f)?)?,
@@ -309,9 +366,13 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
     };
     let (cfg, weights) = backbone_source(&a.checkpoint, a.random_init, &a.model)?;
     let split = run::open_data(a.data.as_deref(), a.test_data.as_deref(), a.max_side)?;
-    let test = split.test.as_ref().ok_or_else(|| Error::Invalid("no test split: give --test-data (labelled)".into()))?;
+    let test =
+        split.test.as_ref().ok_or_else(|| Error::Invalid("no test split: give --test-data (labelled)".into()))?;
     if !(split.train.is_labelled() && test.is_labelled()) {
-        return Err(Error::Invalid(format!("evaluation needs labels: '{}' or '{}' has none", split.train.source, test.source)));
+        return Err(Error::Invalid(format!(
+            "evaluation needs labels: '{}' or '{}' has none",
+            split.train.source, test.source
+        )));
     }
     let gpu = open_gpu(opts)?;
     let fx = extractor(gpu.clone(), &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
@@ -337,9 +398,15 @@ fn embed(opts: &GpuOptions, a: &EmbedArgs) -> Result<()> {
     let fx = extractor(gpu, &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
     let feats = fx.extract(&split.train)?;
     let mut out = std::collections::BTreeMap::new();
-    out.insert("features".to_string(), swav_wgpu::io::OutTensor::F32 { shape: vec![split.train.len(), fx.dim], data: feats });
+    out.insert(
+        "features".to_string(),
+        swav_wgpu::io::OutTensor::F32 { shape: vec![split.train.len(), fx.dim], data: feats },
+    );
     if let Some(l) = &split.train.labels {
-        out.insert("labels".to_string(), swav_wgpu::io::OutTensor::I64 { shape: vec![l.len()], data: l.iter().map(|&v| v as i64).collect() });
+        out.insert(
+            "labels".to_string(),
+            swav_wgpu::io::OutTensor::I64 { shape: vec![l.len()], data: l.iter().map(|&v| v as i64).collect() },
+        );
     }
     let mut meta = std::collections::HashMap::new();
     meta.insert("source".into(), split.train.source.clone());

@@ -29,7 +29,7 @@ pub struct RunOptions {
     /// Run the k-NN evaluation every this many epochs (0 = only at the end).
     pub eval_every: usize,
     pub max_side: usize,
-    /// Test hook: make the crops of this iteration NaN (to exercise the divergence path).
+    /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
     pub inject_nan_at: Option<usize>,
 }
 
@@ -48,7 +48,10 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub fn resolve_resume(p: &Path) -> Result<PathBuf> {
     let file = if p.is_dir() { p.join(CHECKPOINT) } else { p.to_path_buf() };
     if !file.is_file() {
-        return Err(Error::Invalid(format!("--resume '{}': no checkpoint found (expected a file or a run folder with {CHECKPOINT})", p.display())));
+        return Err(Error::Invalid(format!(
+            "--resume '{}': no checkpoint found (expected a file or a run folder with {CHECKPOINT})",
+            p.display()
+        )));
     }
     Ok(file)
 }
@@ -71,7 +74,10 @@ pub fn knn_eval(extractor: &FeatureExtractor, train: &Dataset, test: &Dataset, t
     let ftrain = extractor.extract(train)?;
     let ftest = extractor.extract(test)?;
     let d = extractor.dim;
-    Ok((knn_top1(&ftrain, tl, &ftest, vl, d, 20, temperature, classes), knn_top1(&ftrain, tl, &ftest, vl, d, 200, temperature, classes)))
+    Ok((
+        knn_top1(&ftrain, tl, &ftest, vl, d, 20, temperature, classes),
+        knn_top1(&ftrain, tl, &ftest, vl, d, 200, temperature, classes),
+    ))
 }
 
 /// The size evaluation views are resized to: the data's own size when all images share it,
@@ -86,7 +92,8 @@ pub fn eval_size(ds: &Dataset, cfg: &TrainConfig) -> usize {
 }
 
 fn write_config(out: &Path, cfg: &TrainConfig) -> Result<()> {
-    std::fs::write(out.join("config.toml"), cfg.to_toml()).map_err(|e| Error::Invalid(format!("cannot write '{}': {e}", out.join("config.toml").display())))
+    std::fs::write(out.join("config.toml"), cfg.to_toml())
+        .map_err(|e| Error::Invalid(format!("cannot write '{}': {e}", out.join("config.toml").display())))
 }
 
 struct Metrics {
@@ -98,7 +105,13 @@ struct Metrics {
 impl Metrics {
     fn open(out: &Path, resume: bool) -> Result<Metrics> {
         let path = out.join("metrics.jsonl");
-        let file = std::fs::OpenOptions::new().create(true).append(resume).write(true).truncate(!resume).open(&path).map_err(|e| Error::Invalid(format!("cannot open '{}': {e}", path.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(resume)
+            .write(true)
+            .truncate(!resume)
+            .open(&path)
+            .map_err(|e| Error::Invalid(format!("cannot open '{}': {e}", path.display())))?;
         let mut m = Metrics { file, losses: Vec::new(), knn: Vec::new() };
         if resume {
             // Earlier points of the run, for the plot.
@@ -131,17 +144,47 @@ pub fn plot_svg(losses: &[(usize, f32)], knn: &[(usize, f64)], k: usize) -> Stri
     let x = |it: usize| pad + (w - 2.0 * pad) * it as f64 / max_it;
     let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - lo) / (hi - lo);
     let yk = |v: f64| h - pad - (h - 2.0 * pad) * v / 100.0;
-    let points: Vec<String> = losses.iter().filter(|p| p.1.is_finite()).map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1 as f64))).collect();
-    let mut s = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#);
+    let points: Vec<String> =
+        losses.iter().filter(|p| p.1.is_finite()).map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1 as f64))).collect();
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
+    );
     s += &format!(r#"<text x="{pad}" y="20">SwAV training loss (blue) and k-NN top-1, k={k} (orange)</text>"#);
-    s += &format!(r#"<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{}" stroke="black"/>"#, h - pad, w - pad, h - pad, h - pad);
+    s += &format!(
+        r#"<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{}" stroke="black"/>"#,
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad
+    );
     s += &format!(r#"<text x="5" y="{:.0}">{hi:.3}</text><text x="5" y="{:.0}">{lo:.3}</text>"#, pad + 4.0, h - pad);
-    s += &format!(r#"<text x="{pad}" y="{:.0}">0</text><text x="{:.0}" y="{:.0}">{} iterations</text>"#, h - pad + 16.0, w - pad - 90.0, h - pad + 16.0, max_it as usize);
+    s += &format!(
+        r#"<text x="{pad}" y="{:.0}">0</text><text x="{:.0}" y="{:.0}">{} iterations</text>"#,
+        h - pad + 16.0,
+        w - pad - 90.0,
+        h - pad + 16.0,
+        max_it as usize
+    );
     s += &format!(r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##, points.join(" "));
     if !knn.is_empty() {
-        s += &format!(r#"<line x1="{}" y1="{pad}" x2="{}" y2="{}" stroke="black"/><text x="{}" y="{:.0}">100%</text><text x="{}" y="{:.0}">0%</text>"#, w - pad, w - pad, h - pad, w - pad + 4.0, pad + 4.0, w - pad + 4.0, h - pad);
+        s += &format!(
+            r#"<line x1="{}" y1="{pad}" x2="{}" y2="{}" stroke="black"/><text x="{}" y="{:.0}">100%</text><text x="{}" y="{:.0}">0%</text>"#,
+            w - pad,
+            w - pad,
+            h - pad,
+            w - pad + 4.0,
+            pad + 4.0,
+            w - pad + 4.0,
+            h - pad
+        );
         for (it, v) in knn {
-            s += &format!(r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#ff7f0e"/><text x="{:.1}" y="{:.1}" fill="#ff7f0e">{v:.1}%</text>"##, x(*it), yk(*v), x(*it) + 6.0, yk(*v) - 6.0);
+            s += &format!(
+                r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#ff7f0e"/><text x="{:.1}" y="{:.1}" fill="#ff7f0e">{v:.1}%</text>"##,
+                x(*it),
+                yk(*v),
+                x(*it) + 6.0,
+                yk(*v) - 6.0
+            );
         }
     }
     s + "</svg>\n"
@@ -187,10 +230,16 @@ fn diagnose_nan(trainer: &Trainer, gpu: Arc<Gpu>, crops: &[Vec<f32>]) -> String 
             for out in op.outputs() {
                 let v = plan.read_blocking(out)?;
                 if let Some(p) = v.iter().position(|x| !x.is_finite()) {
-                    let named: Vec<String> = op.inputs().iter().map(|t| &g.info(*t).name).filter(|n| n.contains('.')).cloned().collect();
+                    let named: Vec<String> =
+                        op.inputs().iter().map(|t| &g.info(*t).name).filter(|n| n.contains('.')).cloned().collect();
                     let kind = format!("{op:?}");
                     let kind = kind.split([' ', '{']).next().unwrap_or("op");
-                    return Ok(format!("the output '{}' of op #{i} {kind}{} (element {p}: {})", g.info(out).name, if named.is_empty() { String::new() } else { format!(" reading {}", named.join(", ")) }, v[p]));
+                    return Ok(format!(
+                        "the output '{}' of op #{i} {kind}{} (element {p}: {})",
+                        g.info(out).name,
+                        if named.is_empty() { String::new() } else { format!(" reading {}", named.join(", ")) },
+                        v[p]
+                    ));
                 }
             }
         }
@@ -200,20 +249,22 @@ fn diagnose_nan(trainer: &Trainer, gpu: Arc<Gpu>, crops: &[Vec<f32>]) -> String 
 }
 
 /// The training run. Errors name the file or flag at fault.
-pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<RunSummary> {
+pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSummary> {
     let resume_file = opts.resume.as_deref().map(resolve_resume).transpose()?;
-    if let Some(f) = &resume_file {
-        let meta = Trainer::checkpoint_meta(f)?;
-        cfg = TrainConfig { epochs: cfg.epochs.max(meta.config.epochs), ..meta.config };
-    }
     cfg.validate()?;
     let split = open_data(opts.data.as_deref(), opts.test_data.as_deref(), opts.max_side)?;
     let train_set = Arc::new(split.train);
     if train_set.len() < cfg.batch_size {
-        return Err(Error::Invalid(format!("--batch-size {} is larger than the dataset ({} images in {})", cfg.batch_size, train_set.len(), train_set.source)));
+        return Err(Error::Invalid(format!(
+            "--batch-size {} is larger than the dataset ({} images in {})",
+            cfg.batch_size,
+            train_set.len(),
+            train_set.source
+        )));
     }
     let iters_per_epoch = train_set.len() / cfg.batch_size;
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::Invalid(format!("cannot create --out '{}': {e}", opts.out.display())))?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| Error::Invalid(format!("cannot create --out '{}': {e}", opts.out.display())))?;
     write_config(&opts.out, &cfg)?;
     let mut trainer = Trainer::new(gpu.clone(), cfg.clone(), iters_per_epoch)?;
     match &resume_file {
@@ -250,7 +301,10 @@ pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<Ru
     let aug = AugmentConfig::new(&cfg.crops);
     let prefetch = Prefetcher::new(train_set.clone(), aug, cfg.batch_size, cfg.seed, trainer.iteration, total);
     let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} it  {msg}  eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} it  {msg}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     bar.set_position(trainer.iteration as u64);
     let ln_k = (cfg.prototypes as f64).ln();
     let mut epoch_near_ln_k = true;
@@ -270,11 +324,14 @@ pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<Ru
         knn_eval(&fx, &train_set, test, 0.1).map(Some)
     };
     while trainer.iteration < total {
-        let Some(mut batch) = prefetch.next() else {
+        let Some(batch) = prefetch.next() else {
             return Err(Error::Invalid("the data workers stopped unexpectedly".into()));
         };
         if opts.inject_nan_at == Some(batch.iteration) {
-            batch.crops[0][0] = f32::NAN;
+            // Test hook: corrupt one prototype, as a diverged update would.
+            let mut p = trainer.plan.read_named("prototypes.weight")?;
+            p[0] = f32::NAN;
+            trainer.plan.write_named("prototypes.weight", &p)?;
         }
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let it = trainer.iteration;
@@ -303,8 +360,10 @@ pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<Ru
         bar.inc(1);
         epoch_near_ln_k &= ((loss as f64) - ln_k).abs() < 0.02 * ln_k;
         let done = trainer.iteration;
-        let epoch_end = done % iters_per_epoch == 0;
-        if (opts.checkpoint_every > 0 && done % opts.checkpoint_every == 0) || (opts.checkpoint_every == 0 && epoch_end) {
+        let epoch_end = done.is_multiple_of(iters_per_epoch);
+        if (opts.checkpoint_every > 0 && done.is_multiple_of(opts.checkpoint_every))
+            || (opts.checkpoint_every == 0 && epoch_end)
+        {
             save(&trainer)?;
         }
         if epoch_end {
@@ -313,7 +372,7 @@ pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<Ru
                 bar.println(format!("warning: the loss stayed at ln K = {ln_k:.3} for all of epoch {} — SwAV has collapsed (uniform codes and predictions); see the README's notes on small-data settings", epoch - 1));
             }
             epoch_near_ln_k = true;
-            if opts.eval_every > 0 && epoch % opts.eval_every == 0 && done < total {
+            if opts.eval_every > 0 && epoch.is_multiple_of(opts.eval_every) && done < total {
                 if let Some((k20, _)) = extractor_and_sets(&trainer)? {
                     bar.println(format!("epoch {epoch}: k-NN top-1 (k=20) {k20:.2} %"));
                     metrics.knn.push((done, k20));
@@ -325,8 +384,18 @@ pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<Ru
         if interrupted.load(Ordering::SeqCst) {
             bar.abandon();
             save(&trainer)?;
-            eprintln!("interrupted at iteration {done}: checkpoint saved to {}; continue with --resume {}", ckpt.display(), opts.out.display());
-            return Ok(RunSummary { iterations: done, final_loss: last_loss, knn_top1: None, seconds: start.elapsed().as_secs_f64(), interrupted: true });
+            eprintln!(
+                "interrupted at iteration {done}: checkpoint saved to {}; continue with --resume {}",
+                ckpt.display(),
+                opts.out.display()
+            );
+            return Ok(RunSummary {
+                iterations: done,
+                final_loss: last_loss,
+                knn_top1: None,
+                seconds: start.elapsed().as_secs_f64(),
+                interrupted: true,
+            });
         }
     }
     bar.finish_and_clear();
@@ -338,7 +407,9 @@ pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<Ru
     if let Some((k20, k200)) = extractor_and_sets(&trainer)? {
         println!("k-NN top-1 on the test split: {k20:.2} % (k=20), {k200:.2} % (k=200)");
         metrics.knn.push((total, k20));
-        metrics.write(serde_json::json!({"iteration": total, "epoch": cfg.epochs, "knn_top1": k20, "knn_top1_k200": k200}));
+        metrics.write(
+            serde_json::json!({"iteration": total, "epoch": cfg.epochs, "knn_top1": k20, "knn_top1_k200": k200}),
+        );
         knn = Some(k20);
     } else {
         eprintln!("no labelled test split: skipping the k-NN evaluation");

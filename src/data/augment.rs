@@ -59,6 +59,7 @@ pub fn random_resized_crop_box(width: usize, height: usize, scale: (f64, f64), r
 }
 
 /// Bilinear resample of the window into size x size, HWC floats in [0, 1].
+#[allow(clippy::needless_range_loop)]
 fn resample(img: &Image, (x0, y0, w, h): (f64, f64, f64, f64), size: usize) -> Vec<[f32; 3]> {
     let mut out = vec![[0.0f32; 3]; size * size];
     for oy in 0..size {

@@ -31,7 +31,7 @@ fn class_names(dir: &Path) -> Vec<String> {
 
 /// Decodes one batch file's bytes; `name` is used in errors.
 pub fn parse(bytes: &[u8], name: &str) -> Result<(Vec<Image>, Vec<u32>)> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::Invalid(format!(
             "'{name}' is {} bytes, not a whole number of 3073-byte CIFAR records (truncated or not a CIFAR batch?)",
             bytes.len()

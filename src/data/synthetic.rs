@@ -20,7 +20,7 @@ fn inside(class: usize, u: f64, v: f64) -> bool {
     match class {
         0 => u * u + v * v <= 1.0,
         1 => box_max <= 0.8,
-        2 => v >= -0.55 && v <= 0.95 && u.abs() <= (0.95 - v) * 0.62,
+        2 => (-0.55..=0.95).contains(&v) && u.abs() <= (0.95 - v) * 0.62,
         3 => (u.abs() < 0.3 && v.abs() < 0.95) || (v.abs() < 0.3 && u.abs() < 0.95),
         4 => {
             let r = (u * u + v * v).sqrt();

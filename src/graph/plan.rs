@@ -303,7 +303,9 @@ fn gemm_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
 /// narrow layers (M <= 8 output rows, e.g. 8-channel convs) 8x16 so no tile row is wasted.
 fn conv_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
     match gpu.class {
-        AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(128) < 8 && m > 8 => matmul::GemmVariant::RegisterTiled { tm: 8, tn: 8 },
+        AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(128) < 8 && m > 8 => {
+            matmul::GemmVariant::RegisterTiled { tm: 8, tn: 8 }
+        }
         AdapterClass::Cpu if m <= 8 => matmul::GemmVariant::RegisterTiled { tm: 8, tn: 16 },
         class => matmul::GemmVariant::for_conv(class),
     }
@@ -326,7 +328,11 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
         }
         Op::Conv2dBackwardWeight { x, dy, dw, s } => {
             // Split-K supplies the parallelism here, so the large tiles are kept.
-            let v = if s.cout <= 8 { conv_variant(gpu, s.cout, usize::MAX) } else { matmul::GemmVariant::for_conv(gpu.class) };
+            let v = if s.cout <= 8 {
+                conv_variant(gpu, s.cout, usize::MAX)
+            } else {
+                matmul::GemmVariant::for_conv(gpu.class)
+            };
             let splits = conv::weight_grad_splits(*s, gpu.class);
             conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
         }

@@ -1,0 +1,138 @@
+//! Datasets and augmentation: CIFAR binary parsing, ImageFolder decoding (real JPEGs from the
+//! shared CIFAR-10 archive), agreement of the two on the same image, the built-in dataset,
+//! and deterministic multi-crop augmentation.
+use std::path::{Path, PathBuf};
+
+use swav_wgpu::data::augment::{multicrop, AugmentConfig};
+use swav_wgpu::data::{self, cifar, folder, synthetic};
+use swav_wgpu::rng::Rng;
+use swav_wgpu::train::CropConfig;
+
+fn shared() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar10");
+    assert!(dir.exists(), "CIFAR-10 data missing: expected {} (the shared/ folder beside the repo)", dir.display());
+    dir
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("swav-wgpu-data-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Extracts `members` (tar wildcards) of the JPEG archive into `dir`.
+fn extract(dir: &Path, members: &[&str]) {
+    let mut cmd = std::process::Command::new("tar");
+    cmd.arg("-xzf").arg(shared().join("cifar10-jpg.tar.gz")).arg("-C").arg(dir).arg("--wildcards");
+    cmd.args(members);
+    let out = cmd.output().expect("tar runs");
+    assert!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn cifar_binary_batches_parse_with_labels_and_classes() {
+    let dir = shared().join("cifar-10-batches-bin");
+    let split = data::open(Some(&dir), 64).unwrap();
+    assert_eq!(split.train.len(), 10_000);
+    let test = split.test.unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(split.train.classes[0], "airplane");
+    let labels = test.labels.unwrap();
+    for c in 0..10 {
+        assert_eq!(labels.iter().filter(|&&l| l == c).count(), 1000, "test class {c}");
+    }
+    // A single .bin file is a dataset too.
+    let one = data::open(Some(&dir.join("test_batch.bin")), 64).unwrap();
+    assert_eq!(one.train.len(), 10_000);
+    assert!(one.test.is_none());
+}
+
+#[test]
+fn cifar_size_errors_name_the_file() {
+    let e = cifar::parse(&[0u8; 3072], "x.bin").unwrap_err().to_string();
+    assert!(e.contains("x.bin") && e.contains("3073"), "{e}");
+    let e = cifar::parse(&[], "empty.bin").unwrap_err().to_string();
+    assert!(e.contains("empty.bin"), "{e}");
+}
+
+#[test]
+fn image_folder_decodes_real_jpegs_and_skips_corrupt_ones() {
+    let dir = tmpdir("folder");
+    extract(&dir, &["test/cat/000[0-4].jpg", "test/dog/000[0-4].jpg"]);
+    let root = dir.join("test");
+    // A truncated JPEG and a non-image with an image extension: warned about and skipped.
+    let good = std::fs::read(root.join("cat/0000.jpg")).unwrap();
+    std::fs::write(root.join("cat/truncated.jpg"), &good[..good.len() / 3]).unwrap();
+    std::fs::write(root.join("dog/not-an-image.png"), b"hello").unwrap();
+    let ds = folder::load(&root, 64).unwrap();
+    assert_eq!(ds.classes, vec!["cat", "dog"]);
+    assert_eq!(ds.len(), 10, "5 + 5 valid images");
+    assert!(ds.images.iter().all(|i| i.width == 32 && i.height == 32));
+    assert_eq!(ds.labels.as_ref().unwrap().iter().filter(|&&l| l == 1).count(), 5);
+    // A flat folder of images is unlabeled data.
+    let flat = folder::load(&root.join("cat"), 64).unwrap();
+    assert!(flat.labels.is_none() && flat.len() == 5);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cifar_binary_and_jpeg_decode_agree_on_the_same_image() {
+    // The binary batches hold the pixels of the archive's JPEGs: the first test record must
+    // match one JPEG of its class up to the JPEG decoder's own rounding.
+    let test = cifar::load_file(&shared().join("cifar-10-batches-bin/test_batch.bin")).unwrap();
+    let (img, label) = (&test.images[0], test.labels.as_ref().unwrap()[0]);
+    let class = &test.classes[label as usize];
+    let dir = tmpdir("agree");
+    extract(&dir, &[&format!("test/{class}/*.jpg")]);
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("test").join(class)).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.len() >= 900, "{} files", files.len());
+    let best = files
+        .iter()
+        .map(|f| {
+            let j = folder::decode(f, 64).unwrap();
+            let diff = j.rgb.iter().zip(&img.rgb).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs()).max().unwrap();
+            (diff, f.clone())
+        })
+        .min()
+        .unwrap();
+    println!("best match {} with max |difference| {}", best.1.display(), best.0);
+    assert!(best.0 <= 8, "no JPEG of class {class} matches the binary record (best max difference {})", best.0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn builtin_dataset_is_deterministic_and_balanced() {
+    let a = synthetic::builtin();
+    let b = synthetic::builtin();
+    assert_eq!(a.train.images[17], b.train.images[17]);
+    assert_eq!(a.train.len(), 4000);
+    let test = a.test.unwrap();
+    assert_eq!(test.len(), 1000);
+    for c in 0..10 {
+        assert_eq!(test.labels.as_ref().unwrap().iter().filter(|&&l| l == c).count(), 100);
+    }
+    // Images of one class differ (colour, position, size, noise).
+    assert_ne!(a.train.images[0], a.train.images[1]);
+}
+
+#[test]
+fn multicrop_is_deterministic_with_the_configured_sizes() {
+    let ds = synthetic::builtin().train;
+    let crops = vec![
+        CropConfig { count: 2, size: 32, min_scale: 0.14, max_scale: 1.0 },
+        CropConfig { count: 3, size: 16, min_scale: 0.05, max_scale: 0.14 },
+    ];
+    let cfg = AugmentConfig::new(&crops);
+    let a = multicrop(&ds.images[3], &cfg, &mut Rng::derive(1, 2, 3));
+    let b = multicrop(&ds.images[3], &cfg, &mut Rng::derive(1, 2, 3));
+    let c = multicrop(&ds.images[3], &cfg, &mut Rng::derive(1, 2, 4));
+    assert_eq!(a, b, "same stream, same crops");
+    assert_ne!(a, c, "another stream, other crops");
+    assert_eq!(
+        a.iter().map(|x| x.len()).collect::<Vec<_>>(),
+        vec![3 * 32 * 32, 3 * 32 * 32, 3 * 16 * 16, 3 * 16 * 16, 3 * 16 * 16]
+    );
+    assert!(a.iter().flatten().all(|v| v.is_finite() && v.abs() < 5.0), "normalised values");
+}
