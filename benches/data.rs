@@ -3,7 +3,6 @@
 //! rate of benches/train_step.rs: augmentation must never be what bounds training.
 use std::time::Instant;
 
-use swav_wgpu::data::augment::AugmentConfig;
 use swav_wgpu::data::loader::{epoch_order, make_batch};
 use swav_wgpu::data::synthetic;
 
@@ -12,7 +11,7 @@ fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(workers).build_global().expect("rayon pool");
     let cfg = swav_wgpu::train::config::small_data_defaults();
     let ds = synthetic::builtin().train;
-    let aug = AugmentConfig::new(&cfg.crops);
+    let aug = cfg.augment();
     let order = epoch_order(ds.len(), 0, 0);
     let batch = cfg.batch_size;
     let _ = make_batch(&ds, &order[..batch], &aug, 0, 0);

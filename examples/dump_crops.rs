@@ -1,14 +1,14 @@
 //! Writes a PNG grid of augmented multi-crops of the built-in dataset (one row per image:
 //! the original, then each crop), to check the augmentation by eye: cargo run --release
 //! --example dump_crops -- OUT.png
-use swav_wgpu::data::augment::{multicrop, AugmentConfig};
+use swav_wgpu::data::augment::multicrop;
 use swav_wgpu::data::{synthetic, MEAN, STD};
 use swav_wgpu::rng::Rng;
 
 fn main() {
     let out = std::env::args().nth(1).unwrap_or_else(|| "crops.png".into());
     let cfg = swav_wgpu::train::config::small_data_defaults();
-    let aug = AugmentConfig::new(&cfg.crops);
+    let aug = cfg.augment();
     let ds = synthetic::builtin().train;
     let cell = 34;
     let cols = 1 + cfg.n_crops();

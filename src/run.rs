@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::augment::AugmentConfig;
 use crate::data::loader::Prefetcher;
 use crate::data::{self, DataSplit, Dataset};
 use crate::error::{Error, Result};
@@ -298,7 +297,7 @@ pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSum
     let mut metrics = Metrics::open(&opts.out, resume_file.is_some())?;
     let ckpt = opts.out.join(CHECKPOINT);
     let save = |t: &Trainer| t.save_checkpoint(&ckpt, cfg.seed, &HashMap::new());
-    let aug = AugmentConfig::new(&cfg.crops);
+    let aug = cfg.augment();
     let prefetch = Prefetcher::new(train_set.clone(), aug, cfg.batch_size, cfg.seed, trainer.iteration, total);
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(

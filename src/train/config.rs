@@ -56,6 +56,12 @@ pub struct TrainConfig {
     /// Biases and batch-norm parameters skip LARS and weight decay (solo-learn).
     pub exclude_bias_and_bn: bool,
     pub seed: u64,
+    /// Colour-jitter strength s (brightness, contrast, saturation s; hue s/4), applied with
+    /// probability 0.8 (official: 0.8).
+    pub color_jitter: f64,
+    /// Probability of the Gaussian blur (official: 0.5) and of grayscale (official: 0.2).
+    pub blur_probability: f64,
+    pub gray_probability: f64,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +98,9 @@ impl Default for TrainConfig {
             trust_coefficient: 0.001,
             exclude_bias_and_bn: false,
             seed: 0,
+            color_jitter: 0.8,
+            blur_probability: 0.5,
+            gray_probability: 0.2,
         }
     }
 }
@@ -196,6 +205,15 @@ impl TrainConfig {
             return bad("learning rates and warm-up must be non-negative".into());
         }
         Ok(())
+    }
+
+    pub fn augment(&self) -> crate::data::augment::AugmentConfig {
+        let mut a = crate::data::augment::AugmentConfig::new(&self.crops);
+        a.jitter_strength = self.color_jitter;
+        a.hue = self.color_jitter / 4.0;
+        a.p_blur = self.blur_probability;
+        a.p_gray = self.gray_probability;
+        a
     }
 
     pub fn to_toml(&self) -> String {
