@@ -1,6 +1,7 @@
 //! A whole SwAV training step as one compiled plan: multi-crop forward (ResNet + head), the
 //! SwAV objective, backward, and the optimizer; plus initialisation, the learning-rate
 //! schedule, prototype freezing, the queue's start, checkpoints and backbone export.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod config;
 
