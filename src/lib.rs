@@ -3,6 +3,9 @@
 //!
 //! Layout: `gpu` (adapter, device, pipeline cache, buffer pool, readback), `ops` (one folder
 //! per op family: dispatch + backward rule + CPU reference; WGSL in `shaders/<family>/`).
+// On wasm the WebGPU handles are neither Send nor Sync (one thread); the Arcs are still right.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 pub mod data;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
@@ -18,5 +21,7 @@ pub mod rng;
 pub mod run;
 pub mod swav;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         return;
     }
     let base = row * P.cols;
-    var m = -3.4028235e38;
+    var m = -0x1.fffffep+127f;
     for (var j = lid; j < P.cols; j += WG) {
         m = max(m, P.scale * X[base + j]);
     }

@@ -16,7 +16,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let oy = rem / P.ow;
     let ox = rem - oy * P.ow;
     let base = plane * P.h * P.w;
-    var best = -3.4028235e38;
+    var best = -0x1.fffffep+127f;
     var best_at = 0u;
     var found = false;
     for (var r = 0u; r < P.kh; r++) {

@@ -12,7 +12,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 
 const WG: u32 = 64u;
-const LOWEST: f32 = -3.4028235e38;
+const LOWEST: f32 = -0x1.fffffep+127f;
 var<workgroup> partial: array<f32, WG>;
 
 fn combine(a: f32, b: f32) -> f32 {

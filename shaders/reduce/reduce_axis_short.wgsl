@@ -20,7 +20,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i = j - o * P.inner;
     var acc = 0.0;
     if (P.op_max != 0u) {
-        acc = -3.4028235e38;
+        acc = -0x1.fffffep+127f;
     }
     var at = o * P.reduce * P.inner + i;
     for (var r = 0u; r < P.reduce; r++) {

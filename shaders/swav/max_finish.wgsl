@@ -8,7 +8,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (k >= P.k) {
         return;
     }
-    var m = -3.4028235e38;
+    var m = -0x1.fffffep+127f;
     for (var b = 0u; b < P.blocks; b++) {
         m = max(m, PM[b * P.k + k]);
     }

@@ -14,7 +14,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let r0 = max(block * ROW_BLOCK, first_active_row(ACTIVE[0]));
     let r1 = min((block + 1u) * ROW_BLOCK, P.rows);
-    var m = -3.4028235e38;
+    var m = -0x1.fffffep+127f;
     for (var r = r0; r < r1; r++) {
         m = max(m, X[r * P.k + k]);
     }
