@@ -113,6 +113,26 @@ impl WebDemo {
         Ok(out)
     }
 
+    /// The `k` images of the last batch nearest to `image` (which must be in it) in feature
+    /// space: cosine similarity of the first crop's embeddings, most similar first.
+    pub async fn neighbours(&self, image: u32, k: u32) -> Result<Vec<u32>, JsValue> {
+        let Some(row) = self.batch_indices.iter().position(|&i| i == image as usize) else {
+            return Ok(Vec::new());
+        };
+        let emb = self.trainer.plan.read(self.trainer.ids.emb).await.map_err(js)?;
+        let d = self.trainer.cfg.feat_dim;
+        let b = self.batch_indices.len();
+        let q = &emb[row * d..(row + 1) * d];
+        let mut sims: Vec<(f32, u32)> = (0..b)
+            .filter(|&r| r != row)
+            .map(|r| {
+                (emb[r * d..(r + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), self.batch_indices[r] as u32)
+            })
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Ok(sims.into_iter().take(k as usize).map(|(_, i)| i).collect())
+    }
+
     /// 32x32 RGBA pixels of a dataset image, for a canvas.
     pub fn image_rgba(&self, index: u32) -> Vec<u8> {
         let img = &self.data.images[index as usize % self.data.len()];

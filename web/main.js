@@ -2,7 +2,7 @@
 // speed, the clusters and the kernel checks. window.swavState is read by web/test.mjs.
 import init, { WebDemo } from './pkg/swav_wgpu.js';
 
-const state = { ready: false, checks: null, losses: [], tiles: 0, error: null };
+const state = { ready: false, checks: null, losses: [], tiles: 0, neighbours: 0, error: null };
 window.swavState = state;
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -35,6 +35,27 @@ function drawLoss() {
   g.stroke();
 }
 
+function tile(img) {
+  const cv = document.createElement('canvas');
+  cv.width = 32;
+  cv.height = 32;
+  cv.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(demo.image_rgba(img)), 32, 32), 0, 0);
+  cv.onclick = () => showNeighbours(img).catch((e) => fail(String(e)));
+  return cv;
+}
+
+async function showNeighbours(img) {
+  const near = await demo.neighbours(img, 12);
+  const root = $('neighbours');
+  root.textContent = '';
+  const label = document.createElement('span');
+  label.textContent = 'query →';
+  root.appendChild(tile(img));
+  root.appendChild(label);
+  for (const n of near) root.appendChild(tile(n));
+  state.neighbours = near.length;
+}
+
 async function drawClusters() {
   const pairs = await demo.assignments();
   const groups = new Map();
@@ -52,11 +73,7 @@ async function drawClusters() {
     label.textContent = `prototype ${proto}`;
     row.appendChild(label);
     for (const img of images.slice(0, 16)) {
-      const cv = document.createElement('canvas');
-      cv.width = 32;
-      cv.height = 32;
-      cv.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(demo.image_rgba(img)), 32, 32), 0, 0);
-      row.appendChild(cv);
+      row.appendChild(tile(img));
       tiles++;
     }
     root.appendChild(row);
@@ -76,7 +93,12 @@ async function loop() {
     if (!Number.isFinite(loss)) { fail('the loss is not finite: stopped'); running = false; break; }
     if (state.losses.length % 3 === 0 || state.losses.length === 1) await drawClusters();
   }
-  if (state.losses.length >= limit) await drawClusters();
+  if (state.losses.length >= limit) {
+    await drawClusters();
+    // Show one neighbour query, as a click would.
+    const first = document.querySelector('#clusters canvas');
+    if (first) first.onclick();
+  }
   $('status').textContent = running ? 'done' : 'paused';
   running = false;
 }

@@ -75,7 +75,7 @@ try {
   while (Date.now() - start < TIMEOUT_MS) {
     const r = await send('Runtime.evaluate', { expression: 'JSON.stringify(window.swavState || null)', returnByValue: true }, session);
     state = JSON.parse(r.result.value || 'null');
-    if (state && (state.error || (state.checks && state.losses.length >= STEPS && state.tiles > 0))) break;
+    if (state && (state.error || (state.checks && state.losses.length >= STEPS && state.tiles > 0 && state.neighbours > 0))) break;
     await sleep(1000);
   }
   const shot = await send('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true }, session);
@@ -92,6 +92,7 @@ check('in-browser kernel checks pass', checks.length >= 5 && checks.every((c) =>
 const l = (state && state.losses) || [];
 check(`loss after ${STEPS} steps is below the loss of step 1`, l.length >= STEPS && l[l.length - 1] < l[0], l.length ? `${l[0]} -> ${l[l.length - 1]}` : 'no steps');
 check('cluster tiles are shown', !!state && state.tiles > 0, `${state ? state.tiles : 0} tiles`);
+check('nearest neighbours of a clicked image are shown', !!state && state.neighbours > 0, `${state ? state.neighbours : 0} neighbours`);
 if (failed) console.log(browserLog.split('\n').filter((s) => s && !s.includes('unexpected operator')).slice(-20).join('\n'));
 console.log(`${passed} passed, ${failed} failed`);
 browser.kill();

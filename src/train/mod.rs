@@ -40,6 +40,8 @@ pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
     }
     let head = multicrop_forward(&mut g, &cfg.backbone()?, &cfg.head(), &crops, true)?;
     let objective = swav::objective(&mut g, &cfg.swav(), head.emb, head.scores, head.prototypes)?;
+    // The embeddings of the step stay readable (nearest neighbours in the demo, inspection).
+    g.keep(head.emb, "emb");
     g.backward(objective.loss)?;
     let optimizer = g.optimizer(&cfg.optimizer(), objective.loss)?;
     Ok(TrainGraph { graph: g, crops, head, objective, optimizer })
@@ -59,6 +61,8 @@ pub struct Trainer {
 #[derive(Clone, Debug)]
 pub struct TrainGraphIds {
     pub crops: Vec<TensorId>,
+    /// L2-normalised embeddings of the last step [n_crops * batch, D], crop-major.
+    pub emb: TensorId,
     pub loss: TensorId,
     pub codes: Vec<TensorId>,
     pub queue_active: TensorId,
@@ -75,6 +79,7 @@ impl Trainer {
         let plan = Plan::compile(&tg.graph, gpu)?;
         let ids = TrainGraphIds {
             crops: tg.crops.clone(),
+            emb: tg.head.emb,
             loss: tg.objective.loss,
             codes: tg.objective.codes.clone(),
             queue_active: tg.objective.queue_active,
