@@ -142,29 +142,31 @@ const TINY: [&str; 12] = [
     "0.0625",
 ];
 
+/// A tiny training run in a fresh folder: returns (folder, run dir, train args) with the
+/// TINY model on `tiny_folder` data, followed by `extra`.
+fn tiny_run(name: &str, extra: &[&str]) -> (PathBuf, PathBuf, Vec<String>) {
+    let d = tmpdir(name);
+    let data_dir = d.join("data");
+    tiny_folder(&data_dir);
+    let out_dir = d.join("run");
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--data".into(),
+        data_dir.display().to_string(),
+        "--out".into(),
+        out_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().chain(TINY.iter()).map(|s| s.to_string()));
+    (d, out_dir, args)
+}
+
 #[test]
 fn nan_stops_the_run_names_the_step_and_keeps_the_checkpoint() {
     if !gpu_available() {
         return;
     }
-    let d = tmpdir("nan");
-    tiny_folder(&d.join("data"));
-    let out_dir = d.join("run");
-    let data_dir = d.join("data");
-    let mut args = vec![
-        "train",
-        "--data",
-        data_dir.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--checkpoint-every",
-        "1",
-        "--inject-nan-at",
-        "2",
-    ];
-    args.extend(TINY);
+    let (d, out_dir, args) = tiny_run("nan", &["--epochs", "2", "--checkpoint-every", "1", "--inject-nan-at", "2"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -180,22 +182,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues() {
     if !gpu_available() {
         return;
     }
-    let d = tmpdir("sigint");
-    tiny_folder(&d.join("data"));
-    let out_dir = d.join("run");
-    let data_dir = d.join("data");
-    let mut args = vec![
-        "train",
-        "--data",
-        data_dir.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--epochs",
-        "400",
-        "--checkpoint-every",
-        "100000",
-    ];
-    args.extend(TINY);
+    let (d, out_dir, args) = tiny_run("sigint", &["--epochs", "400", "--checkpoint-every", "100000"]);
     let child =
         bin().args(&args).stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
     let metrics = out_dir.join("metrics.jsonl");
@@ -217,7 +204,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues() {
     let out = run(&[
         "train",
         "--data",
-        data_dir.to_str().unwrap(),
+        d.join("data").to_str().unwrap(),
         "--resume",
         out_dir.to_str().unwrap(),
         "--out",
