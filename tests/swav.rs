@@ -176,9 +176,15 @@ fn head_and_objective_match_pytorch_fixtures() {
 fn sinkhorn_kernels_match_cpu_reference_with_and_without_queue() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(80);
-    for (queue_rows, active, batch, k) in
-        [(0, 0, 8, 16), (0, 0, 37, 101), (64, 64, 16, 30), (64, 0, 16, 30), (0, 0, 1, 5)]
-    {
+    for (queue_rows, active, batch, k) in [
+        (0, 0, 8, 16),
+        (0, 0, 37, 101),
+        (64, 64, 16, 30),
+        (64, 0, 16, 30),
+        (0, 0, 1, 5),
+        (128, 128, 19, 72),
+        (128, 0, 19, 72),
+    ] {
         let rows = queue_rows + batch;
         let x = rng.vec_f32(rows * k);
         let s = SinkhornShape { queue_rows, batch, k, epsilon: 0.05, iterations: 3 };

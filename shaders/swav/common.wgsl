@@ -1,21 +1,34 @@
-// Sinkhorn-Knopp over Q [rows, K]: rows = queue rows (first `queue_rows`) then the batch.
-// ACTIVE[0] holds how many queue rows take part this step (0 until the queue is full, then
-// all of them); inactive rows are ignored and end as zeros. Sample-major layout: a row is a
-// sample, a column a prototype (the official code works on the transpose).
+// Sinkhorn-Knopp over the scores X [rows, K]: rows = queue rows (first `queue_rows`) then the
+// batch. ACTIVE[0] holds how many queue rows take part this step (0 until the queue is full,
+// then all of them); inactive rows are skipped and get no codes. Sample-major layout: a row
+// is a sample, a column a prototype (the official code works on the transpose).
 //
-// Layout of the work, for llvmpipe as much as for GPUs: "column" passes give each invocation
-// one prototype k and a block of ROW_BLOCK rows (neighbouring invocations read neighbouring
-// addresses; partial per-prototype sums per block), "row" passes give each invocation one
-// row and a chunk of COL_CHUNK prototypes (partial per-sample sums per chunk). No integer
-// division per element and few, fat workgroups.
+// Q is never stored. With E = exp((X - M[k]) / eps) (M: per-prototype max over active rows,
+// a factor that cancels in the first prototype normalisation), every Sinkhorn iterate is
+// Q = diag(beta) E diag(alpha): the prototype normalisation sets alpha[k] = 1 / (K sum_r
+// E[r,k] beta[r]) and the sample normalisation beta[r] = 1 / (B_s sum_k E[r,k] alpha[k]); the
+// total-sum normalisation cancels in the first step. Each iteration is two read-only passes
+// over X (stores cost several times more than loads on llvmpipe) and a final pass writes the
+// batch's codes B_s * beta[b] * E[b,k] * alpha[k].
+//
+// V is vec4<f32> when K is a multiple of 4 (one load moves four prototypes) and f32 otherwise;
+// P.kv is K / width. Every pass gives an invocation a block of ROW_BLOCK rows and either one
+// V of prototypes ("column" passes: neighbouring invocations read neighbouring addresses) or
+// a chunk of COL_CHUNK V's ("row" passes, partial per-sample sums per chunk).
+alias V = {{V}};
+
+fn hsum(v: V) -> f32 {
+    {{HSUM}}
+}
+
 struct Params {
-    rows: u32, k: u32, queue_rows: u32, batch: u32,
-    inv_eps: f32, blocks: u32, chunks: u32, first: u32,
+    rows: u32, kv: u32, queue_rows: u32, batch: u32,
+    inv_eps: f32, blocks: u32, chunks: u32, k: f32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 
 const ROW_BLOCK: u32 = 64u;
-const COL_CHUNK: u32 = 64u;
+const COL_CHUNK: u32 = 8u;
 
 fn first_active_row(active_rows: f32) -> u32 {
     return P.queue_rows - min(u32(active_rows), P.queue_rows);

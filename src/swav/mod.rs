@@ -2,25 +2,24 @@
 //! prototype renormalisation, Sinkhorn-Knopp codes for the assignment crops (with an optional
 //! queue of past embeddings), and the swapped-prediction loss over every other crop.
 //!
-//! Sinkhorn is written so that its two sums (the total and the per-prototype sums U) are
-//! separate small tensors, the ones a multi-GPU version would all-reduce.
+//! Sinkhorn keeps the per-prototype sums (the partial sums PU and the scaling alpha) as
+//! separate small tensors: they are what a multi-GPU version would all-reduce (the total sum
+//! of the official code cancels in its first normalisation, so it is not needed).
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, TensorId};
-use crate::ops::reduce::{self, ReduceOp};
 use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../shaders/swav/common.wgsl");
-const KERNELS: [(&str, &str); 8] = [
-    ("max_partial", include_str!("../../shaders/swav/max_partial.wgsl")),
-    ("max_finish", include_str!("../../shaders/swav/max_finish.wgsl")),
-    ("exp_colsum", include_str!("../../shaders/swav/exp_colsum.wgsl")),
-    ("colsum_finish", include_str!("../../shaders/swav/colsum_finish.wgsl")),
-    ("scale_cols_rowsum", include_str!("../../shaders/swav/scale_cols_rowsum.wgsl")),
-    ("rowsum_finish", include_str!("../../shaders/swav/rowsum_finish.wgsl")),
-    ("scale_rows_colsum", include_str!("../../shaders/swav/scale_rows_colsum.wgsl")),
+const KERNELS: [(&str, &str); 7] = [
+    ("max_colsum", include_str!("../../shaders/swav/max_colsum.wgsl")),
+    ("first_shift", include_str!("../../shaders/swav/first_shift.wgsl")),
+    ("colsum", include_str!("../../shaders/swav/colsum.wgsl")),
+    ("shift", include_str!("../../shaders/swav/shift.wgsl")),
+    ("rowsum", include_str!("../../shaders/swav/rowsum.wgsl")),
+    ("beta", include_str!("../../shaders/swav/beta.wgsl")),
     ("finish", include_str!("../../shaders/swav/finish.wgsl")),
 ];
 const TARGETS: &str = include_str!("../../shaders/swav/targets.wgsl");
@@ -44,21 +43,36 @@ impl SinkhornShape {
     }
 }
 
-fn kernel(gpu: &Gpu, name: &str) -> wgpu::ComputePipeline {
-    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    gpu.pipeline(&format!("sinkhorn/{name}"), || compose(&[COMMON, body], &[]), "main")
+/// Elements per load: 4 (vec4) when K allows it, else 1.
+fn width(k: usize) -> usize {
+    if k.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
 }
 
-/// Rows per invocation in the column passes and columns per invocation in the row passes
-/// (must match ROW_BLOCK / COL_CHUNK in shaders/swav/common.wgsl).
+fn source(name: &str, width: usize) -> String {
+    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
+    let (v, hsum) = if width == 4 { ("vec4<f32>", "return dot(v, vec4<f32>(1.0));") } else { ("f32", "return v;") };
+    compose(&[COMMON, body], &[("V", v.to_string()), ("HSUM", hsum.to_string())])
+}
+
+fn kernel(gpu: &Gpu, name: &str, width: usize) -> wgpu::ComputePipeline {
+    gpu.pipeline(&format!("sinkhorn/{name}/w{width}"), || source(name, width), "main")
+}
+
+/// Rows per invocation in the column passes and V's per invocation in the row passes (must
+/// match ROW_BLOCK / COL_CHUNK in shaders/swav/common.wgsl).
 const ROW_BLOCK: usize = 64;
-const COL_CHUNK: usize = 64;
+const COL_CHUNK: usize = 8;
 
 /// Codes [batch, K] from scores X [queue_rows + batch, K]. `active` ([1]) holds how many queue
-/// rows take part (0 or queue_rows). Shift by the per-prototype maximum, then the official
-/// steps: Q /= sum(Q); `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums,
-/// /= B_s); Q *= B_s; keep the batch rows. Each normalisation is fused with the partial sums
-/// the next one needs. Temporaries are owned by the dispatches.
+/// rows take part (0 or queue_rows). The official steps (Q = exp(X/eps), Q /= sum(Q);
+/// `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums, /= B_s); Q *= B_s;
+/// keep the batch rows) computed as Q = diag(beta) E diag(alpha) with E = exp((X - M)/eps),
+/// M the per-prototype maximum: two read-only passes over X per iteration and one that
+/// writes the codes (see shaders/swav/common.wgsl). Temporaries are owned by the dispatches.
 pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Dispatch>> {
     const OP: &str = "sinkhorn";
     if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 {
@@ -67,65 +81,47 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
     check_len(OP, "scores", x, s.rows() * s.k)?;
     check_len(OP, "active queue rows", active, 1)?;
     check_len(OP, "codes", codes, s.batch * s.k)?;
+    let w = width(s.k);
+    let kv = s.k / w;
     let blocks = s.rows().div_ceil(ROW_BLOCK);
-    let chunks = s.k.div_ceil(COL_CHUNK);
-    let params = |first: bool| -> Result<Vec<u32>> {
-        Ok(vec![
-            to_u32(OP, s.rows())?,
-            to_u32(OP, s.k)?,
-            to_u32(OP, s.queue_rows)?,
-            to_u32(OP, s.batch)?,
-            f(1.0 / s.epsilon),
-            to_u32(OP, blocks)?,
-            to_u32(OP, chunks)?,
-            first as u32,
-        ])
-    };
-    let p = params(false)?;
-    let q = gpu.tensor("sinkhorn Q", &[s.rows(), s.k])?;
+    let chunks = kv.div_ceil(COL_CHUNK);
+    let p = vec![
+        to_u32(OP, s.rows())?,
+        to_u32(OP, kv)?,
+        to_u32(OP, s.queue_rows)?,
+        to_u32(OP, s.batch)?,
+        f(1.0 / s.epsilon),
+        to_u32(OP, blocks)?,
+        to_u32(OP, chunks)?,
+        f(s.k as f32),
+    ];
     let pm = gpu.tensor("sinkhorn partial max", &[blocks, s.k])?;
-    let m = gpu.tensor("sinkhorn column max", &[s.k])?;
+    let m = gpu.tensor("sinkhorn prototype max", &[s.k])?;
     let pu = gpu.tensor("sinkhorn partial prototype sums", &[blocks, s.k])?;
-    let u = gpu.tensor("sinkhorn prototype sums", &[s.k])?;
-    let total = gpu.tensor("sinkhorn total", &[1])?;
+    let shift = gpu.tensor("sinkhorn prototype shift", &[s.k])?;
     let pv = gpu.tensor("sinkhorn partial sample sums", &[s.rows(), chunks])?;
-    let v = gpu.tensor("sinkhorn sample sums", &[s.rows()])?;
-    let kx = to_u32(OP, s.k.div_ceil(256))?;
+    let beta = gpu.tensor("sinkhorn sample scaling", &[s.rows()])?;
+    let kx = to_u32(OP, kv.div_ceil(256))?;
     let column_pass = [kx, to_u32(OP, blocks)?, 1];
     let per_column = [kx, 1, 1];
-    let row_pass = [to_u32(OP, s.rows().div_ceil(64))?, to_u32(OP, chunks)?, 1];
+    let row_pass = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, blocks)?, 1];
     let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
-    let k = |name: &str| kernel(gpu, name);
+    let k = |name: &str| kernel(gpu, name, w);
     let mut d = vec![
-        gpu.dispatch("sinkhorn/max_partial", &k("max_partial"), &p, &[x, active, &pm], column_pass)?,
-        gpu.dispatch("sinkhorn/max_finish", &k("max_finish"), &p, &[&pm, &m], per_column)?,
-        gpu.dispatch("sinkhorn/exp_colsum", &k("exp_colsum"), &p, &[x, active, &m, &q, &pu], column_pass)?,
-        gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?,
+        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum"), &p, &[x, active, &pm, &pu], column_pass)?,
+        gpu.dispatch("sinkhorn/first_shift", &k("first_shift"), &p, &[&pm, &pu, &m, &shift], per_column)?,
     ];
-    d.extend(reduce::reduce_axis(gpu, &u, &total, 1, s.k, 1, ReduceOp::Sum)?);
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(gpu.dispatch("sinkhorn/colsum_finish", &k("colsum_finish"), &p, &[&pu, &u], per_column)?);
+            d.push(gpu.dispatch("sinkhorn/colsum", &k("colsum"), &p, &[x, active, &m, &beta, &pu], column_pass)?);
+            d.push(gpu.dispatch("sinkhorn/shift", &k("shift"), &p, &[&pu, &m, &shift], per_column)?);
         }
-        d.push(gpu.dispatch(
-            "sinkhorn/scale_cols_rowsum",
-            &k("scale_cols_rowsum"),
-            &params(it == 0)?,
-            &[&u, &total, &q, &pv],
-            row_pass,
-        )?);
-        d.push(gpu.dispatch("sinkhorn/rowsum_finish", &k("rowsum_finish"), &p, &[&pv, &v], per_row)?);
-        d.push(gpu.dispatch(
-            "sinkhorn/scale_rows_colsum",
-            &k("scale_rows_colsum"),
-            &p,
-            &[&v, active, &q, &pu],
-            column_pass,
-        )?);
+        d.push(gpu.dispatch("sinkhorn/rowsum", &k("rowsum"), &p, &[x, active, &shift, &pv], row_pass)?);
+        d.push(gpu.dispatch("sinkhorn/beta", &k("beta"), &p, &[&pv, active, &beta], per_row)?);
     }
-    let out = [kx, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
-    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[&q, active, codes], out)?;
-    d.push(finish.keep(q).keep(pm).keep(m).keep(pu).keep(u).keep(total).keep(pv).keep(v));
+    let out = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
+    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[x, active, &shift, &beta, codes], out)?;
+    d.push(finish.keep(pm).keep(m).keep(pu).keep(shift).keep(pv).keep(beta));
     Ok(d)
 }
 
@@ -161,7 +157,7 @@ pub fn targets(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v: Vec<KernelSource> = KERNELS
         .iter()
-        .map(|(n, b)| KernelSource { name: format!("sinkhorn/{n}"), source: compose(&[COMMON, b], &[]) })
+        .flat_map(|(n, _)| [1, 4].map(|w| KernelSource { name: format!("sinkhorn/{n}/w{w}"), source: source(n, w) }))
         .collect();
     v.push(KernelSource { name: "swav/targets".into(), source: TARGETS.into() });
     v
