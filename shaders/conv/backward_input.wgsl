@@ -1,11 +1,10 @@
-// Loader: conv2d gradient w.r.t. the input as an implicit GEMM (a gather, so no atomics).
-// dX[b, c, y, x] = sum_{co, r, s} W[co, c, r, s] * dY[b, co, (y + ph - r)/sh, (x + pw - s)/sw]
-// where the division is exact and in range. M = Cin, N = batch*H*W, K = Cout*KH*KW.
+// Loader: conv2d gradient w.r.t. the input for stride 1 as an implicit GEMM (a gather, so
+// no atomics): dX[b, c, y, x] = sum_{co, r, s} W[co, c, r, s] * dY[b, co, y + ph - r, x + pw - s]
+// where in range. M = Cin, N = batch*H*W, K = Cout*KH*KW. Strided convs use
+// backward_input_strided.wgsl.
 @group(0) @binding(1) var<storage, read> DY: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read_write> DX: array<f32>;
-
-const UNIT_STRIDE: bool = {{UNIT_STRIDE}};
 
 alias RowCtx = u32; // c * KH*KW
 struct KCtx { w_off: u32, dy_off: u32, r: i32, s: i32 }
@@ -35,19 +34,9 @@ fn a_at(row: RowCtx, kc: KCtx) -> f32 { return W[kc.w_off + row]; }
 
 // Branch-free: a select over a clamped (always in-bounds) load, see forward.wgsl.
 fn b_at(kc: KCtx, col: ColCtx) -> f32 {
-    var oy = col.yp - kc.r;
-    var ox = col.xp - kc.s;
-    var inside = (oy >= 0) & (ox >= 0);
-    // UNIT_STRIDE is fixed per pipeline, so this branch is resolved at compile time: the
-    // integer divisions inside cost more than the whole GEMM on software adapters.
-    if (!UNIT_STRIDE) {
-        let sy = i32(P.sh);
-        let sx = i32(P.sw);
-        inside = inside & (oy % sy == 0) & (ox % sx == 0);
-        oy = oy / sy;
-        ox = ox / sx;
-    }
-    inside = inside & (oy < i32(P.oh)) & (ox < i32(P.ow));
+    let oy = col.yp - kc.r;
+    let ox = col.xp - kc.s;
+    let inside = (oy >= 0) & (ox >= 0) & (oy < i32(P.oh)) & (ox < i32(P.ow));
     let at = u32(clamp(oy, 0, i32(P.oh) - 1)) * P.ow + u32(clamp(ox, 0, i32(P.ow) - 1));
     return select(0.0, DY[col.base + kc.dy_off + at], inside);
 }

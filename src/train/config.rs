@@ -230,7 +230,11 @@ impl TrainConfig {
 /// one epoch, measured here with K 64 / D 32 under LARS and SGD alike): the embedding hides in
 /// the directions the prototypes see least. Many more prototypes than embedding dimensions
 /// (K 256, D 16) and prototypes kept frozen make that escape expensive, and the loss stays
-/// well above ln K. See the README for what these defaults do and do not achieve.
+/// well above ln K. Colour is the easiest instance cue two crops share on small data (the
+/// built-in images draw foreground and background colours at random), so colour is jittered
+/// harder than the official recipe (strength 1.0: hue +-0.25) and half the crops are grey:
+/// 1-epoch probes on the built-in data, k-NN top-1 17.7 % official colour -> 22.5 %; 3 epochs
+/// 18.0 % -> 25.9 %. See the README for what these defaults do and do not achieve.
 pub fn small_data_defaults() -> TrainConfig {
     TrainConfig {
         arch: "resnet18".into(),
@@ -250,6 +254,8 @@ pub fn small_data_defaults() -> TrainConfig {
         optimizer: "sgd".into(),
         weight_decay: 1e-4,
         exclude_bias_and_bn: true,
+        color_jitter: 1.0,
+        gray_probability: 0.5,
         ..TrainConfig::default()
     }
 }

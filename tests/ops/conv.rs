@@ -10,6 +10,7 @@ fn shapes() -> Vec<Conv2dShape> {
         Conv2dShape::square(2, 7, 9, 9, 3, 1, 1),
         Conv2dShape::square(3, 5, 11, 6, 3, 2, 1),
         Conv2dShape::square(2, 6, 10, 11, 1, 2, 0),
+        Conv2dShape::square(2, 4, 10, 5, 3, 3, 1),
         Conv2dShape { batch: 1, cin: 3, h: 13, w: 8, cout: 4, kh: 2, kw: 3, stride: (2, 1), pad: (1, 0) },
     ]
 }

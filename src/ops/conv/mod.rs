@@ -2,7 +2,9 @@
 //! (ResNet convs are followed by batch-norm). All three passes are implicit GEMMs on the
 //! matmul cores (`shaders/conv/*.wgsl` are the loaders), so they inherit every GEMM variant:
 //! - forward:          M = Cout, N = batch*OH*OW, K = Cin*KH*KW
-//! - backward (input): M = Cin,  N = batch*H*W,   K = Cout*KH*KW (a gather: no atomics)
+//! - backward (input): M = Cin,  N = batch*H*W,   K = Cout*KH*KW (a gather: no atomics);
+//!   strided convs as stride_h*stride_w GEMMs, one per phase of the input pixels, each with
+//!   only the taps that reach it (no gathers wasted on the zeros between strided outputs)
 //! - backward (weight): M = Cout, N = Cin*KH*KW,  K = batch*OH*OW, split-K into partial slabs
 //!   summed by the reduce kernel, because N*M is small and K is long.
 pub mod cpu;
@@ -15,6 +17,7 @@ use crate::ops::{check_len, to_u32, KernelSource};
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
 const FORWARD: &str = include_str!("../../../shaders/conv/forward.wgsl");
 const BACKWARD_INPUT: &str = include_str!("../../../shaders/conv/backward_input.wgsl");
+const BACKWARD_INPUT_STRIDED: &str = include_str!("../../../shaders/conv/backward_input_strided.wgsl");
 const BACKWARD_WEIGHT: &str = include_str!("../../../shaders/conv/backward_weight.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,12 +90,32 @@ impl Conv2dShape {
             self.pad.1,
             oh,
             ow,
-            0,
-            0,
-            0,
         ];
-        v.iter().map(|&x| to_u32("conv2d", x)).collect()
+        // The strided backward-input phase fields (set per phase) and padding.
+        v.iter().chain(&[0; 11]).map(|&x| to_u32("conv2d", x)).collect()
     }
+}
+
+/// One phase (py, px) of a strided backward-input: its taps and pixels (see
+/// shaders/conv/backward_input_strided.wgsl). Fills the phase fields of `params`.
+struct Phase {
+    pixels: usize,
+    taps: usize,
+}
+
+fn phase(s: &Conv2dShape, py: usize, px: usize, params: &mut [u32]) -> Phase {
+    let axis = |p: usize, stride: usize, pad: usize, k: usize, len: usize| {
+        let r0 = (p + pad) % stride;
+        let taps = if k > r0 { (k - r0).div_ceil(stride) } else { 0 };
+        let pixels = if len > p { (len - p).div_ceil(stride) } else { 0 };
+        (r0, taps, pixels, (p + pad - r0) / stride)
+    };
+    let (r0, ty, hy, qy) = axis(py, s.stride.0, s.pad.0, s.kh, s.h);
+    let (s0, tx, wx, qx) = axis(px, s.stride.1, s.pad.1, s.kw, s.w);
+    // Every value here is at most a dimension of the (validated, u32-sized) shape.
+    let f = [ty, tx, hy, wx, py, px, r0, s0, qy, qx].map(|v| v as u32);
+    params[17..27].copy_from_slice(&f);
+    Phase { pixels: hy * wx, taps: ty * tx }
 }
 
 fn loader(body: &str) -> String {
@@ -135,23 +158,46 @@ pub fn backward_input(
     check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
     check_len("conv2d_backward_input", "grad input", dx, s.input_len())?;
-    let p = GemmProblem {
-        m: to_u32("conv2d", s.cin)?,
-        n: to_u32("conv2d", s.batch * s.h * s.w)?,
-        k: to_u32("conv2d", s.cout * s.kh * s.kw)?,
-        splits: 1,
-    };
-    gemm(
-        gpu,
-        "conv2d_backward_input",
-        &loader(BACKWARD_INPUT),
-        &[("UNIT_STRIDE", (s.stride == (1, 1)).to_string())],
-        s.params()?,
-        &[dy, w],
-        dx,
-        &p,
-        variant,
-    )
+    if s.stride == (1, 1) {
+        let p = GemmProblem {
+            m: to_u32("conv2d", s.cin)?,
+            n: to_u32("conv2d", s.batch * s.h * s.w)?,
+            k: to_u32("conv2d", s.cout * s.kh * s.kw)?,
+            splits: 1,
+        };
+        return gemm(
+            gpu,
+            "conv2d_backward_input",
+            &loader(BACKWARD_INPUT),
+            &[],
+            s.params()?,
+            &[dy, w],
+            dx,
+            &p,
+            variant,
+        );
+    }
+    // One GEMM per phase; a phase no tap reaches (e.g. odd pixels of a 1x1 stride-2 conv)
+    // is a GEMM with K = 0, which writes its zeros.
+    let mut out = Vec::new();
+    for py in 0..s.stride.0 {
+        for px in 0..s.stride.1 {
+            let mut params = s.params()?;
+            let ph = phase(&s, py, px, &mut params);
+            if ph.pixels == 0 {
+                continue;
+            }
+            let p = GemmProblem {
+                m: to_u32("conv2d", s.cin)?,
+                n: to_u32("conv2d", s.batch * ph.pixels)?,
+                k: to_u32("conv2d", s.cout * ph.taps)?,
+                splits: 1,
+            };
+            let loader = loader(BACKWARD_INPUT_STRIDED);
+            out.extend(gemm(gpu, "conv2d_backward_input_strided", &loader, &[], params, &[dy, w], dx, &p, variant)?);
+        }
+    }
+    Ok(out)
 }
 
 /// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
@@ -205,10 +251,10 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
                 source: variant.source(&loader(body), &[]),
             });
         }
-        for unit in [false, true] {
+        for (name, body) in [("backward_input", BACKWARD_INPUT), ("backward_input_strided", BACKWARD_INPUT_STRIDED)] {
             v.push(KernelSource {
-                name: format!("conv2d_backward_input/{}/unit_stride={unit}", variant.name()),
-                source: variant.source(&loader(BACKWARD_INPUT), &[("UNIT_STRIDE", unit.to_string())]),
+                name: format!("conv2d_{name}/{}", variant.name()),
+                source: variant.source(&loader(body), &[]),
             });
         }
     }

@@ -201,9 +201,10 @@ fn gemm_with_pipeline(
     k_align: u32,
 ) -> Result<Vec<Dispatch>> {
     let splits = p.splits.max(p.k.div_ceil(MAX_K_CHUNK)).clamp(1, p.k.max(1));
-    let k_chunk = p.k.div_ceil(splits).div_ceil(k_align) * k_align;
+    // K = 0 (a product with nothing to sum) still runs one slab, which stores zeros.
+    let k_chunk = (p.k.div_ceil(splits).div_ceil(k_align) * k_align).max(1);
     // Recount so no slab is empty.
-    let splits = p.k.div_ceil(k_chunk);
+    let splits = p.k.div_ceil(k_chunk).max(1);
     params[0] = p.m;
     params[1] = p.n;
     params[2] = p.k;
