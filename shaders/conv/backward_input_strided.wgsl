@@ -24,13 +24,18 @@ fn k_ctx(k: u32) -> KCtx {
     return KCtx(w_off, co * P.oh * P.ow, i32(t), i32(u));
 }
 
-fn col_ctx(n: u32) -> ColCtx {
+// Column n of the phase's GEMM -> (batch, yy, xx).
+fn phase_pixel(n: u32) -> vec3<u32> {
     let hw = P.hy * P.wx;
     let b = n / hw;
     let rem = n - b * hw;
     let yy = rem / P.wx;
-    let xx = rem - yy * P.wx;
-    return ColCtx(b * P.cout * P.oh * P.ow, i32(yy + P.qy), i32(xx + P.qx));
+    return vec3<u32>(b, yy, rem - yy * P.wx);
+}
+
+fn col_ctx(n: u32) -> ColCtx {
+    let p = phase_pixel(n);
+    return ColCtx(p.x * P.cout * P.oh * P.ow, i32(p.y + P.qy), i32(p.z + P.qx));
 }
 
 fn a_at(row: RowCtx, kc: KCtx) -> f32 { return W[kc.w_off + row]; }
@@ -45,10 +50,6 @@ fn b_at(kc: KCtx, col: ColCtx) -> f32 {
 }
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {
-    let hw = P.hy * P.wx;
-    let b = n / hw;
-    let rem = n - b * hw;
-    let yy = rem / P.wx;
-    let xx = rem - yy * P.wx;
-    DX[((b * P.cin + m) * P.h + P.py + P.sh * yy) * P.w + P.px + P.sw * xx] = v;
+    let p = phase_pixel(n);
+    DX[((p.x * P.cin + m) * P.h + P.py + P.sh * p.y) * P.w + P.px + P.sw * p.z] = v;
 }

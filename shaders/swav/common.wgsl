@@ -34,6 +34,11 @@ fn first_active_row(active_rows: f32) -> u32 {
     return P.queue_rows - min(u32(active_rows), P.queue_rows);
 }
 
+// The active rows [x, y) of row block `block` (column passes).
+fn block_rows(block: u32, active_rows: f32) -> vec2<u32> {
+    return vec2<u32>(max(block * ROW_BLOCK, first_active_row(active_rows)), min((block + 1u) * ROW_BLOCK, P.rows));
+}
+
 // Samples taking part: the batch plus the active queue rows (the official B_s).
 fn samples(active_rows: f32) -> f32 {
     return f32(P.batch + min(u32(active_rows), P.queue_rows));

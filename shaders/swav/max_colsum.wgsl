@@ -17,8 +17,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (k >= P.kv) {
         return;
     }
-    let r0 = max(block * ROW_BLOCK, first_active_row(ACTIVE[0]));
-    let r1 = min((block + 1u) * ROW_BLOCK, P.rows);
+    let rows = block_rows(block, ACTIVE[0]);
+    let r0 = rows.x;
+    let r1 = rows.y;
     var m = V(-0x1.fffffep+127f);
     var s = V(0.0);
     var r = r0;
