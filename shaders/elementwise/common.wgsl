@@ -1,4 +1,7 @@
-// Shared by the elementwise kernels: one invocation per element over a linear (x, y) grid.
+// Shared by the elementwise kernels: one invocation per V over a linear (x, y) grid. V is
+// vec4<f32> when the length is a multiple of 4 (a quarter of the invocations and of the
+// lane-by-lane loads on llvmpipe), f32 otherwise; P.len counts V's.
+alias V = {{V}};
 struct Params {
     len: u32, _p0: u32, alpha: f32, beta: f32,
 }

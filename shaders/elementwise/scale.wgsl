@@ -1,6 +1,6 @@
 // Y = alpha * X
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(1) var<storage, read> X: array<V>;
+@group(0) @binding(2) var<storage, read_write> Y: array<V>;
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element_index(gid, nwg);

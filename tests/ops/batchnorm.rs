@@ -6,6 +6,7 @@ fn shapes() -> Vec<BatchNormShape> {
     vec![
         BatchNormShape::new(4, 3, 17 * 5),
         BatchNormShape::new(3, 7, 9),
+        BatchNormShape::new(3, 5, 16),
         BatchNormShape::new(2, 5, 100 * 11),
         BatchNormShape::new(8, 33, 1),
         BatchNormShape::new(130, 4, 1),

@@ -1,7 +1,7 @@
 use crate::common::*;
 use swav_wgpu::ops::elementwise::{self, cpu};
 
-const LENS: [usize; 4] = [1, 17 * 33, 256, 70_001];
+const LENS: [usize; 5] = [1, 17 * 33, 256, 4 * 1025, 70_001];
 
 #[test]
 fn elementwise_kernels_match_cpu() {

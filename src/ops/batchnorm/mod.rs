@@ -52,8 +52,26 @@ fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {
     gpu.pipeline(&format!("batchnorm/{name}"), || compose(&[REDUCE, COMMON, body], &[]), "main")
 }
 
-fn elementwise_grid(gpu: &Gpu, s: &BatchNormShape) -> Result<[u32; 3]> {
-    linear_grid(gpu, "batchnorm", s.len().div_ceil(256) as u64)
+/// Elements per invocation of the elementwise kernels (apply, backward_input): 4 (vec4) when
+/// every channel's run of `spatial` elements splits into whole vec4s.
+fn width(s: &BatchNormShape) -> usize {
+    if s.spatial.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
+fn elementwise_source(body: &str, width: usize) -> String {
+    let v = if width == 4 { "vec4<f32>" } else { "f32" };
+    compose(&[REDUCE, COMMON, body], &[("V", v.to_string()), ("WIDTH", width.to_string())])
+}
+
+/// The apply / backward_input pipeline for this shape, and its grid.
+fn elementwise(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
+    let w = width(s);
+    let pipeline = gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || elementwise_source(body, w), "main");
+    Ok((pipeline, linear_grid(gpu, "batchnorm", (s.len() / w).div_ceil(256) as u64)?))
 }
 
 /// Training-mode forward: writes the batch `mean` and biased `var` (kept for backward), updates
@@ -96,13 +114,8 @@ pub fn forward_train(
         &[x, mean, var, running_mean, running_var],
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
-    let apply = gpu.dispatch(
-        "batchnorm/apply",
-        &pipeline(gpu, "apply", APPLY),
-        &params,
-        &[x, mean, var, gamma, beta, y],
-        elementwise_grid(gpu, &s)?,
-    )?;
+    let (apply_pipeline, grid) = elementwise(gpu, "apply", APPLY, &s)?;
+    let apply = gpu.dispatch("batchnorm/apply", &apply_pipeline, &params, &[x, mean, var, gamma, beta, y], grid)?;
     Ok(vec![stats, apply])
 }
 
@@ -124,13 +137,9 @@ pub fn forward_eval(
     for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
         check_len(OP, name, t, s.channels)?;
     }
-    gpu.dispatch(
-        "batchnorm/apply",
-        &pipeline(gpu, "apply", APPLY),
-        &s.params(false, false)?,
-        &[x, running_mean, running_var, gamma, beta, y],
-        elementwise_grid(gpu, &s)?,
-    )
+    let (apply_pipeline, grid) = elementwise(gpu, "apply", APPLY, &s)?;
+    let tensors = [x, running_mean, running_var, gamma, beta, y];
+    gpu.dispatch("batchnorm/apply", &apply_pipeline, &s.params(false, false)?, &tensors, grid)
 }
 
 /// Backward: dgamma, dbeta, then dX. `mean`/`var` are the statistics the forward pass used
@@ -164,19 +173,21 @@ pub fn backward(
         &[x, dy, mean, var, dgamma, dbeta],
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
-    let input = gpu.dispatch(
-        "batchnorm/backward_input",
-        &pipeline(gpu, "backward_input", BACKWARD_INPUT),
-        &params,
-        &[x, dy, mean, var, gamma, dgamma, dbeta, dx],
-        elementwise_grid(gpu, &s)?,
-    )?;
+    let (input_pipeline, grid) = elementwise(gpu, "backward_input", BACKWARD_INPUT, &s)?;
+    let tensors = [x, dy, mean, var, gamma, dgamma, dbeta, dx];
+    let input = gpu.dispatch("batchnorm/backward_input", &input_pipeline, &params, &tensors, grid)?;
     Ok(vec![stats, input])
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [("stats", STATS), ("apply", APPLY), ("backward_stats", BACKWARD_STATS), ("backward_input", BACKWARD_INPUT)]
+    let mut v: Vec<KernelSource> = [("stats", STATS), ("backward_stats", BACKWARD_STATS)]
         .iter()
         .map(|(n, b)| KernelSource { name: format!("batchnorm/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
-        .collect()
+        .collect();
+    for (n, b) in [("apply", APPLY), ("backward_input", BACKWARD_INPUT)] {
+        for w in [1, 4] {
+            v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: elementwise_source(b, w) });
+        }
+    }
+    v
 }

@@ -16,15 +16,20 @@ const KERNELS: [(&str, &str); 5] = [
     ("scale", include_str!("../../../shaders/elementwise/scale.wgsl")),
 ];
 
+fn source(name: &str, width: usize) -> String {
+    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
+    compose(&[COMMON, body], &[("V", if width == 4 { "vec4<f32>" } else { "f32" }.to_string())])
+}
+
 fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
     let len = tensors[0].len();
     for (i, t) in tensors.iter().enumerate() {
         check_len(name, &format!("operand {i}"), t, len)?;
     }
-    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    let pipeline = gpu.pipeline(&format!("elementwise/{name}"), || compose(&[COMMON, body], &[]), "main");
-    let params = [to_u32(name, len)?, 0, f(alpha), f(beta)];
-    let grid = linear_grid(gpu, name, len.div_ceil(256) as u64)?;
+    let w = if len.is_multiple_of(4) { 4 } else { 1 };
+    let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main");
+    let params = [to_u32(name, len / w)?, 0, f(alpha), f(beta)];
+    let grid = linear_grid(gpu, name, (len / w).div_ceil(256) as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
 }
 
@@ -72,7 +77,7 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v: Vec<KernelSource> = KERNELS
         .iter()
-        .map(|(n, b)| KernelSource { name: format!("elementwise/{n}"), source: compose(&[COMMON, b], &[]) })
+        .flat_map(|(n, _)| [1, 4].map(|w| KernelSource { name: format!("elementwise/{n}/w{w}"), source: source(n, w) }))
         .collect();
     v.push(KernelSource { name: "elementwise/copy".into(), source: COPY.into() });
     v
