@@ -1,10 +1,5 @@
 // Y = (X - mean) / sqrt(var + eps) * gamma + beta, per channel. Training passes the batch
 // statistics, eval the running ones.
-// V is vec4<f32> when spatial is a multiple of 4: an invocation takes 4 elements of one
-// channel, so the channel index (a division) and the per-channel loads serve 4 elements
-// (llvmpipe runs both lane by lane). f32 otherwise.
-alias V = {{V}};
-const WIDTH: u32 = {{WIDTH}}u;
 @group(0) @binding(1) var<storage, read> X: array<V>;
 @group(0) @binding(2) var<storage, read> MEAN: array<f32>;
 @group(0) @binding(3) var<storage, read> VAR: array<f32>;

@@ -1,10 +1,5 @@
 // dX. Training (batch statistics): gamma*rstd*(dY - dbeta/M - xhat*dgamma/M), M = batch*spatial.
 // Eval (running statistics are constants): gamma*rstd*dY.
-// V is vec4<f32> when spatial is a multiple of 4: an invocation takes 4 elements of one
-// channel, so the channel index (a division) and the per-channel loads serve 4 elements
-// (llvmpipe runs both lane by lane). f32 otherwise.
-alias V = {{V}};
-const WIDTH: u32 = {{WIDTH}}u;
 @group(0) @binding(1) var<storage, read> X: array<V>;
 @group(0) @binding(2) var<storage, read> DY: array<V>;
 @group(0) @binding(3) var<storage, read> MEAN: array<f32>;

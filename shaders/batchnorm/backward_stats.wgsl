@@ -1,6 +1,6 @@
 // Per channel: dbeta = sum(dY), dgamma = sum(dY * xhat), one workgroup per channel.
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> DY: array<f32>;
+@group(0) @binding(1) var<storage, read> X: array<V>;
+@group(0) @binding(2) var<storage, read> DY: array<V>;
 @group(0) @binding(3) var<storage, read> MEAN: array<f32>;
 @group(0) @binding(4) var<storage, read> VAR: array<f32>;
 @group(0) @binding(5) var<storage, read_write> DGAMMA: array<f32>;
@@ -14,11 +14,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     let rstd = inverseSqrt(VAR[c] + P.eps);
     var sdy = 0.0;
     var sdyx = 0.0;
-    for (var i = lid; i < count; i += WG) {
+    for (var i = lid; i < count / WIDTH; i += WG) {
         let o = channel_offset(c, i);
         let dy = DY[o];
-        sdy += dy;
-        sdyx += dy * (X[o] - mean) * rstd;
+        sdy += hsum(dy);
+        sdyx += hsum(dy * (X[o] - mean) * rstd);
     }
     let total_dy = wg_sum(lid, sdy);
     let total_dyx = wg_sum(lid, sdyx);

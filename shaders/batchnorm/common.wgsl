@@ -5,8 +5,20 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 
-// Offset of the idx-th element (over batch x spatial) of channel c.
+// V is vec4<f32> when spatial is a multiple of 4 (then no V straddles two channels): one
+// channel index (a division) and one set of per-channel loads serve 4 elements, and the
+// per-channel loops run a quarter of the iterations (llvmpipe loads lane by lane and caps
+// an invocation at 65535 loop iterations). f32 otherwise.
+alias V = {{V}};
+const WIDTH: u32 = {{WIDTH}}u;
+
+fn hsum(v: V) -> f32 {
+    {{HSUM}}
+}
+
+// Offset (in V's) of the idx-th V (over batch x spatial) of channel c.
 fn channel_offset(c: u32, idx: u32) -> u32 {
-    let b = idx / P.spatial;
-    return (b * P.channels + c) * P.spatial + (idx - b * P.spatial);
+    let sv = P.spatial / WIDTH;
+    let b = idx / sv;
+    return (b * P.channels + c) * sv + (idx - b * sv);
 }

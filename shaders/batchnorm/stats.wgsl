@@ -1,7 +1,7 @@
 // Training-mode statistics, one workgroup per channel: mean, then the biased variance from
 // a second pass over (x - mean) (more accurate than E[x^2] - mean^2). Running stats move
 // with `momentum` towards the mean and the *unbiased* variance, as PyTorch does.
-@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> X: array<V>;
 @group(0) @binding(2) var<storage, read_write> MEAN: array<f32>;
 @group(0) @binding(3) var<storage, read_write> VAR: array<f32>;
 @group(0) @binding(4) var<storage, read_write> RUN_MEAN: array<f32>;
@@ -11,15 +11,16 @@
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let c = wg.x;
     let count = P.batch * P.spatial;
+    let count_v = count / WIDTH;
     var s = 0.0;
-    for (var i = lid; i < count; i += WG) {
-        s += X[channel_offset(c, i)];
+    for (var i = lid; i < count_v; i += WG) {
+        s += hsum(X[channel_offset(c, i)]);
     }
     let mean = wg_sum(lid, s) / f32(count);
     var s2 = 0.0;
-    for (var i = lid; i < count; i += WG) {
+    for (var i = lid; i < count_v; i += WG) {
         let d = X[channel_offset(c, i)] - mean;
-        s2 += d * d;
+        s2 += hsum(d * d);
     }
     let var_biased = wg_sum(lid, s2) / f32(count);
     if (lid == 0u) {

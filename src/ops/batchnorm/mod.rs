@@ -48,12 +48,8 @@ impl BatchNormShape {
     }
 }
 
-fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {
-    gpu.pipeline(&format!("batchnorm/{name}"), || compose(&[REDUCE, COMMON, body], &[]), "main")
-}
-
-/// Elements per invocation of the elementwise kernels (apply, backward_input): 4 (vec4) when
-/// every channel's run of `spatial` elements splits into whole vec4s.
+/// Elements per load in every batch-norm kernel: 4 (vec4) when every channel's run of
+/// `spatial` elements splits into whole vec4s.
 fn width(s: &BatchNormShape) -> usize {
     if s.spatial.is_multiple_of(4) {
         4
@@ -62,16 +58,20 @@ fn width(s: &BatchNormShape) -> usize {
     }
 }
 
-fn elementwise_source(body: &str, width: usize) -> String {
-    let v = if width == 4 { "vec4<f32>" } else { "f32" };
-    compose(&[REDUCE, COMMON, body], &[("V", v.to_string()), ("WIDTH", width.to_string())])
+fn source(body: &str, width: usize) -> String {
+    let (v, hsum) = if width == 4 { ("vec4<f32>", "return dot(v, vec4<f32>(1.0));") } else { ("f32", "return v;") };
+    compose(&[REDUCE, COMMON, body], &[("V", v.to_string()), ("WIDTH", width.to_string()), ("HSUM", hsum.to_string())])
 }
 
-/// The apply / backward_input pipeline for this shape, and its grid.
-fn elementwise(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
+fn pipeline(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> wgpu::ComputePipeline {
     let w = width(s);
-    let pipeline = gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || elementwise_source(body, w), "main");
-    Ok((pipeline, linear_grid(gpu, "batchnorm", (s.len() / w).div_ceil(256) as u64)?))
+    gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || source(body, w), "main")
+}
+
+/// The apply / backward_input pipeline for this shape, and its grid (one invocation per V).
+fn elementwise(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
+    let grid = linear_grid(gpu, "batchnorm", (s.len() / width(s)).div_ceil(256) as u64)?;
+    Ok((pipeline(gpu, name, body, s), grid))
 }
 
 /// Training-mode forward: writes the batch `mean` and biased `var` (kept for backward), updates
@@ -109,7 +109,7 @@ pub fn forward_train(
     let params = s.params(true, update_running)?;
     let stats = gpu.dispatch(
         "batchnorm/stats",
-        &pipeline(gpu, "stats", STATS),
+        &pipeline(gpu, "stats", STATS, &s),
         &params,
         &[x, mean, var, running_mean, running_var],
         [to_u32(OP, s.channels)?, 1, 1],
@@ -168,7 +168,7 @@ pub fn backward(
     let params = s.params(training, false)?;
     let stats = gpu.dispatch(
         "batchnorm/backward_stats",
-        &pipeline(gpu, "backward_stats", BACKWARD_STATS),
+        &pipeline(gpu, "backward_stats", BACKWARD_STATS, &s),
         &params,
         &[x, dy, mean, var, dgamma, dbeta],
         [to_u32(OP, s.channels)?, 1, 1],
@@ -180,13 +180,12 @@ pub fn backward(
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    let mut v: Vec<KernelSource> = [("stats", STATS), ("backward_stats", BACKWARD_STATS)]
-        .iter()
-        .map(|(n, b)| KernelSource { name: format!("batchnorm/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
-        .collect();
-    for (n, b) in [("apply", APPLY), ("backward_input", BACKWARD_INPUT)] {
+    let mut v = Vec::new();
+    for (n, b) in
+        [("stats", STATS), ("apply", APPLY), ("backward_stats", BACKWARD_STATS), ("backward_input", BACKWARD_INPUT)]
+    {
         for w in [1, 4] {
-            v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: elementwise_source(b, w) });
+            v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: source(b, w) });
         }
     }
     v
