@@ -19,6 +19,23 @@ pub struct KernelSource {
     pub source: String,
 }
 
+/// Elements per load for kernels with a vec4 variant: 4 when `n` (the run of elements that
+/// must not be split across a vec4) is a multiple of 4, else 1.
+pub(crate) fn vec_width(n: usize) -> usize {
+    if n.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
+/// The placeholders of a kernel with a vec4 variant: `{{V}}` (vec4<f32> or f32), `{{WIDTH}}`
+/// and `{{HSUM}}` (the body of `fn hsum(v: V) -> f32`, the sum of a V's components).
+pub(crate) fn vec_subs(width: usize) -> [(&'static str, String); 3] {
+    let (v, hsum) = if width == 4 { ("vec4<f32>", "return dot(v, vec4<f32>(1.0));") } else { ("f32", "return v;") };
+    [("V", v.to_string()), ("WIDTH", width.to_string()), ("HSUM", hsum.to_string())]
+}
+
 /// Concatenates WGSL parts and fills `{{NAME}}` placeholders.
 pub(crate) fn compose(parts: &[&str], subs: &[(&str, String)]) -> String {
     let mut s = parts.join("\n");

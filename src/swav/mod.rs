@@ -10,7 +10,7 @@ pub mod cpu;
 use crate::error::{shape_err, Result};
 use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, TensorId};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
+use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../shaders/swav/common.wgsl");
 const KERNELS: [(&str, &str); 7] = [
@@ -43,19 +43,9 @@ impl SinkhornShape {
     }
 }
 
-/// Elements per load: 4 (vec4) when K allows it, else 1.
-fn width(k: usize) -> usize {
-    if k.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
-}
-
 fn source(name: &str, width: usize) -> String {
     let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    let (v, hsum) = if width == 4 { ("vec4<f32>", "return dot(v, vec4<f32>(1.0));") } else { ("f32", "return v;") };
-    compose(&[COMMON, body], &[("V", v.to_string()), ("HSUM", hsum.to_string())])
+    compose(&[COMMON, body], &vec_subs(width))
 }
 
 fn kernel(gpu: &Gpu, name: &str, width: usize) -> wgpu::ComputePipeline {
@@ -81,7 +71,7 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
     check_len(OP, "scores", x, s.rows() * s.k)?;
     check_len(OP, "active queue rows", active, 1)?;
     check_len(OP, "codes", codes, s.batch * s.k)?;
-    let w = width(s.k);
+    let w = vec_width(s.k);
     let kv = s.k / w;
     let blocks = s.rows().div_ceil(ROW_BLOCK);
     let chunks = kv.div_ceil(COL_CHUNK);

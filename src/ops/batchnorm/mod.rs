@@ -6,7 +6,7 @@ pub mod cpu;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
+use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/batchnorm/common.wgsl");
@@ -51,16 +51,11 @@ impl BatchNormShape {
 /// Elements per load in every batch-norm kernel: 4 (vec4) when every channel's run of
 /// `spatial` elements splits into whole vec4s.
 fn width(s: &BatchNormShape) -> usize {
-    if s.spatial.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
+    vec_width(s.spatial)
 }
 
 fn source(body: &str, width: usize) -> String {
-    let (v, hsum) = if width == 4 { ("vec4<f32>", "return dot(v, vec4<f32>(1.0));") } else { ("f32", "return v;") };
-    compose(&[REDUCE, COMMON, body], &[("V", v.to_string()), ("WIDTH", width.to_string()), ("HSUM", hsum.to_string())])
+    compose(&[REDUCE, COMMON, body], &vec_subs(width))
 }
 
 fn pipeline(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> wgpu::ComputePipeline {

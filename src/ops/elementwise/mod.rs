@@ -4,7 +4,7 @@ pub mod cpu;
 
 use crate::error::Result;
 use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
+use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
 const COPY: &str = include_str!("../../../shaders/elementwise/copy.wgsl");
@@ -18,7 +18,7 @@ const KERNELS: [(&str, &str); 5] = [
 
 fn source(name: &str, width: usize) -> String {
     let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    compose(&[COMMON, body], &[("V", if width == 4 { "vec4<f32>" } else { "f32" }.to_string())])
+    compose(&[COMMON, body], &vec_subs(width))
 }
 
 fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
@@ -26,7 +26,7 @@ fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32
     for (i, t) in tensors.iter().enumerate() {
         check_len(name, &format!("operand {i}"), t, len)?;
     }
-    let w = if len.is_multiple_of(4) { 4 } else { 1 };
+    let w = vec_width(len);
     let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main");
     let params = [to_u32(name, len / w)?, 0, f(alpha), f(beta)];
     let grid = linear_grid(gpu, name, (len / w).div_ceil(256) as u64)?;
