@@ -1,6 +1,8 @@
 //! One full SwAV training step (forward, Sinkhorn, loss, backward, LARS) on the current
 //! adapter: resnet18 x 0.25, CIFAR stem, batch 64, crops 2x32 + 4x16, K 100, D 128, hidden 512
 //! (40.5 GFLOP per step by PyTorch's count). Median ms/step and img/s after warm-up.
+//! SWAV_BENCH_DEFAULTS=1: the `swav-wgpu train` defaults instead; SWAV_BENCH_CONFIG=FILE.toml:
+//! those defaults with the file's keys over them.
 use std::time::Instant;
 
 use swav_wgpu::gpu::Gpu;
@@ -10,7 +12,15 @@ fn main() -> swav_wgpu::Result<()> {
     let gpu = Gpu::from_env_blocking()?;
     let reps: usize = std::env::var("SWAV_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("adapter: {}", gpu.describe());
-    let cfg = if std::env::var_os("SWAV_BENCH_DEFAULTS").is_some() {
+    let cfg = if let Some(path) = std::env::var_os("SWAV_BENCH_CONFIG") {
+        // A TOML file of config keys over the `swav-wgpu train` defaults.
+        let text = std::fs::read_to_string(&path).map_err(|e| swav_wgpu::Error::Invalid(format!("{path:?}: {e}")))?;
+        let mut base = toml::Table::try_from(swav_wgpu::train::config::small_data_defaults())
+            .map_err(|e| swav_wgpu::Error::Invalid(e.to_string()))?;
+        let over: toml::Table = text.parse().map_err(|e| swav_wgpu::Error::Invalid(format!("{e}")))?;
+        base.extend(over);
+        TrainConfig::from_toml(&base.to_string())?
+    } else if std::env::var_os("SWAV_BENCH_DEFAULTS").is_some() {
         // The `swav-wgpu train` defaults instead of the benchmark configuration.
         swav_wgpu::train::config::small_data_defaults()
     } else {

@@ -1,13 +1,20 @@
 //! Writes a PNG grid of augmented multi-crops of the built-in dataset (one row per image:
 //! the original, then each crop), to check the augmentation by eye: cargo run --release
-//! --example dump_crops -- OUT.png
+//! --example dump_crops -- OUT.png [CONFIG.toml]
 use swav_wgpu::data::augment::multicrop;
 use swav_wgpu::data::{synthetic, MEAN, STD};
 use swav_wgpu::rng::Rng;
 
 fn main() {
     let out = std::env::args().nth(1).unwrap_or_else(|| "crops.png".into());
-    let cfg = swav_wgpu::train::config::small_data_defaults();
+    let mut cfg = swav_wgpu::train::config::small_data_defaults();
+    if let Some(path) = std::env::args().nth(2) {
+        // Optional: a TOML file of config keys over the defaults (as `train --config`).
+        let text = std::fs::read_to_string(path).expect("read the config");
+        let mut base = toml::Table::try_from(cfg).expect("defaults as TOML");
+        base.extend(text.parse::<toml::Table>().expect("parse the config"));
+        cfg = swav_wgpu::train::TrainConfig::from_toml(&base.to_string()).expect("config");
+    }
     let aug = cfg.augment();
     let ds = synthetic::builtin().train;
     let cell = 34;

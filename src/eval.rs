@@ -153,7 +153,7 @@ pub fn linear_probe(
     g.backward(loss)?;
     let opt = g.optimizer(
         &crate::optim::OptimizerConfig {
-            lars: false,
+            kind: crate::optim::OptimizerKind::Sgd,
             weight_decay: 0.0,
             momentum: 0.9,
             trust: 0.0,
@@ -180,13 +180,13 @@ pub fn linear_probe(
             }
             plan.write(x, &xb)?;
             plan.write(q, &qb)?;
-            plan.write(opt.state, &[schedule[it.min(total - 1)] as f32, 1.0])?;
+            plan.write(opt.state, &crate::optim::step_state(schedule[it.min(total - 1)], it, 0))?;
             plan.step();
             it += 1;
         }
     }
     // Predict with the trained weights: the logits of a forward pass (learning rate 0).
-    plan.write(opt.state, &[0.0, 1.0])?;
+    plan.write(opt.state, &crate::optim::step_state(0.0, it, 0))?;
     let mut correct = 0;
     for (chunk, labels) in test.chunks(batch * dim).zip(test_labels.chunks(batch)) {
         let mut xb = chunk.to_vec();

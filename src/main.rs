@@ -94,7 +94,7 @@ struct TrainArgs {
     /// Base learning rate.
     #[arg(long)]
     lr: Option<f64>,
-    /// lars or sgd.
+    /// lars, sgd or adam.
     #[arg(long)]
     optimizer: Option<String>,
     #[arg(long)]

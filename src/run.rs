@@ -212,7 +212,7 @@ fn diagnose_nan(trainer: &Trainer, gpu: Arc<Gpu>, crops: &[Vec<f32>]) -> String 
         for (i, c) in crops.iter().enumerate() {
             plan.write_named(&format!("crop{i}"), c)?;
         }
-        plan.write_named("optimizer.state", &[0.0, 0.0])?;
+        plan.write_named("optimizer.state", &[0.0; crate::optim::STATE_LEN])?;
         if let Some(q) = g.by_name("queue.active") {
             plan.write(q, &[0.0])?;
         }

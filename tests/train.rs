@@ -131,7 +131,8 @@ fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
         let (p, m) = (vec![0.5; 10], vec![0.25; 10]);
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &[1.0; 10]), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
-        let (opt, loss) = (upload(&gpu, "opt", &[0.5, 1.0]), upload(&gpu, "loss", &[bad]));
+        let (opt, loss) =
+            (upload(&gpu, "opt", &optim::step_state(0.5, 0, 0).map(f64::from)), upload(&gpu, "loss", &[bad]));
         run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
         assert_eq!(read(&gpu, &tp), p, "parameters must not move on a {bad} loss");
         assert_eq!(read(&gpu, &tm), m);
@@ -156,7 +157,7 @@ fn optimizer_kernel_matches_cpu_reference() {
         let h = SgdHyper { lars, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated };
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
-        let opt = upload(&gpu, "opt", &[0.5, enabled]);
+        let opt = upload(&gpu, "opt", &optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).map(f64::from));
         let loss = upload(&gpu, "loss", &[1.0]);
         run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
         if !(gated && enabled == 0.0) {
@@ -166,6 +167,59 @@ fn optimizer_kernel_matches_cpu_reference() {
         assert_close(&format!("param {what}"), &read(&gpu, &tp), &p, GPU_TOL);
         assert_close(&format!("momentum {what}"), &read(&gpu, &tm), &m, GPU_TOL);
     }
+}
+
+#[test]
+fn adam_kernel_matches_cpu_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(91);
+    // (n, gated, lr, 0-based step, prototypes unfrozen at, weight decay)
+    for (n, gated, lr, step, unfreeze, wd) in [
+        (1000, false, 1e-3, 0, 0, 0.0),
+        (17, false, 5e-2, 6, 0, 1e-4),
+        (70_001, false, 1e-3, 249, 1000, 1e-6),
+        (64, true, 1e-3, 4, 10, 0.0),
+        (64, true, 2e-3, 8, 7, 1e-4),
+    ] {
+        let state = optim::step_state(lr, step, unfreeze).map(f64::from);
+        let mut p = rng.vec_f32(n);
+        let g = rng.vec_f32(n);
+        let mut m1 = rng.vec_f32(n);
+        let mut m2: Vec<f64> = rng.vec_f32(n).iter().map(|v| v * v).collect();
+        let h = optim::AdamHyper { weight_decay: wd, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated };
+        let (tp, tg) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g));
+        let (t1, t2) = (upload(&gpu, "m1", &m1), upload(&gpu, "m2", &m2));
+        let (opt, loss) = (upload(&gpu, "opt", &state), upload(&gpu, "loss", &[1.0]));
+        run(&gpu, &[optim::adam_step(&gpu, &tp, &tg, &t1, &t2, &opt, &loss, h).unwrap()]);
+        let before = p.clone();
+        if !(gated && step < unfreeze) {
+            let t = if gated { step - unfreeze + 1 } else { step + 1 };
+            // Bias corrections straight from the definition (not the helper the state uses).
+            let c = (1.0 - 0.9f64.powi(t as i32), 1.0 - 0.999f64.powi(t as i32));
+            optim::cpu::adam_step(&mut p, &g, &mut m1, &mut m2, lr, c, &h);
+        }
+        let what = format!("n {n} gated {gated} step {step} unfreeze {unfreeze}");
+        assert_close(&format!("param {what}"), &read(&gpu, &tp), &p, GPU_TOL);
+        assert_close(&format!("m1 {what}"), &read(&gpu, &t1), &m1, GPU_TOL);
+        assert_close(&format!("m2 {what}"), &read(&gpu, &t2), &m2, GPU_TOL);
+        // The update itself (p - p_before, lr-sized) must match too, not just be lost in p.
+        let moved: Vec<f64> = read(&gpu, &tp).iter().zip(&before).map(|(a, b)| a - b).collect();
+        let want: Vec<f64> = p.iter().zip(&before).map(|(a, b)| a - b).collect();
+        if want.iter().any(|v| *v != 0.0) {
+            assert_close(&format!("update {what}"), &moved, &want, 2e-3);
+        } else {
+            assert!(moved.iter().all(|v| *v == 0.0), "{what}: a frozen parameter moved");
+        }
+    }
+    // A non-finite loss moves nothing.
+    let (tp, tg) = (upload(&gpu, "p", &[0.5; 8]), upload(&gpu, "g", &[1.0; 8]));
+    let (t1, t2) = (upload(&gpu, "m1", &[0.0; 8]), upload(&gpu, "m2", &[0.0; 8]));
+    let (opt, loss) =
+        (upload(&gpu, "opt", &optim::step_state(1e-3, 0, 0).map(f64::from)), upload(&gpu, "loss", &[f64::NAN]));
+    let h = optim::AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false };
+    run(&gpu, &[optim::adam_step(&gpu, &tp, &tg, &t1, &t2, &opt, &loss, h).unwrap()]);
+    assert_eq!(read(&gpu, &tp), vec![0.5; 8]);
+    assert_eq!(read(&gpu, &t1), vec![0.0; 8]);
 }
 
 /// A small config for resume and export tests, random init, with a queue that starts at

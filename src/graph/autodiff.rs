@@ -210,7 +210,8 @@ impl Graph {
             | Op::Sinkhorn { .. }
             | Op::SwavTargets { .. }
             | Op::QueuePush { .. }
-            | Op::SgdStep { .. } => {}
+            | Op::SgdStep { .. }
+            | Op::AdamStep { .. } => {}
             ref other => {
                 return Err(Error::Invalid(format!(
                     "no backward rule for {other:?} (a backward op in the forward graph?)"

@@ -241,6 +241,20 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
                 v.insert(*momentum, m);
             }
         }
+        Op::AdamStep { param, grad, m1, m2, state, loss, h } => {
+            let st = get(g, v, *state)?.to_vec();
+            if !(h.gated && st[1] == 0.0) && get(g, v, *loss)?[0].is_finite() {
+                let gr = get(g, v, *grad)?.to_vec();
+                let mut p = get(g, v, *param)?.to_vec();
+                let mut a = get(g, v, *m1)?.to_vec();
+                let mut b = get(g, v, *m2)?.to_vec();
+                let c = if h.gated { (st[4], st[5]) } else { (st[2], st[3]) };
+                crate::optim::cpu::adam_step(&mut p, &gr, &mut a, &mut b, st[0], c, h);
+                v.insert(*param, p);
+                v.insert(*m1, a);
+                v.insert(*m2, b);
+            }
+        }
     }
     Ok(())
 }

@@ -259,7 +259,7 @@ pub enum Op {
         scratch: Option<TensorId>,
         batch: usize,
     },
-    /// In place: SGD(+LARS) on a parameter and its momentum; `state` = [lr, prototypes on].
+    /// In place: SGD(+LARS) on a parameter and its momentum; `state` = optim::STATE_LEN values.
     SgdStep {
         param: TensorId,
         grad: TensorId,
@@ -269,6 +269,16 @@ pub enum Op {
         state: TensorId,
         loss: TensorId,
         h: SgdHyper,
+    },
+    /// In place: Adam on a parameter and its two moments.
+    AdamStep {
+        param: TensorId,
+        grad: TensorId,
+        m1: TensorId,
+        m2: TensorId,
+        state: TensorId,
+        loss: TensorId,
+        h: crate::optim::AdamHyper,
     },
 }
 
@@ -306,6 +316,7 @@ impl Op {
             SwavTargets { codes, .. } => vec![*codes],
             QueuePush { queue, src, .. } => vec![*queue, *src],
             SgdStep { param, grad, momentum, state, loss, .. } => vec![*param, *grad, *momentum, *state, *loss],
+            AdamStep { param, grad, m1, m2, state, loss, .. } => vec![*param, *grad, *m1, *m2, *state, *loss],
         }
     }
 
@@ -343,6 +354,7 @@ impl Op {
             SwavTargets { t, .. } => vec![*t],
             QueuePush { scratch, .. } => scratch.iter().copied().collect(),
             SgdStep { pnorm, gnorm, .. } => vec![*pnorm, *gnorm],
+            AdamStep { .. } => vec![],
         }
     }
 }

@@ -457,6 +457,9 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             t(*l)?,
             *h,
         )?,
+        Op::AdamStep { param, grad, m1, m2, state, loss: l, h } => {
+            vec![crate::optim::adam_step(gpu, t(*param)?, t(*grad)?, t(*m1)?, t(*m2)?, t(*state)?, t(*l)?, *h)?]
+        }
         Op::SliceBackward { dy, dx, offset } => {
             vec![
                 elementwise::fill(gpu, t(*dx)?, 0.0)?,

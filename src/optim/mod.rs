@@ -1,6 +1,6 @@
 //! The optimizer in WGSL: SGD with momentum and weight decay, inside LARS as apex LARC does it
-//! (the official SwAV optimizer), or plain SGD; the learning-rate schedule (linear warm-up,
-//! then cosine); prototype freezing. Runs as graph ops after the backward pass, so one plan
+//! (the official SwAV optimizer), plain SGD, or Adam (torch.optim.Adam, the small-data
+//! recipe); the learning-rate schedule (linear warm-up, then cosine); prototype freezing. Runs as graph ops after the backward pass, so one plan
 //! replay is a whole training step.
 pub mod cpu;
 
@@ -11,6 +11,72 @@ use crate::ops::reduce::{self, ReduceOp};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const SGD_STEP: &str = include_str!("../../shaders/optim/sgd_step.wgsl");
+const ADAM_STEP: &str = include_str!("../../shaders/optim/adam_step.wgsl");
+
+/// Length of the per-step optimizer state tensor: [lr, prototypes enabled (1) or frozen (0),
+/// c1, c2, c1_prototypes, c2_prototypes], Adam's bias corrections c = 1 - beta^t (t counts
+/// steps from 1; the prototypes' t from their unfreezing), computed here in f64.
+pub const STATE_LEN: usize = 6;
+
+/// Adam's bias corrections (1 - b1^t, 1 - b2^t) after `t` steps (t >= 1).
+pub fn adam_corrections(t: usize) -> (f64, f64) {
+    let t = t as f64;
+    let c = |b: f32| -(t * (b as f64).ln()).exp_m1();
+    (c(ADAM_BETAS.0), c(ADAM_BETAS.1))
+}
+
+/// The state tensor's values for one step: `step` is the 0-based iteration, the prototypes
+/// move from iteration `unfreeze` on.
+pub fn step_state(lr: f64, step: usize, unfreeze: usize) -> [f32; STATE_LEN] {
+    let on = step >= unfreeze;
+    let (c1, c2) = adam_corrections(step + 1);
+    let (p1, p2) = if on { adam_corrections(step - unfreeze + 1) } else { (1.0, 1.0) };
+    [lr as f32, on as u32 as f32, c1 as f32, c2 as f32, p1 as f32, p2 as f32]
+}
+
+/// Which update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// SGD with momentum inside apex LARC (the official SwAV optimizer).
+    Lars,
+    /// SGD with momentum and L2 weight decay.
+    Sgd,
+    /// torch.optim.Adam (betas 0.9 / 0.999, eps 1e-8, L2 weight decay).
+    Adam,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "lars" => Ok(OptimizerKind::Lars),
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            other => Err(crate::error::Error::Invalid(format!("unknown optimizer '{other}': use lars, sgd or adam"))),
+        }
+    }
+}
+
+/// Whether a buffer name is optimizer state or a queue (zero at the start of a run, optional
+/// in a state dict, never part of an exported model).
+pub fn is_run_state(name: &str) -> bool {
+    name.starts_with("momentum.") || name.starts_with("adam_v.") || name.starts_with("queue.")
+}
+
+/// Adam's per-parameter settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Skipped (no update, moments kept) while OPT[1] == 0: the frozen prototypes.
+    pub gated: bool,
+}
+
+/// torch.optim.Adam's defaults.
+pub const ADAM_BETAS: (f32, f32) = (0.9, 0.999);
+pub const ADAM_EPS: f32 = 1e-8;
 
 /// Per-parameter optimizer settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,7 +94,7 @@ pub struct SgdHyper {
 /// Optimizer configuration (official SwAV defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimizerConfig {
-    pub lars: bool,
+    pub kind: OptimizerKind,
     pub weight_decay: f32,
     pub momentum: f32,
     pub trust: f32,
@@ -38,14 +104,20 @@ pub struct OptimizerConfig {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig { lars: true, weight_decay: 1e-6, momentum: 0.9, trust: 0.001, exclude_bias_and_bn: false }
+        OptimizerConfig {
+            kind: OptimizerKind::Lars,
+            weight_decay: 1e-6,
+            momentum: 0.9,
+            trust: 0.001,
+            exclude_bias_and_bn: false,
+        }
     }
 }
 
 /// apex LARC's eps.
 pub const LARC_EPS: f32 = 1e-8;
 
-/// One SGD(+LARS) step on `param` from `grad`; `opt` = [lr, prototypes_enabled].
+/// One SGD(+LARS) step on `param` from `grad`; `opt` is the step state (`STATE_LEN`).
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_step(
     gpu: &Gpu,
@@ -64,7 +136,7 @@ pub fn sgd_step(
     check_len(OP, "momentum", momentum, n)?;
     check_len(OP, "param norm", pnorm, 1)?;
     check_len(OP, "grad norm", gnorm, 1)?;
-    check_len(OP, "optimizer state", opt, 2)?;
+    check_len(OP, "optimizer state", opt, STATE_LEN)?;
     check_len(OP, "loss", loss, 1)?;
     let mut d = Vec::new();
     if h.lars {
@@ -79,8 +151,37 @@ pub fn sgd_step(
     Ok(d)
 }
 
+/// One Adam step on `param` from `grad` with first / second moments `m1` / `m2`; `opt` is
+/// the step state (`STATE_LEN`).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    gpu: &Gpu,
+    param: &Tensor,
+    grad: &Tensor,
+    m1: &Tensor,
+    m2: &Tensor,
+    opt: &Tensor,
+    loss: &Tensor,
+    h: AdamHyper,
+) -> Result<Dispatch> {
+    const OP: &str = "adam_step";
+    let n = param.len();
+    check_len(OP, "grad", grad, n)?;
+    check_len(OP, "first moment", m1, n)?;
+    check_len(OP, "second moment", m2, n)?;
+    check_len(OP, "optimizer state", opt, STATE_LEN)?;
+    check_len(OP, "loss", loss, 1)?;
+    let pipeline = gpu.pipeline("optim/adam_step", || ADAM_STEP.to_string(), "main");
+    let params = [to_u32(OP, n)?, h.gated as u32, 0, 0, f(h.weight_decay), f(h.beta1), f(h.beta2), f(h.eps)];
+    let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
+    gpu.dispatch(OP, &pipeline, &params, &[grad, opt, loss, param, m1, m2], grid)
+}
+
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    vec![KernelSource { name: "optim/sgd_step".into(), source: SGD_STEP.into() }]
+    vec![
+        KernelSource { name: "optim/sgd_step".into(), source: SGD_STEP.into() },
+        KernelSource { name: "optim/adam_step".into(), source: ADAM_STEP.into() },
+    ]
 }
 
 /// Whether a parameter is a bias or a batch-norm weight (1-D), for `exclude_bias_and_bn`.
@@ -91,9 +192,9 @@ pub fn is_bias_or_bn(g: &Graph, t: TensorId) -> bool {
 /// The optimizer's tensors in a graph.
 #[derive(Clone, Debug)]
 pub struct OptimizerTensors {
-    /// [2]: learning rate, prototypes enabled (1) or frozen (0). Written every step.
+    /// [STATE_LEN]: learning rate, prototypes enabled, step counts. Written every step.
     pub state: TensorId,
-    /// parameter -> momentum buffer (`momentum.<name>`).
+    /// parameter -> momentum buffer (`momentum.<name>`; Adam's first moment).
     pub momentum: Vec<(TensorId, TensorId)>,
 }
 
@@ -102,7 +203,7 @@ impl Graph {
     /// Parameters named `prototypes.weight` are gated by the freeze flag; nothing moves when
     /// `loss` is not finite.
     pub fn optimizer(&mut self, cfg: &OptimizerConfig, loss: TensorId) -> Result<OptimizerTensors> {
-        let state = self.input("optimizer.state", &[2])?;
+        let state = self.input("optimizer.state", &[STATE_LEN])?;
         let params: Vec<(TensorId, TensorId)> =
             self.grads.iter().filter(|(p, _)| self.info(**p).kind == Kind::Parameter).map(|(p, g)| (*p, *g)).collect();
         let mut momentum = Vec::new();
@@ -111,13 +212,27 @@ impl Graph {
             let shape = self.shape(p).to_vec();
             let m = self.buffer(&format!("momentum.{name}"), &shape)?;
             let plain = cfg.exclude_bias_and_bn && is_bias_or_bn(self, p);
+            let gated = name == "prototypes.weight";
+            if cfg.kind == OptimizerKind::Adam {
+                let m2 = self.buffer(&format!("adam_v.{name}"), &shape)?;
+                let h = AdamHyper {
+                    weight_decay: if plain { 0.0 } else { cfg.weight_decay },
+                    beta1: ADAM_BETAS.0,
+                    beta2: ADAM_BETAS.1,
+                    eps: ADAM_EPS,
+                    gated,
+                };
+                self.ops.push(Op::AdamStep { param: p, grad, m1: m, m2, state, loss, h });
+                momentum.push((p, m));
+                continue;
+            }
             let h = SgdHyper {
-                lars: cfg.lars && !plain,
+                lars: cfg.kind == OptimizerKind::Lars && !plain,
                 weight_decay: if plain { 0.0 } else { cfg.weight_decay },
                 momentum: cfg.momentum,
                 trust: cfg.trust,
                 eps: LARC_EPS,
-                gated: name == "prototypes.weight",
+                gated,
             };
             let pn = self.scratch("optim.param_norm", &[1]);
             let gn = self.scratch("optim.grad_norm", &[1]);

@@ -136,10 +136,7 @@ impl Trainer {
 
 /// Whether a state-dict key belongs to the backbone (not the head, the optimizer or a queue).
 pub fn is_backbone_key(name: &str) -> bool {
-    !(name.starts_with("projection_head")
-        || name.starts_with("prototypes")
-        || name.starts_with("momentum.")
-        || name.starts_with("queue."))
+    !(name.starts_with("projection_head") || name.starts_with("prototypes") || crate::optim::is_run_state(name))
 }
 
 pub fn export_backbone_state(

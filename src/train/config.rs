@@ -48,7 +48,7 @@ pub struct TrainConfig {
     pub start_warmup: f64,
     pub warmup_epochs: f64,
     pub freeze_prototypes_niters: usize,
-    /// "lars" (SGD inside apex LARC) or "sgd".
+    /// "lars" (SGD inside apex LARC), "sgd" or "adam".
     pub optimizer: String,
     pub weight_decay: f32,
     pub momentum: f32,
@@ -56,9 +56,12 @@ pub struct TrainConfig {
     /// Biases and batch-norm parameters skip LARS and weight decay (solo-learn).
     pub exclude_bias_and_bn: bool,
     pub seed: u64,
-    /// Colour-jitter strength s (brightness, contrast, saturation s; hue s/4), applied with
+    /// Colour-jitter strength s (brightness, contrast, saturation s; hue: `hue`), applied with
     /// probability 0.8 (official: 0.8).
     pub color_jitter: f64,
+    /// Largest hue shift of the colour jitter, as a fraction of the colour wheel (official
+    /// 0.2 = 0.25 x strength 0.8; 0.5 = any hue).
+    pub hue: f64,
     /// Probability of the Gaussian blur (official: 0.5) and of grayscale (official: 0.2).
     pub blur_probability: f64,
     pub gray_probability: f64,
@@ -99,6 +102,7 @@ impl Default for TrainConfig {
             exclude_bias_and_bn: false,
             seed: 0,
             color_jitter: 0.8,
+            hue: 0.2,
             blur_probability: 0.5,
             gray_probability: 0.2,
         }
@@ -138,7 +142,7 @@ impl TrainConfig {
 
     pub fn optimizer(&self) -> OptimizerConfig {
         OptimizerConfig {
-            lars: self.optimizer == "lars",
+            kind: self.optimizer.parse().unwrap_or(crate::optim::OptimizerKind::Lars),
             weight_decay: self.weight_decay,
             momentum: self.momentum,
             trust: self.trust_coefficient,
@@ -150,9 +154,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(m));
         self.backbone()?;
-        if !["lars", "sgd"].contains(&self.optimizer.as_str()) {
-            return bad(format!("unknown optimizer '{}': use lars or sgd", self.optimizer));
-        }
+        self.optimizer.parse::<crate::optim::OptimizerKind>()?;
         if self.batch_size < 2 {
             return bad(format!(
                 "batch size must be at least 2 (batch-norm needs two samples), got {}",
@@ -187,6 +189,12 @@ impl TrainConfig {
                 self.n_crops()
             ));
         }
+        if !(0.0..=0.5).contains(&self.hue) || !(self.color_jitter >= 0.0) {
+            return bad(format!(
+                "hue must be in [0, 0.5] and color_jitter >= 0, got {} and {}",
+                self.hue, self.color_jitter
+            ));
+        }
         if self.prototypes < 2 || self.feat_dim == 0 {
             return bad(format!(
                 "need >= 2 prototypes and a positive feat_dim, got {} and {}",
@@ -210,7 +218,7 @@ impl TrainConfig {
     pub fn augment(&self) -> crate::data::augment::AugmentConfig {
         let mut a = crate::data::augment::AugmentConfig::new(&self.crops);
         a.jitter_strength = self.color_jitter;
-        a.hue = self.color_jitter / 4.0;
+        a.hue = self.hue;
         a.p_blur = self.blur_probability;
         a.p_gray = self.gray_probability;
         a
@@ -255,6 +263,7 @@ pub fn small_data_defaults() -> TrainConfig {
         weight_decay: 1e-4,
         exclude_bias_and_bn: true,
         color_jitter: 1.0,
+        hue: 0.25,
         gray_probability: 0.5,
         ..TrainConfig::default()
     }

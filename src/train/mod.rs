@@ -100,10 +100,10 @@ impl Trainer {
         self.plan.graph()
     }
 
-    /// Zero momentum and queues.
+    /// Zero optimizer state and queues.
     fn zero_state(&self) -> Result<()> {
         for (name, t) in self.graph().named(Kind::Buffer) {
-            if name.starts_with("momentum.") || name.starts_with("queue.") {
+            if crate::optim::is_run_state(&name) {
                 self.plan.write(t, &vec![0.0; self.graph().info(t).len()])?;
             }
         }
@@ -119,7 +119,7 @@ impl Trainer {
         for (name, t) in g.named(Kind::Parameter).into_iter().chain(g.named(Kind::Buffer)) {
             let shape = g.shape(t).to_vec();
             let n = g.info(t).len();
-            let data: Vec<f32> = if name.starts_with("momentum.") || name.starts_with("queue.") {
+            let data: Vec<f32> = if crate::optim::is_run_state(&name) {
                 vec![0.0; n]
             } else if name.ends_with("running_var") {
                 vec![1.0; n]
@@ -156,7 +156,7 @@ impl Trainer {
     pub fn load_state(&self, state: &std::collections::BTreeMap<String, crate::io::NamedTensor>) -> Result<()> {
         let g = self.graph();
         for (name, t) in g.named(Kind::Parameter).into_iter().chain(g.named(Kind::Buffer)) {
-            let optional = name.starts_with("momentum.") || name.starts_with("queue.");
+            let optional = crate::optim::is_run_state(&name);
             match state.get(&name) {
                 Some(v) if v.shape == g.shape(t) => self.plan.write(t, &v.data)?,
                 Some(v) => {
@@ -202,8 +202,8 @@ impl Trainer {
         for (t, data) in self.ids.crops.iter().zip(crops) {
             self.plan.write(*t, data)?;
         }
-        let protos_on = if self.iteration >= self.cfg.freeze_prototypes_niters { 1.0 } else { 0.0 };
-        self.plan.write(self.ids.optimizer_state, &[self.lr() as f32, protos_on])?;
+        let state = crate::optim::step_state(self.lr(), self.iteration, self.cfg.freeze_prototypes_niters);
+        self.plan.write(self.ids.optimizer_state, &state)?;
         if self.ids.has_queue {
             let active = if self.queue_in_use() { self.cfg.swav().effective_queue_length() as f32 } else { 0.0 };
             self.plan.write(self.ids.queue_active, &[active])?;
