@@ -15,18 +15,28 @@ fn js(e: crate::Error) -> JsValue {
     JsValue::from_str(&e.to_string())
 }
 
-/// The demo's model: small enough for a software WebGPU adapter.
+/// The demo's model: small enough for a software WebGPU adapter. Plain SGD without warm-up
+/// (so the first steps visibly learn) and the CIFAR stem, pinned here rather than taken from
+/// the `train` defaults, which the headless browser test does not re-tune.
 pub fn demo_config() -> TrainConfig {
     TrainConfig {
         width: 0.0625,
+        stem: "cifar".into(),
+        optimizer: "sgd".into(),
+        weight_decay: 1e-4,
         batch_size: 32,
         hidden_mlp: 64,
         feat_dim: 16,
         prototypes: 32,
         crops: vec![CropConfig { count: 2, size: 32, min_scale: 0.3, max_scale: 1.0 }],
-        // No warm-up, so the first steps visibly learn.
         warmup_epochs: 0.0,
         lr: 0.1,
+        final_lr: 0.0005,
+        epochs: 3,
+        color_jitter: 1.0,
+        hue: 0.25,
+        gray_probability: 0.5,
+        blur_probability: 0.5,
         ..crate::train::config::small_data_defaults()
     }
 }

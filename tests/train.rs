@@ -353,3 +353,16 @@ fn exported_backbone_has_the_torchvision_keys() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn impossible_augmentation_settings_are_named() {
+    for (cfg, needle) in [
+        (TrainConfig { hue: 0.9, ..TrainConfig::default() }, "hue"),
+        (TrainConfig { color_jitter: -1.0, ..TrainConfig::default() }, "color_jitter"),
+        (TrainConfig { optimizer: "adamw".into(), ..TrainConfig::default() }, "adamw"),
+    ] {
+        let e = cfg.validate().expect_err(needle);
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    assert!(TrainConfig { optimizer: "adam".into(), hue: 0.5, ..TrainConfig::default() }.validate().is_ok());
+}

@@ -1,9 +1,15 @@
 //! The built-in dataset: 10 classes of shapes and textures (disk, square, triangle, plus, ring,
-//! horizontal stripes, vertical stripes, checkerboard, diamond, X) drawn at 32x32 under random
-//! colours, position, size, small rotation, background gradients and pixel noise. Colour and
-//! background vary far more than the class, so an untrained network's features (which mostly
-//! see colour) classify poorly, while features invariant to colour jitter, position and scale
-//! (what SwAV's multi-crop learns) separate the shapes.
+//! horizontal stripes, vertical stripes, checkerboard, diamond, X) drawn at 32x32 with random
+//! colours (any hue and saturation for shape and background, brightness contrast of either
+//! sign), position, size, a small rotation and light pixel noise.
+//!
+//! Designed so that learning visibly helps: every nuisance is one that SwAV's augmentations
+//! randomise between two views (colour jitter with any hue, grayscale, resized crops, flips),
+//! so a network trained to agree across views becomes invariant to it and keeps the shape,
+//! while an untrained network's features are dominated by colour and brightness. Nuisances
+//! that no augmentation teaches (background gradients, varying noise levels — in an earlier
+//! version of this dataset) only made the trained features *worse* than random ones: SwAV
+//! learned to tell images apart by them instead of by shape.
 use super::{DataSplit, Dataset, Image};
 use crate::rng::Rng;
 
@@ -13,6 +19,8 @@ pub const SIZE: usize = 32;
 pub const TRAIN_PER_CLASS: usize = 400;
 pub const TEST_PER_CLASS: usize = 100;
 const SEED: u64 = 0x5_3A_F0;
+/// Pixel noise (std, on [0, 1] values).
+const NOISE: f64 = 0.03;
 
 /// Whether local point (u, v) (shape radius 1) is inside shape `class`.
 fn inside(class: usize, u: f64, v: f64) -> bool {
@@ -34,28 +42,40 @@ fn inside(class: usize, u: f64, v: f64) -> bool {
     }
 }
 
-fn color(rng: &mut Rng) -> [f64; 3] {
-    [rng.uniform(), rng.uniform(), rng.uniform()]
+/// HSV (all in [0, 1]) to RGB.
+fn hsv(h: f64, s: f64, v: f64) -> [f64; 3] {
+    let h6 = h.rem_euclid(1.0) * 6.0;
+    let c = v * s;
+    let x = c * (1.0 - ((h6 % 2.0) - 1.0).abs());
+    let (r, g, b) = match h6 as usize {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [r + m, g + m, b + m]
 }
 
 /// One image of `class` from its own random stream.
 pub fn draw(class: usize, rng: &mut Rng) -> Image {
     let s = SIZE as f64;
-    let bg0 = color(rng);
-    let bg1 = color(rng);
-    let mut fg = color(rng);
-    // Keep the shape visible against the background.
-    while (0..3).map(|c| (fg[c] - bg0[c]).abs()).sum::<f64>() < 0.6 {
-        fg = color(rng);
+    // Shape and background: any hue, any saturation, brightnesses at least 0.35 apart in
+    // either order (a dark shape on a light ground or the reverse).
+    let (mut v_fg, mut v_bg) = (rng.range(0.15, 1.0), rng.range(0.15, 1.0));
+    while (v_fg - v_bg).abs() < 0.35 {
+        v_fg = rng.range(0.15, 1.0);
+        v_bg = rng.range(0.15, 1.0);
     }
+    let bg = hsv(rng.uniform(), rng.range(0.2, 1.0), v_bg);
+    let fg = hsv(rng.uniform(), rng.range(0.2, 1.0), v_fg);
     let radius = rng.range(0.3, 0.48) * s;
     let cx = rng.range(radius, s - radius);
     let cy = rng.range(radius, s - radius);
     let theta = rng.range(-0.35, 0.35);
     let (sin, cos) = theta.sin_cos();
-    let grad_angle = rng.range(0.0, std::f64::consts::TAU);
-    let (gs, gc) = grad_angle.sin_cos();
-    let noise = rng.range(0.0, 0.08);
     let mut rgb = vec![0u8; SIZE * SIZE * 3];
     for y in 0..SIZE {
         for x in 0..SIZE {
@@ -68,10 +88,8 @@ pub fn draw(class: usize, rng: &mut Rng) -> Image {
                     cover += 0.25;
                 }
             }
-            let t = 0.5 + 0.5 * ((x as f64 / s - 0.5) * gc + (y as f64 / s - 0.5) * gs);
             for c in 0..3 {
-                let bg = bg0[c] * (1.0 - t) + bg1[c] * t * 0.6 + bg0[c] * t * 0.4;
-                let v = bg * (1.0 - cover) + fg[c] * cover + noise * rng.normal();
+                let v = bg[c] * (1.0 - cover) + fg[c] * cover + NOISE * rng.normal();
                 rgb[(y * SIZE + x) * 3 + c] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
             }
         }
