@@ -19,14 +19,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> M1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> M2: array<f32>;
 
-fn is_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= P.len || (P.gated != 0u && OPT[1] == 0.0) || !is_finite(LOSS[0])) {
+    if (skip_update(i, P.len, P.gated, OPT[1], LOSS[0])) {
         return;
     }
     let c1 = select(OPT[2], OPT[4], P.gated != 0u);

@@ -8,8 +8,9 @@ use crate::error::Result;
 use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, Kind, Op, TensorId};
 use crate::ops::reduce::{self, ReduceOp};
-use crate::ops::{check_len, to_u32, KernelSource};
+use crate::ops::{check_len, compose, to_u32, KernelSource};
 
+const COMMON: &str = include_str!("../../shaders/optim/common.wgsl");
 const SGD_STEP: &str = include_str!("../../shaders/optim/sgd_step.wgsl");
 const ADAM_STEP: &str = include_str!("../../shaders/optim/adam_step.wgsl");
 
@@ -143,7 +144,7 @@ pub fn sgd_step(
         d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
         d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
     }
-    let pipeline = gpu.pipeline("optim/sgd_step", || SGD_STEP.to_string(), "main");
+    let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main");
     let params =
         [to_u32(OP, n)?, h.lars as u32, h.gated as u32, 0, f(h.weight_decay), f(h.momentum), f(h.trust), f(h.eps)];
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
@@ -171,7 +172,7 @@ pub fn adam_step(
     check_len(OP, "second moment", m2, n)?;
     check_len(OP, "optimizer state", opt, STATE_LEN)?;
     check_len(OP, "loss", loss, 1)?;
-    let pipeline = gpu.pipeline("optim/adam_step", || ADAM_STEP.to_string(), "main");
+    let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main");
     let params = [to_u32(OP, n)?, h.gated as u32, 0, 0, f(h.weight_decay), f(h.beta1), f(h.beta2), f(h.eps)];
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[grad, opt, loss, param, m1, m2], grid)
@@ -179,8 +180,8 @@ pub fn adam_step(
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     vec![
-        KernelSource { name: "optim/sgd_step".into(), source: SGD_STEP.into() },
-        KernelSource { name: "optim/adam_step".into(), source: ADAM_STEP.into() },
+        KernelSource { name: "optim/sgd_step".into(), source: compose(&[COMMON, SGD_STEP], &[]) },
+        KernelSource { name: "optim/adam_step".into(), source: compose(&[COMMON, ADAM_STEP], &[]) },
     ]
 }
 
