@@ -235,7 +235,7 @@ impl TrainConfig {
 
 /// The defaults of `swav-wgpu train`, chosen for small images and small data on a software
 /// adapter, and measured on the built-in dataset (k-NN top-1 after a default run vs the
-/// untrained network; README "What the defaults achieve"):
+/// untrained network: README, "Status and limits"):
 /// - The official recipe collapses at this scale (loss locked at ln K within one epoch, also
 ///   measured in PyTorch: ../shared/notes/QUALITY.md). Many more prototypes than embedding
 ///   dimensions (K 256, D 16), kept frozen, make the collapse expensive.
