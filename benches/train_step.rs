@@ -15,11 +15,7 @@ fn main() -> swav_wgpu::Result<()> {
     let cfg = if let Some(path) = std::env::var_os("SWAV_BENCH_CONFIG") {
         // A TOML file of config keys over the `swav-wgpu train` defaults.
         let text = std::fs::read_to_string(&path).map_err(|e| swav_wgpu::Error::Invalid(format!("{path:?}: {e}")))?;
-        let mut base = toml::Table::try_from(swav_wgpu::train::config::small_data_defaults())
-            .map_err(|e| swav_wgpu::Error::Invalid(e.to_string()))?;
-        let over: toml::Table = text.parse().map_err(|e| swav_wgpu::Error::Invalid(format!("{e}")))?;
-        base.extend(over);
-        TrainConfig::from_toml(&base.to_string())?
+        swav_wgpu::train::config::small_data_defaults().with_toml(&text)?
     } else if std::env::var_os("SWAV_BENCH_DEFAULTS").is_some() {
         // The `swav-wgpu train` defaults instead of the benchmark configuration.
         swav_wgpu::train::config::small_data_defaults()

@@ -11,9 +11,7 @@ fn main() {
     if let Some(path) = std::env::args().nth(2) {
         // Optional: a TOML file of config keys over the defaults (as `train --config`).
         let text = std::fs::read_to_string(path).expect("read the config");
-        let mut base = toml::Table::try_from(cfg).expect("defaults as TOML");
-        base.extend(text.parse::<toml::Table>().expect("parse the config"));
-        cfg = swav_wgpu::train::TrainConfig::from_toml(&base.to_string()).expect("config");
+        cfg = cfg.with_toml(&text).expect("config");
     }
     let aug = cfg.augment();
     let ds = synthetic::builtin().train;

@@ -248,14 +248,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
-            // Keys missing from the file keep the defaults.
-            let mut base = toml::Table::try_from(default_config()).map_err(|e| Error::Invalid(e.to_string()))?;
-            let user: toml::Table =
-                text.parse().map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
-            for (k, v) in user {
-                base.insert(k, v);
-            }
-            TrainConfig::from_toml(&base.to_string())
+            default_config()
+                .with_toml(&text)
                 .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?
         }
         None => default_config(),

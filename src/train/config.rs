@@ -231,6 +231,15 @@ impl TrainConfig {
     pub fn from_toml(text: &str) -> Result<TrainConfig> {
         toml::from_str(text).map_err(|e| Error::Invalid(format!("invalid config: {e}")))
     }
+
+    /// This config with the keys of a TOML text over it (keys the text lacks keep their
+    /// values): what `train --config FILE` does to the defaults.
+    pub fn with_toml(&self, text: &str) -> Result<TrainConfig> {
+        let mut base = toml::Table::try_from(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        let user: toml::Table = text.parse().map_err(|e| Error::Invalid(format!("invalid config: {e}")))?;
+        base.extend(user);
+        TrainConfig::from_toml(&base.to_string())
+    }
 }
 
 /// The defaults of `swav-wgpu train`, chosen for small images and small data on a software
