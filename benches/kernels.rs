@@ -47,12 +47,12 @@ fn main() -> swav_wgpu::Result<()> {
     }) {
         vec![GemmVariant::RegisterTiled { tm: t.0, tn: t.1 }]
     } else if std::env::var_os("SWAV_BENCH_ALL_VARIANTS").is_some() {
-        GemmVariant::ALL.to_vec()
+        GemmVariant::all(gpu.subgroup_size)
     } else {
         vec![]
     };
-    let matmul_variants = if variants.is_empty() { vec![GemmVariant::for_class(gpu.class)] } else { variants.clone() };
-    let conv_variants = if variants.is_empty() { vec![GemmVariant::for_conv(gpu.class)] } else { variants };
+    let matmul_variants = if variants.is_empty() { vec![GemmVariant::for_matmul(&gpu)] } else { variants.clone() };
+    let conv_variants = if variants.is_empty() { vec![GemmVariant::for_conv(&gpu, 64)] } else { variants };
 
     for &variant in &matmul_variants {
         let (m, n, k) = (1024, 1024, 1024);
@@ -73,7 +73,7 @@ fn main() -> swav_wgpu::Result<()> {
         report("conv2d_forward", shape, variant, s.flops(), median_seconds(&gpu, &d, reps));
         let d = conv::backward_input(&gpu, &y, &w, &dx, s, variant)?;
         report("conv2d_backward_input", shape, variant, s.flops(), median_seconds(&gpu, &d, reps));
-        let splits = conv::weight_grad_splits(s, gpu.class);
+        let splits = conv::weight_grad_splits(s, variant, gpu.class);
         let d = conv::backward_weight(&gpu, &x, &y, &dw, s, variant, splits)?;
         report(
             "conv2d_backward_weight",

@@ -21,6 +21,9 @@ struct Cli {
     /// Request the adapter's full limits instead of WebGPU's defaults (native only).
     #[arg(long, global = true)]
     full_limits: bool,
+    /// Never use the subgroup fast paths (software adapters). Also SWAV_WGPU_NO_SUBGROUPS=1.
+    #[arg(long, global = true)]
+    no_subgroups: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -179,6 +182,7 @@ fn options(cli: &Cli) -> GpuOptions {
         backend: cli.backend.clone().or(env.backend),
         adapter: cli.adapter.clone().or(env.adapter),
         full_limits: cli.full_limits || env.full_limits,
+        no_subgroups: cli.no_subgroups || env.no_subgroups,
     }
 }
 
@@ -304,6 +308,9 @@ fn devices(opts: &GpuOptions) -> Result<()> {
             l.max_compute_invocations_per_workgroup,
             l.max_storage_buffers_per_shader_stage
         );
+        if a.features().contains(wgpu::Features::SUBGROUP) {
+            println!("    subgroups of {}-{} lanes", info.subgroup_min_size, info.subgroup_max_size);
+        }
     }
     match chosen {
         Some(_) => println!(

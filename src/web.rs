@@ -187,7 +187,7 @@ pub async fn kernel_checks(gpu: &Gpu) -> crate::Result<Vec<(String, f64, bool)>>
     let mut vecf = |n: usize| -> Vec<f64> { (0..n).map(|_| (rng.range(-1.0, 1.0) as f32) as f64).collect() };
     let mut out = Vec::new();
     let tol = 1e-4;
-    for variant in matmul::GemmVariant::ALL {
+    for variant in matmul::GemmVariant::all(gpu.subgroup_size) {
         let s = matmul::MatmulShape { m: 17, n: 33, k: 9, trans_a: false, trans_b: true };
         let (a, b) = (vecf(s.m * s.k), vecf(s.k * s.n));
         let c = gpu.tensor_filled("c", &[s.m * s.n], f32::NAN)?;
@@ -204,14 +204,14 @@ pub async fn kernel_checks(gpu: &Gpu) -> crate::Result<Vec<(String, f64, bool)>>
         &upload(gpu, &w)?,
         &y,
         s,
-        matmul::GemmVariant::for_conv(gpu.class),
+        matmul::GemmVariant::for_conv(gpu, s.cout),
     )?);
     let e = rel_err(&gpu.read(&y).await?, &conv::cpu::forward(&x, &w, s));
     out.push(("conv2d forward 3x3/2".into(), e, e <= tol));
     // The strided backward-input runs as one GEMM per phase of the input pixels.
     let dy = vecf(s.output_len());
     let dx = gpu.tensor_filled("dx", &[s.input_len()], f32::NAN)?;
-    let variant = matmul::GemmVariant::for_conv(gpu.class);
+    let variant = matmul::GemmVariant::for_conv(gpu, s.cout);
     gpu.run(&conv::backward_input(gpu, &upload(gpu, &dy)?, &upload(gpu, &w)?, &dx, s, variant)?);
     let e = rel_err(&gpu.read(&dx).await?, &conv::cpu::backward(&x, &w, &dy, s).0);
     out.push(("conv2d backward-input 3x3/2".into(), e, e <= tol));

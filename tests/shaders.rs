@@ -18,7 +18,15 @@ fn every_kernel_validates_and_fits_webgpu_default_limits() {
                 continue;
             }
         };
-        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        // Only the subgroup fast paths (an optional feature) may need more than WebGPU's core.
+        let caps = if k.source.contains("subgroup_invocation_id") {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module);
         let info = match info {
             Ok(i) => i,

@@ -1,8 +1,7 @@
-// Dense C = A B (+ bias), A [M,K] and B [K,N] row-major with K and N multiples of 4: the
-// register-tiled core with vec4 loads. Why: llvmpipe runs every storage load lane by lane, so
-// one vec4 load costs about what one scalar load does; each invocation loads a vec4 of A per
-// row and a vec4 of B per 4 columns for every 4 steps of K: 4x fewer loads per FMA.
-// {{...}} blocks are unrolled in ops/matmul/mod.rs (TM rows x TNV groups of 4 columns).
+// Loader for the vec4 GEMM cores (gemm_vec4_*.wgsl): dense C = A B (+ bias), A [M,K] and
+// B [K,N] row-major with K and N multiples of 4. Why vec4: llvmpipe runs every storage load
+// lane by lane, so one vec4 load costs about what one scalar load does; each invocation loads
+// a vec4 of A per row and a vec4 of B per 4 columns for every 4 steps of K: 4x fewer loads.
 struct Params {
     m: u32, n: u32, k: u32, k_chunk: u32,
     has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
@@ -23,23 +22,4 @@ fn store(split: u32, m: u32, n: u32, v: vec4<f32>) {
             C[(split * P.m + m) * P.n + n + l] = r;
         }
     }
-}
-
-@compute @workgroup_size(8, 8, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * {{TM}}u;
-    let col0 = gid.x * {{TN}}u;
-    if (row0 >= P.m || col0 >= P.n) {
-        return;
-    }
-    let split = gid.z;
-    let k_begin = split * P.k_chunk;
-    let k_end = min(k_begin + P.k_chunk, P.k);
-    let k4 = P.k / 4u;
-    let n4 = P.n / 4u;
-{{SETUP}}
-    for (var k = k_begin / 4u; k < k_end / 4u; k++) {
-{{BODY}}
-    }
-{{STORE}}
 }

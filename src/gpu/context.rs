@@ -18,12 +18,14 @@ pub enum AdapterClass {
 
 /// How to pick the adapter. `from_env` reads `SWAV_WGPU_BACKEND` (or wgpu's `WGPU_BACKEND`),
 /// `SWAV_WGPU_ADAPTER` (a case-insensitive substring of the adapter name) and
-/// `SWAV_WGPU_FULL_LIMITS=1` (request the adapter's own limits instead of WebGPU's defaults).
+/// `SWAV_WGPU_FULL_LIMITS=1` (request the adapter's own limits instead of WebGPU's defaults)
+/// and `SWAV_WGPU_NO_SUBGROUPS=1` (never use the subgroup fast paths).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     pub backend: Option<String>,
     pub adapter: Option<String>,
     pub full_limits: bool,
+    pub no_subgroups: bool,
 }
 
 impl GpuOptions {
@@ -33,6 +35,7 @@ impl GpuOptions {
             backend: var("SWAV_WGPU_BACKEND").or_else(|| var("WGPU_BACKEND")),
             adapter: var("SWAV_WGPU_ADAPTER"),
             full_limits: var("SWAV_WGPU_FULL_LIMITS").is_some_and(|v| v != "0"),
+            no_subgroups: var("SWAV_WGPU_NO_SUBGROUPS").is_some_and(|v| v != "0"),
         }
     }
 
@@ -75,6 +78,9 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub class: AdapterClass,
+    /// Lanes per subgroup where the subgroup fast paths are on (software adapters with the
+    /// SUBGROUP feature and one fixed subgroup size, native only); `None` elsewhere.
+    pub subgroup_size: Option<u32>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pub(crate) pool: Pool,
     /// Readback buffers by size, reused so a replayed step creates no GPU objects.
@@ -124,6 +130,28 @@ pub async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
         .map_err(|e| Error::NoAdapter(format!(" ({e})")))
 }
 
+/// The subgroup size the GEMM fast path is generated for, when it may be used: software
+/// adapters only (there a subgroup is the SIMD vector, and sharing loads across it saves the
+/// per-lane loads that dominate; real GPUs get workgroup tiling), with the SUBGROUP feature,
+/// one fixed size of 4 to 16 lanes, and never on wasm (browsers want `enable subgroups;`,
+/// which naga does not parse yet).
+fn subgroup_fast_path(
+    adapter: &wgpu::Adapter,
+    info: &wgpu::AdapterInfo,
+    class: AdapterClass,
+    opts: &GpuOptions,
+) -> Option<u32> {
+    let size = info.subgroup_min_size;
+    let usable = !cfg!(target_arch = "wasm32")
+        && !opts.no_subgroups
+        && class == AdapterClass::Cpu
+        && adapter.features().contains(wgpu::Features::SUBGROUP)
+        && size == info.subgroup_max_size
+        && (4..=16).contains(&size)
+        && size.is_power_of_two();
+    usable.then_some(size)
+}
+
 impl Gpu {
     /// Opens the adapter chosen by `opts` with WebGPU's default limits (so native runs reject
     /// what a browser would), or with the adapter's full limits when `opts.full_limits`.
@@ -131,25 +159,28 @@ impl Gpu {
         let adapter = pick_adapter(opts).await?;
         let info = adapter.get_info();
         let limits = if opts.full_limits { adapter.limits() } else { wgpu::Limits::defaults() };
+        let class = match info.device_type {
+            wgpu::DeviceType::Cpu => AdapterClass::Cpu,
+            _ => AdapterClass::Gpu,
+        };
+        let subgroup_size = subgroup_fast_path(&adapter, &info, class, opts);
+        let features = if subgroup_size.is_some() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("swav-wgpu"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
             .await
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
-        let class = match info.device_type {
-            wgpu::DeviceType::Cpu => AdapterClass::Cpu,
-            _ => AdapterClass::Gpu,
-        };
         Ok(Arc::new(Gpu {
             device,
             queue,
             info,
             limits,
             class,
+            subgroup_size,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(HashMap::new())),
             staging: Mutex::new(HashMap::new()),

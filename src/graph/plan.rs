@@ -296,18 +296,19 @@ impl Plan {
 }
 
 fn gemm_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
-    matmul::GemmVariant::pick(gpu.class, m, n)
+    matmul::GemmVariant::pick(gpu, m, n)
 }
 
-/// Software adapters: small outputs take 8x8 tiles so every core gets workgroups, and
-/// narrow layers (M <= 8 output rows, e.g. 8-channel convs) 8x16 so no tile row is wasted.
+/// Software adapters without subgroups: small outputs take 8x8 tiles so every core gets
+/// workgroups, and narrow layers (M <= 8 output rows, e.g. 8-channel convs) 8x16 so no tile
+/// row is wasted. With subgroups the tile's rows follow M (GemmVariant::for_conv).
 fn conv_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
-    match gpu.class {
-        AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(128) < 8 && m > 8 => {
+    match (gpu.class, gpu.subgroup_size) {
+        (AdapterClass::Cpu, None) if m.div_ceil(128) * n.div_ceil(128) < 8 && m > 8 => {
             matmul::GemmVariant::RegisterTiled { tm: 8, tn: 8 }
         }
-        AdapterClass::Cpu if m <= 8 => matmul::GemmVariant::RegisterTiled { tm: 8, tn: 16 },
-        class => matmul::GemmVariant::for_conv(class),
+        (AdapterClass::Cpu, None) if m <= 8 => matmul::GemmVariant::RegisterTiled { tm: 8, tn: 16 },
+        _ => matmul::GemmVariant::for_conv(gpu, m),
     }
 }
 
@@ -331,9 +332,9 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             let v = if s.cout <= 8 {
                 conv_variant(gpu, s.cout, usize::MAX)
             } else {
-                matmul::GemmVariant::for_conv(gpu.class)
+                matmul::GemmVariant::for_conv(gpu, s.cout)
             };
-            let splits = conv::weight_grad_splits(*s, gpu.class);
+            let splits = conv::weight_grad_splits(*s, v, gpu.class);
             conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
         }
         Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => match stats {

@@ -28,6 +28,17 @@ pub fn gpu() -> Option<Arc<Gpu>> {
     }
 }
 
+/// Every GEMM variant this device runs. The subgroup variants are an optional fast path, but
+/// llvmpipe (CI's adapter) has subgroups: there they must run, so CI tests them and the
+/// fallback both; elsewhere their absence is said, not hidden.
+pub fn gemm_variants(gpu: &Gpu) -> Vec<swav_wgpu::ops::matmul::GemmVariant> {
+    if gpu.subgroup_size.is_none() {
+        assert!(!gpu.info.name.contains("llvmpipe"), "llvmpipe must run the subgroup GEMM variants");
+        eprintln!("subgroup GEMM variants NOT TESTED: {} has no usable subgroups", gpu.describe());
+    }
+    swav_wgpu::ops::matmul::GemmVariant::all(gpu.subgroup_size)
+}
+
 /// splitmix64: small, seeded, reproducible.
 pub struct Rng(u64);
 impl Rng {

@@ -1,6 +1,5 @@
 use crate::common::*;
 use swav_wgpu::ops::conv::{self, cpu, Conv2dShape};
-use swav_wgpu::ops::matmul::GemmVariant;
 
 /// ResNet's convs at toy sizes plus ragged ones: 7x7/2 pad 3, 3x3/1 pad 1, 3x3/2 pad 1,
 /// 1x1/2 (downsample), a rectangular kernel with unequal strides, odd channel counts.
@@ -19,7 +18,7 @@ fn shapes() -> Vec<Conv2dShape> {
 fn conv_forward_matches_cpu_for_every_variant() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(10);
-    for variant in GemmVariant::ALL {
+    for variant in gemm_variants(&gpu) {
         for s in shapes() {
             let x = rng.vec_f32(s.input_len());
             let w = rng.vec_f32(s.weight_len());
@@ -36,7 +35,7 @@ fn conv_forward_matches_cpu_for_every_variant() {
 fn conv_backward_matches_cpu_for_every_variant_and_split() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(11);
-    for variant in GemmVariant::ALL {
+    for variant in gemm_variants(&gpu) {
         for s in shapes() {
             let x = rng.vec_f32(s.input_len());
             let w = rng.vec_f32(s.weight_len());

@@ -11,7 +11,7 @@ pub mod cpu;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::matmul::{gemm, GemmProblem, GemmVariant};
+use crate::ops::matmul::{gemm, GemmProblem, GemmVariant, MAX_K_CHUNK};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
@@ -201,21 +201,18 @@ pub fn backward_input(
 }
 
 /// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
-/// slabs of at least 256 reduction steps.
-pub fn weight_grad_splits(s: Conv2dShape, class: AdapterClass) -> u32 {
+/// slabs of at least 256 reduction steps and at most `MAX_K_CHUNK`.
+pub fn weight_grad_splits(s: Conv2dShape, variant: GemmVariant, class: AdapterClass) -> u32 {
     let (oh, ow) = s.out_hw();
     let k = s.batch * oh * ow;
-    let tile = match class {
-        AdapterClass::Cpu => 128, // RegisterTiled 16x16
-        AdapterClass::Gpu => 64,  // WorkgroupTiled
-    };
-    let tiles = s.cout.div_ceil(tile) * (s.cin * s.kh * s.kw).div_ceil(tile);
+    let (tile_m, tile_n) = variant.workgroup_tile();
+    let tiles = s.cout.div_ceil(tile_m as usize) * (s.cin * s.kh * s.kw).div_ceil(tile_n as usize);
     let want_workgroups: usize = match class {
         AdapterClass::Cpu => 32,
         AdapterClass::Gpu => 256,
     };
     let splits = want_workgroups.div_ceil(tiles).min(k / 256).clamp(1, 64);
-    splits as u32
+    splits.max(k.div_ceil(MAX_K_CHUNK as usize)) as u32
 }
 
 /// dW from X and dY. With `splits` > 1 the partial sums go to an owned slab and a reduce pass.
@@ -244,7 +241,7 @@ pub fn backward_weight(
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
-    for variant in GemmVariant::ALL {
+    for variant in GemmVariant::all(Some(8)) {
         for (name, body) in [("forward", FORWARD), ("backward_weight", BACKWARD_WEIGHT)] {
             v.push(KernelSource {
                 name: format!("conv2d_{name}/{}", variant.name()),

@@ -2,9 +2,12 @@
 //! The GEMM cores (`shaders/matmul/gemm_*.wgsl`) are shared with conv: a *loader* file supplies
 //! how to read A and B and where to store C, so conv is an implicit GEMM with no im2col buffer.
 //!
-//! Variants (all tested on every adapter; chosen by adapter class):
+//! Variants (all tested on every adapter that can run them; chosen by adapter class):
 //! - `RegisterTiled { tm, tn }`: barrier-free, each invocation owns a tm x tn tile. For
 //!   software adapters, where barriers cost coroutine switches (ENVIRONMENT.md numbers).
+//! - `SubgroupTiled { tm, tn, sg }`: register tiles whose A values are loaded once per
+//!   subgroup of `sg` lanes and broadcast. Software adapters with subgroups (an optional
+//!   feature: `RegisterTiled` is the fallback, and both are tested).
 //! - `WorkgroupTiled`: 64x64 tiles staged in workgroup memory. For real GPUs.
 pub mod cpu;
 
@@ -13,68 +16,99 @@ use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
 
 const REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_register_tiled.wgsl");
+const SUBGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_subgroup_tiled.wgsl");
 const WORKGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_workgroup_tiled.wgsl");
 const DENSE: &str = include_str!("../../../shaders/matmul/dense.wgsl");
 const DENSE_VEC4: &str = include_str!("../../../shaders/matmul/dense_vec4.wgsl");
+const VEC4_REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_vec4_register_tiled.wgsl");
+const VEC4_SUBGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_vec4_subgroup_tiled.wgsl");
+
+/// Invocations per workgroup of the subgroup-tiled cores: one subgroup's worth on llvmpipe, so
+/// a workgroup's column tile (8 x tn) wastes little on narrow outputs (a conv's weight
+/// gradient has N = Cin*KH*KW, e.g. 576): A/B at 8 vs 64 lanes, weight gradient N64 C64 K64
+/// 32x32 3x3, tiles 64x8: 21.4 vs 9.8 GFLOP/s.
+const SUBGROUP_LANES: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmVariant {
     RegisterTiled { tm: u32, tn: u32 },
+    SubgroupTiled { tm: u32, tn: u32, sg: u32 },
     WorkgroupTiled,
 }
 
 impl GemmVariant {
-    /// The variant measured fastest for dense matmul on the adapter class, large problems
-    /// (llvmpipe, 1024^3, GFLOP/s: scalar loads 4x4 3.2, 8x8 6.2, 16x16 7.0; vec4 loads
-    /// 8x8 7.7, 8x16 8.5, 16x8 16.9, 32x8 14.0; and in one later A/B run, vec4 loads
-    /// 16x8 15.8, 16x12 17.5, 12x16 18.9, 8x16 14.9, 12x20 12.8, 16x16 11.5: past ~12x16 the
-    /// unrolled body outgrows the instruction cache). With B transposed (scalar loads)
-    /// 12x16 and 16x8 are even.
-    pub fn for_class(class: AdapterClass) -> Self {
-        match class {
-            AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 12, tn: 16 },
-            AdapterClass::Gpu => GemmVariant::WorkgroupTiled,
+    /// The variant measured fastest for dense matmul on this device, large problems.
+    /// llvmpipe, 1024^3, GFLOP/s, register tiles: scalar loads 4x4 3.2, 8x8 6.2, 16x16 7.0;
+    /// vec4 loads 8x8 7.7, 8x16 8.5, 16x8 16.9, 32x8 14.0, and in a later A/B run 16x8 15.8,
+    /// 16x12 17.5, 12x16 18.9, 8x16 14.9, 12x20 12.8, 16x16 11.5 (past ~12x16 the unrolled body
+    /// outgrows the instruction cache). Subgroup tiles (vec4), one A/B run against register
+    /// 12x16 at 12.8: 8x8 14.7, 16x8 21.1, 24x8 18.7, 32x8 17.9, 64x8 19.7, 16x12 12.1.
+    pub fn for_matmul(gpu: &Gpu) -> Self {
+        match (gpu.class, gpu.subgroup_size) {
+            (AdapterClass::Cpu, Some(sg)) => GemmVariant::SubgroupTiled { tm: 16.max(sg), tn: 8, sg },
+            (AdapterClass::Cpu, None) => GemmVariant::RegisterTiled { tm: 12, tn: 16 },
+            (AdapterClass::Gpu, _) => GemmVariant::WorkgroupTiled,
         }
     }
 
-    /// The variant measured fastest for the implicit-GEMM convolutions (scalar gathers):
-    /// llvmpipe, N64 C64 K64 32x32 3x3 forward: 8x8 6.1, 16x8 4.8, 16x16 9.5 GFLOP/s.
-    pub fn for_conv(class: AdapterClass) -> Self {
-        match class {
-            AdapterClass::Cpu => GemmVariant::RegisterTiled { tm: 16, tn: 16 },
-            AdapterClass::Gpu => GemmVariant::WorkgroupTiled,
+    /// The variant for the implicit-GEMM convolutions (scalar gathers) with M = `m` rows,
+    /// measured on llvmpipe, N64 C64 K64 32x32 3x3 forward, GFLOP/s: register tiles 8x8 6.1,
+    /// 16x8 4.8, 16x16 9.5; in one A/B run register 16x16 7.8, subgroup tiles 32x8 15.0,
+    /// 64x4 17.6, 64x8 19.5 (backward-input 9.5 -> 18.1, -weight 9.8 -> 21.4 at 64x8). With
+    /// subgroups the rows of a tile are shared, so the tile takes all of M up to 64 rows.
+    pub fn for_conv(gpu: &Gpu, m: usize) -> Self {
+        match (gpu.class, gpu.subgroup_size) {
+            (AdapterClass::Cpu, Some(sg)) => {
+                let tm = m.next_power_of_two().clamp(8.max(sg as usize), 64) as u32;
+                GemmVariant::SubgroupTiled { tm, tn: 8, sg }
+            }
+            (AdapterClass::Cpu, None) => GemmVariant::RegisterTiled { tm: 16, tn: 16 },
+            (AdapterClass::Gpu, _) => GemmVariant::WorkgroupTiled,
         }
     }
 
-    /// The variant for an m x n output: on software adapters, outputs too small to give every
-    /// core a few full workgroups take 8x8 tiles (64x64 per workgroup) instead.
-    pub fn pick(class: AdapterClass, m: usize, n: usize) -> Self {
-        match class {
-            AdapterClass::Cpu if m.div_ceil(128) * n.div_ceil(64) < 8 => GemmVariant::RegisterTiled { tm: 8, tn: 8 },
-            _ => Self::for_class(class),
+    /// The variant for an m x n output: on software adapters without subgroups, outputs too
+    /// small to give every core a few full workgroups take 8x8 tiles (64x64 per workgroup).
+    pub fn pick(gpu: &Gpu, m: usize, n: usize) -> Self {
+        match (gpu.class, gpu.subgroup_size) {
+            (AdapterClass::Cpu, None) if m.div_ceil(128) * n.div_ceil(64) < 8 => {
+                GemmVariant::RegisterTiled { tm: 8, tn: 8 }
+            }
+            _ => Self::for_matmul(gpu),
         }
     }
 
-    /// Every variant the library selects somewhere; tests run each.
-    pub const ALL: [GemmVariant; 5] = [
-        GemmVariant::RegisterTiled { tm: 12, tn: 16 },
-        GemmVariant::RegisterTiled { tm: 16, tn: 16 },
-        GemmVariant::RegisterTiled { tm: 8, tn: 16 },
-        GemmVariant::RegisterTiled { tm: 8, tn: 8 },
-        GemmVariant::WorkgroupTiled,
-    ];
+    /// Every variant the library selects somewhere, with subgroup tiles for subgroups of
+    /// `subgroup_size` lanes (none for `None`); tests run each.
+    pub fn all(subgroup_size: Option<u32>) -> Vec<GemmVariant> {
+        let mut v = vec![
+            GemmVariant::RegisterTiled { tm: 12, tn: 16 },
+            GemmVariant::RegisterTiled { tm: 16, tn: 16 },
+            GemmVariant::RegisterTiled { tm: 8, tn: 16 },
+            GemmVariant::RegisterTiled { tm: 8, tn: 8 },
+            GemmVariant::WorkgroupTiled,
+        ];
+        if let Some(sg) = subgroup_size {
+            for tm in [8, 16, 32, 64].into_iter().filter(|&tm| tm >= sg) {
+                v.push(GemmVariant::SubgroupTiled { tm, tn: 8, sg });
+            }
+        }
+        v
+    }
 
     pub fn name(&self) -> String {
         match self {
             GemmVariant::RegisterTiled { tm, tn } => format!("register_tiled_{tm}x{tn}"),
+            GemmVariant::SubgroupTiled { tm, tn, sg } => format!("subgroup{sg}_tiled_{tm}x{tn}"),
             GemmVariant::WorkgroupTiled => "workgroup_tiled".to_string(),
         }
     }
 
     /// Rows and columns of C one workgroup covers.
-    fn workgroup_tile(&self) -> (u32, u32) {
+    pub fn workgroup_tile(&self) -> (u32, u32) {
         match self {
             GemmVariant::RegisterTiled { tm, tn } => (8 * tm, 8 * tn),
+            GemmVariant::SubgroupTiled { tm, tn, .. } => (*tm, SUBGROUP_LANES * tn),
             GemmVariant::WorkgroupTiled => (64, 64),
         }
     }
@@ -87,6 +121,7 @@ impl GemmVariant {
         let mut store = String::new();
         let (core, tm, tn) = match *self {
             GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn),
+            GemmVariant::SubgroupTiled { tm, tn, .. } => (SUBGROUP_TILED, tm, tn),
             GemmVariant::WorkgroupTiled => (WORKGROUP_TILED, 4, 4),
         };
         for i in 0..tm {
@@ -94,11 +129,26 @@ impl GemmVariant {
                 acc += &format!("    var acc{i}_{j} = 0.0;\n");
             }
         }
-        match self {
-            GemmVariant::RegisterTiled { .. } => {
-                for i in 0..tm {
-                    rows_cols += &format!("    let r{i} = row_ctx(min(row0 + {i}u, P.m - 1u));\n");
-                    body += &format!("        let a{i} = a_at(r{i}, kc);\n");
+        match *self {
+            GemmVariant::RegisterTiled { .. } | GemmVariant::SubgroupTiled { .. } => {
+                match *self {
+                    GemmVariant::SubgroupTiled { sg, .. } => {
+                        // Lane l loads rows l, l + sg, ...; row i comes from lane i % sg.
+                        for q in 0..tm / sg {
+                            rows_cols +=
+                                &format!("    let r{q} = row_ctx(min(row0 + lane + {}u, P.m - 1u));\n", q * sg);
+                            body += &format!("        let own{q} = a_at(r{q}, kc);\n");
+                        }
+                        for i in 0..tm {
+                            body += &format!("        let a{i} = subgroupBroadcast(own{}, {}u);\n", i / sg, i % sg);
+                        }
+                    }
+                    _ => {
+                        for i in 0..tm {
+                            rows_cols += &format!("    let r{i} = row_ctx(min(row0 + {i}u, P.m - 1u));\n");
+                            body += &format!("        let a{i} = a_at(r{i}, kc);\n");
+                        }
+                    }
                 }
                 for j in 0..tn {
                     rows_cols += &format!("    let c{j} = col_ctx(min(col0 + {j}u, P.n - 1u));\n");
@@ -137,6 +187,7 @@ impl GemmVariant {
             &[
                 ("TM", tm.to_string()),
                 ("TN", tn.to_string()),
+                ("LANES", SUBGROUP_LANES.to_string()),
                 ("ROWS_AND_COLS", rows_cols),
                 ("ACC", acc),
                 ("LOAD_AND_FMA", body),
@@ -149,6 +200,74 @@ impl GemmVariant {
     pub(crate) fn source(&self, loader: &str, loader_subs: &[(&str, String)]) -> String {
         compose(&[loader, &self.core()], loader_subs)
     }
+
+    /// Whether the variant has a dense vec4 kernel: register and subgroup tiles whose tn is
+    /// a multiple of 4.
+    fn has_vec4(&self) -> bool {
+        match *self {
+            GemmVariant::RegisterTiled { tn, .. } | GemmVariant::SubgroupTiled { tn, .. } => tn.is_multiple_of(4),
+            GemmVariant::WorkgroupTiled => false,
+        }
+    }
+
+    /// The dense vec4 kernel (A [M,K] . B [K,N], K and N multiples of 4), for `has_vec4`.
+    fn vec4_source(&self) -> String {
+        let (tm, tn, sg, core) = match *self {
+            GemmVariant::RegisterTiled { tm, tn } => (tm, tn, None, VEC4_REGISTER_TILED),
+            GemmVariant::SubgroupTiled { tm, tn, sg } => (tm, tn, Some(sg), VEC4_SUBGROUP_TILED),
+            GemmVariant::WorkgroupTiled => (4, 4, None, VEC4_REGISTER_TILED),
+        };
+        let tnv = tn / 4;
+        let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
+        match sg {
+            Some(sg) => {
+                // Lane l loads rows l, l + sg, ...; row i comes from lane i % sg.
+                for q in 0..tm / sg {
+                    setup += &format!("    let ra{q} = min(row0 + lane + {}u, P.m - 1u) * k4;\n", q * sg);
+                    body += &format!("        let own{q} = A[ra{q} + k];\n");
+                }
+                for i in 0..tm {
+                    body += &format!("        let a{i} = subgroupBroadcast(own{}, {}u);\n", i / sg, i % sg);
+                }
+            }
+            None => {
+                for i in 0..tm {
+                    setup += &format!("    let ra{i} = min(row0 + {i}u, P.m - 1u) * k4;\n");
+                    body += &format!("        let a{i} = A[ra{i} + k];\n");
+                }
+            }
+        }
+        for j in 0..tnv {
+            setup += &format!("    let cb{j} = min(col0 / 4u + {j}u, n4 - 1u);\n");
+        }
+        for i in 0..tm {
+            for j in 0..tnv {
+                setup += &format!("    var acc{i}_{j} = vec4<f32>(0.0);\n");
+                store += &format!("    store(split, row0 + {i}u, col0 + {}u, acc{i}_{j});\n", 4 * j);
+            }
+        }
+        for kk in 0..4 {
+            for j in 0..tnv {
+                body += &format!("        let b{kk}_{j} = B[(4u * k + {kk}u) * n4 + cb{j}];\n");
+            }
+            for i in 0..tm {
+                for j in 0..tnv {
+                    body += &format!("        acc{i}_{j} = fma(vec4<f32>(a{i}[{kk}]), b{kk}_{j}, acc{i}_{j});\n");
+                }
+            }
+        }
+        compose(
+            &[DENSE_VEC4, core],
+            &[
+                ("TM", tm.to_string()),
+                ("TN", tn.to_string()),
+                ("LANES", SUBGROUP_LANES.to_string()),
+                ("SETUP", setup),
+                ("BODY", body),
+                ("STORE", store),
+            ],
+        )
+    }
 }
 
 /// The GEMM problem one dispatch solves: C is m x n, the reduction is k long, cut into
@@ -160,9 +279,11 @@ pub(crate) struct GemmProblem {
     pub splits: u32,
 }
 
-/// The longest reduction one invocation runs: llvmpipe stops an invocation after 65535 loop
-/// iterations in total, so longer K is split (split-K slabs summed by a reduce pass).
-pub const MAX_K_CHUNK: u32 = 32768;
+/// The longest reduction one invocation runs. llvmpipe stops an invocation after 65535 loop
+/// iterations in total, and one f32 accumulator over tens of thousands of terms drifts past
+/// 1e-4 relative (seen: k = 20000, 2.0e-4), so longer K is split into slabs summed by a
+/// reduce pass (a two-level sum).
+pub const MAX_K_CHUNK: u32 = 4096;
 
 /// Builds a GEMM: `params` starts with (m, n, k, k_chunk), filled in here; the loader's
 /// tensors are `inputs` followed by the output. With more than one split the loader writes
@@ -227,41 +348,6 @@ fn gemm_with_pipeline(
     Ok(passes)
 }
 
-/// The vec4 dense kernel with its tile unrolled: tm rows x tn columns (tn a multiple of 4).
-fn dense_vec4_source(tm: u32, tn: u32) -> String {
-    let tnv = tn / 4;
-    let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
-    for i in 0..tm {
-        setup += &format!("    let ra{i} = min(row0 + {i}u, P.m - 1u) * k4;\n");
-    }
-    for j in 0..tnv {
-        setup += &format!("    let cb{j} = min(col0 / 4u + {j}u, n4 - 1u);\n");
-    }
-    for i in 0..tm {
-        for j in 0..tnv {
-            setup += &format!("    var acc{i}_{j} = vec4<f32>(0.0);\n");
-            store += &format!("    store(split, row0 + {i}u, col0 + {}u, acc{i}_{j});\n", 4 * j);
-        }
-    }
-    for i in 0..tm {
-        body += &format!("        let a{i} = A[ra{i} + k];\n");
-    }
-    for kk in 0..4 {
-        for j in 0..tnv {
-            body += &format!("        let b{kk}_{j} = B[(4u * k + {kk}u) * n4 + cb{j}];\n");
-        }
-        for i in 0..tm {
-            for j in 0..tnv {
-                body += &format!("        acc{i}_{j} = fma(vec4<f32>(a{i}[{kk}]), b{kk}_{j}, acc{i}_{j});\n");
-            }
-        }
-    }
-    compose(
-        &[DENSE_VEC4],
-        &[("TM", tm.to_string()), ("TN", tn.to_string()), ("SETUP", setup), ("BODY", body), ("STORE", store)],
-    )
-}
-
 /// Shape of C = op(A) op(B): C is m x n, reduction length k. A is stored [m,k] (or [k,m] when
 /// `trans_a`), B is stored [k,n] (or [n,k] when `trans_b`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,12 +384,11 @@ pub fn matmul(
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
-    if let GemmVariant::RegisterTiled { tm, tn } = variant {
-        if !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) && tn.is_multiple_of(4) {
-            let key = format!("matmul_vec4/{tm}x{tn}");
-            let pipeline = gpu.pipeline(&key, || dense_vec4_source(tm, tn), "main");
-            return gemm_with_pipeline(gpu, &key, &pipeline, params, &[a, b, bias_t], c, &p, (8 * tm, 8 * tn), 4);
-        }
+    if variant.has_vec4() && !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) {
+        let key = format!("matmul_vec4/{}", variant.name());
+        let pipeline = gpu.pipeline(&key, || variant.vec4_source(), "main");
+        let tile = variant.workgroup_tile();
+        return gemm_with_pipeline(gpu, &key, &pipeline, params, &[a, b, bias_t], c, &p, tile, 4);
     }
     gemm(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t], c, &p, variant)
 }
@@ -374,12 +459,10 @@ pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2]
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
-    for variant in GemmVariant::ALL {
-        if let GemmVariant::RegisterTiled { tm, tn } = variant {
-            v.push(KernelSource { name: format!("matmul_vec4/{tm}x{tn}"), source: dense_vec4_source(tm, tn) });
-        }
+    for variant in GemmVariant::all(Some(8)).into_iter().filter(GemmVariant::has_vec4) {
+        v.push(KernelSource { name: format!("matmul_vec4/{}", variant.name()), source: variant.vec4_source() });
     }
-    for variant in GemmVariant::ALL {
+    for variant in GemmVariant::all(Some(8)) {
         for ta in [false, true] {
             for tb in [false, true] {
                 v.push(KernelSource {
