@@ -28,13 +28,8 @@ fn filled(gpu: &Gpu, name: &str, n: usize) -> Tensor {
     gpu.tensor_from(name, &[n], &data).expect("bench tensor")
 }
 
-fn report(op: &str, shape: &str, variant: GemmVariant, flops: f64, secs: f64) {
-    println!(
-        "{op:<24} {shape:<32} {:<22} {:8.2} GFLOP/s  ({:.1} ms median)",
-        variant.name(),
-        flops / secs / 1e9,
-        secs * 1e3
-    );
+fn report(op: &str, shape: &str, kernel: &str, flops: f64, secs: f64) {
+    println!("{op:<24} {shape:<32} {kernel:<22} {:8.2} GFLOP/s  ({:.1} ms median)", flops / secs / 1e9, secs * 1e3);
 }
 
 fn main() -> swav_wgpu::Result<()> {
@@ -60,7 +55,7 @@ fn main() -> swav_wgpu::Result<()> {
         let s = MatmulShape { m, n, k, trans_a: false, trans_b: false };
         let d = matmul::matmul(&gpu, &a, &b, None, &c, s, variant)?;
         let secs = median_seconds(&gpu, &d, reps);
-        report("matmul", &format!("{m}x{n}x{k}"), variant, 2.0 * (m * n * k) as f64, secs);
+        report("matmul", &format!("{m}x{n}x{k}"), &variant.name(), 2.0 * (m * n * k) as f64, secs);
     }
 
     let s = Conv2dShape::square(64, 64, 32, 64, 3, 1, 1);
@@ -69,16 +64,18 @@ fn main() -> swav_wgpu::Result<()> {
         (filled(&gpu, "x", s.input_len()), filled(&gpu, "w", s.weight_len()), filled(&gpu, "y", s.output_len()));
     let (dx, dw) = (filled(&gpu, "dx", s.input_len()), filled(&gpu, "dw", s.weight_len()));
     for &variant in &conv_variants {
+        // With subgroups, forward and stride-1 backward-input run the direct row kernel.
+        let kernel = |forward| conv::rows::kernel_name(&gpu, &s, forward, variant).unwrap_or(variant.name());
         let d = conv::forward(&gpu, &x, &w, &y, s, variant)?;
-        report("conv2d_forward", shape, variant, s.flops(), median_seconds(&gpu, &d, reps));
+        report("conv2d_forward", shape, &kernel(true), s.flops(), median_seconds(&gpu, &d, reps));
         let d = conv::backward_input(&gpu, &y, &w, &dx, s, variant)?;
-        report("conv2d_backward_input", shape, variant, s.flops(), median_seconds(&gpu, &d, reps));
+        report("conv2d_backward_input", shape, &kernel(false), s.flops(), median_seconds(&gpu, &d, reps));
         let splits = conv::weight_grad_splits(s, variant, gpu.class);
         let d = conv::backward_weight(&gpu, &x, &y, &dw, s, variant, splits)?;
         report(
             "conv2d_backward_weight",
             &format!("{shape} split{splits}"),
-            variant,
+            &variant.name(),
             s.flops(),
             median_seconds(&gpu, &d, reps),
         );

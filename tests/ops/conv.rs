@@ -2,7 +2,10 @@ use crate::common::*;
 use swav_wgpu::ops::conv::{self, cpu, Conv2dShape};
 
 /// ResNet's convs at toy sizes plus ragged ones: 7x7/2 pad 3, 3x3/1 pad 1, 3x3/2 pad 1,
-/// 1x1/2 (downsample), a rectangular kernel with unequal strides, odd channel counts.
+/// 1x1/2 (downsample), a rectangular kernel with unequal strides, odd channel counts. With
+/// subgroups the unit-x-stride ones run the direct row kernel: 8-pixel segments (ragged: 9
+/// and 12 wide), 4-pixel ones (6 wide), 1x1 and 2x3 kernels, 33 and 19 output channels
+/// (ragged row tiles of 64 and 32).
 fn shapes() -> Vec<Conv2dShape> {
     vec![
         Conv2dShape::square(2, 3, 17, 5, 7, 2, 3),
@@ -11,6 +14,8 @@ fn shapes() -> Vec<Conv2dShape> {
         Conv2dShape::square(2, 6, 10, 11, 1, 2, 0),
         Conv2dShape::square(2, 4, 10, 5, 3, 3, 1),
         Conv2dShape { batch: 1, cin: 3, h: 13, w: 8, cout: 4, kh: 2, kw: 3, stride: (2, 1), pad: (1, 0) },
+        Conv2dShape::square(2, 10, 12, 33, 3, 1, 1),
+        Conv2dShape::square(2, 9, 6, 19, 1, 1, 0),
     ]
 }
 
@@ -18,6 +23,7 @@ fn shapes() -> Vec<Conv2dShape> {
 fn conv_forward_matches_cpu_for_every_variant() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(10);
+    let mut row_kernel_runs = 0;
     for variant in gemm_variants(&gpu) {
         for s in shapes() {
             let x = rng.vec_f32(s.input_len());
@@ -26,8 +32,12 @@ fn conv_forward_matches_cpu_for_every_variant() {
             let (tx, tw) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w));
             let y = nan_tensor(&gpu, "y", s.output_len());
             run(&gpu, &conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap());
+            row_kernel_runs += conv::rows::kernel_name(&gpu, &s, true, variant).is_some() as usize;
             assert_close(&format!("conv forward {variant:?} {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
         }
+    }
+    if gpu.subgroup_size.is_some() {
+        assert!(row_kernel_runs >= 16, "the row kernel ran only {row_kernel_runs} times");
     }
 }
 

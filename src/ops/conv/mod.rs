@@ -7,7 +7,11 @@
 //!   only the taps that reach it (no gathers wasted on the zeros between strided outputs)
 //! - backward (weight): M = Cout, N = Cin*KH*KW,  K = batch*OH*OW, split-K into partial slabs
 //!   summed by the reduce kernel, because N*M is small and K is long.
+//!
+//! With a subgroup-tiled variant, forward and stride-1 backward-input convs with unit x-stride
+//! run the direct row kernel instead (`rows.rs`), which gathers fewer input pixels.
 pub mod cpu;
+pub mod rows;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
@@ -135,6 +139,9 @@ pub fn forward(
     check_len("conv2d", "input", x, s.input_len())?;
     check_len("conv2d", "weight", w, s.weight_len())?;
     check_len("conv2d", "output", y, s.output_len())?;
+    if let Some(d) = rows::dispatch(gpu, &s, rows::Pass::Forward, variant, x, w, y)? {
+        return Ok(vec![d]);
+    }
     let (oh, ow) = s.out_hw();
     let p = GemmProblem {
         m: to_u32("conv2d", s.cout)?,
@@ -158,6 +165,9 @@ pub fn backward_input(
     check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
     check_len("conv2d_backward_input", "grad input", dx, s.input_len())?;
+    if let Some(d) = rows::dispatch(gpu, &s, rows::Pass::BackwardInput, variant, dy, w, dx)? {
+        return Ok(vec![d]);
+    }
     if s.stride == (1, 1) {
         let p = GemmProblem {
             m: to_u32("conv2d", s.cin)?,
@@ -241,6 +251,14 @@ pub fn backward_weight(
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
+    for variant in GemmVariant::all(Some(8)) {
+        if let GemmVariant::SubgroupTiled { tm, sg, .. } = variant {
+            for (tn, kw) in [(8, 1), (8, 3), (4, 3), (8, 7)] {
+                let name = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}");
+                v.push(KernelSource { name, source: rows::source(tm, tn, sg, kw) });
+            }
+        }
+    }
     for variant in GemmVariant::all(Some(8)) {
         for (name, body) in [("forward", FORWARD), ("backward_weight", BACKWARD_WEIGHT)] {
             v.push(KernelSource {
