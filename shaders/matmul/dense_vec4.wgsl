@@ -1,4 +1,4 @@
-// Loader for the vec4 GEMM cores (gemm_vec4_*.wgsl): dense C = A B (+ bias), A [M,K] and
+// Loader for the vec4 K loop (k_loop_vec4.wgsl): dense C = A B (+ bias), A [M,K] and
 // B [K,N] row-major with K and N multiples of 4. Why vec4: llvmpipe runs every storage load
 // lane by lane, so one vec4 load costs about what one scalar load does; each invocation loads
 // a vec4 of A per row and a vec4 of B per 4 columns for every 4 steps of K: 4x fewer loads.

@@ -20,8 +20,8 @@ const SUBGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_subgroup
 const WORKGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_workgroup_tiled.wgsl");
 const DENSE: &str = include_str!("../../../shaders/matmul/dense.wgsl");
 const DENSE_VEC4: &str = include_str!("../../../shaders/matmul/dense_vec4.wgsl");
-const VEC4_REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_vec4_register_tiled.wgsl");
-const VEC4_SUBGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_vec4_subgroup_tiled.wgsl");
+const K_LOOP_SCALAR: &str = include_str!("../../../shaders/matmul/k_loop_scalar.wgsl");
+const K_LOOP_VEC4: &str = include_str!("../../../shaders/matmul/k_loop_vec4.wgsl");
 
 /// Invocations per workgroup of the subgroup-tiled cores: one subgroup's worth on llvmpipe, so
 /// a workgroup's column tile (8 x tn) wastes little on narrow outputs (a conv's weight
@@ -115,85 +115,76 @@ impl GemmVariant {
 
     /// The core with its tile loops unrolled into one statement per tile element.
     fn core(&self) -> String {
-        let mut rows_cols = String::new();
-        let mut acc = String::new();
-        let mut body = String::new();
-        let mut store = String::new();
-        let (core, tm, tn) = match *self {
-            GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn),
-            GemmVariant::SubgroupTiled { tm, tn, .. } => (SUBGROUP_TILED, tm, tn),
-            GemmVariant::WorkgroupTiled => (WORKGROUP_TILED, 4, 4),
+        let (tm, tn) = match *self {
+            GemmVariant::RegisterTiled { tm, tn } | GemmVariant::SubgroupTiled { tm, tn, .. } => (tm, tn),
+            GemmVariant::WorkgroupTiled => return workgroup_tiled_core(),
         };
+        let (mut rows_cols, mut body) = self
+            .a_rows(|i, row| format!("    let r{i} = row_ctx(min({row}, P.m - 1u));\n"), |i| format!("a_at(r{i}, kc)"));
+        let (mut acc, mut store) = (String::new(), String::new());
+        for j in 0..tn {
+            rows_cols += &format!("    let c{j} = col_ctx(min(col0 + {j}u, P.n - 1u));\n");
+            body += &format!("        let b{j} = b_at(kc, c{j});\n");
+            for i in 0..tm {
+                body += &format!("        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
+            }
+        }
         for i in 0..tm {
             for j in 0..tn {
                 acc += &format!("    var acc{i}_{j} = 0.0;\n");
+                store += &format!(
+                    "    if (row0 + {i}u < P.m && col0 + {j}u < P.n) {{ c_store(split, row0 + {i}u, col0 + {j}u, acc{i}_{j}); }}\n"
+                );
             }
         }
+        self.with_k_loop(
+            K_LOOP_SCALAR,
+            &[("ROWS_AND_COLS", rows_cols), ("ACC", acc), ("LOAD_AND_FMA", body), ("STORE", store)],
+        )
+    }
+
+    /// The register or subgroup core with `k_loop` spliced in and every placeholder filled.
+    fn with_k_loop(&self, k_loop: &str, subs: &[(&str, String)]) -> String {
+        let (core, tm, tn) = match *self {
+            GemmVariant::SubgroupTiled { tm, tn, .. } => (SUBGROUP_TILED, tm, tn),
+            GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn),
+            GemmVariant::WorkgroupTiled => unreachable!("the workgroup core has its own loop"),
+        };
+        let mut all = vec![
+            ("K_LOOP", k_loop.to_string()),
+            ("TM", tm.to_string()),
+            ("TN", tn.to_string()),
+            ("LANES", SUBGROUP_LANES.to_string()),
+        ];
+        all.extend(subs.iter().cloned());
+        compose(&[core], &all)
+    }
+
+    /// How a register or subgroup tile gets its tm values of A (`a0`, `a1`, ...) at one step
+    /// of K: (setup lines, loop-body lines). Register tiles load row i themselves; subgroup
+    /// tiles load rows lane, lane + sg, ... and broadcast, so row i comes from lane i % sg.
+    /// `setup(q, row)` prepares load q for the row expression `row`; `load(q)` is its value.
+    fn a_rows(&self, setup: impl Fn(u32, &str) -> String, load: impl Fn(u32) -> String) -> (String, String) {
+        let (mut set, mut body) = (String::new(), String::new());
         match *self {
-            GemmVariant::RegisterTiled { .. } | GemmVariant::SubgroupTiled { .. } => {
-                match *self {
-                    GemmVariant::SubgroupTiled { sg, .. } => {
-                        // Lane l loads rows l, l + sg, ...; row i comes from lane i % sg.
-                        for q in 0..tm / sg {
-                            rows_cols +=
-                                &format!("    let r{q} = row_ctx(min(row0 + lane + {}u, P.m - 1u));\n", q * sg);
-                            body += &format!("        let own{q} = a_at(r{q}, kc);\n");
-                        }
-                        for i in 0..tm {
-                            body += &format!("        let a{i} = subgroupBroadcast(own{}, {}u);\n", i / sg, i % sg);
-                        }
-                    }
-                    _ => {
-                        for i in 0..tm {
-                            rows_cols += &format!("    let r{i} = row_ctx(min(row0 + {i}u, P.m - 1u));\n");
-                            body += &format!("        let a{i} = a_at(r{i}, kc);\n");
-                        }
-                    }
-                }
-                for j in 0..tn {
-                    rows_cols += &format!("    let c{j} = col_ctx(min(col0 + {j}u, P.n - 1u));\n");
-                    body += &format!("        let b{j} = b_at(kc, c{j});\n");
-                    for i in 0..tm {
-                        body += &format!("        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
-                    }
+            GemmVariant::SubgroupTiled { tm, sg, .. } => {
+                for q in 0..tm / sg {
+                    set += &setup(q, &format!("row0 + lane + {}u", q * sg));
+                    body += &format!("        let own{q} = {};\n", load(q));
                 }
                 for i in 0..tm {
-                    for j in 0..tn {
-                        store += &format!(
-                            "    if (row0 + {i}u < P.m && col0 + {j}u < P.n) {{ c_store(split, row0 + {i}u, col0 + {j}u, acc{i}_{j}); }}\n"
-                        );
-                    }
+                    body += &format!("        let a{i} = subgroupBroadcast(own{}, {}u);\n", i / sg, i % sg);
                 }
             }
-            GemmVariant::WorkgroupTiled => {
-                for i in 0..4 {
-                    body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * 16);
-                    body += &format!("            let b{i} = b_tile[kk * BN + lid.x + {}u];\n", i * 16);
-                }
-                for i in 0..4 {
-                    for j in 0..4 {
-                        body += &format!("            acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
-                        store += &format!(
-                            "    if (tile_m + lid.y + {mi}u < P.m && tile_n + lid.x + {nj}u < P.n) {{ c_store(split, tile_m + lid.y + {mi}u, tile_n + lid.x + {nj}u, acc{i}_{j}); }}\n",
-                            mi = i * 16,
-                            nj = j * 16
-                        );
-                    }
+            GemmVariant::RegisterTiled { tm, .. } => {
+                for i in 0..tm {
+                    set += &setup(i, &format!("row0 + {i}u"));
+                    body += &format!("        let a{i} = {};\n", load(i));
                 }
             }
+            GemmVariant::WorkgroupTiled => {}
         }
-        compose(
-            &[core],
-            &[
-                ("TM", tm.to_string()),
-                ("TN", tn.to_string()),
-                ("LANES", SUBGROUP_LANES.to_string()),
-                ("ROWS_AND_COLS", rows_cols),
-                ("ACC", acc),
-                ("LOAD_AND_FMA", body),
-                ("STORE", store),
-            ],
-        )
+        (set, body)
     }
 
     /// The full WGSL module for a loader under this core.
@@ -212,31 +203,14 @@ impl GemmVariant {
 
     /// The dense vec4 kernel (A [M,K] . B [K,N], K and N multiples of 4), for `has_vec4`.
     fn vec4_source(&self) -> String {
-        let (tm, tn, sg, core) = match *self {
-            GemmVariant::RegisterTiled { tm, tn } => (tm, tn, None, VEC4_REGISTER_TILED),
-            GemmVariant::SubgroupTiled { tm, tn, sg } => (tm, tn, Some(sg), VEC4_SUBGROUP_TILED),
-            GemmVariant::WorkgroupTiled => (4, 4, None, VEC4_REGISTER_TILED),
+        let (tm, tn) = match *self {
+            GemmVariant::RegisterTiled { tm, tn } | GemmVariant::SubgroupTiled { tm, tn, .. } => (tm, tn),
+            GemmVariant::WorkgroupTiled => unreachable!("no vec4 kernel for workgroup tiles"),
         };
         let tnv = tn / 4;
-        let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
-        match sg {
-            Some(sg) => {
-                // Lane l loads rows l, l + sg, ...; row i comes from lane i % sg.
-                for q in 0..tm / sg {
-                    setup += &format!("    let ra{q} = min(row0 + lane + {}u, P.m - 1u) * k4;\n", q * sg);
-                    body += &format!("        let own{q} = A[ra{q} + k];\n");
-                }
-                for i in 0..tm {
-                    body += &format!("        let a{i} = subgroupBroadcast(own{}, {}u);\n", i / sg, i % sg);
-                }
-            }
-            None => {
-                for i in 0..tm {
-                    setup += &format!("    let ra{i} = min(row0 + {i}u, P.m - 1u) * k4;\n");
-                    body += &format!("        let a{i} = A[ra{i} + k];\n");
-                }
-            }
-        }
+        let (mut setup, mut body) =
+            self.a_rows(|i, row| format!("    let ra{i} = min({row}, P.m - 1u) * k4;\n"), |i| format!("A[ra{i} + k]"));
+        let mut store = String::new();
         for j in 0..tnv {
             setup += &format!("    let cb{j} = min(col0 / 4u + {j}u, n4 - 1u);\n");
         }
@@ -256,18 +230,30 @@ impl GemmVariant {
                 }
             }
         }
-        compose(
-            &[DENSE_VEC4, core],
-            &[
-                ("TM", tm.to_string()),
-                ("TN", tn.to_string()),
-                ("LANES", SUBGROUP_LANES.to_string()),
-                ("SETUP", setup),
-                ("BODY", body),
-                ("STORE", store),
-            ],
-        )
+        let kernel = self.with_k_loop(K_LOOP_VEC4, &[("SETUP", setup), ("BODY", body), ("STORE", store)]);
+        compose(&[DENSE_VEC4, &kernel], &[])
     }
+}
+
+/// The workgroup-memory core with its 4x4 per-invocation tile unrolled.
+fn workgroup_tiled_core() -> String {
+    let (mut acc, mut body, mut store) = (String::new(), String::new(), String::new());
+    for i in 0..4 {
+        body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * 16);
+        body += &format!("            let b{i} = b_tile[kk * BN + lid.x + {}u];\n", i * 16);
+    }
+    for i in 0..4 {
+        for j in 0..4 {
+            acc += &format!("    var acc{i}_{j} = 0.0;\n");
+            body += &format!("            acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
+            store += &format!(
+                "    if (tile_m + lid.y + {mi}u < P.m && tile_n + lid.x + {nj}u < P.n) {{ c_store(split, tile_m + lid.y + {mi}u, tile_n + lid.x + {nj}u, acc{i}_{j}); }}\n",
+                mi = i * 16,
+                nj = j * 16
+            );
+        }
+    }
+    compose(&[WORKGROUP_TILED], &[("ACC", acc), ("LOAD_AND_FMA", body), ("STORE", store)])
 }
 
 /// The GEMM problem one dispatch solves: C is m x n, the reduction is k long, cut into
