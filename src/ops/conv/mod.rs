@@ -15,7 +15,7 @@ pub mod rows;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::matmul::{gemm, GemmProblem, GemmVariant, MAX_K_CHUNK};
+use crate::ops::matmul::{gemm, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
@@ -100,6 +100,15 @@ impl Conv2dShape {
     }
 }
 
+/// The forward and backward-input loaders store no split-K slabs, so one invocation must run
+/// the whole reduction (channels x taps) within llvmpipe's loop limit.
+fn check_reduction(op: &'static str, k: usize) -> Result<()> {
+    if k > MAX_K_CHUNK as usize {
+        return shape_err(op, format!("a reduction over {k} channel-taps exceeds {MAX_K_CHUNK}"));
+    }
+    Ok(())
+}
+
 /// One phase (py, px) of a strided backward-input: its taps and pixels (see
 /// shaders/conv/backward_input_strided.wgsl). Fills the phase fields of `params`.
 struct Phase {
@@ -136,6 +145,7 @@ pub fn forward(
     variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
+    check_reduction("conv2d", s.cin * s.kh * s.kw)?;
     check_len("conv2d", "input", x, s.input_len())?;
     check_len("conv2d", "weight", w, s.weight_len())?;
     check_len("conv2d", "output", y, s.output_len())?;
@@ -162,6 +172,7 @@ pub fn backward_input(
     variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
+    check_reduction("conv2d_backward_input", s.cout * s.kh * s.kw)?;
     check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
     check_len("conv2d_backward_input", "grad input", dx, s.input_len())?;
@@ -211,7 +222,7 @@ pub fn backward_input(
 }
 
 /// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
-/// slabs of at least 256 reduction steps and at most `MAX_K_CHUNK`.
+/// slabs of at least 256 reduction steps and at most `SUM_CHUNK`.
 pub fn weight_grad_splits(s: Conv2dShape, variant: GemmVariant, class: AdapterClass) -> u32 {
     let (oh, ow) = s.out_hw();
     let k = s.batch * oh * ow;
@@ -222,7 +233,7 @@ pub fn weight_grad_splits(s: Conv2dShape, variant: GemmVariant, class: AdapterCl
         AdapterClass::Gpu => 256,
     };
     let splits = want_workgroups.div_ceil(tiles).min(k / 256).clamp(1, 64);
-    splits.max(k.div_ceil(MAX_K_CHUNK as usize)) as u32
+    splits.max(k.div_ceil(SUM_CHUNK)) as u32
 }
 
 /// dW from X and dY. With `splits` > 1 the partial sums go to an owned slab and a reduce pass.

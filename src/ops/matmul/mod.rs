@@ -265,11 +265,17 @@ pub(crate) struct GemmProblem {
     pub splits: u32,
 }
 
-/// The longest reduction one invocation runs. llvmpipe stops an invocation after 65535 loop
-/// iterations in total, and one f32 accumulator over tens of thousands of terms drifts past
-/// 1e-4 relative (seen: k = 20000, 2.0e-4), so longer K is split into slabs summed by a
-/// reduce pass (a two-level sum).
-pub const MAX_K_CHUNK: u32 = 4096;
+/// The longest reduction one invocation runs: llvmpipe stops an invocation after 65535 loop
+/// iterations in total, so longer K is split (split-K slabs summed by a reduce pass). Only
+/// loaders that store per-split slabs (dense matmul, conv weight gradient) may be split; the
+/// conv forward and backward-input refuse longer reductions (`conv::check_reduction`).
+pub const MAX_K_CHUNK: u32 = 32768;
+
+/// The longest run one f32 accumulator sums where the loader can split: past tens of
+/// thousands of terms a single accumulator drifts beyond 1e-4 relative (seen: matmul with
+/// k = 20000, 2.0e-4), so dense matmul and the weight gradient sum in slabs of at most this
+/// many and add the slabs (a two-level sum).
+pub const SUM_CHUNK: usize = 4096;
 
 /// Builds a GEMM: `params` starts with (m, n, k, k_chunk), filled in here; the loader's
 /// tensors are `inputs` followed by the output. With more than one split the loader writes
@@ -317,18 +323,34 @@ fn gemm_with_pipeline(
     params[2] = p.k;
     params[3] = k_chunk;
     let wg = [p.n.div_ceil(tile_n), p.m.div_ceil(tile_m), splits];
+    dispatch_split_k(gpu, key, pipeline, &params, inputs, out, wg)
+}
+
+/// Dispatches a split-K kernel over `workgroups` (z = the split) with `inputs` bound first:
+/// with one split it writes `out` directly; with more, each split writes its own partial
+/// copy into an owned slab [splits, out.len()] that a reduce pass sums into `out`.
+pub(crate) fn dispatch_split_k(
+    gpu: &Gpu,
+    key: &str,
+    pipeline: &wgpu::ComputePipeline,
+    params: &[u32],
+    inputs: &[&Tensor],
+    out: &Tensor,
+    workgroups: [u32; 3],
+) -> Result<Vec<Dispatch>> {
+    let splits = workgroups[2] as usize;
     let mut tensors = inputs.to_vec();
     if splits == 1 {
         tensors.push(out);
-        return Ok(vec![gpu.dispatch(key, pipeline, &params, &tensors, wg)?]);
+        return Ok(vec![gpu.dispatch(key, pipeline, params, &tensors, workgroups)?]);
     }
-    let mn = p.m as usize * p.n as usize;
-    let slab = gpu.tensor(&format!("{key} split-K slab"), &[splits as usize, mn])?;
+    let len = out.len();
+    let slab = gpu.tensor(&format!("{key} split-K slab"), &[splits, len])?;
     tensors.push(&slab);
-    let gemm = gpu.dispatch(key, pipeline, &params, &tensors, wg)?;
-    let mut sum = reduce::reduce_axis(gpu, &slab, out, 1, splits as usize, mn, reduce::ReduceOp::Sum)?;
+    let partials = gpu.dispatch(key, pipeline, params, &tensors, workgroups)?;
+    let mut sum = reduce::reduce_axis(gpu, &slab, out, 1, splits, len, reduce::ReduceOp::Sum)?;
     let last = sum.pop().expect("reduce_axis returns at least one pass").keep(slab);
-    let mut passes = vec![gemm];
+    let mut passes = vec![partials];
     passes.extend(sum);
     passes.push(last);
     Ok(passes)
@@ -366,7 +388,8 @@ pub fn matmul(
         check_len(OP, "bias", bias, s.n)?;
     }
     let subs = [("TRANS_A", s.trans_a.to_string()), ("TRANS_B", s.trans_b.to_string())];
-    let p = GemmProblem { m: to_u32(OP, s.m)?, n: to_u32(OP, s.n)?, k: to_u32(OP, s.k)?, splits: 1 };
+    let splits = to_u32(OP, s.k.div_ceil(SUM_CHUNK))?;
+    let p = GemmProblem { m: to_u32(OP, s.m)?, n: to_u32(OP, s.n)?, k: to_u32(OP, s.k)?, splits };
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
