@@ -5,7 +5,8 @@ use swav_wgpu::ops::conv::{self, cpu, Conv2dShape};
 /// 1x1/2 (downsample), a rectangular kernel with unequal strides, odd channel counts. With
 /// subgroups the unit-x-stride ones run the direct row kernel: 8-pixel segments (ragged: 9
 /// and 12 wide), 4-pixel ones (6 wide), 1x1 and 2x3 kernels, 33 and 19 output channels
-/// (ragged row tiles of 64 and 32).
+/// (ragged row tiles of 64 and 32), a row stride of 2; the weight-gradient row kernel the
+/// ones whose output rows are a multiple of 4 wide (8, 12: segments of 8 and 4 pixels).
 fn shapes() -> Vec<Conv2dShape> {
     vec![
         Conv2dShape::square(2, 3, 17, 5, 7, 2, 3),
@@ -16,6 +17,9 @@ fn shapes() -> Vec<Conv2dShape> {
         Conv2dShape { batch: 1, cin: 3, h: 13, w: 8, cout: 4, kh: 2, kw: 3, stride: (2, 1), pad: (1, 0) },
         Conv2dShape::square(2, 10, 12, 33, 3, 1, 1),
         Conv2dShape::square(2, 9, 6, 19, 1, 1, 0),
+        Conv2dShape::square(3, 11, 8, 20, 3, 1, 1),
+        Conv2dShape::square(2, 5, 8, 9, 1, 1, 0),
+        Conv2dShape { batch: 2, cin: 3, h: 9, w: 10, cout: 5, kh: 3, kw: 3, stride: (2, 1), pad: (1, 0) },
     ]
 }
 
@@ -45,6 +49,7 @@ fn conv_forward_matches_cpu_for_every_variant() {
 fn conv_backward_matches_cpu_for_every_variant_and_split() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(11);
+    let mut weight_row_kernel_runs = 0;
     for variant in gemm_variants(&gpu) {
         for s in shapes() {
             let x = rng.vec_f32(s.input_len());
@@ -55,6 +60,7 @@ fn conv_backward_matches_cpu_for_every_variant_and_split() {
             let dx = nan_tensor(&gpu, "dx", s.input_len());
             run(&gpu, &conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap());
             assert_close(&format!("conv dX {variant:?} {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
+            weight_row_kernel_runs += conv::rows::weight_kernel_name(&s, variant).is_some() as usize;
             for splits in [1, 3, 7] {
                 let dw = nan_tensor(&gpu, "dw", s.weight_len());
                 run(&gpu, &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, variant, splits).unwrap());
@@ -66,6 +72,9 @@ fn conv_backward_matches_cpu_for_every_variant_and_split() {
                 );
             }
         }
+    }
+    if gpu.subgroup_size.is_some() {
+        assert!(weight_row_kernel_runs >= 12, "the weight row kernel ran only {weight_row_kernel_runs} times");
     }
 }
 

@@ -8,8 +8,9 @@
 //! - backward (weight): M = Cout, N = Cin*KH*KW,  K = batch*OH*OW, split-K into partial slabs
 //!   summed by the reduce kernel, because N*M is small and K is long.
 //!
-//! With a subgroup-tiled variant, forward and stride-1 backward-input convs with unit x-stride
-//! run the direct row kernel instead (`rows.rs`), which gathers fewer input pixels.
+//! With a subgroup-tiled variant, convs with unit x-stride run direct row kernels instead
+//! (`rows.rs`: forward, stride-1 backward-input, weight gradient), which gather fewer input
+//! pixels.
 pub mod cpu;
 pub mod rows;
 
@@ -227,7 +228,10 @@ pub fn weight_grad_splits(s: Conv2dShape, variant: GemmVariant, class: AdapterCl
     let (oh, ow) = s.out_hw();
     let k = s.batch * oh * ow;
     let (tile_m, tile_n) = variant.workgroup_tile();
-    let tiles = s.cout.div_ceil(tile_m as usize) * (s.cin * s.kh * s.kw).div_ceil(tile_n as usize);
+    let tiles = match rows::weight_tile(&s, variant) {
+        Some(tile) => rows::weight_tiles(&s, tile),
+        None => s.cout.div_ceil(tile_m as usize) * (s.cin * s.kh * s.kw).div_ceil(tile_n as usize),
+    };
     let want_workgroups: usize = match class {
         AdapterClass::Cpu => 32,
         AdapterClass::Gpu => 256,
@@ -250,6 +254,9 @@ pub fn backward_weight(
     check_len("conv2d_backward_weight", "input", x, s.input_len())?;
     check_len("conv2d_backward_weight", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_weight", "grad weight", dw, s.weight_len())?;
+    if let Some(d) = rows::weight_dispatch(gpu, &s, variant, splits, x, dy, dw)? {
+        return Ok(d);
+    }
     let (oh, ow) = s.out_hw();
     let p = GemmProblem {
         m: to_u32("conv2d", s.cout)?,
@@ -267,6 +274,10 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
             for (tn, kw) in [(8, 1), (8, 3), (4, 3), (8, 7)] {
                 let name = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}");
                 v.push(KernelSource { name, source: rows::source(tm, tn, sg, kw) });
+            }
+            for (tp, k) in [(8, 1), (8, 3), (4, 3)] {
+                let name = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{k}x{k}");
+                v.push(KernelSource { name, source: rows::weight_source(tm, tp, sg, k, k) });
             }
         }
     }

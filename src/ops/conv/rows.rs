@@ -1,15 +1,17 @@
-//! The direct row kernel (`shaders/conv/rows_subgroup.wgsl`) for forward and backward-input
-//! convs with unit x-stride, used where the GEMM variant is subgroup-tiled: the same rows of
-//! output channels per subgroup, but each lane gathers the input pixels of its segment of an
-//! output row once per (channel, kernel row) instead of once per tap.
+//! The direct row kernels for convs with unit x-stride, used where the GEMM variant is
+//! subgroup-tiled: the same rows of output channels per subgroup as the GEMM, but each lane
+//! gathers the input pixels of a segment of an output row once and uses each for every tap.
+//! `shaders/conv/rows_subgroup.wgsl`: forward and stride-1 backward-input;
+//! `shaders/conv/weight_rows_subgroup.wgsl`: the weight gradient.
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::compose;
-use crate::ops::matmul::GemmVariant;
+use crate::ops::matmul::{dispatch_split_k, GemmVariant, SUM_CHUNK};
 
 use super::Conv2dShape;
 
 const ROWS: &str = include_str!("../../../shaders/conv/rows_subgroup.wgsl");
+const WEIGHT_ROWS: &str = include_str!("../../../shaders/conv/weight_rows_subgroup.wgsl");
 
 /// Widest kernel the row kernel unrolls (ResNet's stem is 7 wide).
 const MAX_KW: usize = 7;
@@ -198,4 +200,142 @@ pub(crate) fn dispatch(
     let pipeline = gpu.pipeline(&key, || source(tm, tn, sg, kw), "main");
     let wg = [u(n_seg.div_ceil(sg as usize)), u(c.m.div_ceil(tm as usize)), 1];
     Ok(Some(gpu.dispatch(&key, &pipeline, &params, &[x, w, y], wg)?))
+}
+
+/// Most taps the weight-gradient row kernel unrolls per lane (3x3; 1x1 convs too).
+const MAX_WEIGHT_TAPS: usize = 9;
+
+/// The weight-gradient row kernel's (tm rows, tp pixels per segment, sg), or `None` where it
+/// does not apply: GEMM variants other than subgroup tiles, x-strides other than 1, kernels
+/// of more than 9 taps, output rows not a multiple of 4 wide (dY is read as vec4s).
+pub(crate) fn weight_tile(s: &Conv2dShape, variant: GemmVariant) -> Option<(u32, u32, u32)> {
+    let GemmVariant::SubgroupTiled { tm, sg, .. } = variant else { return None };
+    let ow = s.out_hw().1;
+    let tp = match ow {
+        _ if ow.is_multiple_of(8) => 8,
+        _ if ow.is_multiple_of(4) => 4,
+        _ => return None,
+    };
+    // Each step unrolls tm x tp x taps FMAs: past 16 rows the body outgrows the instruction
+    // cache (N64 C=K=64 32x32 3x3, rows of 16 / 32: 27.0 / 15.6-19.5 GFLOP/s; the implicit
+    // GEMM's best, 64x8, 23.7-23.9 in the same runs).
+    (s.stride.1 == 1 && s.kh * s.kw <= MAX_WEIGHT_TAPS).then_some((tm.min(16.max(sg)), tp, sg))
+}
+
+/// Whether `conv::backward_weight` runs the weight-gradient row kernel; its name if so.
+pub fn weight_kernel_name(s: &Conv2dShape, variant: GemmVariant) -> Option<String> {
+    let (tm, tp, sg) = weight_tile(s, variant)?;
+    Some(format!("weight_rows_subgroup{sg}_{tm}x{tp}"))
+}
+
+/// Workgroups of one split of the weight-gradient row kernel (for choosing the split count).
+pub(crate) fn weight_tiles(s: &Conv2dShape, (tm, _, sg): (u32, u32, u32)) -> usize {
+    s.cin.div_ceil(sg as usize) * s.cout.div_ceil(tm as usize)
+}
+
+/// The WGSL of the weight-gradient row kernel for a tile and a kh x kw kernel.
+pub(crate) fn weight_source(tm: u32, tp: u32, sg: u32, kh: u32, kw: u32) -> String {
+    let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
+    for q in 0..tm / sg {
+        setup += &format!("    let dyrow{q} = min(row0 + lane + {}u, P.cout - 1u) * P.oh * ow4;\n", q * sg);
+    }
+    for i in 0..tm {
+        for r in 0..kh {
+            for s in 0..kw {
+                setup += &format!("    var acc{i}_{r}_{s} = 0.0;\n");
+                store += &format!(
+                    "    if (c_id < P.cin && row0 + {i}u < P.cout) {{ DW[((split * P.cout + row0 + {i}u) * P.cin + c) * {}u + {}u] = acc{i}_{r}_{s}; }}\n",
+                    kh * kw,
+                    r * kw + s
+                );
+            }
+        }
+    }
+    let span = tp + kw - 1;
+    for j in 0..span {
+        body += &format!("        let ixc{j} = u32(clamp(ix0 + {j}, 0, i32(P.w) - 1));\n");
+        body += &format!("        let col_in{j} = (ix0 + {j} >= 0) & (ix0 + {j} < i32(P.w));\n");
+    }
+    for r in 0..kh {
+        body += &format!("        let tap_y{r} = iy0 + {r};\n");
+        body += &format!("        let row_in{r} = (tap_y{r} >= 0) & (tap_y{r} < i32(P.h));\n");
+        body += &format!("        let xr{r} = (x_chan + u32(clamp(tap_y{r}, 0, i32(P.h) - 1))) * P.w;\n");
+        for j in 0..span {
+            body += &format!("        let x{r}_{j} = select(0.0, X[xr{r} + ixc{j}], row_in{r} & col_in{j});\n");
+        }
+    }
+    for q in 0..tm / sg {
+        for h in 0..tp / 4 {
+            body += &format!("        let own{q}_{h} = DY[dyrow{q} + dy_img + {h}u];\n");
+        }
+    }
+    for p in 0..tp {
+        for i in 0..tm {
+            body += &format!(
+                "        let d{i}_{p} = subgroupBroadcast(own{}_{}[{}], {}u);\n",
+                i / sg,
+                p / 4,
+                p % 4,
+                i % sg
+            );
+            for r in 0..kh {
+                for s in 0..kw {
+                    body += &format!("        acc{i}_{r}_{s} = fma(d{i}_{p}, x{r}_{}, acc{i}_{r}_{s});\n", p + s);
+                }
+            }
+        }
+    }
+    compose(
+        &[WEIGHT_ROWS],
+        &[
+            ("TM", tm.to_string()),
+            ("TP", tp.to_string()),
+            ("SG", sg.to_string()),
+            ("SETUP", setup),
+            ("BODY", body),
+            ("STORE", store),
+        ],
+    )
+}
+
+/// The weight-gradient row-kernel dispatches (split-K partial slabs, then their sum), or
+/// `None` where it does not apply (see `weight_tile`). At least `splits` slabs, and enough
+/// that no accumulator sums more than `SUM_CHUNK` pixels.
+pub(crate) fn weight_dispatch(
+    gpu: &Gpu,
+    s: &Conv2dShape,
+    variant: GemmVariant,
+    splits: u32,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+) -> Result<Option<Vec<Dispatch>>> {
+    let Some((tm, tp, sg)) = weight_tile(s, variant) else { return Ok(None) };
+    let (oh, ow) = s.out_hw();
+    let segs = ow / tp as usize;
+    let n_seg = s.batch * oh * segs;
+    let want = (splits as usize).max(n_seg.div_ceil(SUM_CHUNK / tp as usize)).clamp(1, n_seg);
+    let seg_chunk = n_seg.div_ceil(want);
+    let splits = n_seg.div_ceil(seg_chunk);
+    // Every value fits: dimensions of a validated shape whose tensors fit one binding.
+    let u = |v: usize| v as u32;
+    let params = vec![
+        u(s.cout),
+        u(s.cin),
+        u(s.h),
+        u(s.w),
+        u(oh),
+        u(ow),
+        u(s.stride.0),
+        s.pad.0 as i32 as u32,
+        s.pad.1 as i32 as u32,
+        u(segs),
+        u(n_seg),
+        u(seg_chunk),
+    ];
+    let (kh, kw) = (u(s.kh), u(s.kw));
+    let key = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}");
+    let pipeline = gpu.pipeline(&key, || weight_source(tm, tp, sg, kh, kw), "main");
+    let wg = [u(s.cin.div_ceil(sg as usize)), u(s.cout.div_ceil(tm as usize)), u(splits)];
+    Ok(Some(dispatch_split_k(gpu, &key, &pipeline, &params, &[x, dy], dw, wg)?))
 }
