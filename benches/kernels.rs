@@ -75,7 +75,7 @@ fn main() -> swav_wgpu::Result<()> {
         report(
             "conv2d_backward_weight",
             &format!("{shape} split{splits}"),
-            &variant.name(),
+            &conv::rows::weight_kernel_name(&s, variant).unwrap_or(variant.name()),
             s.flops(),
             median_seconds(&gpu, &d, reps),
         );
