@@ -47,7 +47,7 @@ fn main() -> swav_wgpu::Result<()> {
         vec![]
     };
     let matmul_variants = if variants.is_empty() { vec![GemmVariant::for_matmul(&gpu)] } else { variants.clone() };
-    let conv_variants = if variants.is_empty() { vec![GemmVariant::for_conv(&gpu, 64)] } else { variants };
+    let conv_variants = if variants.is_empty() { vec![GemmVariant::for_conv(&gpu, 64, usize::MAX)] } else { variants };
 
     for &variant in &matmul_variants {
         let (m, n, k) = (1024, 1024, 1024);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Graph, Op, RowKind, TensorId};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::{batchnorm, conv, elementwise, loss, matmul, pool, reduce, rows};
 
 /// Where every activation lives.
@@ -299,19 +299,6 @@ fn gemm_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
     matmul::GemmVariant::pick(gpu, m, n)
 }
 
-/// Software adapters without subgroups: small outputs take 8x8 tiles so every core gets
-/// workgroups, and narrow layers (M <= 8 output rows, e.g. 8-channel convs) 8x16 so no tile
-/// row is wasted. With subgroups the tile's rows follow M (GemmVariant::for_conv).
-fn conv_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
-    match (gpu.class, gpu.subgroup_size) {
-        (AdapterClass::Cpu, None) if m.div_ceil(128) * n.div_ceil(128) < 8 && m > 8 => {
-            matmul::GemmVariant::RegisterTiled { tm: 8, tn: 8 }
-        }
-        (AdapterClass::Cpu, None) if m <= 8 => matmul::GemmVariant::RegisterTiled { tm: 8, tn: 16 },
-        _ => matmul::GemmVariant::for_conv(gpu, m),
-    }
-}
-
 /// One op -> its dispatches on the planned tensors.
 fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
     let t = |id: TensorId| -> Result<&Tensor> {
@@ -320,20 +307,16 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
     Ok(match op {
         Op::Conv2d { x, w, y, s } => {
             let (oh, ow) = s.out_hw();
-            let v = conv_variant(gpu, s.cout, s.batch * oh * ow);
+            let v = matmul::GemmVariant::for_conv(gpu, s.cout, s.batch * oh * ow);
             conv::forward(gpu, t(*x)?, t(*w)?, t(*y)?, *s, v)?
         }
         Op::Conv2dBackwardInput { dy, w, dx, s } => {
-            let v = conv_variant(gpu, s.cin, s.batch * s.h * s.w);
+            let v = matmul::GemmVariant::for_conv(gpu, s.cin, s.batch * s.h * s.w);
             conv::backward_input(gpu, t(*dy)?, t(*w)?, t(*dx)?, *s, v)?
         }
         Op::Conv2dBackwardWeight { x, dy, dw, s } => {
             // Split-K supplies the parallelism here, so the large tiles are kept.
-            let v = if s.cout <= 8 {
-                conv_variant(gpu, s.cout, usize::MAX)
-            } else {
-                matmul::GemmVariant::for_conv(gpu, s.cout)
-            };
+            let v = matmul::GemmVariant::for_conv(gpu, s.cout, usize::MAX);
             let splits = conv::weight_grad_splits(*s, v, gpu.class);
             conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
         }

@@ -269,16 +269,28 @@ pub fn backward_weight(
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
-    for variant in GemmVariant::all(Some(8)) {
-        if let GemmVariant::SubgroupTiled { tm, sg, .. } = variant {
-            for (tn, kw) in [(8, 1), (8, 3), (4, 3), (8, 7)] {
-                let name = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}");
-                v.push(KernelSource { name, source: rows::source(tm, tn, sg, kw) });
-            }
-            for (tp, k) in [(8, 1), (8, 3), (4, 3)] {
-                let name = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{k}x{k}");
-                v.push(KernelSource { name, source: rows::weight_source(tm, tp, sg, k, k) });
-            }
+    // The row kernels' tiles, as rows::row_tm / weight_tm cap the subgroup variants' rows.
+    let sg = 8;
+    let mut row_tms: Vec<u32> = Vec::new();
+    let mut weight_tms: Vec<u32> = Vec::new();
+    for variant in GemmVariant::all(Some(sg)) {
+        if let GemmVariant::SubgroupTiled { tm, .. } = variant {
+            row_tms.push(rows::row_tm(tm, sg));
+            weight_tms.push(rows::weight_tm(tm, sg));
+        }
+    }
+    row_tms.dedup();
+    weight_tms.dedup();
+    for &tm in &row_tms {
+        for (tn, kw) in [(8, 1), (8, 3), (4, 3), (8, 7)] {
+            let name = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}");
+            v.push(KernelSource { name, source: rows::source(tm, tn, sg, kw) });
+        }
+    }
+    for &tm in &weight_tms {
+        for (tp, k) in [(8, 1), (8, 3), (4, 3)] {
+            let name = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{k}x{k}");
+            v.push(KernelSource { name, source: rows::weight_source(tm, tp, sg, k, k) });
         }
     }
     for variant in GemmVariant::all(Some(8)) {

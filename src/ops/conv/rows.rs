@@ -81,21 +81,34 @@ fn row_conv(s: &Conv2dShape, pass: Pass) -> RowConv {
     }
 }
 
+/// The rows of the row kernel's tile for a subgroup variant's `tm`: each step unrolls
+/// tm x tn x kw FMAs, and past 32 rows the body outgrows the instruction cache (N64 C=K=64
+/// 32x32 3x3 forward, rows of 16 / 32 / 64: 23.8 / 24.4 / 22.3 GFLOP/s).
+pub(crate) fn row_tm(tm: u32, sg: u32) -> u32 {
+    tm.min(32.max(sg))
+}
+
+/// The rows of the weight-gradient row kernel's tile: each step unrolls tm x tp x taps
+/// FMAs, and past 16 rows the body outgrows the instruction cache (N64 C=K=64 32x32 3x3,
+/// rows of 16 / 32: 27.0 / 15.6-19.5 GFLOP/s; the implicit GEMM's best, 64x8, 23.7-23.9 in
+/// the same runs).
+pub(crate) fn weight_tm(tm: u32, sg: u32) -> u32 {
+    tm.min(16.max(sg))
+}
+
 /// The row kernel's tile for this pass, or `None` where it does not apply: GEMM variants
 /// other than subgroup tiles, x-strides other than 1 (and strided backward-input), kernels
-/// wider than 7, output rows narrower than 4, or more (channel, kernel row) steps than
-/// llvmpipe's loop limit allows.
+/// wider than 7, output rows narrower than 4. (Its loop over channel x kernel row stays
+/// within llvmpipe's loop limit: `conv::check_reduction` caps channels x taps.)
 fn tile(gpu: &Gpu, s: &Conv2dShape, pass: Pass, variant: GemmVariant) -> Option<(u32, u32, u32)> {
     let GemmVariant::SubgroupTiled { tm, sg, .. } = variant else { return None };
-    // Each step unrolls tm x tn x kw FMAs: past 32 rows the body outgrows the instruction
-    // cache (N64 C=K=64 32x32 3x3 forward, rows of 16 / 32 / 64: 23.8 / 24.4 / 22.3 GFLOP/s).
-    let tm = tm.min(32.max(sg));
+    let tm = row_tm(tm, sg);
     let eligible = match pass {
         Pass::Forward => s.stride.1 == 1,
         Pass::BackwardInput => s.stride == (1, 1),
     };
     let c = row_conv(s, pass);
-    if !eligible || c.kw > MAX_KW || c.ow < 4 || c.cin * c.kh >= 65_000 {
+    if !eligible || c.kw > MAX_KW || c.ow < 4 {
         return None;
     }
     let tn: u32 = if c.ow >= 8 { 8 } else { 4 };
@@ -216,10 +229,7 @@ pub(crate) fn weight_tile(s: &Conv2dShape, variant: GemmVariant) -> Option<(u32,
         _ if ow.is_multiple_of(4) => 4,
         _ => return None,
     };
-    // Each step unrolls tm x tp x taps FMAs: past 16 rows the body outgrows the instruction
-    // cache (N64 C=K=64 32x32 3x3, rows of 16 / 32: 27.0 / 15.6-19.5 GFLOP/s; the implicit
-    // GEMM's best, 64x8, 23.7-23.9 in the same runs).
-    (s.stride.1 == 1 && s.kh * s.kw <= MAX_WEIGHT_TAPS).then_some((tm.min(16.max(sg)), tp, sg))
+    (s.stride.1 == 1 && s.kh * s.kw <= MAX_WEIGHT_TAPS).then_some((weight_tm(tm, sg), tp, sg))
 }
 
 /// Whether `conv::backward_weight` runs the weight-gradient row kernel; its name if so.

@@ -51,16 +51,23 @@ impl GemmVariant {
         }
     }
 
-    /// The variant for the implicit-GEMM convolutions (scalar gathers) with M = `m` rows,
-    /// measured on llvmpipe, N64 C64 K64 32x32 3x3 forward, GFLOP/s: register tiles 8x8 6.1,
-    /// 16x8 4.8, 16x16 9.5; in one A/B run register 16x16 7.8, subgroup tiles 32x8 15.0,
-    /// 64x4 17.6, 64x8 19.5 (backward-input 9.5 -> 18.1, -weight 9.8 -> 21.4 at 64x8). With
-    /// subgroups the rows of a tile are shared, so the tile takes all of M up to 64 rows.
-    pub fn for_conv(gpu: &Gpu, m: usize) -> Self {
+    /// The variant for a convolution pass whose implicit GEMM is m x n (pass `usize::MAX` for
+    /// n where split-K supplies the parallelism, as in the weight gradient). Measured on
+    /// llvmpipe, N64 C64 K64 32x32 3x3 forward, GFLOP/s: register tiles 8x8 6.1, 16x8 4.8,
+    /// 16x16 9.5; in one A/B run register 16x16 7.8, subgroup tiles 32x8 15.0, 64x4 17.6,
+    /// 64x8 19.5 (backward-input 9.5 -> 18.1, -weight 9.8 -> 21.4 at 64x8).
+    /// - With subgroups the rows of a tile are shared, so the tile takes all of M up to 64.
+    /// - Without, small outputs take 8x8 tiles so every core gets workgroups, and narrow
+    ///   layers (M <= 8, e.g. 8-channel convs) 8x16 so no tile row is wasted.
+    pub fn for_conv(gpu: &Gpu, m: usize, n: usize) -> Self {
         match (gpu.class, gpu.subgroup_size) {
             (AdapterClass::Cpu, Some(sg)) => {
                 let tm = m.next_power_of_two().clamp(8.max(sg as usize), 64) as u32;
                 GemmVariant::SubgroupTiled { tm, tn: 8, sg }
+            }
+            (AdapterClass::Cpu, None) if m <= 8 => GemmVariant::RegisterTiled { tm: 8, tn: 16 },
+            (AdapterClass::Cpu, None) if m.div_ceil(128).saturating_mul(n.div_ceil(128)) < 8 => {
+                GemmVariant::RegisterTiled { tm: 8, tn: 8 }
             }
             (AdapterClass::Cpu, None) => GemmVariant::RegisterTiled { tm: 16, tn: 16 },
             (AdapterClass::Gpu, _) => GemmVariant::WorkgroupTiled,
