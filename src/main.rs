@@ -1,11 +1,12 @@
 //! The `swav-wgpu` command line: train, eval (knn, linear), embed, devices.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use swav_wgpu::gpu::{describe_adapter, list_adapters, pick_adapter, Gpu, GpuOptions};
 use swav_wgpu::run::{self, RunOptions};
+use swav_wgpu::train::config::{natural_image_defaults, small_data_defaults};
 use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
 use swav_wgpu::{Error, Result};
 
@@ -30,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train SwAV (on the built-in dataset when --data is omitted).
+    /// Train SwAV (on the built-in dataset when --data is omitted; a resumed run on its own data).
     Train(Box<TrainArgs>),
     /// Evaluate a backbone's features.
     #[command(subcommand)]
@@ -57,16 +58,18 @@ struct ModelArgs {
 #[derive(Args)]
 struct TrainArgs {
     /// CIFAR .bin file or folder of batches, ImageFolder tree (or train/ + test/), or a flat
-    /// folder of images. Default: the built-in shapes dataset.
+    /// folder of images; the defaults become the natural-image recipe. Default: the built-in
+    /// shapes dataset (with its own recipe); with --resume, the run's data.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Labelled held-out data for the final k-NN evaluation (CIFAR test_batch.bin, a folder).
+    /// Labelled held-out data for the k-NN evaluation (CIFAR test_batch.bin, a folder).
+    /// With --resume, the run's test data by default.
     #[arg(long)]
     test_data: Option<PathBuf>,
     /// Run directory: config.toml, checkpoint.safetensors, backbone.safetensors,
-    /// metrics.jsonl, loss.svg.
-    #[arg(long, default_value = "runs/swav")]
-    out: PathBuf,
+    /// metrics.jsonl, loss.svg. Default: runs/swav; with --resume, the run's folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// A TOML file with any of the config keys (flags given here override it).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -135,13 +138,15 @@ struct EvalArgs {
     /// A training checkpoint (or run folder) whose backbone to evaluate.
     #[arg(long, conflicts_with = "random_init")]
     checkpoint: Option<PathBuf>,
-    /// Evaluate an untrained network (the baseline).
+    /// Evaluate an untrained network (the baseline): the network `train` would start from
+    /// with the same --data and --seed.
     #[arg(long)]
     random_init: bool,
-    /// Labelled training data (default: the built-in dataset's train split).
+    /// Labelled training data (default: the checkpoint's training data, else the built-in
+    /// dataset's train split).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Labelled test data (default: the data's own test split).
+    /// Labelled test data (default: the checkpoint's test data, else the data's own test split).
     #[arg(long)]
     test_data: Option<PathBuf>,
     #[command(flatten)]
@@ -163,6 +168,7 @@ struct EmbedArgs {
     checkpoint: Option<PathBuf>,
     #[arg(long)]
     random_init: bool,
+    /// Images to embed (default: the checkpoint's training data, else the built-in dataset).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Output safetensors file: "features" [N, F] (L2-normalised) and "labels" when known.
@@ -192,9 +198,26 @@ fn open_gpu(opts: &GpuOptions) -> Result<Arc<Gpu>> {
     Ok(gpu)
 }
 
-/// The defaults `swav-wgpu train` uses: verified on the built-in data (README, issue notes).
-pub fn default_config() -> TrainConfig {
-    swav_wgpu::train::config::small_data_defaults()
+/// The defaults a run starts from: the natural-image recipe for real data, the recipe
+/// verified on the built-in shapes otherwise (README, "Training").
+pub fn default_config(has_data: bool) -> TrainConfig {
+    if has_data {
+        natural_image_defaults()
+    } else {
+        small_data_defaults()
+    }
+}
+
+fn recipe_name(has_data: bool) -> &'static str {
+    if has_data {
+        r#"natural-image defaults (configs/cifar10.toml; README "Training")"#
+    } else {
+        "built-in-data defaults"
+    }
+}
+
+fn path_string(p: &Path) -> String {
+    run::absolute_path(p).display().to_string()
 }
 
 fn parse_crops(spec: &str) -> Result<Vec<CropConfig>> {
@@ -224,39 +247,127 @@ fn apply_model(cfg: &mut TrainConfig, m: &ModelArgs) {
     }
 }
 
-fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
-    if let Some(r) = &a.resume {
-        // A resumed run keeps its checkpoint's configuration; model flags must agree with it.
-        let file = run::resolve_resume(r)?;
-        let mut cfg = Trainer::checkpoint_meta(&file)?.config;
-        let m = &a.model;
-        let clash = [
-            ("--arch", m.arch.clone(), cfg.arch.clone()),
-            ("--width", m.width.map(|w| w.to_string()), cfg.width.to_string()),
-            ("--stem", m.stem.clone(), cfg.stem.clone()),
-            ("--prototypes", a.prototypes.map(|v| v.to_string()), cfg.prototypes.to_string()),
-            ("--feat-dim", a.feat_dim.map(|v| v.to_string()), cfg.feat_dim.to_string()),
-            ("--hidden-mlp", a.hidden_mlp.map(|v| v.to_string()), cfg.hidden_mlp.to_string()),
-        ];
-        for (flag, given, have) in clash {
-            if let Some(g) = given.filter(|g| *g != have) {
-                return Err(Error::Invalid(format!("--resume '{}': the checkpoint was trained with {flag} {have}, not {g} (a checkpoint of another architecture)", file.display())));
-            }
-        }
-        if let Some(e) = a.epochs {
-            cfg.epochs = e;
-        }
-        return Ok(cfg);
+/// What `train` was asked to do, resolved: the config (its data included), the line naming
+/// the recipe, the run folder and the checkpoint to continue from.
+struct TrainSetup {
+    cfg: TrainConfig,
+    recipe: String,
+    out: PathBuf,
+    resume: Option<PathBuf>,
+    /// Set when the resumed run has already done all its iterations: the message to print.
+    finished: Option<String>,
+}
+
+fn train_setup(a: &TrainArgs) -> Result<TrainSetup> {
+    match &a.resume {
+        Some(r) => resume_setup(a, r),
+        None => new_run_setup(a),
     }
-    let mut cfg = match &a.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
-            default_config()
-                .with_toml(&text)
-                .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?
+}
+
+/// A resumed run keeps its checkpoint's configuration and data, and its folder.
+fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
+    let file = run::resolve_resume(r)?;
+    let meta = Trainer::checkpoint_meta(&file)?;
+    let run_dir = run::run_folder(&file);
+    if let Some(out) = a.out.as_ref().filter(|out| !run::same_path(out, &run_dir)) {
+        return Err(Error::Invalid(format!(
+            "--resume '{}' continues the run in '{}'; --out '{}' names another folder (leave --out out, or copy the run there first)",
+            r.display(),
+            run_dir.display(),
+            out.display()
+        )));
+    }
+    let mut cfg = meta.config;
+    let m = &a.model;
+    let clash = [
+        ("--arch", m.arch.clone(), cfg.arch.clone()),
+        ("--width", m.width.map(|w| w.to_string()), cfg.width.to_string()),
+        ("--stem", m.stem.clone(), cfg.stem.clone()),
+        ("--prototypes", a.prototypes.map(|v| v.to_string()), cfg.prototypes.to_string()),
+        ("--feat-dim", a.feat_dim.map(|v| v.to_string()), cfg.feat_dim.to_string()),
+        ("--hidden-mlp", a.hidden_mlp.map(|v| v.to_string()), cfg.hidden_mlp.to_string()),
+    ];
+    for (flag, given, have) in clash {
+        if let Some(g) = given.filter(|g| *g != have) {
+            return Err(Error::Invalid(format!("--resume '{}': the checkpoint was trained with {flag} {have}, not {g} (a checkpoint of another architecture)", file.display())));
         }
-        None => default_config(),
+    }
+    if let Some(e) = a.epochs {
+        cfg.epochs = e;
+    }
+    if cfg.epochs == 0 {
+        return Err(Error::Invalid("--epochs must be at least 1".into()));
+    }
+    let total = cfg.epochs * meta.iters_per_epoch.max(1);
+    let finished = (meta.iteration >= total).then(|| {
+        format!(
+            "run {} is finished: {} of {total} iterations; pass --epochs M (> {}) to train it longer",
+            run_dir.display(),
+            meta.iteration,
+            meta.iteration / meta.iters_per_epoch.max(1)
+        )
+    });
+    if let Some(given) = &a.data {
+        match &cfg.data {
+            // Another --data would change what an epoch is; a recorded path that has gone
+            // (moved data) may be replaced.
+            Some(recorded) if Path::new(recorded).exists() && !run::same_path(given, Path::new(recorded)) => {
+                return Err(Error::Invalid(format!(
+                    "--resume '{}': the run trains on '{recorded}', not --data '{}' (start a new run with --out to train on other data)",
+                    r.display(),
+                    path_string(given)
+                )));
+            }
+            // Older runs recorded no data: take the caller's word.
+            _ => cfg.data = Some(path_string(given)),
+        }
+    } else if let Some(recorded) = cfg.data.as_deref().filter(|d| finished.is_none() && !Path::new(d).exists()) {
+        return Err(Error::Invalid(format!(
+            "--resume '{}': the run's data '{recorded}' no longer exists; pass --data with its new place",
+            r.display()
+        )));
+    }
+    if let Some(t) = &a.test_data {
+        cfg.test_data = Some(path_string(t));
+    }
+    Ok(TrainSetup {
+        cfg,
+        recipe: format!("recipe: resumed from {} (its stored config)", file.display()),
+        out: run_dir,
+        resume: Some(file),
+        finished,
+    })
+}
+
+/// A new run: the defaults for its data, the --config file over them, the flags over both.
+fn new_run_setup(a: &TrainArgs) -> Result<TrainSetup> {
+    let config_text = match &a.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let bad_config = |e: Error| match &a.config {
+        Some(path) => Error::Invalid(format!("--config '{}': {e}", path.display())),
+        None => e,
+    };
+    // A config file may name the data itself (a run's config.toml does); --data wins.
+    let file_has_data = match &config_text {
+        Some(text) => text
+            .parse::<toml::Table>()
+            .map_err(|e| bad_config(Error::Invalid(format!("invalid config: {e}"))))?
+            .contains_key("data"),
+        None => false,
+    };
+    let has_data = a.data.is_some() || file_has_data;
+    let mut recipe = format!("recipe: {}", recipe_name(has_data));
+    let mut cfg = match (&config_text, &a.config) {
+        (Some(text), Some(path)) => {
+            recipe += &format!(" with --config {}", path.display());
+            default_config(has_data).with_toml(text).map_err(bad_config)?
+        }
+        _ => default_config(has_data),
     };
     apply_model(&mut cfg, &a.model);
     macro_rules! set {
@@ -286,7 +397,15 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         return Err(Error::Invalid("--epochs must be at least 1".into()));
     }
     cfg.validate()?;
-    Ok(cfg)
+    // The flag, else the config file's key; recorded absolute, so that --resume from any
+    // folder finds them.
+    let absolute = |flag: &Option<PathBuf>, file: &Option<String>| {
+        flag.as_deref().map(path_string).or_else(|| file.as_deref().map(|f| path_string(Path::new(f))))
+    };
+    cfg.data = absolute(&a.data, &cfg.data);
+    cfg.test_data = absolute(&a.test_data, &cfg.test_data);
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/swav"));
+    Ok(TrainSetup { cfg, recipe, out, resume: None, finished: None })
 }
 
 fn devices(opts: &GpuOptions) -> Result<()> {
@@ -322,24 +441,43 @@ fn devices(opts: &GpuOptions) -> Result<()> {
     Ok(())
 }
 
-/// The backbone config and weights to evaluate: from a checkpoint, or random.
+/// The backbone config and weights to evaluate (from a checkpoint, or random) and the data
+/// to evaluate on (the flags, else the checkpoint's run's data).
+struct BackboneSource {
+    cfg: TrainConfig,
+    weights: Option<PathBuf>,
+    data: Option<PathBuf>,
+    test_data: Option<PathBuf>,
+}
+
 fn backbone_source(
     checkpoint: &Option<PathBuf>,
     random_init: bool,
     m: &ModelArgs,
-) -> Result<(TrainConfig, Option<PathBuf>)> {
+    data: &Option<PathBuf>,
+    test_data: &Option<PathBuf>,
+) -> Result<BackboneSource> {
     match (checkpoint, random_init) {
         (Some(p), _) => {
             let file = run::resolve_resume(p)
                 .map_err(|_| Error::Invalid(format!("--checkpoint '{}': no checkpoint found", p.display())))?;
-            let meta = Trainer::checkpoint_meta(&file)?;
-            Ok((meta.config, Some(file)))
+            let cfg = Trainer::checkpoint_meta(&file)?.config;
+            // Without --data, the run's own data (and its test data unless --test-data).
+            let (data, test_data) = match data {
+                Some(d) => (Some(d.clone()), test_data.clone()),
+                None => (
+                    cfg.data.as_ref().map(PathBuf::from),
+                    test_data.clone().or_else(|| cfg.test_data.as_ref().map(PathBuf::from)),
+                ),
+            };
+            Ok(BackboneSource { cfg, weights: Some(file), data, test_data })
         }
         (None, true) => {
-            let mut cfg = default_config();
+            // The network `train` starts from on this data (same defaults, same --seed).
+            let mut cfg = default_config(data.is_some());
             apply_model(&mut cfg, m);
             cfg.validate()?;
-            Ok((cfg, None))
+            Ok(BackboneSource { cfg, weights: None, data: data.clone(), test_data: test_data.clone() })
         }
         (None, false) => Err(Error::Invalid("give --checkpoint PATH or --random-init".into())),
     }
@@ -365,8 +503,9 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
         EvalCommand::Knn(a) => (a, false),
         EvalCommand::Linear(a) => (a, true),
     };
-    let (cfg, weights) = backbone_source(&a.checkpoint, a.random_init, &a.model)?;
-    let split = run::open_data(a.data.as_deref(), a.test_data.as_deref(), a.max_side)?;
+    let BackboneSource { cfg, weights, data, test_data } =
+        backbone_source(&a.checkpoint, a.random_init, &a.model, &a.data, &a.test_data)?;
+    let split = run::open_data(data.as_deref(), test_data.as_deref(), a.max_side)?;
     let test =
         split.test.as_ref().ok_or_else(|| Error::Invalid("no test split: give --test-data (labelled)".into()))?;
     if !(split.train.is_labelled() && test.is_labelled()) {
@@ -375,6 +514,7 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
             split.train.source, test.source
         )));
     }
+    eprintln!("evaluating on {} (test: {})", split.train.source, test.source);
     let gpu = open_gpu(opts)?;
     let fx = extractor(gpu.clone(), &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
     let what = if weights.is_some() { "checkpoint" } else { "random init" };
@@ -393,8 +533,9 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
 }
 
 fn embed(opts: &GpuOptions, a: &EmbedArgs) -> Result<()> {
-    let (cfg, weights) = backbone_source(&a.checkpoint, a.random_init, &a.model)?;
-    let split = run::open_data(a.data.as_deref(), None, a.max_side)?;
+    let BackboneSource { cfg, weights, data, .. } =
+        backbone_source(&a.checkpoint, a.random_init, &a.model, &a.data, &None)?;
+    let split = run::open_data(data.as_deref(), None, a.max_side)?;
     let gpu = open_gpu(opts)?;
     let fx = extractor(gpu, &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
     let feats = fx.extract(&split.train)?;
@@ -421,19 +562,23 @@ fn main() -> ExitCode {
     let opts = options(&cli);
     let result = match &cli.command {
         Command::Devices => devices(&opts),
-        Command::Train(a) => train_config(a).and_then(|cfg| {
+        Command::Train(a) => train_setup(a).and_then(|setup| {
+            eprintln!("{}", setup.recipe);
+            if let Some(finished) = &setup.finished {
+                // Nothing to do: leave every file of the run as it is.
+                eprintln!("{finished}");
+                return Ok(());
+            }
             let gpu = open_gpu(&opts)?;
             let ro = RunOptions {
-                data: a.data.clone(),
-                test_data: a.test_data.clone(),
-                out: a.out.clone(),
-                resume: a.resume.clone(),
+                out: setup.out,
+                resume: setup.resume,
                 checkpoint_every: a.checkpoint_every,
                 eval_every: a.eval_every,
                 max_side: a.max_side,
                 inject_nan_at: a.inject_nan_at,
             };
-            let summary = run::train(gpu, cfg, ro)?;
+            let summary = run::train(gpu, setup.cfg, ro)?;
             if summary.interrupted {
                 std::process::exit(130);
             }

@@ -1,6 +1,8 @@
 //! The `swav-wgpu` binary on bad input: every case gets a clear message naming the file or
 //! flag and a non-zero exit, never a panic. Plus: a diverging run stops at the step and names
-//! where the NaN appeared, leaving the last checkpoint intact; Ctrl-C saves and exits.
+//! where the NaN appeared, leaving the last checkpoint intact; Ctrl-C saves and exits. A run
+//! remembers its data and folder on --resume, leaves a finished run alone, and logs a learning
+//! monitor per epoch.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -215,5 +217,190 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("resumed from") && err.contains(&format!("iteration {saved}")), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// The binary run in folder `dir`.
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    bin().current_dir(dir).args(args).output().expect("the binary runs")
+}
+
+fn metrics_lines(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The per-iteration lines' iterations, and the per-epoch lines.
+fn iterations_and_epochs(run_dir: &Path) -> (Vec<u64>, Vec<serde_json::Value>) {
+    let lines = metrics_lines(run_dir);
+    let iterations = lines.iter().filter(|v| v["loss"].is_number()).map(|v| v["iteration"].as_u64().unwrap()).collect();
+    let epochs = lines.into_iter().filter(|v| v.get("code_entropy").is_some()).collect();
+    (iterations, epochs)
+}
+
+fn canonical(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap().display().to_string()
+}
+
+#[test]
+fn a_resumed_run_trains_on_its_own_data_in_its_own_folder() {
+    if !gpu_available() {
+        return;
+    }
+    let d = tmpdir("remember");
+    tiny_folder(&d.join("data"));
+    tiny_folder(&d.join("other"));
+    // Relative paths: the run records them absolute, so a resume from elsewhere finds them.
+    let mut args = vec!["train", "--data", "data", "--out", "run", "--epochs", "1"];
+    args.extend(TINY);
+    let out = run_in(&d, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.starts_with("recipe: natural-image defaults"), "{err}");
+    let run_dir = d.join("run");
+    let text = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    let recorded = swav_wgpu::train::TrainConfig::from_toml(&text).unwrap();
+    assert_eq!(recorded.data.as_deref(), Some(canonical(&d.join("data")).as_str()), "{text}");
+    let overlaid = swav_wgpu::train::config::small_data_defaults().with_toml(&text).unwrap();
+    assert_eq!(overlaid, recorded);
+
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let refused = |args: &[&str], needles: &[&str]| {
+        let out = run_in(&elsewhere, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: expected '{n}' in: {err}");
+        }
+    };
+    refused(
+        &["train", "--resume", "../run", "--data", "../other"],
+        &[&canonical(&d.join("data")), &canonical(&d.join("other"))],
+    );
+    refused(&["train", "--resume", "../run", "--out", "../run2"], &["--out '../run2'", "another folder"]);
+    assert!(!d.join("run2").exists());
+
+    // No --data, no --out: the run's data, and its folder (not runs/swav here).
+    std::fs::remove_file(run_dir.join("backbone.safetensors")).unwrap();
+    let out = run_in(&elsewhere, &["train", "--resume", "../run", "--epochs", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.starts_with("recipe: resumed from"), "{err}");
+    assert!(err.contains("at iteration 4") && err.contains(&canonical(&d.join("data"))), "{err}");
+    assert!(!elsewhere.join("runs").exists(), "a resume wrote into the default run folder");
+    let meta = swav_wgpu::io::read_metadata(&run_dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["iteration"], "8");
+    assert!(run_dir.join("backbone.safetensors").is_file());
+    // 16 images / batch 4: the same 4 iterations per epoch before and after the resume.
+    let (iterations, epochs) = iterations_and_epochs(&run_dir);
+    assert_eq!(iterations, (0..8).collect::<Vec<u64>>());
+    let ends: Vec<u64> = epochs.iter().map(|v| v["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(ends, [4, 8]);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn resuming_a_finished_run_says_so_and_changes_nothing() {
+    if !gpu_available() {
+        return;
+    }
+    let (d, run_dir, args) = tiny_run("finished", &["--epochs", "1"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snapshot = || -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(&run_dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap(), std::fs::read(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot();
+    let out = run(&["train", "--resume", run_dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("is finished: 4 of 4 iterations") && err.contains("--epochs M (> 1)"), "{err}");
+    assert!(!err.contains("adapter:"), "a finished run needs no device: {err}");
+    assert!(before == snapshot(), "resuming a finished run changed its files");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn the_learning_monitor_logs_every_epoch() {
+    if !gpu_available() {
+        return;
+    }
+    let test_dir = tmpdir("monitor-test");
+    tiny_folder(&test_dir);
+    let (d, run_dir, args) =
+        tiny_run("monitor", &["--epochs", "2", "--eval-every", "1", "--test-data", test_dir.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let (_, epochs) = iterations_and_epochs(&run_dir);
+    assert_eq!(epochs.len(), 2, "{epochs:?}");
+    let ln_k = 8f64.ln();
+    for (e, v) in epochs.iter().enumerate() {
+        assert_eq!(v["epoch"].as_u64(), Some(e as u64 + 1), "{v}");
+        let entropy = v["code_entropy"].as_f64().unwrap();
+        assert!(entropy.is_finite() && (0.0..=ln_k + 1e-6).contains(&entropy), "{v}");
+        let in_use = v["prototypes_in_use"].as_u64().unwrap();
+        assert!((1..=8).contains(&in_use), "{v}");
+        assert!(v["loss_mean"].as_f64().unwrap().is_finite() && v["img_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    // --eval-every 1: the k-NN in epoch 1's line (the last epoch's is the final evaluation).
+    assert!(epochs[0]["knn_top1"].is_number() && epochs[0]["knn_top1_k200"].is_number(), "{}", epochs[0]);
+    assert!(metrics_lines(&run_dir).iter().any(|v| v["knn_top1"].is_number() && v["iteration"] == 8));
+    // Stderr is a pipe here, not a terminal: one plain line per epoch.
+    for e in 1..=2 {
+        assert!(err.contains(&format!("epoch {e}/2  loss ")), "{err}");
+    }
+    assert!(err.contains("prototypes ") && err.contains("/8  ") && err.contains("k-NN "), "{err}");
+    let svg = std::fs::read_to_string(run_dir.join("loss.svg")).unwrap();
+    assert!(svg.contains("code entropy") && svg.contains("prototypes in use") && svg.ends_with("</svg>\n"));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&test_dir).ok();
+}
+
+/// `eval knn --random-init --seed S` is the baseline of `train --seed S`: the untrained
+/// network it evaluates must be the one training starts from, weight for weight.
+#[test]
+fn random_init_baseline_is_the_network_training_starts_from() {
+    use swav_wgpu::eval::FeatureExtractor;
+    use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
+    if !gpu_available() {
+        return;
+    }
+    let gpu = swav_wgpu::gpu::Gpu::from_env_blocking().unwrap();
+    let cfg = TrainConfig {
+        batch_size: 4,
+        width: 0.0625,
+        crops: vec![CropConfig { count: 2, size: 16, min_scale: 0.14, max_scale: 1.0 }],
+        ..swav_wgpu::train::config::natural_image_defaults()
+    };
+    let d = tmpdir("baseline");
+    tiny_folder(&d);
+    let data = swav_wgpu::data::open(Some(&d), 64).unwrap().train;
+    let seed = 3;
+    let trainer = Trainer::new(gpu.clone(), cfg.clone(), 1).unwrap();
+    trainer.init_random(seed).unwrap();
+    let trained = FeatureExtractor::new(gpu.clone(), &cfg.backbone().unwrap(), 8, 16).unwrap();
+    let state = trainer.state_blocking().unwrap();
+    trained
+        .load(&state.into_iter().filter(|(k, _)| swav_wgpu::train::checkpoint::is_backbone_key(k)).collect())
+        .unwrap();
+    let baseline = FeatureExtractor::new(gpu, &cfg.backbone().unwrap(), 8, 16).unwrap();
+    baseline.init_random(seed).unwrap();
+    let (a, b) = (trained.extract(&data).unwrap(), baseline.extract(&data).unwrap());
+    assert!(a == b, "the --random-init network differs from the one training starts from");
     std::fs::remove_dir_all(&d).ok();
 }
