@@ -35,10 +35,10 @@ fn shape_mismatch_is_an_error_not_a_panic() {
     let x = gpu.tensor_filled("x", &[s.input_len() - 1], 0.0).unwrap();
     let w = gpu.tensor_filled("w", &[s.weight_len()], 0.0).unwrap();
     let y = gpu.tensor_filled("y", &[s.output_len()], 0.0).unwrap();
-    let err = conv::forward(&gpu, &x, &w, &y, s, GemmVariant::WorkgroupTiled).unwrap_err();
+    let err = conv::forward(&gpu, &x, &w, &y, s, GemmVariant::WORKGROUP_DEFAULT).unwrap_err();
     assert!(err.to_string().contains("input has"), "{err}");
     let bad = Conv2dShape::square(1, 1, 2, 1, 7, 1, 0);
-    assert!(conv::forward(&gpu, &x, &w, &y, bad, GemmVariant::WorkgroupTiled).is_err());
+    assert!(conv::forward(&gpu, &x, &w, &y, bad, GemmVariant::WORKGROUP_DEFAULT).is_err());
     // A reduction longer than one invocation may run (3700 channels x 9 taps) is refused,
     // never split into slabs the forward loader cannot store.
     let long = Conv2dShape::square(1, 3700, 3, 1, 3, 1, 1);
@@ -47,7 +47,13 @@ fn shape_mismatch_is_an_error_not_a_panic() {
     let y = gpu.tensor_filled("y", &[long.output_len()], 0.0).unwrap();
     let err = conv::forward(&gpu, &x, &w, &y, long, GemmVariant::RegisterTiled { tm: 8, tn: 8 }).unwrap_err();
     assert!(err.to_string().contains("channel-taps"), "{err}");
-    let err =
-        conv::backward_input(&gpu, &y, &w, &x, Conv2dShape { cin: 1, cout: 3700, ..long }, GemmVariant::WorkgroupTiled);
+    let err = conv::backward_input(
+        &gpu,
+        &y,
+        &w,
+        &x,
+        Conv2dShape { cin: 1, cout: 3700, ..long },
+        GemmVariant::WORKGROUP_DEFAULT,
+    );
     assert!(err.is_err());
 }

@@ -82,6 +82,6 @@ fn matmul_rejects_wrong_sizes() {
     let a = gpu.tensor_filled("a", &[6], 0.0).unwrap();
     let c = gpu.tensor_filled("c", &[4], 0.0).unwrap();
     let s = MatmulShape { m: 2, n: 2, k: 4, trans_a: false, trans_b: false };
-    let err = matmul::matmul(&gpu, &a, &a, None, &c, s, GemmVariant::WorkgroupTiled).unwrap_err();
+    let err = matmul::matmul(&gpu, &a, &a, None, &c, s, GemmVariant::WORKGROUP_DEFAULT).unwrap_err();
     assert!(err.to_string().contains("A has 6 elements"), "{err}");
 }

@@ -8,7 +8,9 @@
 //! - `SubgroupTiled { tm, tn, sg }`: register tiles whose A values are loaded once per
 //!   subgroup of `sg` lanes and broadcast. Software adapters with subgroups (an optional
 //!   feature: `RegisterTiled` is the fallback, and both are tested).
-//! - `WorkgroupTiled`: 64x64 tiles staged in workgroup memory. For real GPUs.
+//! - `WorkgroupTiled { bm, bn, bk, tm, tn }`: bm x bn tiles of C per workgroup, A and B
+//!   staged in workgroup memory in K-slices of bk, tm x tn outputs per invocation. For real
+//!   GPUs; several shapes because the best one differs by vendor and problem size.
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
@@ -33,10 +35,25 @@ const SUBGROUP_LANES: u32 = 8;
 pub enum GemmVariant {
     RegisterTiled { tm: u32, tn: u32 },
     SubgroupTiled { tm: u32, tn: u32, sg: u32 },
-    WorkgroupTiled,
+    WorkgroupTiled { bm: u32, bn: u32, bk: u32, tm: u32, tn: u32 },
 }
 
 impl GemmVariant {
+    /// The workgroup-memory tiles for real GPUs, all within WebGPU's default limits (256
+    /// invocations, 16 KiB of workgroup memory): the classic 64x64 / 4x4, a deeper K-slice,
+    /// and the larger 128-wide tiles with 8 outputs per invocation along one or both axes
+    /// (more FMAs per staged value, for large problems).
+    pub const WORKGROUP_TILES: [GemmVariant; 4] = [
+        GemmVariant::WorkgroupTiled { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 },
+        GemmVariant::WorkgroupTiled { bm: 64, bn: 64, bk: 32, tm: 4, tn: 4 },
+        GemmVariant::WorkgroupTiled { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
+        GemmVariant::WorkgroupTiled { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 },
+    ];
+
+    /// The workgroup-tiled default until a plan is tuned on the device: 64x64, the tile that
+    /// fills the most workgroups on the small GEMMs of a SwAV step.
+    pub const WORKGROUP_DEFAULT: GemmVariant = GemmVariant::WORKGROUP_TILES[0];
+
     /// The variant measured fastest for dense matmul on this device, large problems.
     /// llvmpipe, 1024^3, GFLOP/s, register tiles: scalar loads 4x4 3.2, 8x8 6.2, 16x16 7.0;
     /// vec4 loads 8x8 7.7, 8x16 8.5, 16x8 16.9, 32x8 14.0, and in a later A/B run 16x8 15.8,
@@ -47,7 +64,7 @@ impl GemmVariant {
         match (gpu.class, gpu.subgroup_size) {
             (AdapterClass::Cpu, Some(sg)) => GemmVariant::SubgroupTiled { tm: 16.max(sg), tn: 8, sg },
             (AdapterClass::Cpu, None) => GemmVariant::RegisterTiled { tm: 12, tn: 16 },
-            (AdapterClass::Gpu, _) => GemmVariant::WorkgroupTiled,
+            (AdapterClass::Gpu, _) => GemmVariant::WORKGROUP_DEFAULT,
         }
     }
 
@@ -70,7 +87,7 @@ impl GemmVariant {
                 GemmVariant::RegisterTiled { tm: 8, tn: 8 }
             }
             (AdapterClass::Cpu, None) => GemmVariant::RegisterTiled { tm: 16, tn: 16 },
-            (AdapterClass::Gpu, _) => GemmVariant::WorkgroupTiled,
+            (AdapterClass::Gpu, _) => GemmVariant::WORKGROUP_DEFAULT,
         }
     }
 
@@ -93,8 +110,8 @@ impl GemmVariant {
             GemmVariant::RegisterTiled { tm: 16, tn: 16 },
             GemmVariant::RegisterTiled { tm: 8, tn: 16 },
             GemmVariant::RegisterTiled { tm: 8, tn: 8 },
-            GemmVariant::WorkgroupTiled,
         ];
+        v.extend(GemmVariant::WORKGROUP_TILES);
         if let Some(sg) = subgroup_size {
             for tm in [8, 16, 32, 64].into_iter().filter(|&tm| tm >= sg) {
                 v.push(GemmVariant::SubgroupTiled { tm, tn: 8, sg });
@@ -107,7 +124,7 @@ impl GemmVariant {
         match self {
             GemmVariant::RegisterTiled { tm, tn } => format!("register_tiled_{tm}x{tn}"),
             GemmVariant::SubgroupTiled { tm, tn, sg } => format!("subgroup{sg}_tiled_{tm}x{tn}"),
-            GemmVariant::WorkgroupTiled => "workgroup_tiled".to_string(),
+            GemmVariant::WorkgroupTiled { bm, bn, bk, tm, tn } => format!("workgroup_tiled_{bm}x{bn}x{bk}_{tm}x{tn}"),
         }
     }
 
@@ -116,7 +133,7 @@ impl GemmVariant {
         match self {
             GemmVariant::RegisterTiled { tm, tn } => (8 * tm, 8 * tn),
             GemmVariant::SubgroupTiled { tm, tn, .. } => (*tm, SUBGROUP_LANES * tn),
-            GemmVariant::WorkgroupTiled => (64, 64),
+            GemmVariant::WorkgroupTiled { bm, bn, .. } => (*bm, *bn),
         }
     }
 
@@ -124,7 +141,7 @@ impl GemmVariant {
     fn core(&self) -> String {
         let (tm, tn) = match *self {
             GemmVariant::RegisterTiled { tm, tn } | GemmVariant::SubgroupTiled { tm, tn, .. } => (tm, tn),
-            GemmVariant::WorkgroupTiled => return workgroup_tiled_core(),
+            GemmVariant::WorkgroupTiled { bm, bn, bk, tm, tn } => return workgroup_tiled_core(bm, bn, bk, tm, tn),
         };
         let (mut rows_cols, mut body) = self
             .a_rows(|i, row| format!("    let r{i} = row_ctx(min({row}, P.m - 1u));\n"), |i| format!("a_at(r{i}, kc)"));
@@ -155,7 +172,7 @@ impl GemmVariant {
         let (core, tm, tn) = match *self {
             GemmVariant::SubgroupTiled { tm, tn, .. } => (SUBGROUP_TILED, tm, tn),
             GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn),
-            GemmVariant::WorkgroupTiled => unreachable!("the workgroup core has its own loop"),
+            GemmVariant::WorkgroupTiled { .. } => unreachable!("the workgroup core has its own loop"),
         };
         let mut all = vec![
             ("K_LOOP", k_loop.to_string()),
@@ -189,7 +206,7 @@ impl GemmVariant {
                     body += &format!("        let a{i} = {};\n", load(i));
                 }
             }
-            GemmVariant::WorkgroupTiled => {}
+            GemmVariant::WorkgroupTiled { .. } => {}
         }
         (set, body)
     }
@@ -204,7 +221,7 @@ impl GemmVariant {
     fn has_vec4(&self) -> bool {
         match *self {
             GemmVariant::RegisterTiled { tn, .. } | GemmVariant::SubgroupTiled { tn, .. } => tn.is_multiple_of(4),
-            GemmVariant::WorkgroupTiled => false,
+            GemmVariant::WorkgroupTiled { .. } => false,
         }
     }
 
@@ -212,7 +229,7 @@ impl GemmVariant {
     fn vec4_source(&self) -> String {
         let (tm, tn) = match *self {
             GemmVariant::RegisterTiled { tm, tn } | GemmVariant::SubgroupTiled { tm, tn, .. } => (tm, tn),
-            GemmVariant::WorkgroupTiled => unreachable!("no vec4 kernel for workgroup tiles"),
+            GemmVariant::WorkgroupTiled { .. } => unreachable!("no vec4 kernel for workgroup tiles"),
         };
         let tnv = tn / 4;
         let (mut setup, mut body) =
@@ -242,25 +259,53 @@ impl GemmVariant {
     }
 }
 
-/// The workgroup-memory core with its 4x4 per-invocation tile unrolled.
-fn workgroup_tiled_core() -> String {
-    let (mut acc, mut body, mut store) = (String::new(), String::new(), String::new());
-    for i in 0..4 {
-        body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * 16);
-        body += &format!("            let b{i} = b_tile[kk * BN + lid.x + {}u];\n", i * 16);
+/// The workgroup-memory core for bm x bn tiles, K-slices of bk and tm x tn outputs per
+/// invocation, with the staging and the per-invocation tile unrolled.
+fn workgroup_tiled_core(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> String {
+    let (wx, wy) = (bn / tn, bm / tm);
+    let invocations = wx * wy;
+    debug_assert!(bm.is_multiple_of(tm) && bn.is_multiple_of(tn) && invocations <= 256);
+    debug_assert!((bm * bk).is_multiple_of(invocations) && (bn * bk).is_multiple_of(invocations));
+    debug_assert!((bm + bn) * bk * 4 <= 16384, "over WebGPU's default workgroup memory");
+    let mut stage = String::new();
+    for t in 0..bm * bk / invocations {
+        stage += &format!("        stage_a(flat, tile_m, k0, k_end, {t}u);\n");
     }
-    for i in 0..4 {
-        for j in 0..4 {
+    for t in 0..bn * bk / invocations {
+        stage += &format!("        stage_b(flat, tile_n, k0, k_end, {t}u);\n");
+    }
+    let (mut acc, mut body, mut store) = (String::new(), String::new(), String::new());
+    for i in 0..tm {
+        body += &format!("            let a{i} = a_tile[kk * BM + lid.y + {}u];\n", i * wy);
+    }
+    for j in 0..tn {
+        body += &format!("            let b{j} = b_tile[kk * BN + lid.x + {}u];\n", j * wx);
+    }
+    for i in 0..tm {
+        for j in 0..tn {
             acc += &format!("    var acc{i}_{j} = 0.0;\n");
             body += &format!("            acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n");
             store += &format!(
                 "    if (tile_m + lid.y + {mi}u < P.m && tile_n + lid.x + {nj}u < P.n) {{ c_store(split, tile_m + lid.y + {mi}u, tile_n + lid.x + {nj}u, acc{i}_{j}); }}\n",
-                mi = i * 16,
-                nj = j * 16
+                mi = i * wy,
+                nj = j * wx
             );
         }
     }
-    compose(&[WORKGROUP_TILED], &[("ACC", acc), ("LOAD_AND_FMA", body), ("STORE", store)])
+    let subs = [
+        ("BM", bm.to_string()),
+        ("BN", bn.to_string()),
+        ("BK", bk.to_string()),
+        ("WX", wx.to_string()),
+        ("WY", wy.to_string()),
+        ("A_TILE_LEN", (bm * bk).to_string()),
+        ("B_TILE_LEN", (bn * bk).to_string()),
+        ("STAGE", stage),
+        ("ACC", acc),
+        ("LOAD_AND_FMA", body),
+        ("STORE", store),
+    ];
+    compose(&[WORKGROUP_TILED], &subs)
 }
 
 /// The GEMM problem one dispatch solves: C is m x n, the reduction is k long, cut into
