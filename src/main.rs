@@ -50,7 +50,7 @@ struct ModelArgs {
     /// Width multiplier of every layer.
     #[arg(long)]
     width: Option<f32>,
-    /// cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool).
+    /// cifar (3x3/1, no pool), cifar_pool (3x3/1 + 3x3/2 max-pool) or imagenet (7x7/2 + max-pool).
     #[arg(long)]
     stem: Option<String>,
 }

@@ -451,10 +451,11 @@ pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSum
     }
     let total = cfg.epochs * iters_per_epoch;
     eprintln!(
-        "training {} x{} ({} stem) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
+        "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
         cfg.arch,
         cfg.width,
         cfg.stem,
+        cfg.forward_flops_per_image()? / 1e6,
         train_set.source,
         train_set.len(),
         iters_per_epoch * cfg.batch_size,

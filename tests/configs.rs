@@ -15,3 +15,52 @@ fn cifar10_toml_is_the_natural_image_default() {
         assert!(table.contains_key(key), "configs/cifar10.toml lacks '{key}'");
     }
 }
+
+/// ResNet-18 + head forward FLOPs for one square image, counted here from the layer formulas
+/// (independently of the graph), to check `forward_flops_per_image`.
+fn resnet18_flops_by_hand(width: f32, stem: &str, size: usize, hidden: usize, dim: usize, k: usize) -> f64 {
+    let scaled = |c: usize| ((c as f32 * width).round() as usize).max(1);
+    let conv = |cin: usize, cout: usize, kk: usize, out: usize| 2.0 * (cout * out * out * cin * kk * kk) as f64;
+    let c0 = scaled(64);
+    let (mut flops, mut hw) = match stem {
+        "imagenet" => (conv(3, c0, 7, size / 2), size / 4),
+        "cifar_pool" => (conv(3, c0, 3, size), size / 2),
+        _ => (conv(3, c0, 3, size), size),
+    };
+    let mut cin = c0;
+    for (layer, base) in [64, 128, 256, 512].into_iter().enumerate() {
+        let planes = scaled(base);
+        for block in 0..2 {
+            let stride = if block == 0 && layer > 0 { 2 } else { 1 };
+            let out = hw.div_ceil(stride);
+            flops += conv(cin, planes, 3, out) + conv(planes, planes, 3, out);
+            if stride != 1 || cin != planes {
+                flops += conv(cin, planes, 1, out);
+            }
+            cin = planes;
+            hw = out;
+        }
+    }
+    flops + 2.0 * (cin * hidden + hidden * dim + dim * k) as f64
+}
+
+#[test]
+fn flop_count_matches_the_layer_formulas() {
+    for (width, stem) in [(0.25, "imagenet"), (0.23, "cifar_pool"), (0.125, "cifar")] {
+        let cfg = TrainConfig { width, stem: stem.into(), ..natural_image_defaults() };
+        let counted = cfg.forward_flops_per_image().unwrap();
+        let by_hand = 2.0 * resnet18_flops_by_hand(width, stem, 32, 512, 128, 512);
+        assert!((counted - by_hand).abs() <= 1e-9 * by_hand, "{stem} x{width}: graph {counted} vs formulas {by_hand}");
+    }
+}
+
+/// The natural-image budget (issue 18): at most 3x the forward FLOPs per image of ResNet-18
+/// x0.25 with the ImageNet stem on 2x32 crops.
+#[test]
+fn natural_image_defaults_fit_the_flop_budget() {
+    let defaults = natural_image_defaults();
+    let reference = TrainConfig { width: 0.25, stem: "imagenet".into(), ..natural_image_defaults() };
+    let ratio = defaults.forward_flops_per_image().unwrap() / reference.forward_flops_per_image().unwrap();
+    eprintln!("natural-image defaults: {ratio:.2}x the forward FLOPs of R18 x0.25 (ImageNet stem, 2x32)");
+    assert!(ratio <= 3.0, "natural-image defaults cost {ratio:.2}x the reference, over the 3x budget");
+}

@@ -10,7 +10,7 @@ use common::*;
 use swav_wgpu::graph::cpu::{self, Values};
 use swav_wgpu::graph::plan::Plan;
 use swav_wgpu::graph::{Graph, Kind, TensorId};
-use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig};
+use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig, Stem};
 
 /// conv -> BN -> ReLU -> conv -> BN + residual -> ReLU -> global pool -> linear -> L2-normalise
 /// -> log-softmax cross-entropy against soft targets -> mean.
@@ -182,7 +182,7 @@ fn plan_report_resnet50_multicrop_reuses_activation_memory() {
         let size = if i < 2 { 224 } else { 96 };
         crops.push(g.input(&format!("crop{i}"), &[64, 3, size, size]).unwrap());
     }
-    let bb = BackboneConfig { arch: Arch::ResNet50, width: 1.0, cifar_stem: false };
+    let bb = BackboneConfig { arch: Arch::ResNet50, width: 1.0, stem: Stem::ImageNet };
     let head = HeadConfig { hidden: 2048, dim: 128, prototypes: 3000 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     let loss = g.mean(out.scores).unwrap();
@@ -213,7 +213,7 @@ pub fn fixture_graph() -> (Graph, swav_wgpu::model::HeadOutputs) {
             g.input(&format!("crop{i}"), &[4, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }]).unwrap()
         })
         .collect();
-    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, cifar_stem: true };
+    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, stem: Stem::Cifar };
     let head = HeadConfig { hidden: 64, dim: 16, prototypes: 20 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     for (t, name) in [(out.feat, "feat"), (out.z, "z"), (out.emb, "emb"), (out.scores, "scores")] {

@@ -10,7 +10,7 @@ use common::*;
 use swav_wgpu::graph::plan::Plan;
 use swav_wgpu::graph::{Graph, TensorId};
 use swav_wgpu::io::{load_safetensors_f64, F64Tensors};
-use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig};
+use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig, Stem};
 use swav_wgpu::swav::{self, cpu, SinkhornShape, SwavConfig};
 
 fn fixtures() -> PathBuf {
@@ -251,7 +251,7 @@ pub fn fixture_training_graph() -> (Graph, swav_wgpu::model::HeadOutputs, swav::
             g.input(&format!("crop{i}"), &[4, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }]).unwrap()
         })
         .collect();
-    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, cifar_stem: true };
+    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, stem: Stem::Cifar };
     let head = HeadConfig { hidden: 64, dim: 16, prototypes: 20 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     let cfg = SwavConfig { batch: 4, n_crops: 4, ..SwavConfig::default() };

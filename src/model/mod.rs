@@ -4,7 +4,7 @@ pub mod head;
 pub mod resnet;
 
 pub use head::{head, HeadConfig, HeadOutputs};
-pub use resnet::{backbone, Arch, BackboneConfig};
+pub use resnet::{backbone, Arch, BackboneConfig, Stem};
 
 use crate::error::Result;
 use crate::graph::{Graph, TensorId};
@@ -35,4 +35,32 @@ pub fn multicrop_forward(
     }
     let feat = if feats.len() == 1 { feats[0] } else { g.concat(&feats)? };
     head(g, head_cfg, feat, training)
+}
+
+/// Forward multiply-adds x 2 per image of the whole model (backbone, head, prototypes) over the
+/// given crops `(count, size)`: the work a training recipe costs, independent of the adapter.
+/// Counts convolutions and matrix products; the element-wise ops are a few percent more.
+pub fn forward_flops_per_image(
+    backbone_cfg: &BackboneConfig,
+    head_cfg: &HeadConfig,
+    crops: &[(usize, usize)],
+) -> Result<f64> {
+    let mut g = Graph::new();
+    let mut inputs = Vec::new();
+    for (i, &(count, size)) in crops.iter().enumerate() {
+        for j in 0..count {
+            inputs.push(g.input(&format!("crop{i}.{j}"), &[1, 3, size, size])?);
+        }
+    }
+    multicrop_forward(&mut g, backbone_cfg, head_cfg, &inputs, false)?;
+    Ok(g.ops.iter().map(op_flops).sum())
+}
+
+fn op_flops(op: &crate::graph::Op) -> f64 {
+    use crate::graph::Op;
+    match op {
+        Op::Conv2d { s, .. } => s.flops(),
+        Op::Matmul { s, .. } => 2.0 * (s.m * s.n * s.k) as f64,
+        _ => 0.0,
+    }
 }

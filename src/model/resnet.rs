@@ -1,6 +1,6 @@
 //! ResNet-18/34 (BasicBlock) and ResNet-50 (Bottleneck), torchvision layout and parameter names
 //! (`conv1.weight`, `layer2.0.downsample.1.running_var`, ...), with a width multiplier and an
-//! ImageNet (7x7/2 + max-pool) or CIFAR (3x3/1, no max-pool) stem; ends in global average pool.
+//! choice of stem (see [`Stem`]); ends in global average pool.
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 
@@ -23,12 +23,43 @@ impl std::str::FromStr for Arch {
     }
 }
 
+/// How the network first meets the image. The stem sets the resolution every later stage runs
+/// at, and so most of the FLOPs: each stage of a ResNet costs about the same at a given input
+/// size, and halving the resolution quarters it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stem {
+    /// 3x3 conv, stride 1, no pool: stages at full resolution (CIFAR ResNets).
+    Cifar,
+    /// 3x3 conv, stride 1, then 3x3/2 max-pool: stages at half resolution. For 32-64 px
+    /// images, where the ImageNet stem leaves the last stage at 1x1.
+    CifarPool,
+    /// 7x7 conv, stride 2, then 3x3/2 max-pool: stages at a quarter resolution (torchvision).
+    ImageNet,
+}
+
+impl Stem {
+    /// The names the config file uses.
+    pub const NAMES: &'static str = "cifar, cifar_pool or imagenet";
+}
+
+impl std::str::FromStr for Stem {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Stem> {
+        match s {
+            "cifar" => Ok(Stem::Cifar),
+            "cifar_pool" => Ok(Stem::CifarPool),
+            "imagenet" => Ok(Stem::ImageNet),
+            other => Err(Error::Invalid(format!("unknown stem '{other}': use {}", Stem::NAMES))),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BackboneConfig {
     pub arch: Arch,
     /// Multiplies every width (64, 128, 256, 512 and the stem's 64).
     pub width: f32,
-    pub cifar_stem: bool,
+    pub stem: Stem,
 }
 
 pub const BN_EPS: f32 = 1e-5;
@@ -122,13 +153,12 @@ fn bottleneck(g: &mut Graph, p: &str, x: TensorId, planes: usize, stride: usize,
 /// Backbone on x [N, 3, H, W] -> features [N, feature_dim].
 pub fn backbone(g: &mut Graph, cfg: &BackboneConfig, x: TensorId, training: bool) -> Result<TensorId> {
     let stem = cfg.scaled(64);
-    let mut h = if cfg.cifar_stem {
-        conv_bn(g, "conv1", "bn1", x, stem, 3, 1, 1, training)?
-    } else {
-        conv_bn(g, "conv1", "bn1", x, stem, 7, 2, 3, training)?
+    let mut h = match cfg.stem {
+        Stem::Cifar | Stem::CifarPool => conv_bn(g, "conv1", "bn1", x, stem, 3, 1, 1, training)?,
+        Stem::ImageNet => conv_bn(g, "conv1", "bn1", x, stem, 7, 2, 3, training)?,
     };
     h = g.relu(h)?;
-    if !cfg.cifar_stem {
+    if cfg.stem != Stem::Cifar {
         h = g.max_pool(h, 3, 2, 1)?;
     }
     for (layer, (&n, base)) in cfg.blocks().iter().zip([64, 128, 256, 512]).enumerate() {

@@ -306,8 +306,11 @@ class ResNet(nn.Module):
         blocks = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3]}[arch]
         block = Bottleneck if arch == "resnet50" else BasicBlock
         c = scaled(64, width)
-        self.cifar_stem = stem == "cifar"
-        self.conv1 = nn.Conv2d(3, c, 3, 1, 1, bias=False) if self.cifar_stem else nn.Conv2d(3, c, 7, 2, 3, bias=False)
+        if stem not in ("cifar", "cifar_pool", "imagenet"):
+            raise SystemExit(f"unknown stem '{stem}': use cifar, cifar_pool or imagenet")
+        self.stem = stem
+        # cifar: 3x3/1; cifar_pool: 3x3/1 + 3x3/2 max-pool; imagenet: 7x7/2 + 3x3/2 max-pool.
+        self.conv1 = nn.Conv2d(3, c, 7, 2, 3, bias=False) if stem == "imagenet" else nn.Conv2d(3, c, 3, 1, 1, bias=False)
         self.bn1 = bn2d(c)
         cin = c
         for li, (n, base) in enumerate(zip(blocks, [64, 128, 256, 512])):
@@ -321,7 +324,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))
-        if not self.cifar_stem:
+        if self.stem in ("imagenet", "cifar_pool"):
             x = F.max_pool2d(x, 3, 2, 1)
         for li in range(1, 5):
             x = getattr(self, f"layer{li}")(x)
