@@ -366,3 +366,35 @@ fn impossible_augmentation_settings_are_named() {
     }
     assert!(TrainConfig { optimizer: "adam".into(), hue: 0.5, ..TrainConfig::default() }.validate().is_ok());
 }
+
+/// One identity per kernel: every pipeline that training steps create (multi-crop, queue,
+/// frozen then learned prototypes, LARS and Adam) is in `all_kernel_sources`, under the same
+/// name and with the same source, so `tests/shaders.rs` has validated exactly what runs.
+#[test]
+fn every_kernel_a_training_step_compiles_is_validated() {
+    let Some(gpu) = gpu() else { return };
+    for cfg in [small_config(), TrainConfig { optimizer: "adam".into(), stem: "cifar_pool".into(), ..small_config() }] {
+        let mut t = Trainer::new(gpu.clone(), cfg, 1).unwrap();
+        t.init_random(2).unwrap();
+        run_steps(&mut t, 0, 3);
+    }
+    let validated: HashMap<String, String> =
+        swav_wgpu::ops::all_kernel_sources().into_iter().map(|k| (k.name, k.source)).collect();
+    let compiled = gpu.compiled_kernels();
+    assert!(compiled.len() > 10, "only {} kernels compiled", compiled.len());
+    let mut missing = Vec::new();
+    for (name, source) in &compiled {
+        match validated.get(name) {
+            None => missing.push(format!("{name}: not in all_kernel_sources")),
+            Some(v) if v != source => missing.push(format!("{name}: validated source differs from the compiled one")),
+            Some(_) => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} compiled kernels unvalidated:\n{}",
+        missing.len(),
+        compiled.len(),
+        missing.join("\n")
+    );
+}

@@ -81,7 +81,9 @@ pub struct Gpu {
     /// Lanes per subgroup where the subgroup fast paths are on (software adapters with the
     /// SUBGROUP feature and one fixed subgroup size, native only); `None` elsewhere.
     pub subgroup_size: Option<u32>,
-    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    /// Compiled kernels by identity (`KernelSource::name`), with the source each was built
+    /// from, so a test can check that everything a run creates is in the validated list.
+    pipelines: Mutex<HashMap<String, (wgpu::ComputePipeline, String)>>,
     pub(crate) pool: Pool,
     /// Readback buffers by size, reused so a replayed step creates no GPU objects.
     staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
@@ -215,12 +217,13 @@ impl Gpu {
     /// `source` is only called on a cache miss.
     pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String, entry: &str) -> wgpu::ComputePipeline {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(key) {
+        if let Some((p, _)) = cache.get(key) {
             return p.clone();
         }
+        let source = source();
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(key),
-            source: wgpu::ShaderSource::Wgsl(source().into()),
+            source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(key),
@@ -235,8 +238,16 @@ impl Gpu {
             cache: None,
         });
         self.counters.pipelines.fetch_add(1, Ordering::Relaxed);
-        cache.insert(key.to_string(), pipeline.clone());
+        cache.insert(key.to_string(), (pipeline.clone(), source));
         pipeline
+    }
+
+    /// Every kernel this device has compiled so far: (identity, WGSL source).
+    pub fn compiled_kernels(&self) -> Vec<(String, String)> {
+        let cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, String)> = cache.iter().map(|(k, (_, s))| (k.clone(), s.clone())).collect();
+        v.sort();
+        v
     }
 
     /// A storage buffer of at least `bytes` bytes, from the pool when one is free.

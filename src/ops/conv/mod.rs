@@ -16,7 +16,7 @@ pub mod rows;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::matmul::{gemm, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK};
+use crate::ops::matmul::{gemm, gemm_kernel_name, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
@@ -296,13 +296,13 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     for variant in GemmVariant::all(Some(8)) {
         for (name, body) in [("forward", FORWARD), ("backward_weight", BACKWARD_WEIGHT)] {
             v.push(KernelSource {
-                name: format!("conv2d_{name}/{}", variant.name()),
+                name: gemm_kernel_name(&format!("conv2d_{name}"), variant, &[]),
                 source: variant.source(&loader(body), &[]),
             });
         }
         for (name, body) in [("backward_input", BACKWARD_INPUT), ("backward_input_strided", BACKWARD_INPUT_STRIDED)] {
             v.push(KernelSource {
-                name: format!("conv2d_{name}/{}", variant.name()),
+                name: gemm_kernel_name(&format!("conv2d_{name}"), variant, &[]),
                 source: variant.source(&loader(body), &[]),
             });
         }

@@ -27,7 +27,7 @@ pub fn cross_entropy_forward(
     check_len(OP, "logits", x, rows * cols)?;
     check_len(OP, "targets", q, rows * cols)?;
     check_len(OP, "loss", loss, rows)?;
-    row_dispatch(gpu, "cross_entropy_forward", FORWARD, &[x, q, loss], rows, cols, scale, 0.0)
+    row_dispatch(gpu, "loss", "cross_entropy_forward", FORWARD, &[x, q, loss], rows, cols, scale, 0.0)
 }
 
 /// dX from the per-row loss gradients `dloss` ([rows]).
@@ -47,7 +47,7 @@ pub fn cross_entropy_backward(
     check_len(OP, "targets", q, rows * cols)?;
     check_len(OP, "grad loss", dloss, rows)?;
     check_len(OP, "grad logits", dx, rows * cols)?;
-    row_dispatch(gpu, "cross_entropy_backward", BACKWARD, &[x, q, dloss, dx], rows, cols, scale, 0.0)
+    row_dispatch(gpu, "loss", "cross_entropy_backward", BACKWARD, &[x, q, dloss, dx], rows, cols, scale, 0.0)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

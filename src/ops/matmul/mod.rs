@@ -344,11 +344,20 @@ pub(crate) fn gemm(
     p: &GemmProblem,
     variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
-    let subs_key: Vec<String> = loader_subs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let key = format!("{name}/{}/{}", variant.name(), subs_key.join(","));
+    let key = gemm_kernel_name(name, variant, loader_subs);
     let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
     let tile = variant.workgroup_tile();
     gemm_with_pipeline(gpu, &key, &pipeline, params, inputs, out, p, tile, 1)
+}
+
+/// The identity of a GEMM kernel: op, core variant and the loader's specialisation
+/// (`matmul/register_tiled_12x16/TRANS_A=false,TRANS_B=true`, `conv2d_forward/workgroup_...`).
+pub(crate) fn gemm_kernel_name(name: &str, variant: GemmVariant, loader_subs: &[(&str, String)]) -> String {
+    if loader_subs.is_empty() {
+        return format!("{name}/{}", variant.name());
+    }
+    let subs: Vec<String> = loader_subs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{name}/{}/{}", variant.name(), subs.join(","))
 }
 
 /// Dispatches a GEMM pipeline whose workgroups cover `tile` (rows, cols) of C, with split-K
@@ -526,9 +535,10 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     for variant in GemmVariant::all(Some(8)) {
         for ta in [false, true] {
             for tb in [false, true] {
+                let subs = [("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())];
                 v.push(KernelSource {
-                    name: format!("matmul/{}/ta={ta},tb={tb}", variant.name()),
-                    source: variant.source(DENSE, &[("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())]),
+                    name: gemm_kernel_name("matmul", variant, &subs),
+                    source: variant.source(DENSE, &subs),
                 });
             }
         }

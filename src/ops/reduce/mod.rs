@@ -143,6 +143,7 @@ pub fn reduce_axis_backward(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     vec![
         KernelSource { name: "reduce_axis".into(), source: REDUCE_AXIS.into() },
+        KernelSource { name: "reduce_axis_short".into(), source: REDUCE_AXIS_SHORT.into() },
         KernelSource { name: "reduce_axis_backward".into(), source: REDUCE_AXIS_BACKWARD.into() },
     ]
 }

@@ -21,8 +21,10 @@ const KERNELS: [(&str, &str); 6] = [
 pub const L2_EPS: f32 = 1e-12;
 
 #[allow(clippy::too_many_arguments)]
+/// `family` prefixes the kernel's identity (`rows/softmax_forward`, `loss/...`).
 pub(crate) fn row_dispatch(
     gpu: &Gpu,
+    family: &str,
     name: &'static str,
     body: &str,
     tensors: &[&Tensor],
@@ -34,7 +36,8 @@ pub(crate) fn row_dispatch(
     if rows == 0 || cols == 0 {
         return shape_err(name, format!("empty [{rows}, {cols}]"));
     }
-    let pipeline = gpu.pipeline(name, || compose(&[REDUCE, COMMON, body], &[]), "main");
+    let key = format!("{family}/{name}");
+    let pipeline = gpu.pipeline(&key, || compose(&[REDUCE, COMMON, body], &[]), "main");
     let params = [to_u32(name, rows)?, to_u32(name, cols)?, f(scale), f(eps)];
     let grid = linear_grid(gpu, name, rows as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
@@ -45,7 +48,7 @@ fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], rows: usize, cols: us
         check_len(name, &format!("operand {i}"), t, rows * cols)?;
     }
     let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    row_dispatch(gpu, name, body, tensors, rows, cols, scale, L2_EPS)
+    row_dispatch(gpu, "rows", name, body, tensors, rows, cols, scale, L2_EPS)
 }
 
 pub fn l2_normalize_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
