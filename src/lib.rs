@@ -6,6 +6,8 @@
 // On wasm the WebGPU handles are neither Send nor Sync (one thread); the Arcs are still right.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod data;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]

@@ -40,6 +40,22 @@ enum Command {
     Embed(EmbedArgs),
     /// List the adapters wgpu can see and mark the one that would be used.
     Devices,
+    /// Time kernels, training steps and the data loader on this adapter.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Small problems and only the first step configuration (software adapters, CI).
+    #[arg(long)]
+    quick: bool,
+    /// Timed repetitions per measurement (the median is printed).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Time training steps of this config file instead of the built-in three (repeatable;
+    /// keys over `TrainConfig::default()`, as the PyTorch twin reads them).
+    #[arg(long)]
+    config: Vec<PathBuf>,
 }
 
 #[derive(Args, Default)]
@@ -557,6 +573,21 @@ fn embed(opts: &GpuOptions, a: &EmbedArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench(opts: &GpuOptions, a: &BenchArgs) -> Result<()> {
+    let mut configs = Vec::new();
+    for path in &a.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Invalid(format!("cannot read --config '{}': {e}", path.display())))?;
+        let cfg =
+            TrainConfig::from_toml(&text).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        configs.push((name, cfg));
+    }
+    // bench prints the adapter itself, on stdout with its results.
+    let gpu = pollster::block_on(Gpu::new(opts))?;
+    swav_wgpu::bench::run(gpu, &swav_wgpu::bench::BenchOptions { reps: a.reps, quick: a.quick, configs })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = options(&cli);
@@ -585,6 +616,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Eval(c) => eval(&opts, c),
+        Command::Bench(a) => bench(&opts, a),
         Command::Embed(a) => embed(&opts, a),
     };
     match result {

@@ -404,3 +404,33 @@ fn random_init_baseline_is_the_network_training_starts_from() {
     assert!(a == b, "the --random-init network differs from the one training starts from");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `swav-wgpu bench --quick` on one small config file: the adapter, matmul and conv
+/// throughput and the step line come out, for people and as JSON lines; a bad file is a clear
+/// error.
+#[test]
+fn bench_reports_kernels_and_steps() {
+    if !gpu_available() {
+        return;
+    }
+    let dir = tmpdir("bench");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        "width = 0.0625\nbatch_size = 8\nhidden_mlp = 16\nfeat_dim = 8\nprototypes = 16\n[[crops]]\ncount = 2\nsize = 16\nmin_scale = 0.3\nmax_scale = 1.0\n",
+    )
+    .unwrap();
+    let out = run(&["bench", "--quick", "--reps", "1", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {}{text}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<serde_json::Value> =
+        text.lines().filter_map(|l| l.strip_prefix("json: ")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "adapter").count(), 1, "{text}");
+    assert!(kinds.iter().filter(|k| **k == "kernel").count() >= 5, "{text}");
+    let step = records.iter().find(|r| r["kind"] == "step").expect("a step record");
+    assert_eq!(step["config"], "tiny");
+    assert!(step["img_per_s"].as_f64().unwrap() > 0.0 && step["loader_samples_per_s"].as_f64().unwrap() > 0.0);
+    std::fs::write(&cfg, "width = \"wide\"\n").unwrap();
+    assert_fails_with(&["bench", "--quick", "--config", cfg.to_str().unwrap()], "tiny.toml");
+}

@@ -64,3 +64,18 @@ fn natural_image_defaults_fit_the_flop_budget() {
     eprintln!("natural-image defaults: {ratio:.2}x the forward FLOPs of R18 x0.25 (ImageNet stem, 2x32)");
     assert!(ratio <= 3.0, "natural-image defaults cost {ratio:.2}x the reference, over the 3x budget");
 }
+
+/// benches/gpu/NAME.toml is `bench::step_configs()`'s NAME key for key, so the PyTorch twin
+/// (benches/gpu/run.sh) times the same steps as `swav-wgpu bench`.
+#[test]
+fn gpu_bench_tomls_are_the_bench_step_configs() {
+    for (name, cfg) in swav_wgpu::bench::step_configs() {
+        let path = format!("{}/benches/gpu/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), cfg, "{path} differs from bench::step_configs()");
+        let table: toml::Table = text.parse().unwrap();
+        for key in toml::Table::try_from(&cfg).unwrap().keys() {
+            assert!(table.contains_key(key), "{path} lacks '{key}'");
+        }
+    }
+}

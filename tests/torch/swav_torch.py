@@ -13,6 +13,7 @@ itself against ../shared/fixtures/swav_model.
       --test-data ../shared/data/cifar10/cifar-10-batches-bin/test_batch.bin --seed 0 --out runs/twin
   python3 tests/torch/swav_torch.py knn --random-init --config configs/cifar10.toml --data ... --test-data ...
   python3 tests/torch/swav_torch.py check-fixtures ../shared/fixtures/swav_model
+  python3 tests/torch/swav_torch.py bench --config benches/gpu/r18x1-b256.toml --device cuda --steps 10
   python3 tests/torch/swav_torch.py embed --backbone RUN/backbone.safetensors --config RUN/config.toml \
       --data imgs --out feats.safetensors
 
@@ -698,10 +699,54 @@ def check_fixtures(fixture_dir):
     return losses, worst
 
 
+def bench(cfg, args):
+    """Training steps per second on random crops (no data loading), as `swav-wgpu bench`
+    times them: forward, Sinkhorn, swapped loss, backward and the optimizer step. One JSON line."""
+    device = torch.device(args.device)
+    torch.manual_seed(cfg["seed"])
+    model = SwAV(cfg)
+    init_random(model, cfg["seed"])
+    model.to(device)
+    opt = Optimizer(model, cfg)
+    bs = cfg["batch_size"]
+    gen = torch.Generator().manual_seed(1)
+    crops = [torch.randn(bs, 3, c["size"], c["size"], generator=gen).to(device)
+             for c in cfg["crops"] for _ in range(c["count"])]
+
+    def step():
+        with torch.no_grad():
+            model.prototypes.weight.copy_(F.normalize(model.prototypes.weight, dim=1, p=2))
+        emb, scores = model(crops)
+        loss, _ = swav_loss(emb, scores, model.prototypes.weight, cfg, None, False)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step(cfg["lr"], True)
+        return loss
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(2):
+        step()
+    sync()
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    med = times[len(times) // 2]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(json.dumps({"twin": True, "device": name, "tf32": args.tf32, "ms_per_step": med * 1e3,
+                      "img_per_s": bs / med, "batch_size": bs, "steps": args.steps}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("train", "knn", "embed"):
+    for name in ("train", "knn", "embed", "bench"):
         p = sub.add_parser(name)
         p.add_argument("--config")
         p.add_argument("--data")
@@ -716,6 +761,8 @@ def main():
             p.add_argument("--eval-every", type=int, default=0)
         if name == "knn":
             p.add_argument("--random-init", action="store_true", required=True)
+        if name == "bench":
+            p.add_argument("--steps", type=int, default=5)
         if name == "embed":
             p.add_argument("--backbone", required=True)
             p.add_argument("--out", required=True)
@@ -746,6 +793,8 @@ def main():
         train(cfg, args)
     elif args.cmd == "knn":
         random_init_knn(cfg, args)
+    elif args.cmd == "bench":
+        bench(cfg, args)
     else:
         embed(cfg, args)
 

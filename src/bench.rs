@@ -1,0 +1,267 @@
+//! `swav-wgpu bench`: what a user runs on their own GPU to see where the time goes. The
+//! adapter; matmul and conv GFLOP/s for the kernel the chooser picks (on real GPUs every
+//! workgroup tile beside it); training steps per second for three configurations and the
+//! heaviest kernels of one step; and the data loader's samples per second beside them, so the
+//! limiting side is visible. Times are queue-synchronised wall time (median of `reps`): GPU
+//! timestamp queries are not used yet. Every result is also a JSON line for scripts
+//! (`benches/gpu/run.sh`).
+use std::time::Instant;
+
+use crate::data::loader::{epoch_order, make_batch};
+use crate::data::synthetic;
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::ops::conv::{self, Conv2dShape};
+use crate::ops::matmul::{self, GemmVariant, MatmulShape};
+use crate::train::{CropConfig, TrainConfig, Trainer};
+
+pub struct BenchOptions {
+    /// Timed repetitions per measurement (the median is reported).
+    pub reps: usize,
+    /// Small problems and the first step configuration only (software adapters, CI).
+    pub quick: bool,
+    /// Step configurations by name; empty means `step_configs()` (or its first with `quick`).
+    pub configs: Vec<(String, TrainConfig)>,
+}
+
+/// The three step configurations of the benchmark: today's small model, ResNet-18 at full
+/// width on CIFAR-sized crops, and the paper's ResNet-50 with 2x224 + 6x96 crops.
+/// `benches/gpu/*.toml` holds the same for the PyTorch twin (a test keeps them equal).
+pub fn step_configs() -> Vec<(String, TrainConfig)> {
+    let crops = |large: usize, small: usize, n_small: usize| {
+        vec![
+            CropConfig { count: 2, size: large, min_scale: 0.14, max_scale: 1.0 },
+            CropConfig { count: n_small, size: small, min_scale: 0.05, max_scale: 0.14 },
+        ]
+    };
+    let base = TrainConfig { optimizer: "lars".into(), feat_dim: 128, ..TrainConfig::default() };
+    vec![
+        (
+            "r18x0.25-b64".into(),
+            TrainConfig {
+                arch: "resnet18".into(),
+                width: 0.25,
+                stem: "cifar".into(),
+                batch_size: 64,
+                hidden_mlp: 512,
+                prototypes: 100,
+                crops: crops(32, 16, 4),
+                ..base.clone()
+            },
+        ),
+        (
+            "r18x1-b256".into(),
+            TrainConfig {
+                arch: "resnet18".into(),
+                width: 1.0,
+                stem: "cifar".into(),
+                batch_size: 256,
+                hidden_mlp: 2048,
+                prototypes: 3000,
+                crops: crops(32, 16, 4),
+                ..base.clone()
+            },
+        ),
+        (
+            "r50-b32".into(),
+            TrainConfig {
+                arch: "resnet50".into(),
+                width: 1.0,
+                stem: "imagenet".into(),
+                batch_size: 32,
+                hidden_mlp: 2048,
+                prototypes: 3000,
+                crops: crops(224, 96, 6),
+                ..base
+            },
+        ),
+    ]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time_dispatches(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> f64 {
+    gpu.run(dispatches);
+    gpu.wait_idle();
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                gpu.run(dispatches);
+                gpu.wait_idle();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn filled(gpu: &Gpu, name: &str, n: usize) -> Result<Tensor> {
+    let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    gpu.tensor_from(name, &[n], &data)
+}
+
+fn json_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// One measurement, printed for people and as a JSON line (prefixed `json: `) for scripts.
+fn report_kernel(op: &str, shape: &str, kernel: &str, flops: f64, secs: f64) {
+    let gflops = flops / secs / 1e9;
+    println!("{op:<24} {shape:<30} {kernel:<34} {gflops:9.1} GFLOP/s  ({:.2} ms)", secs * 1e3);
+    println!(
+        "json: {{\"kind\":\"kernel\",\"op\":\"{op}\",\"shape\":\"{shape}\",\"kernel\":\"{}\",\"gflops\":{gflops:.3},\"ms\":{:.4}}}",
+        json_escape(kernel),
+        secs * 1e3
+    );
+}
+
+fn matmul_variants(gpu: &Gpu) -> Vec<GemmVariant> {
+    let chosen = GemmVariant::for_matmul(gpu);
+    let mut v = vec![chosen];
+    if gpu.class == AdapterClass::Gpu {
+        v.extend(GemmVariant::WORKGROUP_TILES.into_iter().filter(|t| *t != chosen));
+    }
+    v
+}
+
+fn bench_matmul(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
+    let sizes: &[usize] = if opts.quick { &[256, 1024] } else { &[1024, 4096] };
+    for &n in sizes {
+        let (a, b, c) = (filled(gpu, "a", n * n)?, filled(gpu, "b", n * n)?, filled(gpu, "c", n * n)?);
+        let s = MatmulShape { m: n, n, k: n, trans_a: false, trans_b: false };
+        for variant in matmul_variants(gpu) {
+            let d = matmul::matmul(gpu, &a, &b, None, &c, s, variant)?;
+            let secs = time_dispatches(gpu, &d, opts.reps);
+            report_kernel("matmul", &format!("{n}x{n}x{n}"), &variant.name(), 2.0 * (n * n * n) as f64, secs);
+        }
+    }
+    Ok(())
+}
+
+fn bench_conv(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
+    // The benchmark shape of the README (N64 C64 K64 32x32 3x3), halved in batch when quick.
+    let batch = if opts.quick { 16 } else { 64 };
+    let s = Conv2dShape::square(batch, 64, 32, 64, 3, 1, 1);
+    let shape = format!("N{batch} C64 K64 32x32 3x3 s1 p1");
+    let (x, w, y) =
+        (filled(gpu, "x", s.input_len())?, filled(gpu, "w", s.weight_len())?, filled(gpu, "y", s.output_len())?);
+    let (dx, dw) = (filled(gpu, "dx", s.input_len())?, filled(gpu, "dw", s.weight_len())?);
+    let variant = GemmVariant::for_conv(gpu, s.cout, usize::MAX);
+    let kernel = |forward| conv::rows::kernel_name(gpu, &s, forward, variant).unwrap_or(variant.name());
+    let d = conv::forward(gpu, &x, &w, &y, s, variant)?;
+    report_kernel("conv2d_forward", &shape, &kernel(true), s.flops(), time_dispatches(gpu, &d, opts.reps));
+    let d = conv::backward_input(gpu, &y, &w, &dx, s, variant)?;
+    report_kernel("conv2d_backward_input", &shape, &kernel(false), s.flops(), time_dispatches(gpu, &d, opts.reps));
+    let splits = conv::weight_grad_splits(s, variant, gpu.class);
+    let d = conv::backward_weight(gpu, &x, &y, &dw, s, variant, splits)?;
+    let kernel = conv::rows::weight_kernel_name(&s, variant).unwrap_or(variant.name());
+    report_kernel("conv2d_backward_weight", &shape, &kernel, s.flops(), time_dispatches(gpu, &d, opts.reps));
+    Ok(())
+}
+
+/// Augmented multi-crop samples per second of the data loader (the built-in dataset, the
+/// config's crops, the process's worker threads).
+fn loader_rate(cfg: &TrainConfig, reps: usize) -> f64 {
+    let ds = synthetic::builtin().train;
+    let aug = cfg.augment();
+    let order = epoch_order(ds.len(), 0, 0);
+    let batch = cfg.batch_size.min(ds.len());
+    let _ = make_batch(&ds, &order[..batch], &aug, 0, 0);
+    median(
+        (0..reps.max(1))
+            .map(|r| {
+                let t = Instant::now();
+                let start = (r * batch) % (ds.len() - batch + 1);
+                let _ = make_batch(&ds, &order[start..start + batch], &aug, 0, 0);
+                batch as f64 / t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: usize) -> Result<()> {
+    let crops_desc = cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+");
+    let mut t = Trainer::new(gpu.clone(), cfg.clone(), 100)?;
+    t.init_random(0)?;
+    let mut rng = crate::rng::Rng::new(1);
+    let crops: Vec<Vec<f32>> = cfg
+        .crops
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c.size, c.count))
+        .map(|s| (0..cfg.batch_size * 3 * s * s).map(|_| rng.normal() as f32).collect())
+        .collect();
+    let refs: Vec<&[f32]> = crops.iter().map(|c| c.as_slice()).collect();
+    t.step(&refs)?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let s = Instant::now();
+        t.step(&refs)?;
+        times.push(s.elapsed().as_secs_f64());
+    }
+    let secs = median(times);
+    let img_s = cfg.batch_size as f64 / secs;
+    let gflop = 3.0 * cfg.forward_flops_per_image()? * cfg.batch_size as f64 / 1e9;
+    let loader = loader_rate(cfg, 3);
+    println!(
+        "step {name:<14} {} x{} {} stem B{} crops {crops_desc}: {:.1} ms/step, {img_s:.1} img/s (~{:.1} GFLOP/s at 3x forward); data loader {loader:.0} samples/s{}",
+        cfg.arch,
+        cfg.width,
+        cfg.stem,
+        cfg.batch_size,
+        secs * 1e3,
+        gflop / secs,
+        if loader < img_s { " (the loader limits training)" } else { "" }
+    );
+    println!(
+        "json: {{\"kind\":\"step\",\"config\":\"{name}\",\"ms_per_step\":{:.3},\"img_per_s\":{img_s:.3},\"loader_samples_per_s\":{loader:.1}}}",
+        secs * 1e3
+    );
+    // The heaviest kernels of one step (each dispatch run alone and waited for).
+    let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for (label, secs) in t.plan.profile_dispatches() {
+        let key = label.split('/').take(2).collect::<Vec<_>>().join("/");
+        let e = by_kernel.entry(key).or_default();
+        e.0 += secs;
+        e.1 += 1;
+    }
+    let mut rows: Vec<_> = by_kernel.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    let total: f64 = rows.iter().map(|r| r.1 .0).sum();
+    for (k, (s, n)) in rows.iter().take(8) {
+        println!("    {k:<44} {n:>4} dispatches {:>9.2} ms  {:>5.1} %", s * 1e3, 100.0 * s / total);
+    }
+    Ok(())
+}
+
+/// Runs the whole benchmark on `gpu`, printing as it goes.
+pub fn run(gpu: std::sync::Arc<Gpu>, opts: &BenchOptions) -> Result<()> {
+    if opts.reps == 0 {
+        return Err(Error::Invalid("--reps must be at least 1".into()));
+    }
+    println!("adapter: {}", gpu.describe());
+    println!(
+        "json: {{\"kind\":\"adapter\",\"name\":\"{}\",\"backend\":\"{:?}\",\"type\":\"{:?}\",\"driver\":\"{}\"}}",
+        json_escape(&gpu.info.name),
+        gpu.info.backend,
+        gpu.info.device_type,
+        json_escape(&format!("{} {}", gpu.info.driver, gpu.info.driver_info))
+    );
+    bench_matmul(&gpu, opts)?;
+    bench_conv(&gpu, opts)?;
+    let configs = if opts.configs.is_empty() {
+        let mut all = step_configs();
+        if opts.quick {
+            all.truncate(1);
+        }
+        all
+    } else {
+        opts.configs.clone()
+    };
+    for (name, cfg) in &configs {
+        bench_step(&gpu, name, cfg, opts.reps)?;
+    }
+    Ok(())
+}
