@@ -263,5 +263,10 @@ pub fn run(gpu: std::sync::Arc<Gpu>, opts: &BenchOptions) -> Result<()> {
     for (name, cfg) in &configs {
         bench_step(&gpu, name, cfg, opts.reps)?;
     }
+    let tune = gpu.tuner.stats();
+    println!(
+        "tuning ({:?}): {} op shapes timed in {:.1} s, {} from the cache",
+        gpu.tuner.mode, tune.tuned, tune.seconds, tune.cached
+    );
     Ok(())
 }

@@ -25,6 +25,11 @@ struct Cli {
     /// Never use the subgroup fast paths (software adapters). Also SWAV_WGPU_NO_SUBGROUPS=1.
     #[arg(long, global = true)]
     no_subgroups: bool,
+    /// GEMM kernel tuning when a plan is compiled: off (the built-in choice), quick (real GPUs
+    /// time the workgroup tiles per op and shape), full (every variant). Choices are cached in
+    /// ~/.cache/swav-wgpu/tune.json (SWAV_WGPU_TUNE_CACHE). Also SWAV_WGPU_TUNE. [default: quick]
+    #[arg(long, global = true)]
+    tune: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -198,14 +203,23 @@ struct EmbedArgs {
     max_side: usize,
 }
 
-fn options(cli: &Cli) -> GpuOptions {
+fn options(cli: &Cli) -> Result<GpuOptions> {
     let env = GpuOptions::from_env();
-    GpuOptions {
+    let tune = match &cli.tune {
+        Some(t) => t.parse()?,
+        None => match std::env::var("SWAV_WGPU_TUNE") {
+            Ok(t) if !t.is_empty() => t.parse().map_err(|e| Error::Invalid(format!("SWAV_WGPU_TUNE: {e}")))?,
+            _ => env.tune,
+        },
+    };
+    Ok(GpuOptions {
+        tune,
+        tune_cache: env.tune_cache,
         backend: cli.backend.clone().or(env.backend),
         adapter: cli.adapter.clone().or(env.adapter),
         full_limits: cli.full_limits || env.full_limits,
         no_subgroups: cli.no_subgroups || env.no_subgroups,
-    }
+    })
 }
 
 fn open_gpu(opts: &GpuOptions) -> Result<Arc<Gpu>> {
@@ -590,7 +604,13 @@ fn bench(opts: &GpuOptions, a: &BenchArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let opts = options(&cli);
+    let opts = match options(&cli) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match &cli.command {
         Command::Devices => devices(&opts),
         Command::Train(a) => train_setup(a).and_then(|setup| {

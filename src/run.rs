@@ -442,6 +442,13 @@ pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSum
         .map_err(|e| Error::Invalid(format!("cannot create --out '{}': {e}", opts.out.display())))?;
     write_config(&opts.out, &cfg)?;
     let mut trainer = Trainer::new(gpu.clone(), cfg.clone(), iters_per_epoch)?;
+    let tune = gpu.tuner.stats();
+    if tune.tuned + tune.cached > 0 {
+        eprintln!(
+            "tuned GEMM kernels for {} op shapes in {:.1} s ({} more from the cache)",
+            tune.tuned, tune.seconds, tune.cached
+        );
+    }
     match &resume_file {
         Some(f) => {
             trainer.load_checkpoint(f)?;

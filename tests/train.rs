@@ -5,8 +5,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use common::*;
+use swav_wgpu::gpu::tune::{Timer, TuneMode, TuneStats};
+use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
 use swav_wgpu::io::{load_safetensors, load_safetensors_f64};
 use swav_wgpu::optim::{self, lr_schedule, SgdHyper};
 use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
@@ -397,4 +400,85 @@ fn every_kernel_a_training_step_compiles_is_validated() {
         compiled.len(),
         missing.join("\n")
     );
+}
+
+/// A device of its own with `mode` tuning, cached in `cache`, timed by `timer`.
+fn tuned_gpu(mode: TuneMode, cache: Option<PathBuf>, timer: Timer) -> Option<Arc<Gpu>> {
+    gpu()?;
+    let gpu =
+        pollster::block_on(Gpu::new(&GpuOptions { tune: mode, tune_cache: cache, ..GpuOptions::from_env() })).unwrap();
+    gpu.tuner.set_timer(timer);
+    Some(gpu)
+}
+
+/// A timer that calls one variant fast and every other slow, by the kernels it dispatches.
+fn prefer(variant: &'static str) -> Timer {
+    Arc::new(move |_: &Gpu, d: &[Dispatch]| if d.iter().any(|d| d.label.contains(variant)) { 1.0 } else { 2.0 })
+}
+
+#[test]
+fn tuning_is_deterministic_and_cached_on_disk() {
+    let dir = std::env::temp_dir().join(format!("swav-wgpu-tune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.join("tune.json");
+    let want = "workgroup_tiled_128x64x16_8x4";
+    let Some(a) = tuned_gpu(TuneMode::Full, Some(cache.clone()), prefer(want)) else { return };
+    Trainer::new(a.clone(), fixture_config(), 1).unwrap();
+    let stats = a.tuner.stats();
+    assert!(stats.tuned >= 10, "{stats:?}");
+    let choices = a.tuner.choices();
+    assert_eq!(choices.len(), stats.tuned);
+    for (key, v) in &choices {
+        assert_eq!(v, want, "{key}");
+    }
+    // Ops of one shape are timed once (the later ones are cache hits); the same plan again on
+    // the same device takes every choice from memory.
+    let gemm_ops = stats.tuned + stats.cached;
+    Trainer::new(a.clone(), fixture_config(), 1).unwrap();
+    assert_eq!(a.tuner.stats().tuned, stats.tuned);
+    assert_eq!(a.tuner.stats().cached, stats.cached + gemm_ops);
+    // A new process (here: a new device) reads the choices from disk and times nothing.
+    let never: Timer = Arc::new(|_: &Gpu, _: &[Dispatch]| panic!("the cache should have answered"));
+    let b = tuned_gpu(TuneMode::Full, Some(cache.clone()), never).unwrap();
+    Trainer::new(b.clone(), fixture_config(), 1).unwrap();
+    assert_eq!(b.tuner.stats().tuned, 0);
+    assert_eq!(b.tuner.stats().cached, gemm_ops);
+    assert_eq!(b.tuner.choices(), choices);
+    // Off times nothing either, and keeps the chooser's picks.
+    let off = tuned_gpu(TuneMode::Off, None, Arc::new(|_: &Gpu, _: &[Dispatch]| panic!("off must not time"))).unwrap();
+    Trainer::new(off.clone(), fixture_config(), 1).unwrap();
+    assert_eq!(off.tuner.stats(), TuneStats::default());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_tuned_plan_computes_what_the_untuned_one_does() {
+    let Some(plain) = gpu() else { return };
+    // Every GEMM-backed op on the 128x128 workgroup tiles instead of the chooser's pick.
+    let Some(tuned) = tuned_gpu(TuneMode::Full, None, prefer("workgroup_tiled_128x128")) else { return };
+    let dir = fixture_dir();
+    let initial = load_safetensors(&dir.join("initial.safetensors")).unwrap();
+    let crops: Vec<&[f32]> = (0..4).map(|i| initial[&format!("crop{i}")].data.as_slice()).collect();
+    let mut runs = Vec::new();
+    for gpu in [plain, tuned.clone()] {
+        let mut t = Trainer::new(gpu, fixture_config(), 1).unwrap();
+        t.load_state(&initial).unwrap();
+        let losses: Vec<f32> = (0..2).map(|_| t.step(&crops).unwrap()).collect();
+        runs.push((losses, t.state_blocking().unwrap()));
+    }
+    assert!(tuned.tuner.choices().values().all(|v| v.starts_with("workgroup_tiled_128x128")));
+    let ((la, sa), (lb, sb)) = (&runs[0], &runs[1]);
+    for (a, b) in la.iter().zip(lb) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "losses {la:?} vs {lb:?}");
+    }
+    for (name, a) in sa {
+        // Its gradient is rounding noise (batch-norm follows), as in three_lars_steps_match_pytorch.
+        if name.ends_with("projection_head.0.bias") {
+            continue;
+        }
+        let b = &sb[name];
+        let scale = a.data.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let worst = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) / scale;
+        assert!(worst <= 1e-4, "{name}: tuned vs untuned after 2 steps, relative error {worst:e}");
+    }
 }

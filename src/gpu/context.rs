@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::tensor::Tensor;
+use crate::gpu::tune::{TuneMode, Tuner};
 
 /// Kernel variants are chosen per adapter class: software rasterisers (lavapipe, SwiftShader)
 /// run workgroup barriers as coroutine switches, so they get barrier-free register-tiled
@@ -26,6 +27,10 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     pub full_limits: bool,
     pub no_subgroups: bool,
+    /// How plans choose GEMM variants (`tune`); `from_env` reads `SWAV_WGPU_TUNE`, default quick.
+    pub tune: TuneMode,
+    /// Where tuned choices persist (`tune::default_cache_path` from `from_env`; none: memory).
+    pub tune_cache: Option<std::path::PathBuf>,
 }
 
 impl GpuOptions {
@@ -36,6 +41,9 @@ impl GpuOptions {
             adapter: var("SWAV_WGPU_ADAPTER"),
             full_limits: var("SWAV_WGPU_FULL_LIMITS").is_some_and(|v| v != "0"),
             no_subgroups: var("SWAV_WGPU_NO_SUBGROUPS").is_some_and(|v| v != "0"),
+            // An unknown value is refused where the CLI parses --tune; here it means quick.
+            tune: var("SWAV_WGPU_TUNE").and_then(|v| v.parse().ok()).unwrap_or(TuneMode::Quick),
+            tune_cache: crate::gpu::tune::default_cache_path(),
         }
     }
 
@@ -88,6 +96,8 @@ pub struct Gpu {
     /// Readback buffers by size, reused so a replayed step creates no GPU objects.
     staging: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     pub counters: Arc<Counters>,
+    /// Chooses GEMM variants per (op, shape) when plans are compiled.
+    pub tuner: Tuner,
 }
 
 /// One line describing an adapter, as `swav-wgpu devices` prints it.
@@ -187,6 +197,7 @@ impl Gpu {
             pool: Arc::new(Mutex::new(HashMap::new())),
             staging: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
+            tuner: Tuner::new(opts.tune, opts.tune_cache.clone()),
         }))
     }
 

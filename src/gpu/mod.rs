@@ -2,6 +2,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod tensor;
+pub mod tune;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::list_adapters;

@@ -295,30 +295,34 @@ impl Plan {
     }
 }
 
-fn gemm_variant(gpu: &Gpu, m: usize, n: usize) -> matmul::GemmVariant {
-    matmul::GemmVariant::pick(gpu, m, n)
-}
-
 /// One op -> its dispatches on the planned tensors.
 fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
     let t = |id: TensorId| -> Result<&Tensor> {
         tensors[id.0].as_ref().ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
     };
     Ok(match op {
+        // The GEMM-backed ops: the chooser's variant, or the tuner's fastest (gpu::tune).
         Op::Conv2d { x, w, y, s } => {
             let (oh, ow) = s.out_hw();
             let v = matmul::GemmVariant::for_conv(gpu, s.cout, s.batch * oh * ow);
-            conv::forward(gpu, t(*x)?, t(*w)?, t(*y)?, *s, v)?
+            let (x, w, y) = (t(*x)?, t(*w)?, t(*y)?);
+            gpu.tuner.choose(gpu, &format!("conv2d_forward {s:?}"), v, |v| conv::forward(gpu, x, w, y, *s, v))?
         }
         Op::Conv2dBackwardInput { dy, w, dx, s } => {
             let v = matmul::GemmVariant::for_conv(gpu, s.cin, s.batch * s.h * s.w);
-            conv::backward_input(gpu, t(*dy)?, t(*w)?, t(*dx)?, *s, v)?
+            let (dy, w, dx) = (t(*dy)?, t(*w)?, t(*dx)?);
+            gpu.tuner.choose(gpu, &format!("conv2d_backward_input {s:?}"), v, |v| {
+                conv::backward_input(gpu, dy, w, dx, *s, v)
+            })?
         }
         Op::Conv2dBackwardWeight { x, dy, dw, s } => {
             // Split-K supplies the parallelism here, so the large tiles are kept.
             let v = matmul::GemmVariant::for_conv(gpu, s.cout, usize::MAX);
-            let splits = conv::weight_grad_splits(*s, v, gpu.class);
-            conv::backward_weight(gpu, t(*x)?, t(*dy)?, t(*dw)?, *s, v, splits)?
+            let (x, dy, dw) = (t(*x)?, t(*dy)?, t(*dw)?);
+            gpu.tuner.choose(gpu, &format!("conv2d_backward_weight {s:?}"), v, |v| {
+                let splits = conv::weight_grad_splits(*s, v, gpu.class);
+                conv::backward_weight(gpu, x, dy, dw, *s, v, splits)
+            })?
         }
         Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => match stats {
             Some((m, var)) => batchnorm::forward_train(
@@ -378,7 +382,9 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
                 Some(b) => Some(t(*b)?),
                 None => None,
             };
-            matmul::matmul(gpu, t(*a)?, t(*b)?, bias_t, t(*c)?, *s, gemm_variant(gpu, s.m, s.n))?
+            let (a, b, c) = (t(*a)?, t(*b)?, t(*c)?);
+            let v = matmul::GemmVariant::pick(gpu, s.m, s.n);
+            gpu.tuner.choose(gpu, &format!("matmul {s:?}"), v, |v| matmul::matmul(gpu, a, b, bias_t, c, *s, v))?
         }
         Op::Rows { kind, x, y, rows: r, cols, scale } => vec![match kind {
             RowKind::L2Normalize => rows::l2_normalize_forward(gpu, t(*x)?, t(*y)?, *r, *cols)?,
