@@ -219,6 +219,7 @@ fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: us
         "json: {{\"kind\":\"step\",\"config\":\"{name}\",\"ms_per_step\":{:.3},\"img_per_s\":{img_s:.3},\"loader_samples_per_s\":{loader:.1}}}",
         secs * 1e3
     );
+    println!("    plan: {}", t.plan.report);
     // The heaviest kernels of one step (each dispatch run alone and waited for).
     let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
     for (label, secs) in t.plan.profile_dispatches() {

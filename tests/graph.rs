@@ -254,3 +254,45 @@ fn swav_model_fixture_forward_matches_pytorch() {
         assert!(worst <= 3e-4, "{name}: {worst:.3e} > 3e-4");
     }
 }
+
+/// The plan's batch-norm + ReLU fusion changes no bit of a training step's outputs or
+/// gradients, and saves passes.
+#[test]
+fn batchnorm_relu_fusion_changes_no_bit() {
+    let Some(gpu) = gpu() else { return };
+    let initial = swav_wgpu::io::load_safetensors(&fixture_dir().join("initial.safetensors")).unwrap();
+    let (mut g, out) = fixture_graph();
+    let loss = g.mean(out.scores).unwrap();
+    g.backward(loss).unwrap();
+    let (fused, n) = swav_wgpu::graph::plan::fuse_batchnorm_relu(&g);
+    // ResNet-18: the stem and the first conv of each of the 8 blocks, 2 crop resolutions; the head's BN1d.
+    assert_eq!(n, 2 * 9 + 1, "fused {n}");
+    assert_eq!(fused.ops.len(), g.ops.len() - n);
+    let mut plans = Vec::new();
+    for fuse in [false, true] {
+        let plan = Plan::compile_with(&g, gpu.clone(), fuse).unwrap();
+        plan.load_state(&initial).unwrap();
+        for i in 0..4 {
+            plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data).unwrap();
+        }
+        plan.step();
+        plans.push(plan);
+    }
+    let (plain, fusedp) = (&plans[0], &plans[1]);
+    assert_eq!(fusedp.report.fused_batchnorm_relu, n);
+    assert_eq!(fusedp.report.dispatches + n, plain.report.dispatches);
+    assert!(fusedp.report.activation_bytes_without_reuse < plain.report.activation_bytes_without_reuse);
+    println!("unfused: {}\nfused:   {}", plain.report, fusedp.report);
+    let mut checked = 0;
+    for name in ["feat", "z", "emb", "scores"] {
+        assert_eq!(plain.read_named(name).unwrap(), fusedp.read_named(name).unwrap(), "{name}");
+        checked += 1;
+    }
+    for (&p, &gr) in &g.grads {
+        let name = &g.info(p).name;
+        let (a, b) = (plain.read_blocking(gr).unwrap(), fusedp.read_blocking(gr).unwrap());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "gradient of {name} differs");
+        checked += 1;
+    }
+    assert!(checked > 40, "checked {checked}");
+}

@@ -1,5 +1,6 @@
-// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per channel. Training passes the batch
-// statistics, eval the running ones.
+// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per channel (then max(Y, 0) when P.relu:
+// the plan fuses a following ReLU here, saving a pass over the tensor). Training passes the
+// batch statistics, eval the running ones.
 @group(0) @binding(1) var<storage, read> X: array<V>;
 @group(0) @binding(2) var<storage, read> MEAN: array<f32>;
 @group(0) @binding(3) var<storage, read> VAR: array<f32>;
@@ -15,5 +16,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let c = (i * WIDTH / P.spatial) % P.channels;
     let rstd = inverseSqrt(VAR[c] + P.eps);
-    Y[i] = (X[i] - MEAN[c]) * rstd * GAMMA[c] + BETA[c];
+    let y = (X[i] - MEAN[c]) * rstd * GAMMA[c] + BETA[c];
+    if (P.relu != 0u) {
+        Y[i] = max(y, V(0.0));
+    } else {
+        Y[i] = y;
+    }
 }

@@ -542,7 +542,7 @@ impl Graph {
         if training && batch * spatial < 2 {
             return shape_error("batch_norm", format!("training needs more than one value per channel, input {xs:?}"));
         }
-        let s = BatchNormShape { batch, channels, spatial, eps, momentum };
+        let s = BatchNormShape { batch, channels, spatial, eps, momentum, relu: false };
         let stats = if training {
             let m = self.add_tensor("bn.mean", &[channels], Kind::Activation, false);
             let v = self.add_tensor("bn.var", &[channels], Kind::Activation, false);

@@ -108,6 +108,8 @@ pub struct PlanReport {
     pub activation_bytes_without_reuse: u64,
     /// Temporaries owned by dispatches (split-K slabs, reduction partials).
     pub workspace_bytes: u64,
+    /// Batch-norms whose following ReLU runs in their own apply pass (`fuse_batchnorm_relu`).
+    pub fused_batchnorm_relu: usize,
 }
 
 impl std::fmt::Display for PlanReport {
@@ -115,9 +117,10 @@ impl std::fmt::Display for PlanReport {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         write!(
             f,
-            "{} ops, {} dispatches; persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
+            "{} ops, {} dispatches ({} BN+ReLU fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
             self.ops,
             self.dispatches,
+            self.fused_batchnorm_relu,
             mib(self.persistent_bytes),
             mib(self.activation_bytes_with_reuse),
             mib(self.activation_bytes_without_reuse),
@@ -139,8 +142,55 @@ impl Graph {
             activation_bytes_with_reuse: m.activation_bytes_with_reuse,
             activation_bytes_without_reuse: m.activation_bytes_without_reuse,
             workspace_bytes: 0,
+            fused_batchnorm_relu: 0,
         }
     }
+}
+
+/// Folds each ReLU that directly follows a batch-norm into the batch-norm's apply pass: the
+/// batch-norm writes relu(Y) into the ReLU's output and the ReLU op goes, so Y is never
+/// stored (one pass and one tensor fewer). Only where Y is transient and read by nothing but
+/// that ReLU and ReLU-backward ops, which then read relu(Y) instead: relu(Y) > 0 exactly where
+/// Y > 0, so the gradient mask, and every value, is bit for bit what the unfused graph gives.
+pub fn fuse_batchnorm_relu(g: &Graph) -> (Graph, usize) {
+    let mut g = g.clone();
+    let mut readers = vec![0usize; g.tensors.len()];
+    for op in &g.ops {
+        for t in op.inputs() {
+            readers[t.0] += 1;
+        }
+    }
+    let mut remove = vec![false; g.ops.len()];
+    let mut renames: Vec<(TensorId, TensorId)> = Vec::new();
+    for i in 0..g.ops.len().saturating_sub(1) {
+        let (Op::BatchNorm { y, s, .. }, Op::Relu { x: rx, y: z }) = (&g.ops[i], &g.ops[i + 1]) else { continue };
+        if rx != y || g.tensors[y.0].persistent() || s.relu {
+            continue;
+        }
+        let (y, z) = (*y, *z);
+        let relu_backward_reads =
+            g.ops.iter().filter(|op| matches!(op, Op::ReluBackward { x, dy, .. } if *x == y && *dy != y)).count();
+        if readers[y.0] != 1 + relu_backward_reads {
+            continue;
+        }
+        if let Op::BatchNorm { y: out, s, .. } = &mut g.ops[i] {
+            *out = z;
+            s.relu = true;
+        }
+        remove[i + 1] = true;
+        renames.push((y, z));
+    }
+    for op in &mut g.ops {
+        if let Op::ReluBackward { x, .. } = op {
+            if let Some(&(_, z)) = renames.iter().find(|(y, _)| y == x) {
+                *x = z;
+            }
+        }
+    }
+    g.forward_len -= remove[..g.forward_len].iter().filter(|r| **r).count();
+    let mut keep = remove.iter().map(|r| !r);
+    g.ops.retain(|_| keep.next().expect("one flag per op"));
+    (g, renames.len())
 }
 
 /// A compiled graph on one device: every buffer, pipeline and bind group exists; `step`
@@ -155,7 +205,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Compiles with the batch-norm + ReLU fusion unless `SWAV_WGPU_NO_FUSION=1` (for
+    /// profiling before and after).
     pub fn compile(graph: &Graph, gpu: Arc<Gpu>) -> Result<Plan> {
+        let fuse = std::env::var_os("SWAV_WGPU_NO_FUSION").is_none_or(|v| v == "0");
+        Plan::compile_with(graph, gpu, fuse)
+    }
+
+    pub fn compile_with(graph: &Graph, gpu: Arc<Gpu>, fuse: bool) -> Result<Plan> {
+        let (fused, fused_batchnorm_relu) = if fuse { fuse_batchnorm_relu(graph) } else { (graph.clone(), 0) };
+        let graph = &fused;
         let memory = MemoryPlan::new(graph);
         let slots: Vec<Tensor> = memory
             .slots
@@ -194,6 +253,7 @@ impl Plan {
             activation_bytes_with_reuse: memory.activation_bytes_with_reuse,
             activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
             workspace_bytes: workspace,
+            fused_batchnorm_relu,
         };
         Ok(Plan { gpu, graph: graph.clone(), tensors, dispatches, _slots: slots, report })
     }

@@ -33,11 +33,16 @@ fn inputs(rng: &mut Rng, s: &BatchNormShape) -> Inputs {
     }
 }
 
+/// Each shape plain and with the ReLU the plan fuses into the apply pass.
+fn with_fused_relu(shapes: Vec<BatchNormShape>) -> Vec<BatchNormShape> {
+    shapes.into_iter().flat_map(|s| [s, BatchNormShape { relu: true, ..s }]).collect()
+}
+
 #[test]
 fn batchnorm_train_forward_and_running_stats_match_cpu() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(20);
-    for s in shapes() {
+    for s in with_fused_relu(shapes()) {
         let i = inputs(&mut rng, &s);
         let (want_y, want_mean, want_var) = cpu::forward_train(&i.x, &i.gamma, &i.beta, &s);
         let (want_rm, want_rv) = cpu::update_running(&i.run_mean, &i.run_var, &want_mean, &want_var, &s);
@@ -60,7 +65,7 @@ fn batchnorm_train_forward_and_running_stats_match_cpu() {
 fn batchnorm_eval_forward_matches_cpu() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(21);
-    for s in shapes() {
+    for s in with_fused_relu(shapes()) {
         let i = inputs(&mut rng, &s);
         let want = cpu::apply(&i.x, &i.run_mean, &i.run_var, &i.gamma, &i.beta, &s);
         let x = upload(&gpu, "x", &i.x);

@@ -28,7 +28,8 @@ pub fn batch_stats(x: &[f64], s: &BatchNormShape) -> (Vec<f64>, Vec<f64>) {
     (mean, var)
 }
 
-/// Y = (X - mean) / sqrt(var + eps) * gamma + beta with the given per-channel stats.
+/// Y = (X - mean) / sqrt(var + eps) * gamma + beta with the given per-channel stats (and
+/// max(Y, 0) when `s.relu`).
 pub fn apply(x: &[f64], mean: &[f64], var: &[f64], gamma: &[f64], beta: &[f64], s: &BatchNormShape) -> Vec<f64> {
     let mut y = vec![0.0; x.len()];
     for b in 0..s.batch {
@@ -36,7 +37,8 @@ pub fn apply(x: &[f64], mean: &[f64], var: &[f64], gamma: &[f64], beta: &[f64], 
             let rstd = 1.0 / (var[c] + s.eps as f64).sqrt();
             for i in 0..s.spatial {
                 let k = at(s, b, c, i);
-                y[k] = (x[k] - mean[c]) * rstd * gamma[c] + beta[c];
+                let v = (x[k] - mean[c]) * rstd * gamma[c] + beta[c];
+                y[k] = if s.relu { v.max(0.0) } else { v };
             }
         }
     }

@@ -22,11 +22,13 @@ pub struct BatchNormShape {
     pub spatial: usize,
     pub eps: f32,
     pub momentum: f32,
+    /// Apply ReLU to Y in the same pass (set by the plan's BN+ReLU fusion, never by models).
+    pub relu: bool,
 }
 
 impl BatchNormShape {
     pub fn new(batch: usize, channels: usize, spatial: usize) -> Self {
-        BatchNormShape { batch, channels, spatial, eps: 1e-5, momentum: 0.1 }
+        BatchNormShape { batch, channels, spatial, eps: 1e-5, momentum: 0.1, relu: false }
     }
     pub fn len(&self) -> usize {
         self.batch * self.channels * self.spatial
@@ -43,7 +45,7 @@ impl BatchNormShape {
             f(self.eps),
             f(self.momentum),
             update_running as u32,
-            0,
+            self.relu as u32,
         ])
     }
 }
