@@ -20,6 +20,8 @@ use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
 const REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_register_tiled.wgsl");
 const SUBGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_subgroup_tiled.wgsl");
 const WORKGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_workgroup_tiled.wgsl");
+const WORKGROUP_STAGE_SCALAR: &str = include_str!("../../../shaders/matmul/workgroup_stage_scalar.wgsl");
+const WORKGROUP_STAGE_VEC4: &str = include_str!("../../../shaders/matmul/workgroup_stage_vec4.wgsl");
 const DENSE: &str = include_str!("../../../shaders/matmul/dense.wgsl");
 const DENSE_VEC4: &str = include_str!("../../../shaders/matmul/dense_vec4.wgsl");
 const K_LOOP_SCALAR: &str = include_str!("../../../shaders/matmul/k_loop_scalar.wgsl");
@@ -141,7 +143,9 @@ impl GemmVariant {
     fn core(&self) -> String {
         let (tm, tn) = match *self {
             GemmVariant::RegisterTiled { tm, tn } | GemmVariant::SubgroupTiled { tm, tn, .. } => (tm, tn),
-            GemmVariant::WorkgroupTiled { bm, bn, bk, tm, tn } => return workgroup_tiled_core(bm, bn, bk, tm, tn),
+            GemmVariant::WorkgroupTiled { bm, bn, bk, tm, tn } => {
+                return workgroup_tiled_core(bm, bn, bk, tm, tn, false)
+            }
         };
         let (mut rows_cols, mut body) = self
             .a_rows(|i, row| format!("    let r{i} = row_ctx(min({row}, P.m - 1u));\n"), |i| format!("a_at(r{i}, kc)"));
@@ -217,11 +221,11 @@ impl GemmVariant {
     }
 
     /// Whether the variant has a dense vec4 kernel: register and subgroup tiles whose tn is
-    /// a multiple of 4.
+    /// a multiple of 4, and every workgroup tile (vec4 staging).
     fn has_vec4(&self) -> bool {
         match *self {
             GemmVariant::RegisterTiled { tn, .. } | GemmVariant::SubgroupTiled { tn, .. } => tn.is_multiple_of(4),
-            GemmVariant::WorkgroupTiled { .. } => false,
+            GemmVariant::WorkgroupTiled { .. } => true,
         }
     }
 
@@ -229,7 +233,9 @@ impl GemmVariant {
     fn vec4_source(&self) -> String {
         let (tm, tn) = match *self {
             GemmVariant::RegisterTiled { tm, tn } | GemmVariant::SubgroupTiled { tm, tn, .. } => (tm, tn),
-            GemmVariant::WorkgroupTiled { .. } => unreachable!("no vec4 kernel for workgroup tiles"),
+            GemmVariant::WorkgroupTiled { bm, bn, bk, tm, tn } => {
+                return compose(&[DENSE_VEC4, &workgroup_tiled_core(bm, bn, bk, tm, tn, true)], &[]);
+            }
         };
         let tnv = tn / 4;
         let (mut setup, mut body) =
@@ -260,18 +266,21 @@ impl GemmVariant {
 }
 
 /// The workgroup-memory core for bm x bn tiles, K-slices of bk and tm x tn outputs per
-/// invocation, with the staging and the per-invocation tile unrolled.
-fn workgroup_tiled_core(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> String {
+/// invocation, with the staging and the per-invocation tile unrolled; `vec4` stages through
+/// vec4 global loads (the dense_vec4.wgsl loader).
+fn workgroup_tiled_core(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32, vec4: bool) -> String {
     let (wx, wy) = (bn / tn, bm / tm);
     let invocations = wx * wy;
     debug_assert!(bm.is_multiple_of(tm) && bn.is_multiple_of(tn) && invocations <= 256);
     debug_assert!((bm * bk).is_multiple_of(invocations) && (bn * bk).is_multiple_of(invocations));
     debug_assert!((bm + bn) * bk * 4 <= 16384, "over WebGPU's default workgroup memory");
+    let per_load = if vec4 { 4 } else { 1 };
+    debug_assert!((bm * bk / per_load).is_multiple_of(invocations) && (bn * bk / per_load).is_multiple_of(invocations));
     let mut stage = String::new();
-    for t in 0..bm * bk / invocations {
+    for t in 0..bm * bk / per_load / invocations {
         stage += &format!("        stage_a(flat, tile_m, k0, k_end, {t}u);\n");
     }
-    for t in 0..bn * bk / invocations {
+    for t in 0..bn * bk / per_load / invocations {
         stage += &format!("        stage_b(flat, tile_n, k0, k_end, {t}u);\n");
     }
     let (mut acc, mut body, mut store) = (String::new(), String::new(), String::new());
@@ -300,6 +309,7 @@ fn workgroup_tiled_core(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> String {
         ("WY", wy.to_string()),
         ("A_TILE_LEN", (bm * bk).to_string()),
         ("B_TILE_LEN", (bn * bk).to_string()),
+        ("STAGE_FNS", (if vec4 { WORKGROUP_STAGE_VEC4 } else { WORKGROUP_STAGE_SCALAR }).to_string()),
         ("STAGE", stage),
         ("ACC", acc),
         ("LOAD_AND_FMA", body),
