@@ -3,7 +3,7 @@
 // lane-by-lane loads on llvmpipe), f32 otherwise; P.len counts V's.
 alias V = {{V}};
 struct Params {
-    len: u32, _p0: u32, alpha: f32, beta: f32,
+    len: u32, relu: u32, alpha: f32, beta: f32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 

@@ -23,7 +23,7 @@ impl Graph {
         let total = match grads.get(&t) {
             Some(&old) => {
                 let sum = self.grad_tensor(t);
-                self.emit(Op::Add { a: old, b: g, c: sum, alpha: 1.0, beta: 1.0 });
+                self.emit(Op::Add { a: old, b: g, c: sum, alpha: 1.0, beta: 1.0, relu: false });
                 sum
             }
             None => g,

@@ -107,8 +107,11 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             let out = elementwise::cpu::relu_backward(get(g, v, *x)?, get(g, v, *dy)?);
             v.insert(*dx, out);
         }
-        Op::Add { a, b, c, alpha, beta } => {
-            let out = elementwise::cpu::add(get(g, v, *a)?, get(g, v, *b)?, *alpha as f64, *beta as f64);
+        Op::Add { a, b, c, alpha, beta, relu } => {
+            let mut out = elementwise::cpu::add(get(g, v, *a)?, get(g, v, *b)?, *alpha as f64, *beta as f64);
+            if *relu {
+                out = elementwise::cpu::relu_forward(&out);
+            }
             v.insert(*c, out);
         }
         Op::Scale { x, y, alpha } => {

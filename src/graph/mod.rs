@@ -130,6 +130,8 @@ pub enum Op {
         c: TensorId,
         alpha: f32,
         beta: f32,
+        /// max(C, 0) in the same pass (set by the plan's fusion, never by models).
+        relu: bool,
     },
     Scale {
         x: TensorId,
@@ -569,7 +571,7 @@ impl Graph {
         }
         let shape = self.shape(a).to_vec();
         let c = self.activation("add", &shape, &[a, b]);
-        self.push(Op::Add { a, b, c, alpha, beta });
+        self.push(Op::Add { a, b, c, alpha, beta, relu: false });
         Ok(c)
     }
 

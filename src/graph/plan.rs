@@ -108,7 +108,7 @@ pub struct PlanReport {
     pub activation_bytes_without_reuse: u64,
     /// Temporaries owned by dispatches (split-K slabs, reduction partials).
     pub workspace_bytes: u64,
-    /// Batch-norms whose following ReLU runs in their own apply pass (`fuse_batchnorm_relu`).
+    /// Batch-norms and adds whose following ReLU runs in their own pass (`fuse_batchnorm_relu`).
     pub fused_batchnorm_relu: usize,
 }
 
@@ -117,7 +117,7 @@ impl std::fmt::Display for PlanReport {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         write!(
             f,
-            "{} ops, {} dispatches ({} BN+ReLU fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
+            "{} ops, {} dispatches ({} ReLUs fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
             self.ops,
             self.dispatches,
             self.fused_batchnorm_relu,
@@ -147,9 +147,9 @@ impl Graph {
     }
 }
 
-/// Folds each ReLU that directly follows a batch-norm into the batch-norm's apply pass: the
-/// batch-norm writes relu(Y) into the ReLU's output and the ReLU op goes, so Y is never
-/// stored (one pass and one tensor fewer). Only where Y is transient and read by nothing but
+/// Folds each ReLU that directly follows a batch-norm or an add (the residual add at a block's
+/// end) into that op's pass: it writes relu(Y) into the ReLU's output and the ReLU op goes, so
+/// Y is never stored (one pass and one tensor fewer). Only where Y is transient and read by nothing but
 /// that ReLU and ReLU-backward ops, which then read relu(Y) instead: relu(Y) > 0 exactly where
 /// Y > 0, so the gradient mask, and every value, is bit for bit what the unfused graph gives.
 pub fn fuse_batchnorm_relu(g: &Graph) -> (Graph, usize) {
@@ -163,19 +163,31 @@ pub fn fuse_batchnorm_relu(g: &Graph) -> (Graph, usize) {
     let mut remove = vec![false; g.ops.len()];
     let mut renames: Vec<(TensorId, TensorId)> = Vec::new();
     for i in 0..g.ops.len().saturating_sub(1) {
-        let (Op::BatchNorm { y, s, .. }, Op::Relu { x: rx, y: z }) = (&g.ops[i], &g.ops[i + 1]) else { continue };
-        if rx != y || g.tensors[y.0].persistent() || s.relu {
+        let (y, already) = match &g.ops[i] {
+            Op::BatchNorm { y, s, .. } => (*y, s.relu),
+            Op::Add { c, relu, .. } => (*c, *relu),
+            _ => continue,
+        };
+        let Op::Relu { x: rx, y: z } = &g.ops[i + 1] else { continue };
+        if *rx != y || g.tensors[y.0].persistent() || already {
             continue;
         }
-        let (y, z) = (*y, *z);
+        let z = *z;
         let relu_backward_reads =
             g.ops.iter().filter(|op| matches!(op, Op::ReluBackward { x, dy, .. } if *x == y && *dy != y)).count();
         if readers[y.0] != 1 + relu_backward_reads {
             continue;
         }
-        if let Op::BatchNorm { y: out, s, .. } = &mut g.ops[i] {
-            *out = z;
-            s.relu = true;
+        match &mut g.ops[i] {
+            Op::BatchNorm { y: out, s, .. } => {
+                *out = z;
+                s.relu = true;
+            }
+            Op::Add { c, relu, .. } => {
+                *c = z;
+                *relu = true;
+            }
+            _ => unreachable!("matched above"),
         }
         remove[i + 1] = true;
         renames.push((y, z));
@@ -426,7 +438,12 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
         Op::ReluBackward { x, dy, dx } => {
             vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]
         }
-        Op::Add { a, b, c, alpha, beta } => vec![elementwise::add(gpu, t(*a)?, t(*b)?, t(*c)?, *alpha, *beta)?],
+        Op::Add { a, b, c, alpha, beta, relu: false } => {
+            vec![elementwise::add(gpu, t(*a)?, t(*b)?, t(*c)?, *alpha, *beta)?]
+        }
+        Op::Add { a, b, c, alpha, beta, relu: true } => {
+            vec![elementwise::add_relu(gpu, t(*a)?, t(*b)?, t(*c)?, *alpha, *beta)?]
+        }
         Op::Scale { x, y, alpha } => vec![elementwise::scale(gpu, t(*x)?, t(*y)?, *alpha)?],
         Op::Fill { y, value } => vec![elementwise::fill(gpu, t(*y)?, *value)?],
         Op::MaxPool { x, y, argmax, s } => vec![pool::max_pool_forward(gpu, t(*x)?, t(*y)?, t(*argmax)?, *s)?],

@@ -23,6 +23,11 @@ fn elementwise_kernels_match_cpu() {
         let c = nan_tensor(&gpu, "add", n);
         run(&gpu, &[elementwise::add(&gpu, &ta, &tb, &c, 1.5, -0.25).unwrap()]);
         assert_close(&format!("add {n}"), &read(&gpu, &c), &cpu::add(&a, &b, 1.5, -0.25), GPU_TOL);
+        // The fused residual add + ReLU.
+        let c = nan_tensor(&gpu, "c", n);
+        run(&gpu, &[elementwise::add_relu(&gpu, &ta, &tb, &c, 1.5, -0.25).unwrap()]);
+        let want = cpu::relu_forward(&cpu::add(&a, &b, 1.5, -0.25));
+        assert_close(&format!("add_relu {n}"), &read(&gpu, &c), &want, GPU_TOL);
 
         let s = nan_tensor(&gpu, "scale", n);
         run(&gpu, &[elementwise::scale(&gpu, &ta, &s, -3.0).unwrap()]);

@@ -22,13 +22,25 @@ fn source(name: &str, width: usize) -> String {
 }
 
 fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
+    run_flagged(gpu, name, tensors, alpha, beta, false)
+}
+
+/// `relu`: the add's output goes through max(., 0) in the same pass (the plan's fusion).
+fn run_flagged(
+    gpu: &Gpu,
+    name: &'static str,
+    tensors: &[&Tensor],
+    alpha: f32,
+    beta: f32,
+    relu: bool,
+) -> Result<Dispatch> {
     let len = tensors[0].len();
     for (i, t) in tensors.iter().enumerate() {
         check_len(name, &format!("operand {i}"), t, len)?;
     }
     let w = vec_width(len);
     let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main");
-    let params = [to_u32(name, len / w)?, 0, f(alpha), f(beta)];
+    let params = [to_u32(name, len / w)?, relu as u32, f(alpha), f(beta)];
     let grid = linear_grid(gpu, name, (len / w).div_ceil(256) as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
 }
@@ -44,6 +56,11 @@ pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<
 /// C = alpha*A + beta*B (C must be a different tensor from A and B).
 pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     run(gpu, "add", &[a, b, c], alpha, beta)
+}
+
+/// C = max(alpha*A + beta*B, 0) in one pass: a residual add and the ReLU after it.
+pub fn add_relu(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
+    run_flagged(gpu, "add", &[a, b, c], alpha, beta, true)
 }
 
 pub fn scale(gpu: &Gpu, x: &Tensor, y: &Tensor, alpha: f32) -> Result<Dispatch> {
