@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use swav_wgpu::gpu::Gpu;
-use swav_wgpu::train::{TrainConfig, Trainer};
+use swav_wgpu::train::Trainer;
 
 fn main() -> swav_wgpu::Result<()> {
     let gpu = Gpu::from_env_blocking()?;
@@ -20,27 +20,13 @@ fn main() -> swav_wgpu::Result<()> {
         // The `swav-wgpu train` defaults instead of the benchmark configuration.
         swav_wgpu::train::config::small_data_defaults()
     } else {
-        TrainConfig {
-            arch: "resnet18".into(),
-            width: 0.25,
-            stem: "cifar".into(),
-            batch_size: 64,
-            prototypes: 100,
-            feat_dim: 128,
-            hidden_mlp: 512,
-            ..TrainConfig::default()
-        }
+        // `swav-wgpu bench`'s first step configuration.
+        swav_wgpu::bench::step_configs().swap_remove(0).1
     };
     let mut t = Trainer::new(gpu.clone(), cfg.clone(), 100)?;
     t.init_random(0)?;
     println!("plan: {}", t.plan.report);
-    let mut rng = swav_wgpu::rng::Rng::new(1);
-    let crops: Vec<Vec<f32>> = cfg
-        .crops
-        .iter()
-        .flat_map(|c| std::iter::repeat_n(c.size, c.count))
-        .map(|s| (0..cfg.batch_size * 3 * s * s).map(|_| rng.normal() as f32).collect())
-        .collect();
+    let crops = swav_wgpu::bench::random_crops(&cfg, 1);
     let refs: Vec<&[f32]> = crops.iter().map(|c| c.as_slice()).collect();
     t.step(&refs)?;
     let mut times: Vec<f64> = (0..reps)
@@ -63,17 +49,8 @@ fn main() -> swav_wgpu::Result<()> {
         cfg.batch_size as f64 / med
     );
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {
-        let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
-        for (label, secs) in t.plan.profile_dispatches() {
-            let depth = if std::env::var_os("SWAV_BENCH_PROFILE_FULL").is_some() { 3 } else { 2 };
-            let key = label.split('/').take(depth).collect::<Vec<_>>().join("/");
-            let e = by_kernel.entry(key).or_default();
-            e.0 += secs;
-            e.1 += 1;
-        }
-        let mut rows: Vec<_> = by_kernel.into_iter().collect();
-        rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-        for (k, (secs, n)) in rows {
+        let depth = if std::env::var_os("SWAV_BENCH_PROFILE_FULL").is_some() { 3 } else { 2 };
+        for (k, secs, n) in swav_wgpu::bench::kernel_profile(&t.plan, depth) {
             println!("  {k:<40} {n:>4} dispatches {:>9.1} ms", secs * 1e3);
         }
     }

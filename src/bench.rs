@@ -11,6 +11,7 @@ use crate::data::loader::{epoch_order, make_batch};
 use crate::data::synthetic;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::graph::plan::Plan;
 use crate::ops::conv::{self, Conv2dShape};
 use crate::ops::matmul::{self, GemmVariant, MatmulShape};
 use crate::train::{CropConfig, TrainConfig, Trainer};
@@ -182,17 +183,35 @@ fn loader_rate(cfg: &TrainConfig, reps: usize) -> f64 {
     )
 }
 
+/// One batch of standard-normal crops in the config's layout (a step's input without the loader).
+pub fn random_crops(cfg: &TrainConfig, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = crate::rng::Rng::new(seed);
+    cfg.crops
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c.size, c.count))
+        .map(|s| (0..cfg.batch_size * 3 * s * s).map(|_| rng.normal() as f32).collect())
+        .collect()
+}
+
+/// Seconds per kernel of one step (each dispatch run alone and waited for), grouped by the
+/// first `depth` parts of the kernel's name: (kernel, seconds, dispatches), slowest first.
+pub fn kernel_profile(plan: &Plan, depth: usize) -> Vec<(String, f64, usize)> {
+    let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for (label, secs) in plan.profile_dispatches() {
+        let e = by_kernel.entry(label.split('/').take(depth).collect::<Vec<_>>().join("/")).or_default();
+        e.0 += secs;
+        e.1 += 1;
+    }
+    let mut rows: Vec<(String, f64, usize)> = by_kernel.into_iter().map(|(k, (s, n))| (k, s, n)).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows
+}
+
 fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: usize) -> Result<()> {
     let crops_desc = cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+");
     let mut t = Trainer::new(gpu.clone(), cfg.clone(), 100)?;
     t.init_random(0)?;
-    let mut rng = crate::rng::Rng::new(1);
-    let crops: Vec<Vec<f32>> = cfg
-        .crops
-        .iter()
-        .flat_map(|c| std::iter::repeat_n(c.size, c.count))
-        .map(|s| (0..cfg.batch_size * 3 * s * s).map(|_| rng.normal() as f32).collect())
-        .collect();
+    let crops = random_crops(cfg, 1);
     let refs: Vec<&[f32]> = crops.iter().map(|c| c.as_slice()).collect();
     t.step(&refs)?;
     let mut times = Vec::with_capacity(reps);
@@ -220,18 +239,10 @@ fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: us
         secs * 1e3
     );
     println!("    plan: {}", t.plan.report);
-    // The heaviest kernels of one step (each dispatch run alone and waited for).
-    let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
-    for (label, secs) in t.plan.profile_dispatches() {
-        let key = label.split('/').take(2).collect::<Vec<_>>().join("/");
-        let e = by_kernel.entry(key).or_default();
-        e.0 += secs;
-        e.1 += 1;
-    }
-    let mut rows: Vec<_> = by_kernel.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-    let total: f64 = rows.iter().map(|r| r.1 .0).sum();
-    for (k, (s, n)) in rows.iter().take(8) {
+    // The heaviest kernels of one step.
+    let rows = kernel_profile(&t.plan, 2);
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    for (k, s, n) in rows.iter().take(8) {
         println!("    {k:<44} {n:>4} dispatches {:>9.2} ms  {:>5.1} %", s * 1e3, 100.0 * s / total);
     }
     Ok(())

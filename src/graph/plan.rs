@@ -108,8 +108,8 @@ pub struct PlanReport {
     pub activation_bytes_without_reuse: u64,
     /// Temporaries owned by dispatches (split-K slabs, reduction partials).
     pub workspace_bytes: u64,
-    /// Batch-norms and adds whose following ReLU runs in their own pass (`fuse_batchnorm_relu`).
-    pub fused_batchnorm_relu: usize,
+    /// Batch-norms and adds whose following ReLU runs in their own pass (`fuse_relu`).
+    pub fused_relus: usize,
 }
 
 impl std::fmt::Display for PlanReport {
@@ -120,7 +120,7 @@ impl std::fmt::Display for PlanReport {
             "{} ops, {} dispatches ({} ReLUs fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
             self.ops,
             self.dispatches,
-            self.fused_batchnorm_relu,
+            self.fused_relus,
             mib(self.persistent_bytes),
             mib(self.activation_bytes_with_reuse),
             mib(self.activation_bytes_without_reuse),
@@ -142,7 +142,7 @@ impl Graph {
             activation_bytes_with_reuse: m.activation_bytes_with_reuse,
             activation_bytes_without_reuse: m.activation_bytes_without_reuse,
             workspace_bytes: 0,
-            fused_batchnorm_relu: 0,
+            fused_relus: 0,
         }
     }
 }
@@ -152,12 +152,19 @@ impl Graph {
 /// Y is never stored (one pass and one tensor fewer). Only where Y is transient and read by nothing but
 /// that ReLU and ReLU-backward ops, which then read relu(Y) instead: relu(Y) > 0 exactly where
 /// Y > 0, so the gradient mask, and every value, is bit for bit what the unfused graph gives.
-pub fn fuse_batchnorm_relu(g: &Graph) -> (Graph, usize) {
+pub fn fuse_relu(g: &Graph) -> (Graph, usize) {
     let mut g = g.clone();
+    // Per tensor: how many op inputs read it, and how many of those are ReLU-backward masks.
     let mut readers = vec![0usize; g.tensors.len()];
+    let mut mask_reads = vec![0usize; g.tensors.len()];
     for op in &g.ops {
         for t in op.inputs() {
             readers[t.0] += 1;
+        }
+        if let Op::ReluBackward { x, dy, .. } = op {
+            if x != dy {
+                mask_reads[x.0] += 1;
+            }
         }
     }
     let mut remove = vec![false; g.ops.len()];
@@ -173,9 +180,7 @@ pub fn fuse_batchnorm_relu(g: &Graph) -> (Graph, usize) {
             continue;
         }
         let z = *z;
-        let relu_backward_reads =
-            g.ops.iter().filter(|op| matches!(op, Op::ReluBackward { x, dy, .. } if *x == y && *dy != y)).count();
-        if readers[y.0] != 1 + relu_backward_reads {
+        if readers[y.0] != 1 + mask_reads[y.0] {
             continue;
         }
         match &mut g.ops[i] {
@@ -217,7 +222,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Compiles with the batch-norm + ReLU fusion unless `SWAV_WGPU_NO_FUSION=1` (for
+    /// Compiles with the ReLU fusion (`fuse_relu`) unless `SWAV_WGPU_NO_FUSION=1` (for
     /// profiling before and after).
     pub fn compile(graph: &Graph, gpu: Arc<Gpu>) -> Result<Plan> {
         let fuse = std::env::var_os("SWAV_WGPU_NO_FUSION").is_none_or(|v| v == "0");
@@ -225,9 +230,8 @@ impl Plan {
     }
 
     pub fn compile_with(graph: &Graph, gpu: Arc<Gpu>, fuse: bool) -> Result<Plan> {
-        let (fused, fused_batchnorm_relu) = if fuse { fuse_batchnorm_relu(graph) } else { (graph.clone(), 0) };
-        let graph = &fused;
-        let memory = MemoryPlan::new(graph);
+        let (graph, fused_relus) = if fuse { fuse_relu(graph) } else { (graph.clone(), 0) };
+        let memory = MemoryPlan::new(&graph);
         let slots: Vec<Tensor> = memory
             .slots
             .iter()
@@ -253,7 +257,7 @@ impl Plan {
         let mut dispatches = Vec::new();
         let mut workspace = 0u64;
         for op in &graph.ops {
-            dispatches.extend(lower(&gpu, graph, &tensors, op)?);
+            dispatches.extend(lower(&gpu, &graph, &tensors, op)?);
         }
         for d in &dispatches {
             workspace += d.owned_bytes();
@@ -265,9 +269,9 @@ impl Plan {
             activation_bytes_with_reuse: memory.activation_bytes_with_reuse,
             activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
             workspace_bytes: workspace,
-            fused_batchnorm_relu,
+            fused_relus,
         };
-        Ok(Plan { gpu, graph: graph.clone(), tensors, dispatches, _slots: slots, report })
+        Ok(Plan { gpu, graph, tensors, dispatches, _slots: slots, report })
     }
 
     pub fn graph(&self) -> &Graph {

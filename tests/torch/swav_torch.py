@@ -449,6 +449,19 @@ def swav_loss(emb, scores, prototypes_w, cfg, queues, use_queue):
     return loss / len(cfg["crops_for_assign"]), codes
 
 
+def swav_step(model, opt, crops, cfg, lr, prototypes_on, queues=None, use_queue=False):
+    """One training step in the official order: renormalise the prototypes, forward, swapped
+    loss, backward, optimizer. Returns (loss tensor, codes)."""
+    with torch.no_grad():
+        model.prototypes.weight.copy_(F.normalize(model.prototypes.weight, dim=1, p=2))
+    emb, scores = model(crops)
+    loss, codes = swav_loss(emb, scores, model.prototypes.weight, cfg, queues, use_queue)
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step(lr, prototypes_on)
+    return loss, codes
+
+
 # ---------------------------------------------------------------------------------------------
 # Optimizers (src/optim: shaders/optim/*.wgsl), hand-written so each rule is the one swav-wgpu runs.
 
@@ -580,15 +593,9 @@ def train(cfg, args):
         for b in range(iters):
             crops = [c.to(device) for c in multicrop(images[order[b * bs:(b + 1) * bs]], cfg, rng)]
             lr = sched[it] if it < len(sched) else cfg["final_lr"]
-            with torch.no_grad():
-                model.prototypes.weight.copy_(F.normalize(model.prototypes.weight, dim=1, p=2))
-            emb, scores = model(crops)
             use_queue = lq > 0 and epoch >= cfg["epoch_queue_starts"] and \
                 (it - cfg["epoch_queue_starts"] * iters) * bs >= lq
-            loss, codes = swav_loss(emb, scores, model.prototypes.weight, cfg, queues, use_queue)
-            model.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step(lr, it >= cfg["freeze_prototypes_niters"])
+            loss, codes = swav_step(model, opt, crops, cfg, lr, it >= cfg["freeze_prototypes_niters"], queues, use_queue)
             lv = loss.item()
             if not math.isfinite(lv):
                 sys.exit(f"error: the loss became {lv} at iteration {it}")
@@ -675,13 +682,7 @@ def check_fixtures(fixture_dir):
     opt = Optimizer(model, cfg)
     losses = []
     for it, lr in enumerate(hp["lr_per_step"]):
-        with torch.no_grad():
-            model.prototypes.weight.copy_(F.normalize(model.prototypes.weight, dim=1, p=2))
-        emb, scores = model(crops)
-        loss, _ = swav_loss(emb, scores, model.prototypes.weight, cfg, None, False)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step(lr, it >= cfg["freeze_prototypes_niters"])
+        loss, _ = swav_step(model, opt, crops, cfg, lr, it >= cfg["freeze_prototypes_niters"])
         losses.append(loss.item())
     worst = {"loss": max(abs(a - b) for a, b in zip(losses, after3["losses"].tolist()))}
     state = model.named_state()
@@ -714,14 +715,7 @@ def bench(cfg, args):
              for c in cfg["crops"] for _ in range(c["count"])]
 
     def step():
-        with torch.no_grad():
-            model.prototypes.weight.copy_(F.normalize(model.prototypes.weight, dim=1, p=2))
-        emb, scores = model(crops)
-        loss, _ = swav_loss(emb, scores, model.prototypes.weight, cfg, None, False)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step(cfg["lr"], True)
-        return loss
+        return swav_step(model, opt, crops, cfg, cfg["lr"], True)
 
     def sync():
         if device.type == "cuda":
