@@ -50,7 +50,7 @@ fn main() -> swav_wgpu::Result<()> {
     );
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {
         let depth = if std::env::var_os("SWAV_BENCH_PROFILE_FULL").is_some() { 3 } else { 2 };
-        for (k, secs, n) in swav_wgpu::bench::kernel_profile(&t.plan, depth) {
+        for (k, secs, n) in swav_wgpu::bench::kernel_profile(&t.plan, depth)? {
             println!("  {k:<40} {n:>4} dispatches {:>9.1} ms", secs * 1e3);
         }
     }

@@ -2,14 +2,15 @@
 //! adapter; matmul and conv GFLOP/s for the kernel the chooser picks (on real GPUs every
 //! workgroup tile beside it); training steps per second for three configurations and the
 //! heaviest kernels of one step; and the data loader's samples per second beside them, so the
-//! limiting side is visible. Times are queue-synchronised wall time (median of `reps`): GPU
-//! timestamp queries are not used yet. Every result is also a JSON line for scripts
-//! (`benches/gpu/run.sh`).
+//! limiting side is visible. Kernel times are GPU timestamps where the adapter has them, else
+//! queue-synchronised wall time (median of `reps`); step times are wall time, as a user sees
+//! them. Every result is also a JSON line for scripts (`benches/gpu/run.sh`).
 use std::time::Instant;
 
 use crate::data::loader::{epoch_order, make_batch};
 use crate::data::synthetic;
 use crate::error::{Error, Result};
+use crate::gpu::timing::median;
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
 use crate::graph::plan::Plan;
 use crate::ops::conv::{self, Conv2dShape};
@@ -79,24 +80,8 @@ pub fn step_configs() -> Vec<(String, TrainConfig)> {
     ]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn time_dispatches(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> f64 {
-    gpu.run(dispatches);
-    gpu.wait_idle();
-    median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                gpu.run(dispatches);
-                gpu.wait_idle();
-                t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+fn time_dispatches(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> Result<f64> {
+    Ok(gpu.time_dispatches(dispatches, reps)?.0)
 }
 
 fn filled(gpu: &Gpu, name: &str, n: usize) -> Result<Tensor> {
@@ -135,7 +120,7 @@ fn bench_matmul(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
         let s = MatmulShape { m: n, n, k: n, trans_a: false, trans_b: false };
         for variant in matmul_variants(gpu) {
             let d = matmul::matmul(gpu, &a, &b, None, &c, s, variant)?;
-            let secs = time_dispatches(gpu, &d, opts.reps);
+            let secs = time_dispatches(gpu, &d, opts.reps)?;
             report_kernel("matmul", &format!("{n}x{n}x{n}"), &variant.name(), 2.0 * (n * n * n) as f64, secs);
         }
     }
@@ -153,13 +138,13 @@ fn bench_conv(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
     let variant = GemmVariant::for_conv(gpu, s.cout, usize::MAX);
     let kernel = |forward| conv::rows::kernel_name(gpu, &s, forward, variant).unwrap_or(variant.name());
     let d = conv::forward(gpu, &x, &w, &y, s, variant)?;
-    report_kernel("conv2d_forward", &shape, &kernel(true), s.flops(), time_dispatches(gpu, &d, opts.reps));
+    report_kernel("conv2d_forward", &shape, &kernel(true), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
     let d = conv::backward_input(gpu, &y, &w, &dx, s, variant)?;
-    report_kernel("conv2d_backward_input", &shape, &kernel(false), s.flops(), time_dispatches(gpu, &d, opts.reps));
+    report_kernel("conv2d_backward_input", &shape, &kernel(false), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
     let splits = conv::weight_grad_splits(s, variant, gpu.class);
     let d = conv::backward_weight(gpu, &x, &y, &dw, s, variant, splits)?;
     let kernel = conv::rows::weight_kernel_name(&s, variant).unwrap_or(variant.name());
-    report_kernel("conv2d_backward_weight", &shape, &kernel, s.flops(), time_dispatches(gpu, &d, opts.reps));
+    report_kernel("conv2d_backward_weight", &shape, &kernel, s.flops(), time_dispatches(gpu, &d, opts.reps)?);
     Ok(())
 }
 
@@ -193,18 +178,18 @@ pub fn random_crops(cfg: &TrainConfig, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Seconds per kernel of one step (each dispatch run alone and waited for), grouped by the
+/// Seconds per kernel of one step (`Plan::profile_dispatches`), grouped by the
 /// first `depth` parts of the kernel's name: (kernel, seconds, dispatches), slowest first.
-pub fn kernel_profile(plan: &Plan, depth: usize) -> Vec<(String, f64, usize)> {
+pub fn kernel_profile(plan: &Plan, depth: usize) -> Result<Vec<(String, f64, usize)>> {
     let mut by_kernel: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
-    for (label, secs) in plan.profile_dispatches() {
+    for (label, secs) in plan.profile_dispatches()? {
         let e = by_kernel.entry(label.split('/').take(depth).collect::<Vec<_>>().join("/")).or_default();
         e.0 += secs;
         e.1 += 1;
     }
     let mut rows: Vec<(String, f64, usize)> = by_kernel.into_iter().map(|(k, (s, n))| (k, s, n)).collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-    rows
+    Ok(rows)
 }
 
 fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: usize) -> Result<()> {
@@ -240,7 +225,7 @@ fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: us
     );
     println!("    plan: {}", t.plan.report);
     // The heaviest kernels of one step.
-    let rows = kernel_profile(&t.plan, 2);
+    let rows = kernel_profile(&t.plan, 2)?;
     let total: f64 = rows.iter().map(|r| r.1).sum();
     for (k, s, n) in rows.iter().take(8) {
         println!("    {k:<44} {n:>4} dispatches {:>9.2} ms  {:>5.1} %", s * 1e3, 100.0 * s / total);
@@ -254,8 +239,10 @@ pub fn run(gpu: std::sync::Arc<Gpu>, opts: &BenchOptions) -> Result<()> {
         return Err(Error::Invalid("--reps must be at least 1".into()));
     }
     println!("adapter: {}", gpu.describe());
+    let timing = if gpu.has_timestamps() { "gpu timestamps" } else { "wall clock" };
+    println!("kernel timing: {timing}");
     println!(
-        "json: {{\"kind\":\"adapter\",\"name\":\"{}\",\"backend\":\"{:?}\",\"type\":\"{:?}\",\"driver\":\"{}\"}}",
+        "json: {{\"kind\":\"adapter\",\"name\":\"{}\",\"backend\":\"{:?}\",\"type\":\"{:?}\",\"driver\":\"{}\",\"timing\":\"{timing}\"}}",
         json_escape(&gpu.info.name),
         gpu.info.backend,
         gpu.info.device_type,

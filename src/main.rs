@@ -25,6 +25,10 @@ struct Cli {
     /// Never use the subgroup fast paths (software adapters). Also SWAV_WGPU_NO_SUBGROUPS=1.
     #[arg(long, global = true)]
     no_subgroups: bool,
+    /// Time kernels by wall clock even where the adapter has GPU timestamps. Also
+    /// SWAV_WGPU_NO_TIMESTAMPS=1.
+    #[arg(long, global = true)]
+    no_timestamps: bool,
     /// GEMM kernel tuning when a plan is compiled: off (the built-in choice), quick (real GPUs
     /// time the workgroup tiles per op and shape), full (every variant). Choices are cached in
     /// ~/.cache/swav-wgpu/tune.json (SWAV_WGPU_TUNE_CACHE). Also SWAV_WGPU_TUNE. [default: quick]
@@ -219,6 +223,7 @@ fn options(cli: &Cli) -> Result<GpuOptions> {
         adapter: cli.adapter.clone().or(env.adapter),
         full_limits: cli.full_limits || env.full_limits,
         no_subgroups: cli.no_subgroups || env.no_subgroups,
+        no_timestamps: cli.no_timestamps || env.no_timestamps,
     })
 }
 

@@ -482,3 +482,57 @@ fn a_tuned_plan_computes_what_the_untuned_one_does() {
         assert!(worst <= 1e-4, "{name}: tuned vs untuned after 2 steps, relative error {worst:e}");
     }
 }
+
+/// GPU timestamps (pass-boundary, WebGPU's `timestamp-query`) measure work: a pass of eight
+/// 256^3 matmuls takes longer than one 4-element fill, every time is finite and positive, and
+/// a plan's profile times each dispatch. llvmpipe has timestamps, so CI must use them.
+#[test]
+fn gpu_timestamps_time_kernels() {
+    use swav_wgpu::ops::matmul::{self, GemmVariant, MatmulShape};
+    let Some(gpu) = gpu() else { return };
+    if gpu.info.name.contains("llvmpipe") {
+        assert!(gpu.has_timestamps(), "llvmpipe has timestamp queries: the timing path must be tested");
+    }
+    if !gpu.has_timestamps() {
+        eprintln!("GPU timestamps NOT TESTED: {} has no TIMESTAMP_QUERY", gpu.describe());
+        return;
+    }
+    let n = 256;
+    let data: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.1).collect();
+    let a = gpu.tensor_from("a", &[n * n], &data).unwrap();
+    let c = gpu.tensor_from("c", &[n * n], &data).unwrap();
+    let s = MatmulShape { m: n, n, k: n, trans_a: false, trans_b: false };
+    let mut heavy = Vec::new();
+    for _ in 0..8 {
+        heavy.extend(matmul::matmul(&gpu, &a, &a, None, &c, s, GemmVariant::for_matmul(&gpu)).unwrap());
+    }
+    let small = gpu.tensor_from("s", &[4], &[0.0; 4]).unwrap();
+    let light = vec![swav_wgpu::ops::elementwise::fill(&gpu, &small, 1.0).unwrap()];
+    let t = gpu.gpu_times(&[&light, &heavy, &light]).unwrap().expect("timestamps");
+    assert_eq!(t.len(), 3);
+    assert!(t.iter().all(|x| x.is_finite() && *x >= 0.0), "{t:?}");
+    assert!(t[1] > 0.0 && t[1] > 4.0 * t[0].max(t[2]), "8 matmuls vs one fill: {t:?}");
+    let (secs, by_timestamps) = gpu.time_dispatches(&heavy, 3).unwrap();
+    assert!(by_timestamps && secs > 0.0);
+
+    let t = Trainer::new(gpu.clone(), fixture_config(), 1).unwrap();
+    let profile = t.plan.profile_dispatches().unwrap();
+    assert_eq!(profile.len(), t.plan.dispatch_count());
+    assert!(profile.iter().all(|(_, s)| s.is_finite() && *s >= 0.0));
+    assert!(profile.iter().map(|(_, s)| s).sum::<f64>() > 0.0);
+}
+
+/// Without timestamps (SWAV_WGPU_NO_TIMESTAMPS / `--no-timestamps`) timing falls back to wall time.
+#[test]
+fn without_timestamps_timing_is_wall_clock() {
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions { no_timestamps: true, ..GpuOptions::from_env() })).unwrap();
+    assert!(!gpu.has_timestamps());
+    let small = gpu.tensor_from("s", &[4], &[0.0; 4]).unwrap();
+    let d = vec![swav_wgpu::ops::elementwise::fill(&gpu, &small, 1.0).unwrap()];
+    assert!(gpu.gpu_times(&[&d]).unwrap().is_none());
+    let (secs, by_timestamps) = gpu.time_dispatches(&d, 3).unwrap();
+    assert!(!by_timestamps && secs > 0.0);
+}

@@ -20,13 +20,15 @@ pub enum AdapterClass {
 /// How to pick the adapter. `from_env` reads `SWAV_WGPU_BACKEND` (or wgpu's `WGPU_BACKEND`),
 /// `SWAV_WGPU_ADAPTER` (a case-insensitive substring of the adapter name) and
 /// `SWAV_WGPU_FULL_LIMITS=1` (request the adapter's own limits instead of WebGPU's defaults)
-/// and `SWAV_WGPU_NO_SUBGROUPS=1` (never use the subgroup fast paths).
+/// `SWAV_WGPU_NO_SUBGROUPS=1` (never use the subgroup fast paths) and
+/// `SWAV_WGPU_NO_TIMESTAMPS=1` (time kernels by wall clock, for drivers with broken timestamps).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     pub backend: Option<String>,
     pub adapter: Option<String>,
     pub full_limits: bool,
     pub no_subgroups: bool,
+    pub no_timestamps: bool,
     /// How plans choose GEMM variants (`tune`); `from_env` reads `SWAV_WGPU_TUNE`, default quick.
     pub tune: TuneMode,
     /// Where tuned choices persist (`tune::default_cache_path` from `from_env`; none: memory).
@@ -41,6 +43,7 @@ impl GpuOptions {
             adapter: var("SWAV_WGPU_ADAPTER"),
             full_limits: var("SWAV_WGPU_FULL_LIMITS").is_some_and(|v| v != "0"),
             no_subgroups: var("SWAV_WGPU_NO_SUBGROUPS").is_some_and(|v| v != "0"),
+            no_timestamps: var("SWAV_WGPU_NO_TIMESTAMPS").is_some_and(|v| v != "0"),
             // An unknown value is refused where the CLI parses --tune; here it means quick.
             tune: var("SWAV_WGPU_TUNE").and_then(|v| v.parse().ok()).unwrap_or(TuneMode::Quick),
             tune_cache: crate::gpu::tune::default_cache_path(),
@@ -176,7 +179,12 @@ impl Gpu {
             _ => AdapterClass::Gpu,
         };
         let subgroup_size = subgroup_fast_path(&adapter, &info, class, opts);
-        let features = if subgroup_size.is_some() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
+        let mut features = if subgroup_size.is_some() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
+        // Pass-boundary timestamps (WebGPU's `timestamp-query`) time kernels for the tuner,
+        // `bench` and the profile wherever the adapter has them.
+        if !opts.no_timestamps {
+            features |= adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("swav-wgpu"),

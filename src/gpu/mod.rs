@@ -2,6 +2,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod tensor;
+pub mod timing;
 pub mod tune;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -35,8 +35,9 @@ impl std::str::FromStr for TuneMode {
     }
 }
 
-/// Seconds one candidate takes; the default runs the dispatches once to warm up, then the
-/// median of three queue-synchronised runs. Tests inject their own.
+/// Seconds one candidate takes; the default runs the dispatches once to warm up, then takes
+/// the median of three runs timed by GPU timestamps (or wall time without them). Tests
+/// inject their own.
 pub type Timer = Arc<dyn Fn(&Gpu, &[Dispatch]) -> f64 + Send + Sync>;
 
 /// What tuning cost so far: (op, shape) pairs timed, pairs answered from the cache, and the
@@ -133,7 +134,7 @@ impl Tuner {
             let d = build(v)?;
             let secs = match &timer {
                 Some(t) => t(gpu, &d),
-                None => wall_time(gpu, &d),
+                None => default_time(gpu, &d),
             };
             // Ties keep the earlier candidate (the chooser's pick first), so equal timings
             // give the same plan every time.
@@ -198,23 +199,14 @@ fn elapsed(_: Option<()>) -> f64 {
     0.0
 }
 
+/// GPU timestamps where the device has them (median of three after a warm-up), else
+/// queue-synchronised wall time; a failed timing counts as infinitely slow.
 #[cfg(not(target_arch = "wasm32"))]
-fn wall_time(gpu: &Gpu, d: &[Dispatch]) -> f64 {
-    gpu.run(d);
-    gpu.wait_idle();
-    let mut times: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            gpu.run(d);
-            gpu.wait_idle();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[1]
+fn default_time(gpu: &Gpu, d: &[Dispatch]) -> f64 {
+    gpu.time_dispatches(d, 3).map_or(f64::INFINITY, |(secs, _)| secs)
 }
 #[cfg(target_arch = "wasm32")]
-fn wall_time(_: &Gpu, _: &[Dispatch]) -> f64 {
+fn default_time(_: &Gpu, _: &[Dispatch]) -> f64 {
     // No synchronous wait in the browser: every candidate ties and the chooser's pick stays.
     0.0
 }

@@ -278,6 +278,10 @@ impl Plan {
         &self.graph
     }
 
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
     }
@@ -334,19 +338,25 @@ impl Plan {
         self.gpu.run(&self.dispatches);
     }
 
-    /// Runs every dispatch alone (waiting after each) and returns (label, seconds), in plan
-    /// order: where a step's time goes. Leaves the state as after one step.
+    /// Runs every dispatch alone and returns (label, seconds), in plan order: where a step's
+    /// time goes. Each dispatch is its own timestamped pass where the device has timestamps,
+    /// else it is run and waited for. Leaves the state as after one step.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn profile_dispatches(&self) -> Vec<(String, f64)> {
-        self.dispatches
-            .iter()
-            .map(|d| {
-                let t = std::time::Instant::now();
-                self.gpu.run(std::slice::from_ref(d));
-                self.gpu.wait_idle();
-                (d.label.clone(), t.elapsed().as_secs_f64())
-            })
-            .collect()
+    pub fn profile_dispatches(&self) -> Result<Vec<(String, f64)>> {
+        let groups: Vec<&[Dispatch]> = self.dispatches.iter().map(std::slice::from_ref).collect();
+        let times = match self.gpu.gpu_times(&groups)? {
+            Some(t) => t,
+            None => groups
+                .iter()
+                .map(|d| {
+                    let t = std::time::Instant::now();
+                    self.gpu.run(d);
+                    self.gpu.wait_idle();
+                    t.elapsed().as_secs_f64()
+                })
+                .collect(),
+        };
+        Ok(self.dispatches.iter().map(|d| d.label.clone()).zip(times).collect())
     }
 
     /// Reads a persistent tensor (kept outputs, gradients, parameters).
