@@ -264,10 +264,13 @@ fn relu_fusion_changes_no_bit() {
     let (mut g, out) = fixture_graph();
     let loss = g.mean(out.scores).unwrap();
     g.backward(loss).unwrap();
-    let (fused, n) = swav_wgpu::graph::plan::fuse_relu(&g);
+    let (fused, fusions) = swav_wgpu::graph::plan::fuse_relu(&g);
     // ResNet-18, at each of the 2 crop resolutions: the batch-norms of the stem and of each
     // block's first conv (9) and the residual add at each block's end (8); the head's BN1d.
-    assert_eq!(n, 2 * (9 + 8) + 1, "fused {n}");
+    // Backward: the ReLU-backward of every fused batch-norm (the adds' feed two branches).
+    assert_eq!(fusions.relu, 2 * (9 + 8) + 1, "{fusions:?}");
+    assert_eq!(fusions.relu_backward, 2 * 9 + 1, "{fusions:?}");
+    let n = fusions.total();
     assert_eq!(fused.ops.len(), g.ops.len() - n);
     let mut plans = Vec::new();
     for fuse in [false, true] {
@@ -280,7 +283,7 @@ fn relu_fusion_changes_no_bit() {
         plans.push(plan);
     }
     let (plain, fusedp) = (&plans[0], &plans[1]);
-    assert_eq!(fusedp.report.fused_relus, n);
+    assert_eq!(fusedp.report.fusions, fusions);
     assert_eq!(fusedp.report.dispatches + n, plain.report.dispatches);
     assert!(fusedp.report.activation_bytes_without_reuse < plain.report.activation_bytes_without_reuse);
     println!("unfused: {}\nfused:   {}", plain.report, fusedp.report);

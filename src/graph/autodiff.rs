@@ -97,7 +97,19 @@ impl Graph {
                     None => (running_mean, running_var, false),
                 };
                 let (dgamma, dbeta, dx) = (self.grad_tensor(gamma), self.grad_tensor(beta), self.grad_tensor(x));
-                self.emit(Op::BatchNormBackward { x, dy: gy, mean, var, gamma, dgamma, dbeta, dx, s, training });
+                self.emit(Op::BatchNormBackward {
+                    x,
+                    dy: gy,
+                    relu_mask: None,
+                    mean,
+                    var,
+                    gamma,
+                    dgamma,
+                    dbeta,
+                    dx,
+                    s,
+                    training,
+                });
                 for (t, g) in [(x, dx), (gamma, dgamma), (beta, dbeta)] {
                     if self.needs(t) {
                         self.accumulate(grads, t, g);

@@ -85,10 +85,17 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
                 }
             }
         }
-        Op::BatchNormBackward { x, dy, mean, var, gamma, dgamma, dbeta, dx, s, training } => {
+        Op::BatchNormBackward { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx, s, training } => {
+            let masked = match relu_mask {
+                Some(m) => Some(elementwise::cpu::relu_backward(get(g, v, *m)?, get(g, v, *dy)?)),
+                None => None,
+            };
             let (d, dg, db) = batchnorm::cpu::backward(
                 get(g, v, *x)?,
-                get(g, v, *dy)?,
+                match &masked {
+                    Some(m) => m,
+                    None => get(g, v, *dy)?,
+                },
                 get(g, v, *mean)?,
                 get(g, v, *var)?,
                 get(g, v, *gamma)?,

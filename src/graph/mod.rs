@@ -102,9 +102,12 @@ pub enum Op {
         y: TensorId,
         s: BatchNormShape,
     },
+    /// With `relu_mask` (set by the plan's ReLU fusion) `dy` is the gradient of the fused
+    /// ReLU's output `relu_mask`, masked in the same passes.
     BatchNormBackward {
         x: TensorId,
         dy: TensorId,
+        relu_mask: Option<TensorId>,
         mean: TensorId,
         var: TensorId,
         gamma: TensorId,
@@ -295,7 +298,9 @@ impl Op {
             BatchNorm { x, gamma, beta, running_mean, running_var, .. } => {
                 vec![*x, *gamma, *beta, *running_mean, *running_var]
             }
-            BatchNormBackward { x, dy, mean, var, gamma, .. } => vec![*x, *dy, *mean, *var, *gamma],
+            BatchNormBackward { x, dy, relu_mask, mean, var, gamma, .. } => {
+                [*x, *dy, *mean, *var, *gamma].into_iter().chain(*relu_mask).collect()
+            }
             Relu { x, .. } => vec![*x],
             ReluBackward { x, dy, .. } => vec![*x, *dy],
             Add { a, b, .. } => vec![*a, *b],

@@ -108,8 +108,23 @@ pub struct PlanReport {
     pub activation_bytes_without_reuse: u64,
     /// Temporaries owned by dispatches (split-K slabs, reduction partials).
     pub workspace_bytes: u64,
-    /// Batch-norms and adds whose following ReLU runs in their own pass (`fuse_relu`).
-    pub fused_relus: usize,
+    /// ReLUs folded into the pass before them and ReLU-backwards into the batch-norm
+    /// backward after them (`fuse_relu`).
+    pub fusions: Fusions,
+}
+
+/// What `fuse_relu` folded away: forward ReLUs (into a batch-norm or residual add) and
+/// ReLU-backwards (into the batch-norm backward that reads their output).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fusions {
+    pub relu: usize,
+    pub relu_backward: usize,
+}
+
+impl Fusions {
+    pub fn total(&self) -> usize {
+        self.relu + self.relu_backward
+    }
 }
 
 impl std::fmt::Display for PlanReport {
@@ -117,10 +132,11 @@ impl std::fmt::Display for PlanReport {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         write!(
             f,
-            "{} ops, {} dispatches ({} ReLUs fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
+            "{} ops, {} dispatches ({} ReLUs and {} ReLU-backwards fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
             self.ops,
             self.dispatches,
-            self.fused_relus,
+            self.fusions.relu,
+            self.fusions.relu_backward,
             mib(self.persistent_bytes),
             mib(self.activation_bytes_with_reuse),
             mib(self.activation_bytes_without_reuse),
@@ -142,7 +158,7 @@ impl Graph {
             activation_bytes_with_reuse: m.activation_bytes_with_reuse,
             activation_bytes_without_reuse: m.activation_bytes_without_reuse,
             workspace_bytes: 0,
-            fused_relus: 0,
+            fusions: Fusions::default(),
         }
     }
 }
@@ -152,7 +168,12 @@ impl Graph {
 /// Y is never stored (one pass and one tensor fewer). Only where Y is transient and read by nothing but
 /// that ReLU and ReLU-backward ops, which then read relu(Y) instead: relu(Y) > 0 exactly where
 /// Y > 0, so the gradient mask, and every value, is bit for bit what the unfused graph gives.
-pub fn fuse_relu(g: &Graph) -> (Graph, usize) {
+///
+/// Then each ReLU-backward whose output only a batch-norm backward reads (the gradient of a
+/// fused BN+ReLU) is folded into that op, which masks the incoming gradient as it reads it
+/// and stores it over the incoming one (read by nothing else): one pass and one tensor fewer.
+/// (After a residual add the masked gradient goes to two branches, so that one stays.)
+pub fn fuse_relu(g: &Graph) -> (Graph, Fusions) {
     let mut g = g.clone();
     // Per tensor: how many op inputs read it, and how many of those are ReLU-backward masks.
     let mut readers = vec![0usize; g.tensors.len()];
@@ -207,7 +228,44 @@ pub fn fuse_relu(g: &Graph) -> (Graph, usize) {
     g.forward_len -= remove[..g.forward_len].iter().filter(|r| **r).count();
     let mut keep = remove.iter().map(|r| !r);
     g.ops.retain(|_| keep.next().expect("one flag per op"));
-    (g, renames.len())
+    let relu_backward = fuse_relu_backward(&mut g);
+    (g, Fusions { relu: renames.len(), relu_backward })
+}
+
+/// The backward half of `fuse_relu`; returns how many ReLU-backwards it folded.
+fn fuse_relu_backward(g: &mut Graph) -> usize {
+    let mut readers = vec![0usize; g.tensors.len()];
+    let mut writers = vec![0usize; g.tensors.len()];
+    for op in &g.ops {
+        for t in op.inputs() {
+            readers[t.0] += 1;
+        }
+        for t in op.outputs() {
+            writers[t.0] += 1;
+        }
+    }
+    let mut remove = vec![false; g.ops.len()];
+    for i in g.forward_len..g.ops.len() {
+        let Op::ReluBackward { x: mask, dy: grad, dx: masked } = g.ops[i] else { continue };
+        // The batch-norm backward overwrites `grad` with the masked gradient, so nothing else
+        // may read it; and the masked gradient must have no other reader or writer.
+        let sole = |t: TensorId| !g.tensors[t.0].persistent() && readers[t.0] == 1;
+        if !sole(grad) || !sole(masked) || writers[masked.0] != 1 || masked == grad || mask == grad {
+            continue;
+        }
+        // The one reader, later in the backward pass.
+        let Some(j) = (i + 1..g.ops.len()).find(|&j| g.ops[j].inputs().contains(&masked)) else { continue };
+        if let Op::BatchNormBackward { dy, relu_mask: relu_mask @ None, x, .. } = &mut g.ops[j] {
+            if *dy == masked && *x != masked {
+                *dy = grad;
+                *relu_mask = Some(mask);
+                remove[i] = true;
+            }
+        }
+    }
+    let mut keep = remove.iter().map(|r| !r);
+    g.ops.retain(|_| keep.next().expect("one flag per op"));
+    remove.iter().filter(|r| **r).count()
 }
 
 /// A compiled graph on one device: every buffer, pipeline and bind group exists; `step`
@@ -230,7 +288,7 @@ impl Plan {
     }
 
     pub fn compile_with(graph: &Graph, gpu: Arc<Gpu>, fuse: bool) -> Result<Plan> {
-        let (graph, fused_relus) = if fuse { fuse_relu(graph) } else { (graph.clone(), 0) };
+        let (graph, fusions) = if fuse { fuse_relu(graph) } else { (graph.clone(), Fusions::default()) };
         let memory = MemoryPlan::new(&graph);
         let slots: Vec<Tensor> = memory
             .slots
@@ -269,7 +327,7 @@ impl Plan {
             activation_bytes_with_reuse: memory.activation_bytes_with_reuse,
             activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
             workspace_bytes: workspace,
-            fused_relus,
+            fusions,
         };
         Ok(Plan { gpu, graph, tensors, dispatches, _slots: slots, report })
     }
@@ -435,19 +493,22 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
                 *s,
             )?],
         },
-        Op::BatchNormBackward { x, dy, mean, var, gamma, dgamma, dbeta, dx, s, training } => batchnorm::backward(
-            gpu,
-            t(*x)?,
-            t(*dy)?,
-            t(*mean)?,
-            t(*var)?,
-            t(*gamma)?,
-            t(*dgamma)?,
-            t(*dbeta)?,
-            t(*dx)?,
-            *s,
-            *training,
-        )?,
+        Op::BatchNormBackward { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx, s, training } => {
+            batchnorm::backward(
+                gpu,
+                t(*x)?,
+                t(*dy)?,
+                relu_mask.map(t).transpose()?,
+                t(*mean)?,
+                t(*var)?,
+                t(*gamma)?,
+                t(*dgamma)?,
+                t(*dbeta)?,
+                t(*dx)?,
+                *s,
+                *training,
+            )?
+        }
         Op::Relu { x, y } => vec![elementwise::relu_forward(gpu, t(*x)?, t(*y)?)?],
         Op::ReluBackward { x, dy, dx } => {
             vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]

@@ -96,11 +96,50 @@ fn batchnorm_backward_matches_cpu_in_train_and_eval() {
             let dg = nan_tensor(&gpu, "dgamma", s.channels);
             let db = nan_tensor(&gpu, "dbeta", s.channels);
             let dx = nan_tensor(&gpu, "dx", s.len());
-            run(&gpu, &batchnorm::backward(&gpu, &x, &tdy, &tmean, &tvar, &gamma, &dg, &db, &dx, s, training).unwrap());
+            run(
+                &gpu,
+                &batchnorm::backward(&gpu, &x, &tdy, None, &tmean, &tvar, &gamma, &dg, &db, &dx, s, training).unwrap(),
+            );
             let what = format!("{s:?} training={training}");
             assert_close(&format!("bn dx {what}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
             assert_close(&format!("bn dgamma {what}"), &read(&gpu, &dg), &want_dg, GPU_TOL);
             assert_close(&format!("bn dbeta {what}"), &read(&gpu, &db), &want_db, GPU_TOL);
+        }
+    }
+}
+
+/// The plan's fused ReLU-backward: dy is the gradient of relu(Y) (the mask), masked as it is
+/// read, and the masked gradient is left in dy (in place) for the dX pass.
+#[test]
+fn batchnorm_backward_with_fused_relu_mask_matches_cpu() {
+    use swav_wgpu::ops::elementwise::cpu::{relu_backward, relu_forward};
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(24);
+    for s in shapes() {
+        for training in [true, false] {
+            let i = inputs(&mut rng, &s);
+            let mask = relu_forward(&rng.vec_f32(s.len()));
+            let dz = rng.vec_f32(s.len());
+            let dy = relu_backward(&mask, &dz);
+            let (mean, var) =
+                if training { cpu::batch_stats(&i.x, &s) } else { (i.run_mean.clone(), i.run_var.clone()) };
+            let mean: Vec<f64> = mean.iter().map(|&v| v as f32 as f64).collect();
+            let var: Vec<f64> = var.iter().map(|&v| v as f32 as f64).collect();
+            let (want_dx, want_dg, want_db) = cpu::backward(&i.x, &dy, &mean, &var, &i.gamma, &s, training);
+            let (x, tdz, tmask) = (upload(&gpu, "x", &i.x), upload(&gpu, "dz", &dz), upload(&gpu, "mask", &mask));
+            let (tmean, tvar, gamma) =
+                (upload(&gpu, "mean", &mean), upload(&gpu, "var", &var), upload(&gpu, "gamma", &i.gamma));
+            let dg = nan_tensor(&gpu, "dgamma", s.channels);
+            let db = nan_tensor(&gpu, "dbeta", s.channels);
+            let dx = nan_tensor(&gpu, "dx", s.len());
+            let d =
+                batchnorm::backward(&gpu, &x, &tdz, Some(&tmask), &tmean, &tvar, &gamma, &dg, &db, &dx, s, training);
+            run(&gpu, &d.unwrap());
+            let what = format!("{s:?} training={training} relu mask");
+            assert_close(&format!("bn dx {what}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
+            assert_close(&format!("bn dgamma {what}"), &read(&gpu, &dg), &want_dg, GPU_TOL);
+            assert_close(&format!("bn dbeta {what}"), &read(&gpu, &db), &want_db, GPU_TOL);
+            assert_eq!(read(&gpu, &tdz), dy, "the masked gradient, in place: {what}");
         }
     }
 }

@@ -60,9 +60,34 @@ fn source(body: &str, width: usize) -> String {
     compose(&[REDUCE, COMMON, body], &vec_subs(width))
 }
 
+/// The backward-stats kernel; `masked`: the ReLU-backward of a fused BN+ReLU is done as dY is
+/// read (MASK, bound last, is relu(Y)), and the masked dY is stored back into DY in place.
+fn backward_stats_source(width: usize, masked: bool) -> String {
+    let mut subs = vec_subs(width).to_vec();
+    if masked {
+        subs.push(("DY_ACCESS", "read_write".into()));
+        subs.push(("MASK_BINDING", "@group(0) @binding(7) var<storage, read> MASK: array<V>;".into()));
+        subs.push(("LOAD_DY", "let dy = select(V(0.0), DY[o], MASK[o] > V(0.0));\n        DY[o] = dy;".into()));
+    } else {
+        subs.push(("DY_ACCESS", "read".into()));
+        subs.push(("MASK_BINDING", String::new()));
+        subs.push(("LOAD_DY", "let dy = DY[o];".into()));
+    }
+    compose(&[REDUCE, COMMON, BACKWARD_STATS], &subs)
+}
+
+fn backward_stats_name(masked: bool, width: usize) -> String {
+    format!("batchnorm/backward_stats{}/w{width}", if masked { "_relu" } else { "" })
+}
+
 fn pipeline(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> wgpu::ComputePipeline {
     let w = width(s);
     gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || source(body, w), "main")
+}
+
+fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> wgpu::ComputePipeline {
+    let w = width(s);
+    gpu.pipeline(&backward_stats_name(masked, w), || backward_stats_source(w, masked), "main")
 }
 
 /// The apply / backward_input pipeline for this shape, and its grid (one invocation per V).
@@ -140,12 +165,16 @@ pub fn forward_eval(
 }
 
 /// Backward: dgamma, dbeta, then dX. `mean`/`var` are the statistics the forward pass used
-/// (batch stats in training, running stats in eval).
+/// (batch stats in training, running stats in eval). With `relu_mask` (the output of a ReLU
+/// the plan fused into the forward pass) `dy` is the gradient of that ReLU's output and is
+/// masked where the mask is not positive, as ReLU-backward would. The masked gradient is
+/// written back into `dy`, which the caller must not read afterwards.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     x: &Tensor,
     dy: &Tensor,
+    relu_mask: Option<&Tensor>,
     mean: &Tensor,
     var: &Tensor,
     gamma: &Tensor,
@@ -159,15 +188,20 @@ pub fn backward(
     check_len(OP, "input", x, s.len())?;
     check_len(OP, "grad output", dy, s.len())?;
     check_len(OP, "grad input", dx, s.len())?;
+    if let Some(m) = relu_mask {
+        check_len(OP, "relu mask", m, s.len())?;
+    }
     for (name, t) in [("mean", mean), ("var", var), ("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
         check_len(OP, name, t, s.channels)?;
     }
     let params = s.params(training, false)?;
+    let mut tensors = vec![x, dy, mean, var, dgamma, dbeta];
+    tensors.extend(relu_mask);
     let stats = gpu.dispatch(
         "batchnorm/backward_stats",
-        &pipeline(gpu, "backward_stats", BACKWARD_STATS, &s),
+        &backward_stats_pipeline(gpu, relu_mask.is_some(), &s),
         &params,
-        &[x, dy, mean, var, dgamma, dbeta],
+        &tensors,
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
     let (input_pipeline, grid) = elementwise(gpu, "backward_input", BACKWARD_INPUT, &s)?;
@@ -178,11 +212,12 @@ pub fn backward(
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
-    for (n, b) in
-        [("stats", STATS), ("apply", APPLY), ("backward_stats", BACKWARD_STATS), ("backward_input", BACKWARD_INPUT)]
-    {
-        for w in [1, 4] {
+    for w in [1, 4] {
+        for (n, b) in [("stats", STATS), ("apply", APPLY), ("backward_input", BACKWARD_INPUT)] {
             v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: source(b, w) });
+        }
+        for masked in [false, true] {
+            v.push(KernelSource { name: backward_stats_name(masked, w), source: backward_stats_source(w, masked) });
         }
     }
     v
