@@ -244,7 +244,7 @@ fn fuse_relu_backward(g: &mut Graph) -> usize {
             writers[t.0] += 1;
         }
     }
-    let mut remove = vec![false; g.ops.len()];
+    let mut removed = std::collections::BTreeSet::new();
     for i in g.forward_len..g.ops.len() {
         let Op::ReluBackward { x: mask, dy: grad, dx: masked } = g.ops[i] else { continue };
         // The batch-norm backward overwrites `grad` with the masked gradient, so nothing else
@@ -259,13 +259,16 @@ fn fuse_relu_backward(g: &mut Graph) -> usize {
             if *dy == masked && *x != masked {
                 *dy = grad;
                 *relu_mask = Some(mask);
-                remove[i] = true;
+                removed.insert(i);
             }
         }
     }
-    let mut keep = remove.iter().map(|r| !r);
-    g.ops.retain(|_| keep.next().expect("one flag per op"));
-    remove.iter().filter(|r| **r).count()
+    let mut index = 0;
+    g.ops.retain(|_| {
+        index += 1;
+        !removed.contains(&(index - 1))
+    });
+    removed.len()
 }
 
 /// A compiled graph on one device: every buffer, pipeline and bind group exists; `step`
