@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use swav_wgpu::gpu::{Dispatch, Gpu, Tensor};
-use swav_wgpu::ops::conv::{self, Conv2dShape};
+use swav_wgpu::ops::conv::{self, Conv2dShape, ConvKernel, ConvPass};
 use swav_wgpu::ops::matmul::{self, GemmVariant, MatmulShape};
 
 fn median_seconds(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> f64 {
@@ -65,17 +65,20 @@ fn main() -> swav_wgpu::Result<()> {
     let (dx, dw) = (filled(&gpu, "dx", s.input_len()), filled(&gpu, "dw", s.weight_len()));
     for &variant in &conv_variants {
         // With subgroups, forward and stride-1 backward-input run the direct row kernel.
-        let kernel = |forward| conv::rows::kernel_name(&gpu, &s, forward, variant).unwrap_or(variant.name());
-        let d = conv::forward(&gpu, &x, &w, &y, s, variant)?;
-        report("conv2d_forward", shape, &kernel(true), s.flops(), median_seconds(&gpu, &d, reps));
-        let d = conv::backward_input(&gpu, &y, &w, &dx, s, variant)?;
-        report("conv2d_backward_input", shape, &kernel(false), s.flops(), median_seconds(&gpu, &d, reps));
-        let splits = conv::weight_grad_splits(s, variant, gpu.class);
-        let d = conv::backward_weight(&gpu, &x, &y, &dw, s, variant, splits)?;
+        let kernel = |pass| ConvKernel::with_variant(&gpu, &s, pass, variant);
+        let k = kernel(ConvPass::Forward);
+        let d = conv::forward(&gpu, &x, &w, &y, s, k)?;
+        report("conv2d_forward", shape, &k.name(), s.flops(), median_seconds(&gpu, &d, reps));
+        let k = kernel(ConvPass::BackwardInput);
+        let d = conv::backward_input(&gpu, &y, &w, &dx, s, k)?;
+        report("conv2d_backward_input", shape, &k.name(), s.flops(), median_seconds(&gpu, &d, reps));
+        let k = kernel(ConvPass::BackwardWeight);
+        let splits = conv::weight_grad_splits(s, k, gpu.class);
+        let d = conv::backward_weight(&gpu, &x, &y, &dw, s, k, splits)?;
         report(
             "conv2d_backward_weight",
             &format!("{shape} split{splits}"),
-            &conv::rows::weight_kernel_name(&s, variant).unwrap_or(variant.name()),
+            &k.name(),
             s.flops(),
             median_seconds(&gpu, &d, reps),
         );

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::timing::median;
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
 use crate::graph::plan::Plan;
-use crate::ops::conv::{self, Conv2dShape};
+use crate::ops::conv::{self, Conv2dShape, ConvKernel, ConvPass};
 use crate::ops::matmul::{self, GemmVariant, MatmulShape};
 use crate::train::{CropConfig, TrainConfig, Trainer};
 
@@ -135,16 +135,16 @@ fn bench_conv(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
     let (x, w, y) =
         (filled(gpu, "x", s.input_len())?, filled(gpu, "w", s.weight_len())?, filled(gpu, "y", s.output_len())?);
     let (dx, dw) = (filled(gpu, "dx", s.input_len())?, filled(gpu, "dw", s.weight_len())?);
-    let variant = GemmVariant::for_conv(gpu, s.cout, usize::MAX);
-    let kernel = |forward| conv::rows::kernel_name(gpu, &s, forward, variant).unwrap_or(variant.name());
-    let d = conv::forward(gpu, &x, &w, &y, s, variant)?;
-    report_kernel("conv2d_forward", &shape, &kernel(true), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
-    let d = conv::backward_input(gpu, &y, &w, &dx, s, variant)?;
-    report_kernel("conv2d_backward_input", &shape, &kernel(false), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
-    let splits = conv::weight_grad_splits(s, variant, gpu.class);
-    let d = conv::backward_weight(gpu, &x, &y, &dw, s, variant, splits)?;
-    let kernel = conv::rows::weight_kernel_name(&s, variant).unwrap_or(variant.name());
-    report_kernel("conv2d_backward_weight", &shape, &kernel, s.flops(), time_dispatches(gpu, &d, opts.reps)?);
+    let kernel = |pass| ConvKernel::choose(gpu, &s, pass);
+    let k = kernel(ConvPass::Forward);
+    let d = conv::forward(gpu, &x, &w, &y, s, k)?;
+    report_kernel("conv2d_forward", &shape, &k.name(), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
+    let k = kernel(ConvPass::BackwardInput);
+    let d = conv::backward_input(gpu, &y, &w, &dx, s, k)?;
+    report_kernel("conv2d_backward_input", &shape, &k.name(), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
+    let k = kernel(ConvPass::BackwardWeight);
+    let d = conv::backward_weight(gpu, &x, &y, &dw, s, k, conv::weight_grad_splits(s, k, gpu.class))?;
+    report_kernel("conv2d_backward_weight", &shape, &k.name(), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
     Ok(())
 }
 

@@ -204,15 +204,15 @@ pub async fn kernel_checks(gpu: &Gpu) -> crate::Result<Vec<(String, f64, bool)>>
         &upload(gpu, &w)?,
         &y,
         s,
-        matmul::GemmVariant::for_conv(gpu, s.cout, s.output_len()),
+        conv::ConvKernel::choose(gpu, &s, conv::ConvPass::Forward),
     )?);
     let e = rel_err(&gpu.read(&y).await?, &conv::cpu::forward(&x, &w, s));
     out.push(("conv2d forward 3x3/2".into(), e, e <= tol));
     // The strided backward-input runs as one GEMM per phase of the input pixels.
     let dy = vecf(s.output_len());
     let dx = gpu.tensor_filled("dx", &[s.input_len()], f32::NAN)?;
-    let variant = matmul::GemmVariant::for_conv(gpu, s.cin, s.input_len());
-    gpu.run(&conv::backward_input(gpu, &upload(gpu, &dy)?, &upload(gpu, &w)?, &dx, s, variant)?);
+    let kernel = conv::ConvKernel::choose(gpu, &s, conv::ConvPass::BackwardInput);
+    gpu.run(&conv::backward_input(gpu, &upload(gpu, &dy)?, &upload(gpu, &w)?, &dx, s, kernel)?);
     let e = rel_err(&gpu.read(&dx).await?, &conv::cpu::backward(&x, &w, &dy, s).0);
     out.push(("conv2d backward-input 3x3/2".into(), e, e <= tol));
     let bs = batchnorm::BatchNormShape::new(3, 5, 7);

@@ -286,6 +286,7 @@ fn relu_fusion_changes_no_bit() {
     assert_eq!(fusedp.report.fusions, fusions);
     assert_eq!(fusedp.report.dispatches + n, plain.report.dispatches);
     assert!(fusedp.report.activation_bytes_without_reuse < plain.report.activation_bytes_without_reuse);
+    assert!(fusedp.report.op_traffic_bytes < plain.report.op_traffic_bytes);
     println!("unfused: {}\nfused:   {}", plain.report, fusedp.report);
     let mut checked = 0;
     for name in ["feat", "z", "emb", "scores"] {

@@ -536,3 +536,26 @@ fn without_timestamps_timing_is_wall_clock() {
     let (secs, by_timestamps) = gpu.time_dispatches(&d, 3).unwrap();
     assert!(!by_timestamps && secs > 0.0);
 }
+
+/// What each tuning mode times: quick on a real GPU the workgroup tiles, plus the subgroup
+/// tiles of at most 128 accumulators where there are fixed-size subgroups; nothing on a
+/// software adapter; full every variant. The chooser's pick always comes first.
+#[test]
+fn tuning_candidates_per_mode_and_adapter() {
+    use swav_wgpu::gpu::tune::candidates;
+    use swav_wgpu::gpu::AdapterClass;
+    use swav_wgpu::ops::matmul::GemmVariant;
+    let default = GemmVariant::WORKGROUP_DEFAULT;
+    let quick_gpu = candidates(TuneMode::Quick, AdapterClass::Gpu, None, default);
+    assert_eq!(quick_gpu, GemmVariant::WORKGROUP_TILES.to_vec());
+    let quick_sg = candidates(TuneMode::Quick, AdapterClass::Gpu, Some(32), default);
+    assert_eq!(quick_sg[..4], GemmVariant::WORKGROUP_TILES);
+    assert_eq!(quick_sg[4..], [GemmVariant::SubgroupTiled { tm: 32, tn: 4, sg: 32 }]);
+    let reg = GemmVariant::RegisterTiled { tm: 12, tn: 16 };
+    assert_eq!(candidates(TuneMode::Quick, AdapterClass::Cpu, Some(8), reg), vec![reg]);
+    assert_eq!(candidates(TuneMode::Off, AdapterClass::Gpu, Some(32), default), vec![default]);
+    let full = candidates(TuneMode::Full, AdapterClass::Cpu, Some(8), reg);
+    assert_eq!(full[0], reg);
+    assert_eq!(full.len(), GemmVariant::all(Some(8)).len());
+    assert!(full.contains(&GemmVariant::SubgroupTiled { tm: 8, tn: 4, sg: 8 }));
+}

@@ -89,8 +89,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub class: AdapterClass,
-    /// Lanes per subgroup where the subgroup fast paths are on (software adapters with the
-    /// SUBGROUP feature and one fixed subgroup size, native only); `None` elsewhere.
+    /// Lanes per subgroup where the subgroup kernels may run (the SUBGROUP feature and one
+    /// fixed subgroup size, native only); `None` elsewhere.
     pub subgroup_size: Option<u32>,
     /// Compiled kernels by identity (`KernelSource::name`), with the source each was built
     /// from, so a test can check that everything a run creates is in the validated list.
@@ -145,24 +145,19 @@ pub async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
         .map_err(|e| Error::NoAdapter(format!(" ({e})")))
 }
 
-/// The subgroup size the GEMM fast path is generated for, when it may be used: software
-/// adapters only (there a subgroup is the SIMD vector, and sharing loads across it saves the
-/// per-lane loads that dominate; real GPUs get workgroup tiling), with the SUBGROUP feature,
-/// one fixed size of 4 to 16 lanes, and never on wasm (browsers want `enable subgroups;`,
-/// which naga does not parse yet).
-fn subgroup_fast_path(
-    adapter: &wgpu::Adapter,
-    info: &wgpu::AdapterInfo,
-    class: AdapterClass,
-    opts: &GpuOptions,
-) -> Option<u32> {
+/// The subgroup size the subgroup GEMM and row kernels are generated for, when they may be
+/// used: with the SUBGROUP feature, one fixed size of 4 to 64 lanes (a kernel's broadcasts
+/// name lanes), and never on wasm (browsers want `enable subgroups;`, which naga does not
+/// parse yet). On software adapters they are the default (a subgroup is the SIMD vector, and
+/// sharing loads across it saves the per-lane loads that dominate); on real GPUs the
+/// workgroup tiles stay the default and the subgroup tiles are tuning candidates.
+fn subgroup_fast_path(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo, opts: &GpuOptions) -> Option<u32> {
     let size = info.subgroup_min_size;
     let usable = !cfg!(target_arch = "wasm32")
         && !opts.no_subgroups
-        && class == AdapterClass::Cpu
         && adapter.features().contains(wgpu::Features::SUBGROUP)
         && size == info.subgroup_max_size
-        && (4..=16).contains(&size)
+        && (4..=64).contains(&size)
         && size.is_power_of_two();
     usable.then_some(size)
 }
@@ -178,7 +173,7 @@ impl Gpu {
             wgpu::DeviceType::Cpu => AdapterClass::Cpu,
             _ => AdapterClass::Gpu,
         };
-        let subgroup_size = subgroup_fast_path(&adapter, &info, class, opts);
+        let subgroup_size = subgroup_fast_path(&adapter, &info, opts);
         let mut features = if subgroup_size.is_some() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
         // Pass-boundary timestamps (WebGPU's `timestamp-query`) time kernels for the tuner,
         // `bench` and the profile wherever the adapter has them.

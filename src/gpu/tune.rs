@@ -4,7 +4,8 @@
 //! variants on the device and keeps the fastest. Choices are cached in memory and, natively,
 //! in a JSON file keyed by adapter, driver, op and shape, so a second run starts at once.
 //!
-//! Modes: `off` (the chooser's pick, no timing), `quick` (real GPUs time the workgroup tiles;
+//! Modes: `off` (the chooser's pick, no timing), `quick` (real GPUs time the workgroup tiles,
+//! and the subgroup tiles where the adapter has subgroups of one fixed size;
 //! software adapters keep the chooser's pick, so lavapipe and CI pay nothing), `full` (every
 //! variant the device can run, software adapters included).
 use std::collections::BTreeMap;
@@ -85,18 +86,7 @@ impl Tuner {
 
     /// The variants worth timing for an op whose chooser picked `default`.
     pub fn candidates(&self, gpu: &Gpu, default: GemmVariant) -> Vec<GemmVariant> {
-        let mut v = vec![default];
-        let extra: Vec<GemmVariant> = match (self.mode, gpu.class) {
-            (TuneMode::Off, _) | (TuneMode::Quick, AdapterClass::Cpu) => vec![],
-            (TuneMode::Quick, AdapterClass::Gpu) => GemmVariant::WORKGROUP_TILES.to_vec(),
-            (TuneMode::Full, _) => GemmVariant::all(gpu.subgroup_size),
-        };
-        for e in extra {
-            if !v.contains(&e) {
-                v.push(e);
-            }
-        }
-        v
+        candidates(self.mode, gpu.class, gpu.subgroup_size, default)
     }
 
     /// The dispatches of the fastest candidate for `op_shape` (e.g. "conv2d_forward N64 ..."),
@@ -171,6 +161,32 @@ impl Tuner {
             let _ = std::fs::remove_file(&tmp);
         }
     }
+}
+
+/// The variants worth timing in `mode` on an adapter of `class` with `subgroup_size`, the
+/// chooser's pick `default` first.
+pub fn candidates(
+    mode: TuneMode,
+    class: AdapterClass,
+    subgroup_size: Option<u32>,
+    default: GemmVariant,
+) -> Vec<GemmVariant> {
+    let mut v = vec![default];
+    let extra: Vec<GemmVariant> = match (mode, class) {
+        (TuneMode::Off, _) | (TuneMode::Quick, AdapterClass::Cpu) => vec![],
+        (TuneMode::Quick, AdapterClass::Gpu) => {
+            let mut v = GemmVariant::WORKGROUP_TILES.to_vec();
+            v.extend(subgroup_size.map(GemmVariant::gpu_subgroup_tiles).unwrap_or_default());
+            v
+        }
+        (TuneMode::Full, _) => GemmVariant::all(subgroup_size),
+    };
+    for e in extra {
+        if !v.contains(&e) {
+            v.push(e);
+        }
+    }
+    v
 }
 
 /// `$SWAV_WGPU_TUNE_CACHE`, else `$XDG_CACHE_HOME/swav-wgpu/tune.json`, else

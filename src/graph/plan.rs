@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Graph, Op, RowKind, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::ops::conv::{ConvKernel, ConvPass};
 use crate::ops::{batchnorm, conv, elementwise, loss, matmul, pool, reduce, rows};
 
 /// Where every activation lives.
@@ -111,6 +112,9 @@ pub struct PlanReport {
     /// ReLUs folded into the pass before them and ReLU-backwards into the batch-norm
     /// backward after them (`fuse_relu`).
     pub fusions: Fusions,
+    /// Bytes a step's ops read and write, each input and output counted once per op: an
+    /// estimate of memory traffic (kernels that read a tensor twice are counted once).
+    pub op_traffic_bytes: u64,
 }
 
 /// What `fuse_relu` folded away: forward ReLUs (into a batch-norm or residual add) and
@@ -132,11 +136,12 @@ impl std::fmt::Display for PlanReport {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         write!(
             f,
-            "{} ops, {} dispatches ({} ReLUs and {} ReLU-backwards fused); persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
+            "{} ops, {} dispatches ({} ReLUs and {} ReLU-backwards fused); ops read and write {:.1} MiB; persistent {:.2} MiB; activations {:.2} MiB with reuse vs {:.2} MiB without ({:.0} %); workspace {:.2} MiB",
             self.ops,
             self.dispatches,
             self.fusions.relu,
             self.fusions.relu_backward,
+            mib(self.op_traffic_bytes),
             mib(self.persistent_bytes),
             mib(self.activation_bytes_with_reuse),
             mib(self.activation_bytes_without_reuse),
@@ -147,6 +152,12 @@ impl std::fmt::Display for PlanReport {
 }
 
 impl Graph {
+    /// See `PlanReport::op_traffic_bytes`.
+    pub fn op_traffic_bytes(&self) -> u64 {
+        let bytes = |ts: Vec<TensorId>| ts.iter().map(|t| self.info(*t).bytes()).sum::<u64>();
+        self.ops.iter().map(|op| bytes(op.inputs()) + bytes(op.outputs())).sum()
+    }
+
     /// The memory plan and report without touching a GPU (dispatch counts are estimates of
     /// one per op; `Plan::compile` gives the exact ones).
     pub fn plan_report(&self) -> PlanReport {
@@ -159,6 +170,7 @@ impl Graph {
             activation_bytes_without_reuse: m.activation_bytes_without_reuse,
             workspace_bytes: 0,
             fusions: Fusions::default(),
+            op_traffic_bytes: self.op_traffic_bytes(),
         }
     }
 }
@@ -331,6 +343,7 @@ impl Plan {
             activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
             workspace_bytes: workspace,
             fusions,
+            op_traffic_bytes: graph.op_traffic_bytes(),
         };
         Ok(Plan { gpu, graph, tensors, dispatches, _slots: slots, report })
     }
@@ -450,25 +463,27 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
     Ok(match op {
         // The GEMM-backed ops: the chooser's variant, or the tuner's fastest (gpu::tune).
         Op::Conv2d { x, w, y, s } => {
-            let (oh, ow) = s.out_hw();
-            let v = matmul::GemmVariant::for_conv(gpu, s.cout, s.batch * oh * ow);
             let (x, w, y) = (t(*x)?, t(*w)?, t(*y)?);
-            gpu.tuner.choose(gpu, &format!("conv2d_forward {s:?}"), v, |v| conv::forward(gpu, x, w, y, *s, v))?
+            let pass = ConvPass::Forward;
+            gpu.tuner.choose(gpu, &format!("conv2d_forward {s:?}"), ConvKernel::default_variant(gpu, s, pass), |v| {
+                conv::forward(gpu, x, w, y, *s, ConvKernel::with_variant(gpu, s, pass, v))
+            })?
         }
         Op::Conv2dBackwardInput { dy, w, dx, s } => {
-            let v = matmul::GemmVariant::for_conv(gpu, s.cin, s.batch * s.h * s.w);
             let (dy, w, dx) = (t(*dy)?, t(*w)?, t(*dx)?);
+            let pass = ConvPass::BackwardInput;
+            let v = ConvKernel::default_variant(gpu, s, pass);
             gpu.tuner.choose(gpu, &format!("conv2d_backward_input {s:?}"), v, |v| {
-                conv::backward_input(gpu, dy, w, dx, *s, v)
+                conv::backward_input(gpu, dy, w, dx, *s, ConvKernel::with_variant(gpu, s, pass, v))
             })?
         }
         Op::Conv2dBackwardWeight { x, dy, dw, s } => {
-            // Split-K supplies the parallelism here, so the large tiles are kept.
-            let v = matmul::GemmVariant::for_conv(gpu, s.cout, usize::MAX);
             let (x, dy, dw) = (t(*x)?, t(*dy)?, t(*dw)?);
+            let pass = ConvPass::BackwardWeight;
+            let v = ConvKernel::default_variant(gpu, s, pass);
             gpu.tuner.choose(gpu, &format!("conv2d_backward_weight {s:?}"), v, |v| {
-                let splits = conv::weight_grad_splits(*s, v, gpu.class);
-                conv::backward_weight(gpu, x, dy, dw, *s, v, splits)
+                let kernel = ConvKernel::with_variant(gpu, s, pass, v);
+                conv::backward_weight(gpu, x, dy, dw, *s, kernel, conv::weight_grad_splits(*s, kernel, gpu.class))
             })?
         }
         Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => match stats {

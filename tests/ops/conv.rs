@@ -1,5 +1,17 @@
 use crate::common::*;
-use swav_wgpu::ops::conv::{self, cpu, Conv2dShape};
+use swav_wgpu::ops::conv::{self, cpu, Conv2dShape, ConvKernel, ConvPass};
+use swav_wgpu::ops::matmul::GemmVariant;
+
+/// What a pass may run on `variant`: its implicit GEMM, and the row kernel
+/// `ConvKernel::with_variant` picks instead where one applies (both are tested).
+fn kernels(gpu: &swav_wgpu::gpu::Gpu, s: &Conv2dShape, pass: ConvPass, variant: GemmVariant) -> Vec<ConvKernel> {
+    let chosen = ConvKernel::with_variant(gpu, s, pass, variant);
+    let mut v = vec![ConvKernel::Gemm(variant)];
+    if chosen != v[0] {
+        v.push(chosen);
+    }
+    v
+}
 
 /// ResNet's convs at toy sizes plus ragged ones: 7x7/2 pad 3, 3x3/1 pad 1, 3x3/2 pad 1,
 /// 1x1/2 (downsample), a rectangular kernel with unequal strides, odd channel counts. With
@@ -34,10 +46,12 @@ fn conv_forward_matches_cpu_for_every_variant() {
             let w = rng.vec_f32(s.weight_len());
             let want = cpu::forward(&x, &w, s);
             let (tx, tw) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w));
-            let y = nan_tensor(&gpu, "y", s.output_len());
-            run(&gpu, &conv::forward(&gpu, &tx, &tw, &y, s, variant).unwrap());
-            row_kernel_runs += conv::rows::kernel_name(&gpu, &s, true, variant).is_some() as usize;
-            assert_close(&format!("conv forward {variant:?} {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
+            for k in kernels(&gpu, &s, ConvPass::Forward, variant) {
+                let y = nan_tensor(&gpu, "y", s.output_len());
+                run(&gpu, &conv::forward(&gpu, &tx, &tw, &y, s, k).unwrap());
+                row_kernel_runs += matches!(k, ConvKernel::Rows { .. }) as usize;
+                assert_close(&format!("conv forward {k:?} {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
+            }
         }
     }
     if gpu.subgroup_size.is_some() {
@@ -57,25 +71,41 @@ fn conv_backward_matches_cpu_for_every_variant_and_split() {
             let dy = rng.vec_f32(s.output_len());
             let (want_dx, want_dw) = cpu::backward(&x, &w, &dy, s);
             let (tx, tw, tdy) = (upload(&gpu, "x", &x), upload(&gpu, "w", &w), upload(&gpu, "dy", &dy));
-            let dx = nan_tensor(&gpu, "dx", s.input_len());
-            run(&gpu, &conv::backward_input(&gpu, &tdy, &tw, &dx, s, variant).unwrap());
-            assert_close(&format!("conv dX {variant:?} {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
-            weight_row_kernel_runs += conv::rows::weight_kernel_name(&s, variant).is_some() as usize;
-            for splits in [1, 3, 7] {
-                let dw = nan_tensor(&gpu, "dw", s.weight_len());
-                run(&gpu, &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, variant, splits).unwrap());
-                assert_close(
-                    &format!("conv dW {variant:?} splits {splits} {s:?}"),
-                    &read(&gpu, &dw),
-                    &want_dw,
-                    GPU_TOL,
-                );
+            for k in kernels(&gpu, &s, ConvPass::BackwardInput, variant) {
+                let dx = nan_tensor(&gpu, "dx", s.input_len());
+                run(&gpu, &conv::backward_input(&gpu, &tdy, &tw, &dx, s, k).unwrap());
+                assert_close(&format!("conv dX {k:?} {s:?}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
+            }
+            for k in kernels(&gpu, &s, ConvPass::BackwardWeight, variant) {
+                weight_row_kernel_runs += matches!(k, ConvKernel::WeightRows { .. }) as usize;
+                for splits in [1, 3, 7] {
+                    let dw = nan_tensor(&gpu, "dw", s.weight_len());
+                    run(&gpu, &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, k, splits).unwrap());
+                    assert_close(&format!("conv dW {k:?} splits {splits} {s:?}"), &read(&gpu, &dw), &want_dw, GPU_TOL);
+                }
             }
         }
     }
     if gpu.subgroup_size.is_some() {
         assert!(weight_row_kernel_runs >= 12, "the weight row kernel ran only {weight_row_kernel_runs} times");
     }
+}
+
+/// A row kernel handed a shape it does not apply to, or a kernel of another pass, is refused
+/// with an error, not run.
+#[test]
+fn conv_passes_refuse_kernels_that_do_not_apply() {
+    let Some(gpu) = gpu() else { return };
+    let strided = Conv2dShape::square(2, 3, 9, 5, 3, 2, 1);
+    let (x, w) = (nan_tensor(&gpu, "x", strided.input_len()), nan_tensor(&gpu, "w", strided.weight_len()));
+    let y = nan_tensor(&gpu, "y", strided.output_len());
+    let rows = ConvKernel::Rows { tm: 8, tn: 8, sg: 8 };
+    let err = conv::forward(&gpu, &x, &w, &y, strided, rows).unwrap_err().to_string();
+    assert!(err.contains("does not apply"), "{err}");
+    let err = conv::forward(&gpu, &x, &w, &y, strided, ConvKernel::WeightRows { tm: 8, tp: 8, sg: 8 }).unwrap_err();
+    assert!(err.to_string().contains("not a kernel for this pass"), "{err}");
+    let err = conv::backward_weight(&gpu, &x, &y, &w, strided, rows, 1).unwrap_err();
+    assert!(err.to_string().contains("not a kernel for this pass"), "{err}");
 }
 
 #[test]

@@ -10,13 +10,14 @@
 //!
 //! With a subgroup-tiled variant, convs with unit x-stride run direct row kernels instead
 //! (`rows.rs`: forward, stride-1 backward-input, weight gradient), which gather fewer input
-//! pixels.
+//! pixels. `ConvKernel::choose` (and `with_variant`, for the tuner) is the one place that
+//! decides which kernel a pass runs; the pass functions run what they are given.
 pub mod cpu;
 pub mod rows;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::matmul::{gemm, gemm_kernel_name, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK};
+use crate::ops::matmul::{gemm, gemm_kernel_name, listed_variants, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
@@ -24,6 +25,73 @@ const FORWARD: &str = include_str!("../../../shaders/conv/forward.wgsl");
 const BACKWARD_INPUT: &str = include_str!("../../../shaders/conv/backward_input.wgsl");
 const BACKWARD_INPUT_STRIDED: &str = include_str!("../../../shaders/conv/backward_input_strided.wgsl");
 const BACKWARD_WEIGHT: &str = include_str!("../../../shaders/conv/backward_weight.wgsl");
+
+/// The three passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+/// What one convolution pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// The implicit GEMM on this GEMM core.
+    Gemm(GemmVariant),
+    /// The direct row kernel (forward, stride-1 backward-input): tm output channels, tn
+    /// pixels of an output row, subgroups of sg lanes.
+    Rows { tm: u32, tn: u32, sg: u32 },
+    /// The weight-gradient row kernel: tm output channels, tp pixels per segment.
+    WeightRows { tm: u32, tp: u32, sg: u32 },
+}
+
+impl ConvKernel {
+    /// The GEMM variant the chooser gives a pass before tuning: its implicit GEMM is M x N.
+    pub fn default_variant(gpu: &Gpu, s: &Conv2dShape, pass: ConvPass) -> GemmVariant {
+        let (oh, ow) = s.out_hw();
+        match pass {
+            ConvPass::Forward => GemmVariant::for_conv(gpu, s.cout, s.batch * oh * ow),
+            ConvPass::BackwardInput => GemmVariant::for_conv(gpu, s.cin, s.batch * s.h * s.w),
+            // Split-K supplies the parallelism here, so the large tiles are kept.
+            ConvPass::BackwardWeight => GemmVariant::for_conv(gpu, s.cout, usize::MAX),
+        }
+    }
+
+    /// What a pass runs on `variant` (the chooser's, or a tuning candidate): the direct row
+    /// kernel where one applies to a subgroup variant, else the implicit GEMM.
+    pub fn with_variant(gpu: &Gpu, s: &Conv2dShape, pass: ConvPass, variant: GemmVariant) -> ConvKernel {
+        let GemmVariant::SubgroupTiled { tm, sg, .. } = variant else { return ConvKernel::Gemm(variant) };
+        let rows = match pass {
+            ConvPass::Forward => rows::tile(gpu, s, rows::Pass::Forward, tm, sg),
+            ConvPass::BackwardInput => rows::tile(gpu, s, rows::Pass::BackwardInput, tm, sg),
+            ConvPass::BackwardWeight => {
+                return rows::weight_tile(s, tm, sg)
+                    .map_or(ConvKernel::Gemm(variant), |(tm, tp, sg)| ConvKernel::WeightRows { tm, tp, sg })
+            }
+        };
+        rows.map_or(ConvKernel::Gemm(variant), |(tm, tn, sg)| ConvKernel::Rows { tm, tn, sg })
+    }
+
+    /// The kernel for a pass without tuning.
+    pub fn choose(gpu: &Gpu, s: &Conv2dShape, pass: ConvPass) -> ConvKernel {
+        ConvKernel::with_variant(gpu, s, pass, ConvKernel::default_variant(gpu, s, pass))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            ConvKernel::Gemm(v) => v.name(),
+            ConvKernel::Rows { tm, tn, sg } => format!("rows_subgroup{sg}_{tm}x{tn}"),
+            ConvKernel::WeightRows { tm, tp, sg } => format!("weight_rows_subgroup{sg}_{tm}x{tp}"),
+        }
+    }
+}
+
+impl From<GemmVariant> for ConvKernel {
+    fn from(v: GemmVariant) -> ConvKernel {
+        ConvKernel::Gemm(v)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dShape {
@@ -132,6 +200,10 @@ fn phase(s: &Conv2dShape, py: usize, px: usize, params: &mut [u32]) -> Phase {
     Phase { pixels: hy * wx, taps: ty * tx }
 }
 
+fn wrong_pass<T>(op: &'static str, k: ConvKernel) -> Result<T> {
+    shape_err(op, format!("{} is not a kernel for this pass", k.name()))
+}
+
 fn loader(body: &str) -> String {
     format!("{PARAMS}\n{body}")
 }
@@ -143,16 +215,20 @@ pub fn forward(
     w: &Tensor,
     y: &Tensor,
     s: Conv2dShape,
-    variant: GemmVariant,
+    kernel: impl Into<ConvKernel>,
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_reduction("conv2d", s.cin * s.kh * s.kw)?;
     check_len("conv2d", "input", x, s.input_len())?;
     check_len("conv2d", "weight", w, s.weight_len())?;
     check_len("conv2d", "output", y, s.output_len())?;
-    if let Some(d) = rows::dispatch(gpu, &s, rows::Pass::Forward, variant, x, w, y)? {
-        return Ok(vec![d]);
-    }
+    let variant = match kernel.into() {
+        ConvKernel::Gemm(v) => v,
+        ConvKernel::Rows { tm, tn, sg } => {
+            return Ok(vec![rows::dispatch(gpu, &s, rows::Pass::Forward, (tm, tn, sg), x, w, y)?])
+        }
+        k @ ConvKernel::WeightRows { .. } => return wrong_pass("conv2d", k),
+    };
     let (oh, ow) = s.out_hw();
     let p = GemmProblem {
         m: to_u32("conv2d", s.cout)?,
@@ -170,16 +246,20 @@ pub fn backward_input(
     w: &Tensor,
     dx: &Tensor,
     s: Conv2dShape,
-    variant: GemmVariant,
+    kernel: impl Into<ConvKernel>,
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_reduction("conv2d_backward_input", s.cout * s.kh * s.kw)?;
     check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
     check_len("conv2d_backward_input", "grad input", dx, s.input_len())?;
-    if let Some(d) = rows::dispatch(gpu, &s, rows::Pass::BackwardInput, variant, dy, w, dx)? {
-        return Ok(vec![d]);
-    }
+    let variant = match kernel.into() {
+        ConvKernel::Gemm(v) => v,
+        ConvKernel::Rows { tm, tn, sg } => {
+            return Ok(vec![rows::dispatch(gpu, &s, rows::Pass::BackwardInput, (tm, tn, sg), dy, w, dx)?])
+        }
+        k @ ConvKernel::WeightRows { .. } => return wrong_pass("conv2d_backward_input", k),
+    };
     if s.stride == (1, 1) {
         let p = GemmProblem {
             m: to_u32("conv2d", s.cin)?,
@@ -224,13 +304,17 @@ pub fn backward_input(
 
 /// How many split-K slabs the weight gradient uses: enough workgroups to fill the device,
 /// slabs of at least 256 reduction steps and at most `SUM_CHUNK`.
-pub fn weight_grad_splits(s: Conv2dShape, variant: GemmVariant, class: AdapterClass) -> u32 {
+pub fn weight_grad_splits(s: Conv2dShape, kernel: impl Into<ConvKernel>, class: AdapterClass) -> u32 {
     let (oh, ow) = s.out_hw();
     let k = s.batch * oh * ow;
-    let (tile_m, tile_n) = variant.workgroup_tile();
-    let tiles = match rows::weight_tile(&s, variant) {
-        Some(tile) => rows::weight_tiles(&s, tile),
-        None => s.cout.div_ceil(tile_m as usize) * (s.cin * s.kh * s.kw).div_ceil(tile_n as usize),
+    let tiles = match kernel.into() {
+        ConvKernel::WeightRows { tm, tp, sg } => rows::weight_tiles(&s, (tm, tp, sg)),
+        ConvKernel::Gemm(v) => {
+            let (tile_m, tile_n) = v.workgroup_tile();
+            s.cout.div_ceil(tile_m as usize) * (s.cin * s.kh * s.kw).div_ceil(tile_n as usize)
+        }
+        // Not a weight-gradient kernel (backward_weight refuses it): any count will do.
+        ConvKernel::Rows { .. } => 1,
     };
     let want_workgroups: usize = match class {
         AdapterClass::Cpu => 32,
@@ -247,16 +331,20 @@ pub fn backward_weight(
     dy: &Tensor,
     dw: &Tensor,
     s: Conv2dShape,
-    variant: GemmVariant,
+    kernel: impl Into<ConvKernel>,
     splits: u32,
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_len("conv2d_backward_weight", "input", x, s.input_len())?;
     check_len("conv2d_backward_weight", "grad output", dy, s.output_len())?;
     check_len("conv2d_backward_weight", "grad weight", dw, s.weight_len())?;
-    if let Some(d) = rows::weight_dispatch(gpu, &s, variant, splits, x, dy, dw)? {
-        return Ok(d);
-    }
+    let variant = match kernel.into() {
+        ConvKernel::Gemm(v) => v,
+        ConvKernel::WeightRows { tm, tp, sg } => {
+            return rows::weight_dispatch(gpu, &s, (tm, tp, sg), splits, x, dy, dw)
+        }
+        k @ ConvKernel::Rows { .. } => return wrong_pass("conv2d_backward_weight", k),
+    };
     let (oh, ow) = s.out_hw();
     let p = GemmProblem {
         m: to_u32("conv2d", s.cout)?,
@@ -270,30 +358,31 @@ pub fn backward_weight(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
     // The row kernels' tiles, as rows::row_tm / weight_tm cap the subgroup variants' rows.
-    let sg = 8;
-    let mut row_tms: Vec<u32> = Vec::new();
-    let mut weight_tms: Vec<u32> = Vec::new();
-    for variant in GemmVariant::all(Some(sg)) {
-        if let GemmVariant::SubgroupTiled { tm, .. } = variant {
-            row_tms.push(rows::row_tm(tm, sg));
-            weight_tms.push(rows::weight_tm(tm, sg));
+    let mut row_tms: Vec<(u32, u32)> = Vec::new();
+    let mut weight_tms: Vec<(u32, u32)> = Vec::new();
+    for variant in listed_variants() {
+        if let GemmVariant::SubgroupTiled { tm, sg, .. } = variant {
+            row_tms.push((rows::row_tm(tm, sg), sg));
+            weight_tms.push((rows::weight_tm(tm, sg), sg));
         }
     }
+    row_tms.sort();
     row_tms.dedup();
+    weight_tms.sort();
     weight_tms.dedup();
-    for &tm in &row_tms {
+    for &(tm, sg) in &row_tms {
         for (tn, kw) in [(8, 1), (8, 3), (4, 3), (8, 7)] {
             let name = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}");
             v.push(KernelSource { name, source: rows::source(tm, tn, sg, kw) });
         }
     }
-    for &tm in &weight_tms {
+    for &(tm, sg) in &weight_tms {
         for (tp, k) in [(8, 1), (8, 3), (4, 3)] {
             let name = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{k}x{k}");
             v.push(KernelSource { name, source: rows::weight_source(tm, tp, sg, k, k) });
         }
     }
-    for variant in GemmVariant::all(Some(8)) {
+    for variant in listed_variants() {
         for (name, body) in [("forward", FORWARD), ("backward_weight", BACKWARD_WEIGHT)] {
             v.push(KernelSource {
                 name: gemm_kernel_name(&format!("conv2d_{name}"), variant, &[]),

@@ -3,10 +3,10 @@
 //! gathers the input pixels of a segment of an output row once and uses each for every tap.
 //! `shaders/conv/rows_subgroup.wgsl`: forward and stride-1 backward-input;
 //! `shaders/conv/weight_rows_subgroup.wgsl`: the weight gradient.
-use crate::error::Result;
+use crate::error::{shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::compose;
-use crate::ops::matmul::{dispatch_split_k, GemmVariant, SUM_CHUNK};
+use crate::ops::matmul::{dispatch_split_k, SUM_CHUNK};
 
 use super::Conv2dShape;
 
@@ -37,7 +37,7 @@ struct RowConv {
 }
 
 /// Which pass a row conv computes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
     Forward,
     BackwardInput,
@@ -96,12 +96,12 @@ pub(crate) fn weight_tm(tm: u32, sg: u32) -> u32 {
     tm.min(16.max(sg))
 }
 
-/// The row kernel's tile for this pass, or `None` where it does not apply: GEMM variants
-/// other than subgroup tiles, x-strides other than 1 (and strided backward-input), kernels
-/// wider than 7, output rows narrower than 4. (Its loop over channel x kernel row stays
-/// within llvmpipe's loop limit: `conv::check_reduction` caps channels x taps.)
-fn tile(gpu: &Gpu, s: &Conv2dShape, pass: Pass, variant: GemmVariant) -> Option<(u32, u32, u32)> {
-    let GemmVariant::SubgroupTiled { tm, sg, .. } = variant else { return None };
+/// The row kernel's tile (tm, tn, sg) for this pass on a subgroup variant of `tm` rows and
+/// `sg` lanes, or `None` where it does not apply: x-strides other than 1 (and strided
+/// backward-input), kernels wider than 7, output rows narrower than 4. (Its loop over
+/// channel x kernel row stays within llvmpipe's loop limit: `conv::check_reduction` caps
+/// channels x taps.)
+pub(crate) fn tile(gpu: &Gpu, s: &Conv2dShape, pass: Pass, tm: u32, sg: u32) -> Option<(u32, u32, u32)> {
     let tm = row_tm(tm, sg);
     let eligible = match pass {
         Pass::Forward => s.stride.1 == 1,
@@ -115,13 +115,6 @@ fn tile(gpu: &Gpu, s: &Conv2dShape, pass: Pass, variant: GemmVariant) -> Option<
     let n_seg = c.batch * c.oh * c.ow.div_ceil(tn as usize);
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     (n_seg.div_ceil(sg as usize) <= max && c.m.div_ceil(tm as usize) <= max).then_some((tm, tn, sg))
-}
-
-/// The row kernel's name and tile where `conv::forward` (`forward`) or `conv::backward_input`
-/// run it for this shape and variant, else `None`.
-pub fn kernel_name(gpu: &Gpu, s: &Conv2dShape, forward: bool, variant: GemmVariant) -> Option<String> {
-    let (tm, tn, sg) = tile(gpu, s, if forward { Pass::Forward } else { Pass::BackwardInput }, variant)?;
-    Some(format!("rows_subgroup{sg}_{tm}x{tn}"))
 }
 
 /// The WGSL for a tile (tm rows, tn pixels, subgroups of sg) and kernel width kw.
@@ -168,17 +161,24 @@ pub(crate) fn source(tm: u32, tn: u32, sg: u32, kw: u32) -> String {
     )
 }
 
-/// The row-kernel dispatch for this pass, or `None` where it does not apply (see `tile`).
+/// The row-kernel dispatch for this pass with tile (tm, tn, sg); an error where that tile
+/// is not the one `tile` gives this shape.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch(
     gpu: &Gpu,
     s: &Conv2dShape,
     pass: Pass,
-    variant: GemmVariant,
+    (tm, tn, sg): (u32, u32, u32),
     x: &Tensor,
     w: &Tensor,
     y: &Tensor,
-) -> Result<Option<Dispatch>> {
-    let Some((tm, tn, sg)) = tile(gpu, s, pass, variant) else { return Ok(None) };
+) -> Result<Dispatch> {
+    if tile(gpu, s, pass, tm, sg) != Some((tm, tn, sg)) {
+        return shape_err(
+            "conv2d_rows",
+            format!("the row kernel {tm}x{tn} (subgroups of {sg}) does not apply to {s:?}"),
+        );
+    }
     let c = row_conv(s, pass);
     let segs = c.ow.div_ceil(tn as usize);
     let n_seg = c.batch * c.oh * segs;
@@ -212,17 +212,17 @@ pub(crate) fn dispatch(
     let kw = u(c.kw);
     let pipeline = gpu.pipeline(&key, || source(tm, tn, sg, kw), "main");
     let wg = [u(n_seg.div_ceil(sg as usize)), u(c.m.div_ceil(tm as usize)), 1];
-    Ok(Some(gpu.dispatch(&key, &pipeline, &params, &[x, w, y], wg)?))
+    gpu.dispatch(&key, &pipeline, &params, &[x, w, y], wg)
 }
 
 /// Most taps the weight-gradient row kernel unrolls per lane (3x3; 1x1 convs too).
 const MAX_WEIGHT_TAPS: usize = 9;
 
-/// The weight-gradient row kernel's (tm rows, tp pixels per segment, sg), or `None` where it
-/// does not apply: GEMM variants other than subgroup tiles, x-strides other than 1, kernels
-/// of more than 9 taps, output rows not a multiple of 4 wide (dY is read as vec4s).
-pub(crate) fn weight_tile(s: &Conv2dShape, variant: GemmVariant) -> Option<(u32, u32, u32)> {
-    let GemmVariant::SubgroupTiled { tm, sg, .. } = variant else { return None };
+/// The weight-gradient row kernel's (tm rows, tp pixels per segment, sg) on a subgroup
+/// variant of `tm` rows and `sg` lanes, or `None` where it does not apply: x-strides other
+/// than 1, kernels of more than 9 taps, output rows not a multiple of 4 wide (dY is read as
+/// vec4s).
+pub(crate) fn weight_tile(s: &Conv2dShape, tm: u32, sg: u32) -> Option<(u32, u32, u32)> {
     let ow = s.out_hw().1;
     let tp = match ow {
         _ if ow.is_multiple_of(8) => 8,
@@ -230,12 +230,6 @@ pub(crate) fn weight_tile(s: &Conv2dShape, variant: GemmVariant) -> Option<(u32,
         _ => return None,
     };
     (s.stride.1 == 1 && s.kh * s.kw <= MAX_WEIGHT_TAPS).then_some((weight_tm(tm, sg), tp, sg))
-}
-
-/// Whether `conv::backward_weight` runs the weight-gradient row kernel; its name if so.
-pub fn weight_kernel_name(s: &Conv2dShape, variant: GemmVariant) -> Option<String> {
-    let (tm, tp, sg) = weight_tile(s, variant)?;
-    Some(format!("weight_rows_subgroup{sg}_{tm}x{tp}"))
 }
 
 /// Workgroups of one split of the weight-gradient row kernel (for choosing the split count).
@@ -308,19 +302,25 @@ pub(crate) fn weight_source(tm: u32, tp: u32, sg: u32, kh: u32, kw: u32) -> Stri
     )
 }
 
-/// The weight-gradient row-kernel dispatches (split-K partial slabs, then their sum), or
-/// `None` where it does not apply (see `weight_tile`). At least `splits` slabs, and enough
-/// that no accumulator sums more than `SUM_CHUNK` pixels.
+/// The weight-gradient row-kernel dispatches (split-K partial slabs, then their sum) with
+/// tile (tm, tp, sg); an error where that is not the tile `weight_tile` gives this shape. At
+/// least `splits` slabs, and enough that no accumulator sums more than `SUM_CHUNK` pixels.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_dispatch(
     gpu: &Gpu,
     s: &Conv2dShape,
-    variant: GemmVariant,
+    (tm, tp, sg): (u32, u32, u32),
     splits: u32,
     x: &Tensor,
     dy: &Tensor,
     dw: &Tensor,
-) -> Result<Option<Vec<Dispatch>>> {
-    let Some((tm, tp, sg)) = weight_tile(s, variant) else { return Ok(None) };
+) -> Result<Vec<Dispatch>> {
+    if weight_tile(s, tm, sg) != Some((tm, tp, sg)) {
+        return shape_err(
+            "conv2d_weight_rows",
+            format!("the weight row kernel {tm}x{tp} (subgroups of {sg}) does not apply to {s:?}"),
+        );
+    }
     let (oh, ow) = s.out_hw();
     let segs = ow / tp as usize;
     let n_seg = s.batch * oh * segs;
@@ -347,5 +347,5 @@ pub(crate) fn weight_dispatch(
     let key = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}");
     let pipeline = gpu.pipeline(&key, || weight_source(tm, tp, sg, kh, kw), "main");
     let wg = [u(s.cin.div_ceil(sg as usize)), u(s.cout.div_ceil(tm as usize)), u(splits)];
-    Ok(Some(dispatch_split_k(gpu, &key, &pipeline, &params, &[x, dy], dw, wg)?))
+    dispatch_split_k(gpu, &key, &pipeline, &params, &[x, dy], dw, wg)
 }

@@ -27,11 +27,16 @@ const DENSE_VEC4: &str = include_str!("../../../shaders/matmul/dense_vec4.wgsl")
 const K_LOOP_SCALAR: &str = include_str!("../../../shaders/matmul/k_loop_scalar.wgsl");
 const K_LOOP_VEC4: &str = include_str!("../../../shaders/matmul/k_loop_vec4.wgsl");
 
-/// Invocations per workgroup of the subgroup-tiled cores: one subgroup's worth on llvmpipe, so
-/// a workgroup's column tile (8 x tn) wastes little on narrow outputs (a conv's weight
-/// gradient has N = Cin*KH*KW, e.g. 576): A/B at 8 vs 64 lanes, weight gradient N64 C64 K64
-/// 32x32 3x3, tiles 64x8: 21.4 vs 9.8 GFLOP/s.
+/// Invocations per workgroup of the subgroup-tiled cores, at least: one subgroup's worth on
+/// llvmpipe, so a workgroup's column tile (8 x tn) wastes little on narrow outputs (a conv's
+/// weight gradient has N = Cin*KH*KW, e.g. 576): A/B at 8 vs 64 lanes, weight gradient N64
+/// C64 K64 32x32 3x3, tiles 64x8: 21.4 vs 9.8 GFLOP/s. Wider subgroups (GPUs: 32) get one
+/// subgroup per workgroup, so every broadcast finds its lane.
 const SUBGROUP_LANES: u32 = 8;
+
+fn subgroup_lanes(sg: u32) -> u32 {
+    SUBGROUP_LANES.max(sg)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmVariant {
@@ -115,11 +120,27 @@ impl GemmVariant {
         ];
         v.extend(GemmVariant::WORKGROUP_TILES);
         if let Some(sg) = subgroup_size {
-            for tm in [8, 16, 32, 64].into_iter().filter(|&tm| tm >= sg) {
-                v.push(GemmVariant::SubgroupTiled { tm, tn: 8, sg });
-            }
+            v.extend(GemmVariant::subgroup_tiles(sg));
         }
         v
+    }
+
+    /// The subgroup tiles for subgroups of `sg` lanes: 8 to 64 rows (at least one per lane)
+    /// by 8 columns per lane, and the smallest by 4 columns too.
+    pub fn subgroup_tiles(sg: u32) -> Vec<GemmVariant> {
+        let rows: Vec<u32> = [8, 16, 32, 64].into_iter().filter(|&tm| tm >= sg).collect();
+        let mut v: Vec<GemmVariant> = rows.iter().map(|&tm| GemmVariant::SubgroupTiled { tm, tn: 8, sg }).collect();
+        if let Some(&tm) = rows.first() {
+            v.push(GemmVariant::SubgroupTiled { tm, tn: 4, sg });
+        }
+        v
+    }
+
+    /// The subgroup tiles worth timing on a real GPU: at most 128 accumulators per lane (the
+    /// larger ones spill registers).
+    pub fn gpu_subgroup_tiles(sg: u32) -> Vec<GemmVariant> {
+        let small = |v: &GemmVariant| matches!(v, GemmVariant::SubgroupTiled { tm, tn, .. } if tm * tn <= 128);
+        GemmVariant::subgroup_tiles(sg).into_iter().filter(small).collect()
     }
 
     pub fn name(&self) -> String {
@@ -134,7 +155,7 @@ impl GemmVariant {
     pub fn workgroup_tile(&self) -> (u32, u32) {
         match self {
             GemmVariant::RegisterTiled { tm, tn } => (8 * tm, 8 * tn),
-            GemmVariant::SubgroupTiled { tm, tn, .. } => (*tm, SUBGROUP_LANES * tn),
+            GemmVariant::SubgroupTiled { tm, tn, sg } => (*tm, subgroup_lanes(*sg) * tn),
             GemmVariant::WorkgroupTiled { bm, bn, .. } => (*bm, *bn),
         }
     }
@@ -173,16 +194,16 @@ impl GemmVariant {
 
     /// The register or subgroup core with `k_loop` spliced in and every placeholder filled.
     fn with_k_loop(&self, k_loop: &str, subs: &[(&str, String)]) -> String {
-        let (core, tm, tn) = match *self {
-            GemmVariant::SubgroupTiled { tm, tn, .. } => (SUBGROUP_TILED, tm, tn),
-            GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn),
+        let (core, tm, tn, lanes) = match *self {
+            GemmVariant::SubgroupTiled { tm, tn, sg } => (SUBGROUP_TILED, tm, tn, subgroup_lanes(sg)),
+            GemmVariant::RegisterTiled { tm, tn } => (REGISTER_TILED, tm, tn, SUBGROUP_LANES),
             GemmVariant::WorkgroupTiled { .. } => unreachable!("the workgroup core has its own loop"),
         };
         let mut all = vec![
             ("K_LOOP", k_loop.to_string()),
             ("TM", tm.to_string()),
             ("TN", tn.to_string()),
-            ("LANES", SUBGROUP_LANES.to_string()),
+            ("LANES", lanes.to_string()),
         ];
         all.extend(subs.iter().cloned());
         compose(&[core], &all)
@@ -537,12 +558,20 @@ pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2]
     [da, db]
 }
 
+/// Every variant the kernel lists hold: all of them for llvmpipe's 8-lane subgroups, and the
+/// GPU subgroup tiles for 32 lanes (NVIDIA, Apple).
+pub(crate) fn listed_variants() -> Vec<GemmVariant> {
+    let mut v = GemmVariant::all(Some(8));
+    v.extend(GemmVariant::gpu_subgroup_tiles(32));
+    v
+}
+
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
-    for variant in GemmVariant::all(Some(8)).into_iter().filter(GemmVariant::has_vec4) {
+    for variant in listed_variants().into_iter().filter(GemmVariant::has_vec4) {
         v.push(KernelSource { name: format!("matmul_vec4/{}", variant.name()), source: variant.vec4_source() });
     }
-    for variant in GemmVariant::all(Some(8)) {
+    for variant in listed_variants() {
         for ta in [false, true] {
             for tb in [false, true] {
                 let subs = [("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())];
