@@ -12,22 +12,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         return;
     }
     let base = row * P.cols;
-    var m = -0x1.fffffep+127f;
-    for (var j = lid; j < P.cols; j += WG) {
-        m = max(m, P.scale * X[base + j]);
-    }
-    let row_max = wg_max(lid, m);
-    var s = 0.0;
+    let row_max = scaled_row_max(lid, base);
+    let lse = row_max + log(scaled_row_sum_exp(lid, base, row_max));
     var qsum = 0.0;
     var qx = 0.0;
     for (var j = lid; j < P.cols; j += WG) {
-        let x = P.scale * X[base + j];
         let q = Q[base + j];
-        s += exp(x - row_max);
         qsum += q;
-        qx += q * x;
+        qx += q * (P.scale * X[base + j]);
     }
-    let lse = row_max + log(wg_sum(lid, s));
     let total_q = wg_sum(lid, qsum);
     let total_qx = wg_sum(lid, qx);
     if (lid == 0u) {

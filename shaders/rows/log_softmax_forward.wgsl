@@ -10,16 +10,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         return;
     }
     let base = row * P.cols;
-    var m = -0x1.fffffep+127f;
-    for (var j = lid; j < P.cols; j += WG) {
-        m = max(m, P.scale * X[base + j]);
-    }
-    let row_max = wg_max(lid, m);
-    var s = 0.0;
-    for (var j = lid; j < P.cols; j += WG) {
-        s += exp(P.scale * X[base + j] - row_max);
-    }
-    let lse = row_max + log(wg_sum(lid, s));
+    let row_max = scaled_row_max(lid, base);
+    let lse = row_max + log(scaled_row_sum_exp(lid, base, row_max));
     for (var j = lid; j < P.cols; j += WG) {
         Y[base + j] = P.scale * X[base + j] - lse;
     }

@@ -5,11 +5,9 @@ pub mod cpu;
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::ops::rows::row_dispatch;
-use crate::ops::{check_len, compose, KernelSource};
+use crate::ops::rows::{row_dispatch, row_source};
+use crate::ops::{check_len, KernelSource};
 
-const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
-const COMMON: &str = include_str!("../../../shaders/rows/common.wgsl");
 const FORWARD: &str = include_str!("../../../shaders/loss/cross_entropy_forward.wgsl");
 const BACKWARD: &str = include_str!("../../../shaders/loss/cross_entropy_backward.wgsl");
 
@@ -53,6 +51,6 @@ pub fn cross_entropy_backward(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     [("cross_entropy_forward", FORWARD), ("cross_entropy_backward", BACKWARD)]
         .iter()
-        .map(|(n, b)| KernelSource { name: format!("loss/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
+        .map(|(n, b)| KernelSource { name: format!("loss/{n}"), source: row_source(b) })
         .collect()
 }

@@ -8,6 +8,7 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/rows/common.wgsl");
+const LOGSUMEXP: &str = include_str!("../../../shaders/rows/logsumexp.wgsl");
 const KERNELS: [(&str, &str); 6] = [
     ("l2_normalize_forward", include_str!("../../../shaders/rows/l2_normalize_forward.wgsl")),
     ("l2_normalize_backward", include_str!("../../../shaders/rows/l2_normalize_backward.wgsl")),
@@ -37,7 +38,7 @@ pub(crate) fn row_dispatch(
         return shape_err(name, format!("empty [{rows}, {cols}]"));
     }
     let key = format!("{family}/{name}");
-    let pipeline = gpu.pipeline(&key, || compose(&[REDUCE, COMMON, body], &[]), "main");
+    let pipeline = gpu.pipeline(&key, || row_source(body), "main");
     let params = [to_u32(name, rows)?, to_u32(name, cols)?, f(scale), f(eps)];
     let grid = linear_grid(gpu, name, rows as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
@@ -102,9 +103,13 @@ pub fn log_softmax_backward(
     run(gpu, "log_softmax_backward", &[y, dy, dx], rows, cols, scale)
 }
 
+/// A row kernel's module: the reductions, the row parameters, and the log-sum-exp helpers
+/// where the kernel calls them (they read the kernel's `X`, which not every kernel has).
+pub(crate) fn row_source(body: &str) -> String {
+    let lse = if body.contains("scaled_row_") { LOGSUMEXP } else { "" };
+    compose(&[REDUCE, COMMON, lse, body], &[])
+}
+
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    KERNELS
-        .iter()
-        .map(|(n, b)| KernelSource { name: format!("rows/{n}"), source: compose(&[REDUCE, COMMON, b], &[]) })
-        .collect()
+    KERNELS.iter().map(|(n, b)| KernelSource { name: format!("rows/{n}"), source: row_source(b) }).collect()
 }
