@@ -6,7 +6,8 @@ use std::time::Instant;
 use swav_wgpu::gpu::{Dispatch, Gpu};
 use swav_wgpu::graph::plan::Plan;
 use swav_wgpu::graph::Graph;
-use swav_wgpu::swav::{self, SinkhornShape, SwavConfig};
+use swav_wgpu::ops::sinkhorn::{self, SinkhornShape};
+use swav_wgpu::swav::{self, SwavConfig};
 
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -37,7 +38,7 @@ fn main() -> swav_wgpu::Result<()> {
     let active = gpu.tensor_from("active", &[1], &[0.0])?;
     let codes = gpu.tensor("codes", &[rows, k])?;
     let s = SinkhornShape { queue_rows: 0, batch: rows, k, epsilon: 0.05, iterations: 3 };
-    let d = swav::sinkhorn(&gpu, &tx, &active, &codes, s)?;
+    let d = sinkhorn::sinkhorn(&gpu, &tx, &active, &codes, s)?;
     let ms = median_ms(reps, || run(&gpu, &d));
     println!("sinkhorn {rows}x{k} 3 iterations: {ms:.1} ms median ({} dispatches)", d.len());
     if std::env::var_os("SWAV_BENCH_PROFILE").is_some() {

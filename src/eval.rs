@@ -160,6 +160,7 @@ pub fn linear_probe(
             exclude_bias_and_bn: false,
         },
         loss,
+        &[],
     )?;
     let plan = Plan::compile(&g, gpu.clone())?;
     for (_, t) in g.named(Kind::Parameter).into_iter().chain(g.named(Kind::Buffer)) {

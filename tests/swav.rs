@@ -11,7 +11,8 @@ use swav_wgpu::graph::plan::Plan;
 use swav_wgpu::graph::{Graph, TensorId};
 use swav_wgpu::io::{load_safetensors_f64, F64Tensors};
 use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig, Stem};
-use swav_wgpu::swav::{self, cpu, SinkhornShape, SwavConfig};
+use swav_wgpu::ops::sinkhorn::{self, SinkhornShape};
+use swav_wgpu::swav::{self, cpu, SwavConfig};
 
 fn fixtures() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
@@ -188,11 +189,11 @@ fn sinkhorn_kernels_match_cpu_reference_with_and_without_queue() {
         let rows = queue_rows + batch;
         let x = rng.vec_f32(rows * k);
         let s = SinkhornShape { queue_rows, batch, k, epsilon: 0.05, iterations: 3 };
-        let want = cpu::sinkhorn(&x, queue_rows, active, batch, k, 0.05, 3);
+        let want = sinkhorn::cpu::sinkhorn(&x, queue_rows, active, batch, k, 0.05, 3);
         let tx = upload(&gpu, "x", &x);
         let ta = upload(&gpu, "active", &[active as f64]);
         let codes = nan_tensor(&gpu, "codes", batch * k);
-        run(&gpu, &swav::sinkhorn(&gpu, &tx, &ta, &codes, s).unwrap());
+        run(&gpu, &sinkhorn::sinkhorn(&gpu, &tx, &ta, &codes, s).unwrap());
         let got = read(&gpu, &codes);
         assert_close(&format!("sinkhorn q{queue_rows} a{active} b{batch} k{k}"), &got, &want, GPU_TOL);
     }
@@ -209,7 +210,7 @@ fn sinkhorn_is_finite_where_exp_overflows_f32() {
     let tx = upload(&gpu, "x", &x);
     let ta = upload(&gpu, "active", &[0.0]);
     let codes = nan_tensor(&gpu, "codes", batch * k);
-    run(&gpu, &swav::sinkhorn(&gpu, &tx, &ta, &codes, s).unwrap());
+    run(&gpu, &sinkhorn::sinkhorn(&gpu, &tx, &ta, &codes, s).unwrap());
     let q = read(&gpu, &codes);
     assert!(q.iter().all(|v| v.is_finite() && *v >= 0.0), "codes must be finite and non-negative");
     for (b, row) in q.chunks(k).enumerate() {
@@ -217,7 +218,7 @@ fn sinkhorn_is_finite_where_exp_overflows_f32() {
         assert!((sum - 1.0).abs() < 1e-4, "sample {b}: codes sum to {sum}");
     }
     // And they agree with the f64 reference, which needs no shift.
-    assert_close("eps 0.01", &q, &cpu::sinkhorn(&x, 0, 0, batch, k, 0.01, 3), 1e-3);
+    assert_close("eps 0.01", &q, &sinkhorn::cpu::sinkhorn(&x, 0, 0, batch, k, 0.01, 3), 1e-3);
 }
 
 #[test]
@@ -228,10 +229,10 @@ fn targets_kernel_matches_cpu_and_the_pairwise_loss() {
         [(4, 6, 7, vec![0, 1]), (3, 2, 5, vec![0, 1]), (2, 4, 3, vec![1]), (5, 5, 9, vec![0, 2, 4])]
     {
         let codes = rng.vec_f32(assign.len() * batch * k).iter().map(|v| v.abs()).collect::<Vec<_>>();
-        let want = cpu::targets(&codes, batch, n_crops, k, &assign);
+        let want = sinkhorn::cpu::targets(&codes, batch, n_crops, k, &assign);
         let tc = upload(&gpu, "codes", &codes);
         let t = nan_tensor(&gpu, "t", n_crops * batch * k);
-        run(&gpu, &[swav::targets(&gpu, &tc, &t, batch, n_crops, k, &assign).unwrap()]);
+        run(&gpu, &[sinkhorn::targets(&gpu, &tc, &t, batch, n_crops, k, &assign).unwrap()]);
         assert_close("targets", &read(&gpu, &t), &want, GPU_TOL);
         // CE against the summed targets equals the official pair-by-pair loss.
         let scores = rng.vec(n_crops * batch * k);

@@ -11,7 +11,8 @@ use common::*;
 use swav_wgpu::gpu::tune::{Timer, TuneMode, TuneStats};
 use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
 use swav_wgpu::io::{load_safetensors, load_safetensors_f64};
-use swav_wgpu::optim::{self, lr_schedule, SgdHyper};
+use swav_wgpu::ops::optim;
+use swav_wgpu::optim::{lr_schedule, AdamHyper, SgdHyper};
 use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
 
 fn fixture_dir() -> PathBuf {
@@ -134,8 +135,10 @@ fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
         let (p, m) = (vec![0.5; 10], vec![0.25; 10]);
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &[1.0; 10]), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
-        let (opt, loss) =
-            (upload(&gpu, "opt", &optim::step_state(0.5, 0, 0).map(f64::from)), upload(&gpu, "loss", &[bad]));
+        let (opt, loss) = (
+            upload(&gpu, "opt", &swav_wgpu::optim::step_state(0.5, 0, 0).map(f64::from)),
+            upload(&gpu, "loss", &[bad]),
+        );
         run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
         assert_eq!(read(&gpu, &tp), p, "parameters must not move on a {bad} loss");
         assert_eq!(read(&gpu, &tm), m);
@@ -160,7 +163,11 @@ fn optimizer_kernel_matches_cpu_reference() {
         let h = SgdHyper { lars, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated };
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
-        let opt = upload(&gpu, "opt", &optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).map(f64::from));
+        let opt = upload(
+            &gpu,
+            "opt",
+            &swav_wgpu::optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).map(f64::from),
+        );
         let loss = upload(&gpu, "loss", &[1.0]);
         run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
         if !(gated && enabled == 0.0) {
@@ -184,12 +191,12 @@ fn adam_kernel_matches_cpu_reference() {
         (64, true, 1e-3, 4, 10, 0.0),
         (64, true, 2e-3, 8, 7, 1e-4),
     ] {
-        let state = optim::step_state(lr, step, unfreeze).map(f64::from);
+        let state = swav_wgpu::optim::step_state(lr, step, unfreeze).map(f64::from);
         let mut p = rng.vec_f32(n);
         let g = rng.vec_f32(n);
         let mut m1 = rng.vec_f32(n);
         let mut m2: Vec<f64> = rng.vec_f32(n).iter().map(|v| v * v).collect();
-        let h = optim::AdamHyper { weight_decay: wd, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated };
+        let h = AdamHyper { weight_decay: wd, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated };
         let (tp, tg) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g));
         let (t1, t2) = (upload(&gpu, "m1", &m1), upload(&gpu, "m2", &m2));
         let (opt, loss) = (upload(&gpu, "opt", &state), upload(&gpu, "loss", &[1.0]));
@@ -217,9 +224,11 @@ fn adam_kernel_matches_cpu_reference() {
     // A non-finite loss moves nothing.
     let (tp, tg) = (upload(&gpu, "p", &[0.5; 8]), upload(&gpu, "g", &[1.0; 8]));
     let (t1, t2) = (upload(&gpu, "m1", &[0.0; 8]), upload(&gpu, "m2", &[0.0; 8]));
-    let (opt, loss) =
-        (upload(&gpu, "opt", &optim::step_state(1e-3, 0, 0).map(f64::from)), upload(&gpu, "loss", &[f64::NAN]));
-    let h = optim::AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false };
+    let (opt, loss) = (
+        upload(&gpu, "opt", &swav_wgpu::optim::step_state(1e-3, 0, 0).map(f64::from)),
+        upload(&gpu, "loss", &[f64::NAN]),
+    );
+    let h = AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false };
     run(&gpu, &[optim::adam_step(&gpu, &tp, &tg, &t1, &t2, &opt, &loss, h).unwrap()]);
     assert_eq!(read(&gpu, &tp), vec![0.5; 8]);
     assert_eq!(read(&gpu, &t1), vec![0.0; 8]);
@@ -542,8 +551,8 @@ fn without_timestamps_timing_is_wall_clock() {
 /// software adapter; full every variant. The chooser's pick always comes first.
 #[test]
 fn tuning_candidates_per_mode_and_adapter() {
-    use swav_wgpu::gpu::tune::candidates;
     use swav_wgpu::gpu::AdapterClass;
+    use swav_wgpu::ops::matmul::tuning_candidates as candidates;
     use swav_wgpu::ops::matmul::GemmVariant;
     let default = GemmVariant::WORKGROUP_DEFAULT;
     let quick_gpu = candidates(TuneMode::Quick, AdapterClass::Gpu, None, default);

@@ -4,7 +4,17 @@
 //! p 0.5, then normalisation. Deterministic for a given RNG stream.
 use super::{Image, MEAN, STD};
 use crate::rng::Rng;
-use crate::train::CropConfig;
+use serde::{Deserialize, Serialize};
+
+/// `count` crops of `size` px, RandomResizedCrop area fraction in [min_scale, max_scale].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CropConfig {
+    pub count: usize,
+    pub size: usize,
+    pub min_scale: f64,
+    pub max_scale: f64,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AugmentConfig {

@@ -13,8 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterClass, Dispatch, Gpu};
-use crate::ops::matmul::GemmVariant;
+use crate::gpu::{Dispatch, Gpu};
+
+/// A kernel variant the tuner chooses between; its name keys the cache.
+pub trait Variant: Copy + PartialEq {
+    fn name(&self) -> String;
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TuneMode {
@@ -84,23 +88,21 @@ impl Tuner {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).choices.clone()
     }
 
-    /// The variants worth timing for an op whose chooser picked `default`.
-    pub fn candidates(&self, gpu: &Gpu, default: GemmVariant) -> Vec<GemmVariant> {
-        candidates(self.mode, gpu.class, gpu.subgroup_size, default)
-    }
-
-    /// The dispatches of the fastest candidate for `op_shape` (e.g. "conv2d_forward N64 ..."),
-    /// `build` lowering the op with one variant. With one candidate nothing is timed.
-    pub fn choose(
+    /// The dispatches of the fastest of `candidates` (the chooser's pick first) for
+    /// `op_shape` (e.g. "conv2d_forward N64 ..."), `build` lowering the op with one variant.
+    /// With one candidate nothing is timed.
+    pub fn choose<V: Variant>(
         &self,
         gpu: &Gpu,
         op_shape: &str,
-        default: GemmVariant,
-        mut build: impl FnMut(GemmVariant) -> Result<Vec<Dispatch>>,
+        candidates: &[V],
+        mut build: impl FnMut(V) -> Result<Vec<Dispatch>>,
     ) -> Result<Vec<Dispatch>> {
-        let candidates = self.candidates(gpu, default);
+        let Some(&first) = candidates.first() else {
+            return Err(Error::Invalid(format!("no kernel variant to choose from for {op_shape}")));
+        };
         if candidates.len() == 1 {
-            return build(default);
+            return build(first);
         }
         let key = format!("{} | {} {} | {op_shape}", gpu.info.name, gpu.info.driver, gpu.info.driver_info);
         let cached = {
@@ -119,8 +121,8 @@ impl Tuner {
         }
         let timer = self.timer.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let started = now();
-        let mut best: Option<(f64, GemmVariant, Vec<Dispatch>)> = None;
-        for v in candidates {
+        let mut best: Option<(f64, V, Vec<Dispatch>)> = None;
+        for &v in candidates {
             let d = build(v)?;
             let secs = match &timer {
                 Some(t) => t(gpu, &d),
@@ -161,32 +163,6 @@ impl Tuner {
             let _ = std::fs::remove_file(&tmp);
         }
     }
-}
-
-/// The variants worth timing in `mode` on an adapter of `class` with `subgroup_size`, the
-/// chooser's pick `default` first.
-pub fn candidates(
-    mode: TuneMode,
-    class: AdapterClass,
-    subgroup_size: Option<u32>,
-    default: GemmVariant,
-) -> Vec<GemmVariant> {
-    let mut v = vec![default];
-    let extra: Vec<GemmVariant> = match (mode, class) {
-        (TuneMode::Off, _) | (TuneMode::Quick, AdapterClass::Cpu) => vec![],
-        (TuneMode::Quick, AdapterClass::Gpu) => {
-            let mut v = GemmVariant::WORKGROUP_TILES.to_vec();
-            v.extend(subgroup_size.map(GemmVariant::gpu_subgroup_tiles).unwrap_or_default());
-            v
-        }
-        (TuneMode::Full, _) => GemmVariant::all(subgroup_size),
-    };
-    for e in extra {
-        if !v.contains(&e) {
-            v.push(e);
-        }
-    }
-    v
 }
 
 /// `$SWAV_WGPU_TUNE_CACHE`, else `$XDG_CACHE_HOME/swav-wgpu/tune.json`, else

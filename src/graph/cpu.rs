@@ -212,7 +212,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
         }
         Op::Sinkhorn { x, active, codes, s } => {
             let act = get(g, v, *active)?[0].max(0.0) as usize;
-            let out = crate::swav::cpu::sinkhorn(
+            let out = crate::ops::sinkhorn::cpu::sinkhorn(
                 get(g, v, *x)?,
                 s.queue_rows,
                 act,
@@ -225,7 +225,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
         }
         Op::SwavTargets { codes, t, batch, n_crops, assign } => {
             let k = g.shape(*t)[1];
-            let out = crate::swav::cpu::targets(get(g, v, *codes)?, *batch, *n_crops, k, assign);
+            let out = crate::ops::sinkhorn::cpu::targets(get(g, v, *codes)?, *batch, *n_crops, k, assign);
             v.insert(*t, out);
         }
         Op::QueuePush { queue, src, src_row, batch, .. } => {
@@ -246,7 +246,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             if !(h.gated && st[1] == 0.0) && get(g, v, *loss)?[0].is_finite() {
                 let mut p = get(g, v, *param)?.to_vec();
                 let mut m = get(g, v, *momentum)?.to_vec();
-                crate::optim::cpu::sgd_step(&mut p, &gr, &mut m, st[0], h);
+                crate::ops::optim::cpu::sgd_step(&mut p, &gr, &mut m, st[0], h);
                 v.insert(*param, p);
                 v.insert(*momentum, m);
             }
@@ -259,7 +259,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
                 let mut a = get(g, v, *m1)?.to_vec();
                 let mut b = get(g, v, *m2)?.to_vec();
                 let c = if h.gated { (st[4], st[5]) } else { (st[2], st[3]) };
-                crate::optim::cpu::adam_step(&mut p, &gr, &mut a, &mut b, st[0], c, h);
+                crate::ops::optim::cpu::adam_step(&mut p, &gr, &mut a, &mut b, st[0], c, h);
                 v.insert(*param, p);
                 v.insert(*m1, a);
                 v.insert(*m2, b);

@@ -14,10 +14,10 @@ use crate::error::{Error, Result};
 use crate::ops::batchnorm::BatchNormShape;
 use crate::ops::conv::Conv2dShape;
 use crate::ops::matmul::MatmulShape;
+use crate::ops::optim::{AdamHyper, SgdHyper};
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce::ReduceOp;
-use crate::optim::SgdHyper;
-use crate::swav::SinkhornShape;
+use crate::ops::sinkhorn::SinkhornShape;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorId(pub usize);
@@ -264,7 +264,7 @@ pub enum Op {
         scratch: Option<TensorId>,
         batch: usize,
     },
-    /// In place: SGD(+LARS) on a parameter and its momentum; `state` = optim::STATE_LEN values.
+    /// In place: SGD(+LARS) on a parameter and its momentum; `state` = ops::optim::STATE_LEN values.
     SgdStep {
         param: TensorId,
         grad: TensorId,
@@ -283,7 +283,7 @@ pub enum Op {
         m2: TensorId,
         state: TensorId,
         loss: TensorId,
-        h: crate::optim::AdamHyper,
+        h: AdamHyper,
     },
 }
 

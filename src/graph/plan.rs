@@ -8,7 +8,7 @@ use super::{Graph, Op, RowKind, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::conv::{ConvKernel, ConvPass};
-use crate::ops::{batchnorm, conv, elementwise, loss, matmul, pool, reduce, rows};
+use crate::ops::{batchnorm, conv, elementwise, loss, matmul, optim, pool, reduce, rows, sinkhorn};
 
 /// Where every activation lives.
 #[derive(Clone, Debug)]
@@ -455,6 +455,18 @@ impl Plan {
     }
 }
 
+/// The dispatches of a GEMM-backed op on the chooser's `default`, or on the tuner's fastest
+/// candidate (gpu::tune).
+fn tuned(
+    gpu: &Gpu,
+    op_shape: &str,
+    default: matmul::GemmVariant,
+    build: impl FnMut(matmul::GemmVariant) -> Result<Vec<Dispatch>>,
+) -> Result<Vec<Dispatch>> {
+    let candidates = matmul::tuning_candidates(gpu.tuner.mode, gpu.class, gpu.subgroup_size, default);
+    gpu.tuner.choose(gpu, op_shape, &candidates, build)
+}
+
 /// One op -> its dispatches on the planned tensors.
 fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
     let t = |id: TensorId| -> Result<&Tensor> {
@@ -465,7 +477,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
         Op::Conv2d { x, w, y, s } => {
             let (x, w, y) = (t(*x)?, t(*w)?, t(*y)?);
             let pass = ConvPass::Forward;
-            gpu.tuner.choose(gpu, &format!("conv2d_forward {s:?}"), ConvKernel::default_variant(gpu, s, pass), |v| {
+            tuned(gpu, &format!("conv2d_forward {s:?}"), ConvKernel::default_variant(gpu, s, pass), |v| {
                 conv::forward(gpu, x, w, y, *s, ConvKernel::with_variant(gpu, s, pass, v))
             })?
         }
@@ -473,7 +485,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             let (dy, w, dx) = (t(*dy)?, t(*w)?, t(*dx)?);
             let pass = ConvPass::BackwardInput;
             let v = ConvKernel::default_variant(gpu, s, pass);
-            gpu.tuner.choose(gpu, &format!("conv2d_backward_input {s:?}"), v, |v| {
+            tuned(gpu, &format!("conv2d_backward_input {s:?}"), v, |v| {
                 conv::backward_input(gpu, dy, w, dx, *s, ConvKernel::with_variant(gpu, s, pass, v))
             })?
         }
@@ -481,7 +493,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             let (x, dy, dw) = (t(*x)?, t(*dy)?, t(*dw)?);
             let pass = ConvPass::BackwardWeight;
             let v = ConvKernel::default_variant(gpu, s, pass);
-            gpu.tuner.choose(gpu, &format!("conv2d_backward_weight {s:?}"), v, |v| {
+            tuned(gpu, &format!("conv2d_backward_weight {s:?}"), v, |v| {
                 let kernel = ConvKernel::with_variant(gpu, s, pass, v);
                 conv::backward_weight(gpu, x, dy, dw, *s, kernel, conv::weight_grad_splits(*s, kernel, gpu.class))
             })?
@@ -554,7 +566,7 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             };
             let (a, b, c) = (t(*a)?, t(*b)?, t(*c)?);
             let v = matmul::GemmVariant::pick(gpu, s.m, s.n);
-            gpu.tuner.choose(gpu, &format!("matmul {s:?}"), v, |v| matmul::matmul(gpu, a, b, bias_t, c, *s, v))?
+            tuned(gpu, &format!("matmul {s:?}"), v, |v| matmul::matmul(gpu, a, b, bias_t, c, *s, v))?
         }
         Op::Rows { kind, x, y, rows: r, cols, scale } => vec![match kind {
             RowKind::L2Normalize => rows::l2_normalize_forward(gpu, t(*x)?, t(*y)?, *r, *cols)?,
@@ -589,10 +601,10 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
                 elementwise::copy(gpu, t(*scratch)?, t(*x)?, 0, 0, r * cols)?,
             ]
         }
-        Op::Sinkhorn { x, active, codes, s } => crate::swav::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
+        Op::Sinkhorn { x, active, codes, s } => sinkhorn::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
         Op::SwavTargets { codes, t: targets, batch, n_crops, assign } => {
             let k = g.shape(*targets)[1];
-            vec![crate::swav::targets(gpu, t(*codes)?, t(*targets)?, *batch, *n_crops, k, assign)?]
+            vec![sinkhorn::targets(gpu, t(*codes)?, t(*targets)?, *batch, *n_crops, k, assign)?]
         }
         Op::QueuePush { queue, src, src_row, scratch, batch } => {
             let d = g.shape(*queue)[1];
@@ -606,19 +618,11 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             out.push(elementwise::copy(gpu, t(*src)?, t(*queue)?, src_row * d, 0, batch * d)?);
             out
         }
-        Op::SgdStep { param, grad, momentum, pnorm, gnorm, state, loss: l, h } => crate::optim::sgd_step(
-            gpu,
-            t(*param)?,
-            t(*grad)?,
-            t(*momentum)?,
-            t(*pnorm)?,
-            t(*gnorm)?,
-            t(*state)?,
-            t(*l)?,
-            *h,
-        )?,
+        Op::SgdStep { param, grad, momentum, pnorm, gnorm, state, loss: l, h } => {
+            optim::sgd_step(gpu, t(*param)?, t(*grad)?, t(*momentum)?, t(*pnorm)?, t(*gnorm)?, t(*state)?, t(*l)?, *h)?
+        }
         Op::AdamStep { param, grad, m1, m2, state, loss: l, h } => {
-            vec![crate::optim::adam_step(gpu, t(*param)?, t(*grad)?, t(*m1)?, t(*m2)?, t(*state)?, t(*l)?, *h)?]
+            vec![optim::adam_step(gpu, t(*param)?, t(*grad)?, t(*m1)?, t(*m2)?, t(*state)?, t(*l)?, *h)?]
         }
         Op::SliceBackward { dy, dx, offset } => {
             vec![

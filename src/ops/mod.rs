@@ -6,9 +6,11 @@ pub mod conv;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod rows;
+pub mod sinkhorn;
 
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
@@ -56,8 +58,8 @@ pub fn all_kernel_sources() -> Vec<KernelSource> {
     v.extend(rows::kernel_sources());
     v.extend(reduce::kernel_sources());
     v.extend(loss::kernel_sources());
-    v.extend(crate::swav::kernel_sources());
-    v.extend(crate::optim::kernel_sources());
+    v.extend(sinkhorn::kernel_sources());
+    v.extend(optim::kernel_sources());
     v
 }
 

@@ -1,23 +1,11 @@
-//! The optimizer in WGSL: SGD with momentum and weight decay, inside LARS as apex LARC does it
-//! (the official SwAV optimizer), plain SGD, or Adam (torch.optim.Adam, the small-data
-//! recipe); the learning-rate schedule (linear warm-up, then cosine); prototype freezing. Runs as graph ops after the backward pass, so one plan
-//! replay is a whole training step.
-pub mod cpu;
-
+//! The optimizer: SGD with momentum and weight decay, inside LARS as apex LARC does it (the
+//! official SwAV optimizer), plain SGD, or Adam (torch.optim.Adam, the small-data recipe),
+//! appended to the graph after the backward pass so one plan replay is a whole training step;
+//! the learning-rate schedule (linear warm-up, then cosine); prototype freezing. The update
+//! kernels are `ops::optim`.
 use crate::error::Result;
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, Kind, Op, TensorId};
-use crate::ops::reduce::{self, ReduceOp};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
-
-const COMMON: &str = include_str!("../../shaders/optim/common.wgsl");
-const SGD_STEP: &str = include_str!("../../shaders/optim/sgd_step.wgsl");
-const ADAM_STEP: &str = include_str!("../../shaders/optim/adam_step.wgsl");
-
-/// Length of the per-step optimizer state tensor: [lr, prototypes enabled (1) or frozen (0),
-/// c1, c2, c1_prototypes, c2_prototypes], Adam's bias corrections c = 1 - beta^t (t counts
-/// steps from 1; the prototypes' t from their unfreezing), computed here in f64.
-pub const STATE_LEN: usize = 6;
+pub use crate::ops::optim::{AdamHyper, SgdHyper, STATE_LEN};
 
 /// Adam's bias corrections (1 - b1^t, 1 - b2^t) after `t` steps (t >= 1).
 pub fn adam_corrections(t: usize) -> (f64, f64) {
@@ -64,33 +52,9 @@ pub fn is_run_state(name: &str) -> bool {
     name.starts_with("momentum.") || name.starts_with("adam_v.") || name.starts_with("queue.")
 }
 
-/// Adam's per-parameter settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamHyper {
-    pub weight_decay: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    /// Skipped (no update, moments kept) while OPT[1] == 0: the frozen prototypes.
-    pub gated: bool,
-}
-
 /// torch.optim.Adam's defaults.
 pub const ADAM_BETAS: (f32, f32) = (0.9, 0.999);
 pub const ADAM_EPS: f32 = 1e-8;
-
-/// Per-parameter optimizer settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdHyper {
-    /// LARS (apex LARC) around SGD; false = plain SGD.
-    pub lars: bool,
-    pub weight_decay: f32,
-    pub momentum: f32,
-    pub trust: f32,
-    pub eps: f32,
-    /// Skipped (no update, no momentum) while OPT[1] == 0: the frozen prototypes.
-    pub gated: bool,
-}
 
 /// Optimizer configuration (official SwAV defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,73 +82,6 @@ impl Default for OptimizerConfig {
 /// apex LARC's eps.
 pub const LARC_EPS: f32 = 1e-8;
 
-/// One SGD(+LARS) step on `param` from `grad`; `opt` is the step state (`STATE_LEN`).
-#[allow(clippy::too_many_arguments)]
-pub fn sgd_step(
-    gpu: &Gpu,
-    param: &Tensor,
-    grad: &Tensor,
-    momentum: &Tensor,
-    pnorm: &Tensor,
-    gnorm: &Tensor,
-    opt: &Tensor,
-    loss: &Tensor,
-    h: SgdHyper,
-) -> Result<Vec<Dispatch>> {
-    const OP: &str = "sgd_step";
-    let n = param.len();
-    check_len(OP, "grad", grad, n)?;
-    check_len(OP, "momentum", momentum, n)?;
-    check_len(OP, "param norm", pnorm, 1)?;
-    check_len(OP, "grad norm", gnorm, 1)?;
-    check_len(OP, "optimizer state", opt, STATE_LEN)?;
-    check_len(OP, "loss", loss, 1)?;
-    let mut d = Vec::new();
-    if h.lars {
-        d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
-        d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
-    }
-    let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main");
-    let params =
-        [to_u32(OP, n)?, h.lars as u32, h.gated as u32, 0, f(h.weight_decay), f(h.momentum), f(h.trust), f(h.eps)];
-    let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    d.push(gpu.dispatch(OP, &pipeline, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
-    Ok(d)
-}
-
-/// One Adam step on `param` from `grad` with first / second moments `m1` / `m2`; `opt` is
-/// the step state (`STATE_LEN`).
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step(
-    gpu: &Gpu,
-    param: &Tensor,
-    grad: &Tensor,
-    m1: &Tensor,
-    m2: &Tensor,
-    opt: &Tensor,
-    loss: &Tensor,
-    h: AdamHyper,
-) -> Result<Dispatch> {
-    const OP: &str = "adam_step";
-    let n = param.len();
-    check_len(OP, "grad", grad, n)?;
-    check_len(OP, "first moment", m1, n)?;
-    check_len(OP, "second moment", m2, n)?;
-    check_len(OP, "optimizer state", opt, STATE_LEN)?;
-    check_len(OP, "loss", loss, 1)?;
-    let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main");
-    let params = [to_u32(OP, n)?, h.gated as u32, 0, 0, f(h.weight_decay), f(h.beta1), f(h.beta2), f(h.eps)];
-    let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    gpu.dispatch(OP, &pipeline, &params, &[grad, opt, loss, param, m1, m2], grid)
-}
-
-pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    vec![
-        KernelSource { name: "optim/sgd_step".into(), source: compose(&[COMMON, SGD_STEP], &[]) },
-        KernelSource { name: "optim/adam_step".into(), source: compose(&[COMMON, ADAM_STEP], &[]) },
-    ]
-}
-
 /// Whether a parameter is a bias or a batch-norm weight (1-D), for `exclude_bias_and_bn`.
 pub fn is_bias_or_bn(g: &Graph, t: TensorId) -> bool {
     g.shape(t).len() == 1
@@ -201,9 +98,9 @@ pub struct OptimizerTensors {
 
 impl Graph {
     /// Appends the optimizer step for every parameter with a gradient (after `backward`).
-    /// Parameters named `prototypes.weight` are gated by the freeze flag; nothing moves when
-    /// `loss` is not finite.
-    pub fn optimizer(&mut self, cfg: &OptimizerConfig, loss: TensorId) -> Result<OptimizerTensors> {
+    /// The parameters in `gated` (SwAV's prototypes) move only while the step state's freeze
+    /// flag is on; nothing moves when `loss` is not finite.
+    pub fn optimizer(&mut self, cfg: &OptimizerConfig, loss: TensorId, gated: &[TensorId]) -> Result<OptimizerTensors> {
         let state = self.input("optimizer.state", &[STATE_LEN])?;
         let params: Vec<(TensorId, TensorId)> =
             self.grads.iter().filter(|(p, _)| self.info(**p).kind == Kind::Parameter).map(|(p, g)| (*p, *g)).collect();
@@ -213,7 +110,7 @@ impl Graph {
             let shape = self.shape(p).to_vec();
             let m = self.buffer(&format!("momentum.{name}"), &shape)?;
             let plain = cfg.exclude_bias_and_bn && is_bias_or_bn(self, p);
-            let gated = name == "prototypes.weight";
+            let gated = gated.contains(&p);
             if cfg.kind == OptimizerKind::Adam {
                 let m2 = self.buffer(&format!("adam_v.{name}"), &shape)?;
                 let h = AdamHyper {

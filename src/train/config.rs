@@ -2,20 +2,11 @@
 //! in the run directory and in every checkpoint.
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::CropConfig;
 use crate::error::{Error, Result};
 use crate::model::{Arch, BackboneConfig, HeadConfig, Stem};
 use crate::optim::OptimizerConfig;
 use crate::swav::SwavConfig;
-
-/// `count` crops of `size` px, RandomResizedCrop area fraction in [min_scale, max_scale].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CropConfig {
-    pub count: usize,
-    pub size: usize,
-    pub min_scale: f64,
-    pub max_scale: f64,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -7,7 +7,8 @@ pub mod config;
 
 use std::sync::Arc;
 
-pub use config::{CropConfig, TrainConfig};
+pub use crate::data::augment::CropConfig;
+pub use config::TrainConfig;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -43,7 +44,8 @@ pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
     // The embeddings of the step stay readable (nearest neighbours in the demo, inspection).
     g.keep(head.emb, "emb");
     g.backward(objective.loss)?;
-    let optimizer = g.optimizer(&cfg.optimizer(), objective.loss)?;
+    // The prototypes stay frozen for the first `freeze_prototypes_niters` iterations.
+    let optimizer = g.optimizer(&cfg.optimizer(), objective.loss, &[head.prototypes])?;
     Ok(TrainGraph { graph: g, crops, head, objective, optimizer })
 }
 

@@ -14,6 +14,7 @@
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
+use crate::gpu::tune::TuneMode;
 use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
 
@@ -559,6 +560,38 @@ pub fn backward_products(s: MatmulShape) -> [(Operand, Operand, MatmulShape); 2]
 }
 
 /// Every variant the kernel lists hold: all of them for llvmpipe's 8-lane subgroups, and the
+/// The variants worth timing in `mode` on an adapter of `class` with `subgroup_size`, the
+/// chooser's pick `default` first.
+pub fn tuning_candidates(
+    mode: TuneMode,
+    class: AdapterClass,
+    subgroup_size: Option<u32>,
+    default: GemmVariant,
+) -> Vec<GemmVariant> {
+    let mut v = vec![default];
+    let extra: Vec<GemmVariant> = match (mode, class) {
+        (TuneMode::Off, _) | (TuneMode::Quick, AdapterClass::Cpu) => vec![],
+        (TuneMode::Quick, AdapterClass::Gpu) => {
+            let mut v = GemmVariant::WORKGROUP_TILES.to_vec();
+            v.extend(subgroup_size.map(GemmVariant::gpu_subgroup_tiles).unwrap_or_default());
+            v
+        }
+        (TuneMode::Full, _) => GemmVariant::all(subgroup_size),
+    };
+    for e in extra {
+        if !v.contains(&e) {
+            v.push(e);
+        }
+    }
+    v
+}
+
+impl crate::gpu::tune::Variant for GemmVariant {
+    fn name(&self) -> String {
+        GemmVariant::name(self)
+    }
+}
+
 /// GPU subgroup tiles for 32 lanes (NVIDIA, Apple).
 pub(crate) fn listed_variants() -> Vec<GemmVariant> {
     let mut v = GemmVariant::all(Some(8));

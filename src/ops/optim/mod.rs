@@ -1,0 +1,109 @@
+//! The optimizer's update kernels (`shaders/optim`): SGD with momentum inside apex LARC (or
+//! plain), and Adam, each one pass over a parameter after its norms; the frozen prototypes
+//! are skipped by a flag in the step state. The optimizer graph and its config are `optim`.
+pub mod cpu;
+
+use crate::error::Result;
+use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::ops::reduce::{self, ReduceOp};
+use crate::ops::{check_len, compose, to_u32, KernelSource};
+
+const COMMON: &str = include_str!("../../../shaders/optim/common.wgsl");
+const SGD_STEP: &str = include_str!("../../../shaders/optim/sgd_step.wgsl");
+const ADAM_STEP: &str = include_str!("../../../shaders/optim/adam_step.wgsl");
+
+/// Length of the per-step optimizer state tensor: [lr, prototypes enabled (1) or frozen (0),
+/// c1, c2, c1_prototypes, c2_prototypes], Adam's bias corrections c = 1 - beta^t (t counts
+/// steps from 1; the prototypes' t from their unfreezing), computed here in f64.
+pub const STATE_LEN: usize = 6;
+
+/// Adam's per-parameter settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Skipped (no update, moments kept) while OPT[1] == 0: the frozen prototypes.
+    pub gated: bool,
+}
+
+/// Per-parameter optimizer settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdHyper {
+    /// LARS (apex LARC) around SGD; false = plain SGD.
+    pub lars: bool,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub trust: f32,
+    pub eps: f32,
+    /// Skipped (no update, no momentum) while OPT[1] == 0: the frozen prototypes.
+    pub gated: bool,
+}
+
+/// One SGD(+LARS) step on `param` from `grad`; `opt` is the step state (`STATE_LEN`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_step(
+    gpu: &Gpu,
+    param: &Tensor,
+    grad: &Tensor,
+    momentum: &Tensor,
+    pnorm: &Tensor,
+    gnorm: &Tensor,
+    opt: &Tensor,
+    loss: &Tensor,
+    h: SgdHyper,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "sgd_step";
+    let n = param.len();
+    check_len(OP, "grad", grad, n)?;
+    check_len(OP, "momentum", momentum, n)?;
+    check_len(OP, "param norm", pnorm, 1)?;
+    check_len(OP, "grad norm", gnorm, 1)?;
+    check_len(OP, "optimizer state", opt, STATE_LEN)?;
+    check_len(OP, "loss", loss, 1)?;
+    let mut d = Vec::new();
+    if h.lars {
+        d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
+        d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
+    }
+    let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main");
+    let params =
+        [to_u32(OP, n)?, h.lars as u32, h.gated as u32, 0, f(h.weight_decay), f(h.momentum), f(h.trust), f(h.eps)];
+    let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
+    d.push(gpu.dispatch(OP, &pipeline, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
+    Ok(d)
+}
+
+/// One Adam step on `param` from `grad` with first / second moments `m1` / `m2`; `opt` is
+/// the step state (`STATE_LEN`).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    gpu: &Gpu,
+    param: &Tensor,
+    grad: &Tensor,
+    m1: &Tensor,
+    m2: &Tensor,
+    opt: &Tensor,
+    loss: &Tensor,
+    h: AdamHyper,
+) -> Result<Dispatch> {
+    const OP: &str = "adam_step";
+    let n = param.len();
+    check_len(OP, "grad", grad, n)?;
+    check_len(OP, "first moment", m1, n)?;
+    check_len(OP, "second moment", m2, n)?;
+    check_len(OP, "optimizer state", opt, STATE_LEN)?;
+    check_len(OP, "loss", loss, 1)?;
+    let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main");
+    let params = [to_u32(OP, n)?, h.gated as u32, 0, 0, f(h.weight_decay), f(h.beta1), f(h.beta2), f(h.eps)];
+    let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
+    gpu.dispatch(OP, &pipeline, &params, &[grad, opt, loss, param, m1, m2], grid)
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    vec![
+        KernelSource { name: "optim/sgd_step".into(), source: compose(&[COMMON, SGD_STEP], &[]) },
+        KernelSource { name: "optim/adam_step".into(), source: compose(&[COMMON, ADAM_STEP], &[]) },
+    ]
+}

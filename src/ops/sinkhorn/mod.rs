@@ -1,0 +1,153 @@
+//! Sinkhorn-Knopp codes from prototype scores, and the swapped-prediction targets from the
+//! codes (`shaders/swav`): the kernels of SwAV's assignment step. The objective that uses
+//! them is `swav`.
+//!
+//! Sinkhorn keeps the per-prototype sums (the partial sums PU and the scaling alpha) as
+//! separate small tensors: they are what a multi-GPU version would all-reduce (the total sum
+//! of the official code cancels in its first normalisation, so it is not needed).
+pub mod cpu;
+
+use crate::error::{shape_err, Result};
+use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
+
+const COMMON: &str = include_str!("../../../shaders/swav/common.wgsl");
+const KERNELS: [(&str, &str); 7] = [
+    ("max_colsum", include_str!("../../../shaders/swav/max_colsum.wgsl")),
+    ("first_shift", include_str!("../../../shaders/swav/first_shift.wgsl")),
+    ("colsum", include_str!("../../../shaders/swav/colsum.wgsl")),
+    ("shift", include_str!("../../../shaders/swav/shift.wgsl")),
+    ("rowsum", include_str!("../../../shaders/swav/rowsum.wgsl")),
+    ("beta", include_str!("../../../shaders/swav/beta.wgsl")),
+    ("finish", include_str!("../../../shaders/swav/finish.wgsl")),
+];
+const TARGETS: &str = include_str!("../../../shaders/swav/targets.wgsl");
+
+/// Most assignment crops the targets kernel takes (the official recipe uses 2).
+pub const MAX_ASSIGN_CROPS: usize = 4;
+
+/// Shape of one Sinkhorn problem: `queue_rows` queue samples then `batch` samples, K columns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SinkhornShape {
+    pub queue_rows: usize,
+    pub batch: usize,
+    pub k: usize,
+    pub epsilon: f32,
+    pub iterations: usize,
+}
+
+impl SinkhornShape {
+    pub fn rows(&self) -> usize {
+        self.queue_rows + self.batch
+    }
+}
+
+fn source(name: &str, width: usize) -> String {
+    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
+    compose(&[COMMON, body], &vec_subs(width))
+}
+
+fn kernel(gpu: &Gpu, name: &str, width: usize) -> wgpu::ComputePipeline {
+    gpu.pipeline(&format!("sinkhorn/{name}/w{width}"), || source(name, width), "main")
+}
+
+/// Rows per invocation in the column passes and V's per invocation in the row passes (must
+/// match ROW_BLOCK / COL_CHUNK in shaders/swav/common.wgsl).
+const ROW_BLOCK: usize = 64;
+const COL_CHUNK: usize = 8;
+
+/// Codes [batch, K] from scores X [queue_rows + batch, K]. `active` ([1]) holds how many queue
+/// rows take part (0 or queue_rows). The official steps (Q = exp(X/eps), Q /= sum(Q);
+/// `iterations` x (Q /= per-prototype sums, /= K; Q /= per-sample sums, /= B_s); Q *= B_s;
+/// keep the batch rows) computed as Q = diag(beta) E diag(alpha) with E = exp((X - M)/eps),
+/// M the per-prototype maximum: two read-only passes over X per iteration and one that
+/// writes the codes (see shaders/swav/common.wgsl). Temporaries are owned by the dispatches.
+pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Dispatch>> {
+    const OP: &str = "sinkhorn";
+    if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 {
+        return shape_err(OP, format!("{s:?}"));
+    }
+    check_len(OP, "scores", x, s.rows() * s.k)?;
+    check_len(OP, "active queue rows", active, 1)?;
+    check_len(OP, "codes", codes, s.batch * s.k)?;
+    let w = vec_width(s.k);
+    let kv = s.k / w;
+    let blocks = s.rows().div_ceil(ROW_BLOCK);
+    let chunks = kv.div_ceil(COL_CHUNK);
+    let p = vec![
+        to_u32(OP, s.rows())?,
+        to_u32(OP, kv)?,
+        to_u32(OP, s.queue_rows)?,
+        to_u32(OP, s.batch)?,
+        f(1.0 / s.epsilon),
+        to_u32(OP, blocks)?,
+        to_u32(OP, chunks)?,
+        f(s.k as f32),
+    ];
+    let pm = gpu.tensor("sinkhorn partial max", &[blocks, s.k])?;
+    let m = gpu.tensor("sinkhorn prototype max", &[s.k])?;
+    let pu = gpu.tensor("sinkhorn partial prototype sums", &[blocks, s.k])?;
+    let shift = gpu.tensor("sinkhorn prototype shift", &[s.k])?;
+    let pv = gpu.tensor("sinkhorn partial sample sums", &[s.rows(), chunks])?;
+    let beta = gpu.tensor("sinkhorn sample scaling", &[s.rows()])?;
+    let kx = to_u32(OP, kv.div_ceil(256))?;
+    let column_pass = [kx, to_u32(OP, blocks)?, 1];
+    let per_column = [kx, 1, 1];
+    let row_pass = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, blocks)?, 1];
+    let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
+    let k = |name: &str| kernel(gpu, name, w);
+    let mut d = vec![
+        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum"), &p, &[x, active, &pm, &pu], column_pass)?,
+        gpu.dispatch("sinkhorn/first_shift", &k("first_shift"), &p, &[&pm, &pu, &m, &shift], per_column)?,
+    ];
+    for it in 0..s.iterations {
+        if it > 0 {
+            d.push(gpu.dispatch("sinkhorn/colsum", &k("colsum"), &p, &[x, active, &m, &beta, &pu], column_pass)?);
+            d.push(gpu.dispatch("sinkhorn/shift", &k("shift"), &p, &[&pu, &m, &shift], per_column)?);
+        }
+        d.push(gpu.dispatch("sinkhorn/rowsum", &k("rowsum"), &p, &[x, active, &shift, &pv], row_pass)?);
+        d.push(gpu.dispatch("sinkhorn/beta", &k("beta"), &p, &[&pv, active, &beta], per_row)?);
+    }
+    let out = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
+    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[x, active, &shift, &beta, codes], out)?;
+    d.push(finish.keep(pm).keep(m).keep(pu).keep(shift).keep(pv).keep(beta));
+    Ok(d)
+}
+
+/// Swapped-prediction targets T [n_crops * batch, K] from the codes of the assignment crops
+/// ([n_assign * batch, K], in `assign` order).
+pub fn targets(
+    gpu: &Gpu,
+    codes: &Tensor,
+    t: &Tensor,
+    batch: usize,
+    n_crops: usize,
+    k: usize,
+    assign: &[usize],
+) -> Result<Dispatch> {
+    const OP: &str = "swav_targets";
+    if assign.is_empty() || assign.len() > MAX_ASSIGN_CROPS || assign.iter().any(|&c| c >= n_crops) {
+        return shape_err(
+            OP,
+            format!("assignment crops {assign:?} for {n_crops} crops (1 to {MAX_ASSIGN_CROPS} allowed)"),
+        );
+    }
+    check_len(OP, "codes", codes, assign.len() * batch * k)?;
+    check_len(OP, "targets", t, n_crops * batch * k)?;
+    let mut params = vec![to_u32(OP, n_crops * batch)?, to_u32(OP, k)?, to_u32(OP, batch)?, assign.len() as u32];
+    for i in 0..MAX_ASSIGN_CROPS {
+        params.push(assign.get(i).map_or(u32::MAX, |&c| c as u32));
+    }
+    let pipeline = gpu.pipeline("swav/targets", || TARGETS.to_string(), "main");
+    let grid = linear_grid(gpu, OP, (n_crops * batch * k).div_ceil(256) as u64)?;
+    gpu.dispatch(OP, &pipeline, &params, &[codes, t], grid)
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    let mut v: Vec<KernelSource> = KERNELS
+        .iter()
+        .flat_map(|(n, _)| [1, 4].map(|w| KernelSource { name: format!("sinkhorn/{n}/w{w}"), source: source(n, w) }))
+        .collect();
+    v.push(KernelSource { name: "swav/targets".into(), source: TARGETS.into() });
+    v
+}
