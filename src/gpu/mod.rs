@@ -11,7 +11,8 @@ pub use context::{describe_adapter, pick_adapter, AdapterClass, Gpu, GpuOptions}
 pub use dispatch::{linear_grid, Dispatch};
 pub use tensor::Tensor;
 
-/// f32 bits for a uniform word.
-pub fn f(x: f32) -> u32 {
-    x.to_bits()
+/// A kernel's typed parameters (a `#[repr(C)]` struct mirroring its WGSL `Params`, all
+/// 4-byte fields) as the uniform words `Gpu::dispatch` binds.
+pub fn words<P: bytemuck::Pod>(params: &P) -> Vec<u32> {
+    bytemuck::cast_slice(bytemuck::bytes_of(params)).to_vec()
 }

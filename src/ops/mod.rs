@@ -76,3 +76,54 @@ pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -
 pub(crate) fn to_u32(op: &'static str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Shape { op, detail: format!("dimension {v} does not fit in 32 bits") })
 }
+
+/// Each typed parameter struct has the size of the WGSL struct it mirrors in a kernel that
+/// binds it (a missing or extra field shifts every later one).
+#[cfg(test)]
+mod param_layouts {
+    use std::mem::size_of;
+
+    fn wgsl_size(kernel: &str, struct_name: &str) -> usize {
+        let all = super::all_kernel_sources();
+        let k = all.iter().find(|k| k.name == kernel).unwrap_or_else(|| panic!("no kernel {kernel}"));
+        let module = naga::front::wgsl::parse_str(&k.source).unwrap_or_else(|e| panic!("{kernel}: {e}"));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("layout");
+        let (ty, _) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(struct_name))
+            .unwrap_or_else(|| panic!("{kernel} has no struct {struct_name}"));
+        layouter[ty].size as usize
+    }
+
+    #[test]
+    fn typed_params_match_their_wgsl_structs() {
+        let cases: [(&str, &str, usize); 17] = [
+            ("conv2d_forward/register_tiled_8x8", "Params", size_of::<super::conv::ConvParams>()),
+            ("conv2d_rows/subgroup8_8x8/kw3", "Params", size_of::<super::conv::rows::RowsParams>()),
+            ("conv2d_weight_rows/subgroup8_8x8/k3x3", "Params", size_of::<super::conv::rows::WeightRowsParams>()),
+            (
+                "matmul/register_tiled_8x8/TRANS_A=false,TRANS_B=false",
+                "Params",
+                size_of::<super::matmul::DenseParams>(),
+            ),
+            ("batchnorm/apply/w1", "Params", size_of::<super::batchnorm::BatchNormParams>()),
+            ("rows/softmax_forward", "Params", size_of::<super::rows::RowParams>()),
+            ("loss/cross_entropy_forward", "Params", size_of::<super::rows::RowParams>()),
+            ("elementwise/add/w1", "Params", size_of::<super::elementwise::ElementwiseParams>()),
+            ("elementwise/copy", "CopyParams", size_of::<super::elementwise::CopyParams>()),
+            ("reduce_axis", "Params", size_of::<super::reduce::AxisParams>()),
+            ("reduce_axis_short", "Params", size_of::<super::reduce::ShortParams>()),
+            ("reduce_axis_backward", "Params", size_of::<super::reduce::BackwardParams>()),
+            ("pool/max_forward", "Params", size_of::<super::pool::PoolParams>()),
+            ("optim/sgd_step", "Params", size_of::<super::optim::SgdParams>()),
+            ("optim/adam_step", "Params", size_of::<super::optim::AdamParams>()),
+            ("sinkhorn/rowsum/w1", "Params", size_of::<super::sinkhorn::SinkhornParams>()),
+            ("swav/targets", "Params", size_of::<super::sinkhorn::TargetsParams>()),
+        ];
+        for (kernel, name, rust) in cases {
+            assert_eq!(wgsl_size(kernel, name), rust, "{kernel}: {name}");
+        }
+    }
+}

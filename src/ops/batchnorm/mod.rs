@@ -5,7 +5,7 @@
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
@@ -36,18 +36,32 @@ impl BatchNormShape {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn params(&self, training: bool, update_running: bool) -> Result<[u32; 8]> {
-        Ok([
-            to_u32("batchnorm", self.batch)?,
-            to_u32("batchnorm", self.channels)?,
-            to_u32("batchnorm", self.spatial)?,
-            training as u32,
-            f(self.eps),
-            f(self.momentum),
-            update_running as u32,
-            self.relu as u32,
-        ])
+    fn params(&self, training: bool, update_running: bool) -> Result<Vec<u32>> {
+        Ok(words(&BatchNormParams {
+            batch: to_u32("batchnorm", self.batch)?,
+            channels: to_u32("batchnorm", self.channels)?,
+            spatial: to_u32("batchnorm", self.spatial)?,
+            training: training as u32,
+            eps: self.eps,
+            momentum: self.momentum,
+            update_running: update_running as u32,
+            relu: self.relu as u32,
+        }))
     }
+}
+
+/// `Params` of shaders/batchnorm/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BatchNormParams {
+    batch: u32,
+    channels: u32,
+    spatial: u32,
+    training: u32,
+    eps: f32,
+    momentum: f32,
+    update_running: u32,
+    relu: u32,
 }
 
 /// Elements per load in every batch-norm kernel: 4 (vec4) when every channel's run of

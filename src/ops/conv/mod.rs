@@ -16,8 +16,10 @@ pub mod cpu;
 pub mod rows;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::matmul::{gemm, gemm_kernel_name, listed_variants, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK};
+use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Tensor};
+use crate::ops::matmul::{
+    gemm, gemm_kernel_name, listed_variants, GemmHeader, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK,
+};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
@@ -143,30 +145,67 @@ impl Conv2dShape {
         Ok(())
     }
 
-    fn params(&self) -> Result<Vec<u32>> {
+    /// The loaders' parameters; the GEMM header (m, n, k, k_chunk) is filled by `gemm`, the
+    /// phase by `phase`.
+    fn params(&self) -> Result<ConvParams> {
+        let u = |x: usize| to_u32("conv2d", x);
         let (oh, ow) = self.out_hw();
-        let v = [
-            0,
-            0,
-            0,
-            0,
-            self.batch,
-            self.cin,
-            self.h,
-            self.w,
-            self.cout,
-            self.kh,
-            self.kw,
-            self.stride.0,
-            self.stride.1,
-            self.pad.0,
-            self.pad.1,
-            oh,
-            ow,
-        ];
-        // The strided backward-input phase fields (set per phase) and padding.
-        v.iter().chain(&[0; 11]).map(|&x| to_u32("conv2d", x)).collect()
+        Ok(ConvParams {
+            batch: u(self.batch)?,
+            cin: u(self.cin)?,
+            h: u(self.h)?,
+            w: u(self.w)?,
+            cout: u(self.cout)?,
+            kh: u(self.kh)?,
+            kw: u(self.kw)?,
+            sh: u(self.stride.0)?,
+            sw: u(self.stride.1)?,
+            ph: u(self.pad.0)?,
+            pw: u(self.pad.1)?,
+            oh: u(oh)?,
+            ow: u(ow)?,
+            ..ConvParams::default()
+        })
     }
+}
+
+/// `Params` of shaders/conv/params.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ConvParams {
+    gemm: GemmHeader,
+    batch: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    oh: u32,
+    ow: u32,
+    phase: PhaseParams,
+    _pad: u32,
+}
+
+/// The strided backward-input's phase (py, px): taps r = r0 + sh*t (t < ty), s = s0 + sw*u
+/// (u < tx), hy x wx pixels, output offsets qy, qx.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PhaseParams {
+    ty: u32,
+    tx: u32,
+    hy: u32,
+    wx: u32,
+    py: u32,
+    px: u32,
+    r0: u32,
+    s0: u32,
+    qy: u32,
+    qx: u32,
 }
 
 /// The forward and backward-input loaders store no split-K slabs, so one invocation must run
@@ -185,7 +224,7 @@ struct Phase {
     taps: usize,
 }
 
-fn phase(s: &Conv2dShape, py: usize, px: usize, params: &mut [u32]) -> Phase {
+fn phase(s: &Conv2dShape, py: usize, px: usize, params: &mut ConvParams) -> Phase {
     let axis = |p: usize, stride: usize, pad: usize, k: usize, len: usize| {
         let r0 = (p + pad) % stride;
         let taps = if k > r0 { (k - r0).div_ceil(stride) } else { 0 };
@@ -195,9 +234,9 @@ fn phase(s: &Conv2dShape, py: usize, px: usize, params: &mut [u32]) -> Phase {
     let (r0, ty, hy, qy) = axis(py, s.stride.0, s.pad.0, s.kh, s.h);
     let (s0, tx, wx, qx) = axis(px, s.stride.1, s.pad.1, s.kw, s.w);
     // Every value here is at most a dimension of the (validated, u32-sized) shape.
-    let f = [ty, tx, hy, wx, py, px, r0, s0, qy, qx].map(|v| v as u32);
-    params[17..27].copy_from_slice(&f);
-    Phase { pixels: hy * wx, taps: ty * tx }
+    let [ty, tx, hy, wx, py, px, r0, s0, qy, qx] = [ty, tx, hy, wx, py, px, r0, s0, qy, qx].map(|v| v as u32);
+    params.phase = PhaseParams { ty, tx, hy, wx, py, px, r0, s0, qy, qx };
+    Phase { pixels: (hy * wx) as usize, taps: (ty * tx) as usize }
 }
 
 fn wrong_pass<T>(op: &'static str, k: ConvKernel) -> Result<T> {
@@ -236,7 +275,7 @@ pub fn forward(
         k: to_u32("conv2d", s.cin * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm(gpu, "conv2d_forward", &loader(FORWARD), &[], s.params()?, &[x, w], y, &p, variant)
+    gemm(gpu, "conv2d_forward", &loader(FORWARD), &[], words(&s.params()?), &[x, w], y, &p, variant)
 }
 
 /// dX from dY and W.
@@ -272,7 +311,7 @@ pub fn backward_input(
             "conv2d_backward_input",
             &loader(BACKWARD_INPUT),
             &[],
-            s.params()?,
+            words(&s.params()?),
             &[dy, w],
             dx,
             &p,
@@ -296,6 +335,7 @@ pub fn backward_input(
                 splits: 1,
             };
             let loader = loader(BACKWARD_INPUT_STRIDED);
+            let params = words(&params);
             out.extend(gemm(gpu, "conv2d_backward_input_strided", &loader, &[], params, &[dy, w], dx, &p, variant)?);
         }
     }
@@ -352,7 +392,7 @@ pub fn backward_weight(
         k: to_u32("conv2d", s.batch * oh * ow)?,
         splits,
     };
-    gemm(gpu, "conv2d_backward_weight", &loader(BACKWARD_WEIGHT), &[], s.params()?, &[x, dy], dw, &p, variant)
+    gemm(gpu, "conv2d_backward_weight", &loader(BACKWARD_WEIGHT), &[], words(&s.params()?), &[x, dy], dw, &p, variant)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

@@ -4,7 +4,7 @@
 //! `shaders/conv/rows_subgroup.wgsl`: forward and stride-1 backward-input;
 //! `shaders/conv/weight_rows_subgroup.wgsl`: the weight gradient.
 use crate::error::{shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{words, Dispatch, Gpu, Tensor};
 use crate::ops::compose;
 use crate::ops::matmul::{dispatch_split_k, SUM_CHUNK};
 
@@ -34,6 +34,49 @@ struct RowConv {
     kw: usize,
     /// w_base + o*w_row + c*w_chan + r*w_r + s*w_s
     w_strides: [i64; 5],
+}
+
+/// `Params` of shaders/conv/rows_subgroup.wgsl: the weight of (o, c, r, s) is at
+/// w_base + o*w_row + c*w_chan + r*w_r + s*w_s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowsParams {
+    m: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    sh: u32,
+    ph: i32,
+    pw: i32,
+    kh: u32,
+    segs: u32,
+    n_seg: u32,
+    w_base: i32,
+    w_row: i32,
+    w_chan: i32,
+    w_r: i32,
+    w_s: i32,
+    _pad: [u32; 3],
+}
+
+/// `Params` of shaders/conv/weight_rows_subgroup.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct WeightRowsParams {
+    cout: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    sh: u32,
+    ph: i32,
+    pw: i32,
+    segs: u32,
+    n_seg: u32,
+    seg_chunk: u32,
 }
 
 /// Which pass a row conv computes.
@@ -184,30 +227,27 @@ pub(crate) fn dispatch(
     let n_seg = c.batch * c.oh * segs;
     // Every value fits: dimensions of a validated shape whose tensors fit one binding.
     let u = |v: usize| v as u32;
-    let i = |v: i64| v as i32 as u32;
-    let [w_base, w_row, w_chan, w_r, w_s] = c.w_strides;
-    let params = vec![
-        u(c.m),
-        u(c.cin),
-        u(c.h),
-        u(c.w),
-        u(c.oh),
-        u(c.ow),
-        u(c.sh),
-        i(c.ph),
-        i(c.pw),
-        u(c.kh),
-        u(segs),
-        u(n_seg),
-        i(w_base),
-        i(w_row),
-        i(w_chan),
-        i(w_r),
-        i(w_s),
-        0,
-        0,
-        0,
-    ];
+    let [w_base, w_row, w_chan, w_r, w_s] = c.w_strides.map(|v| v as i32);
+    let params = words(&RowsParams {
+        m: u(c.m),
+        cin: u(c.cin),
+        h: u(c.h),
+        w: u(c.w),
+        oh: u(c.oh),
+        ow: u(c.ow),
+        sh: u(c.sh),
+        ph: c.ph as i32,
+        pw: c.pw as i32,
+        kh: u(c.kh),
+        segs: u(segs),
+        n_seg: u(n_seg),
+        w_base,
+        w_row,
+        w_chan,
+        w_r,
+        w_s,
+        _pad: [0; 3],
+    });
     let key = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{}", c.kw);
     let kw = u(c.kw);
     let pipeline = gpu.pipeline(&key, || source(tm, tn, sg, kw), "main");
@@ -329,20 +369,20 @@ pub(crate) fn weight_dispatch(
     let splits = n_seg.div_ceil(seg_chunk);
     // Every value fits: dimensions of a validated shape whose tensors fit one binding.
     let u = |v: usize| v as u32;
-    let params = vec![
-        u(s.cout),
-        u(s.cin),
-        u(s.h),
-        u(s.w),
-        u(oh),
-        u(ow),
-        u(s.stride.0),
-        s.pad.0 as i32 as u32,
-        s.pad.1 as i32 as u32,
-        u(segs),
-        u(n_seg),
-        u(seg_chunk),
-    ];
+    let params = words(&WeightRowsParams {
+        cout: u(s.cout),
+        cin: u(s.cin),
+        h: u(s.h),
+        w: u(s.w),
+        oh: u(oh),
+        ow: u(ow),
+        sh: u(s.stride.0),
+        ph: s.pad.0 as i32,
+        pw: s.pad.1 as i32,
+        segs: u(segs),
+        n_seg: u(n_seg),
+        seg_chunk: u(seg_chunk),
+    });
     let (kh, kw) = (u(s.kh), u(s.kw));
     let key = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}");
     let pipeline = gpu.pipeline(&key, || weight_source(tm, tp, sg, kh, kw), "main");

@@ -3,7 +3,7 @@
 pub mod cpu;
 
 use crate::error::Result;
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
@@ -40,7 +40,7 @@ fn run_flagged(
     }
     let w = vec_width(len);
     let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main");
-    let params = [to_u32(name, len / w)?, relu as u32, f(alpha), f(beta)];
+    let params = words(&ElementwiseParams { len: to_u32(name, len / w)?, relu: relu as u32, alpha, beta });
     let grid = linear_grid(gpu, name, (len / w).div_ceil(256) as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
 }
@@ -86,9 +86,34 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
         });
     }
     let pipeline = gpu.pipeline("elementwise/copy", || COPY.to_string(), "main");
-    let params = [to_u32(OP, len)?, to_u32(OP, src_offset)?, to_u32(OP, dst_offset)?, 0];
+    let params = words(&CopyParams {
+        len: to_u32(OP, len)?,
+        src_offset: to_u32(OP, src_offset)?,
+        dst_offset: to_u32(OP, dst_offset)?,
+        _pad: 0,
+    });
     let grid = linear_grid(gpu, OP, len.div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[x, y], grid)
+}
+
+/// `Params` of shaders/elementwise/common.wgsl (len counts V's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ElementwiseParams {
+    len: u32,
+    relu: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+/// `Params` of shaders/elementwise/copy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CopyParams {
+    len: u32,
+    src_offset: u32,
+    dst_offset: u32,
+    _pad: u32,
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

@@ -15,7 +15,7 @@ pub mod cpu;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::tune::TuneMode;
-use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
 
 const REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_register_tiled.wgsl");
@@ -361,7 +361,27 @@ pub const MAX_K_CHUNK: u32 = 32768;
 /// many and add the slabs (a two-level sum).
 pub const SUM_CHUNK: usize = 4096;
 
-/// Builds a GEMM: `params` starts with (m, n, k, k_chunk), filled in here; the loader's
+/// The first four words of every GEMM loader's `Params` (m, n, k, k_chunk), which `gemm`
+/// fills in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct GemmHeader {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub k_chunk: u32,
+}
+
+/// `Params` of shaders/matmul/dense.wgsl and dense_vec4.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct DenseParams {
+    gemm: GemmHeader,
+    has_bias: u32,
+    _pad: [u32; 3],
+}
+
+/// Builds a GEMM: `params` starts with a `GemmHeader`, filled in here; the loader's
 /// tensors are `inputs` followed by the output. With more than one split the loader writes
 /// partial C's into an owned slab [splits, m, n] and a reduce pass sums them into `out`.
 #[allow(clippy::too_many_arguments)]
@@ -411,10 +431,7 @@ fn gemm_with_pipeline(
     let k_chunk = (p.k.div_ceil(splits).div_ceil(k_align) * k_align).max(1);
     // Recount so no slab is empty.
     let splits = p.k.div_ceil(k_chunk).max(1);
-    params[0] = p.m;
-    params[1] = p.n;
-    params[2] = p.k;
-    params[3] = k_chunk;
+    params[..4].copy_from_slice(&words(&GemmHeader { m: p.m, n: p.n, k: p.k, k_chunk }));
     let wg = [p.n.div_ceil(tile_n), p.m.div_ceil(tile_m), splits];
     dispatch_split_k(gpu, key, pipeline, &params, inputs, out, wg)
 }
@@ -485,7 +502,7 @@ pub fn matmul(
     let p = GemmProblem { m: to_u32(OP, s.m)?, n: to_u32(OP, s.n)?, k: to_u32(OP, s.k)?, splits };
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
-    let params = vec![0, 0, 0, 0, bias.is_some() as u32, 0, 0, 0];
+    let params = words(&DenseParams { has_bias: bias.is_some() as u32, ..DenseParams::default() });
     if variant.has_vec4() && !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) {
         let key = format!("matmul_vec4/{}", variant.name());
         let pipeline = gpu.pipeline(&key, || variant.vec4_source(), "main");

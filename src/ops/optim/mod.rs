@@ -4,7 +4,7 @@
 pub mod cpu;
 
 use crate::error::Result;
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::reduce::{self, ReduceOp};
 use crate::ops::{check_len, compose, to_u32, KernelSource};
 
@@ -68,8 +68,16 @@ pub fn sgd_step(
         d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
     }
     let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main");
-    let params =
-        [to_u32(OP, n)?, h.lars as u32, h.gated as u32, 0, f(h.weight_decay), f(h.momentum), f(h.trust), f(h.eps)];
+    let params = words(&SgdParams {
+        len: to_u32(OP, n)?,
+        lars: h.lars as u32,
+        gated: h.gated as u32,
+        _pad: 0,
+        weight_decay: h.weight_decay,
+        momentum: h.momentum,
+        trust: h.trust,
+        eps: h.eps,
+    });
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
     d.push(gpu.dispatch(OP, &pipeline, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
     Ok(d)
@@ -96,9 +104,44 @@ pub fn adam_step(
     check_len(OP, "optimizer state", opt, STATE_LEN)?;
     check_len(OP, "loss", loss, 1)?;
     let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main");
-    let params = [to_u32(OP, n)?, h.gated as u32, 0, 0, f(h.weight_decay), f(h.beta1), f(h.beta2), f(h.eps)];
+    let params = words(&AdamParams {
+        len: to_u32(OP, n)?,
+        gated: h.gated as u32,
+        _pad: [0; 2],
+        weight_decay: h.weight_decay,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+    });
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[grad, opt, loss, param, m1, m2], grid)
+}
+
+/// `Params` of shaders/optim/sgd_step.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SgdParams {
+    len: u32,
+    lars: u32,
+    gated: u32,
+    _pad: u32,
+    weight_decay: f32,
+    momentum: f32,
+    trust: f32,
+    eps: f32,
+}
+
+/// `Params` of shaders/optim/adam_step.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AdamParams {
+    len: u32,
+    gated: u32,
+    _pad: [u32; 2],
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

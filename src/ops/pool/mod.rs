@@ -3,7 +3,7 @@
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::reduce::{self, ReduceOp};
 use crate::ops::{check_len, compose, to_u32, KernelSource};
 
@@ -63,12 +63,41 @@ impl PoolShape {
         Ok(())
     }
     fn params(&self) -> Result<Vec<u32>> {
+        let u = |v: usize| to_u32("pool", v);
         let (oh, ow) = self.out_hw();
-        [self.planes, self.h, self.w, oh, ow, self.kh, self.kw, self.stride.0, self.stride.1, self.pad.0, self.pad.1, 0]
-            .iter()
-            .map(|&v| to_u32("pool", v))
-            .collect()
+        Ok(words(&PoolParams {
+            planes: u(self.planes)?,
+            h: u(self.h)?,
+            w: u(self.w)?,
+            oh: u(oh)?,
+            ow: u(ow)?,
+            kh: u(self.kh)?,
+            kw: u(self.kw)?,
+            sh: u(self.stride.0)?,
+            sw: u(self.stride.1)?,
+            ph: u(self.pad.0)?,
+            pw: u(self.pad.1)?,
+            _pad: 0,
+        }))
     }
+}
+
+/// `Params` of shaders/pool/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PoolParams {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    _pad: u32,
 }
 
 fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {

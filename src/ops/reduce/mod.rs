@@ -4,7 +4,7 @@
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, to_u32, KernelSource};
 
 const REDUCE_AXIS: &str = include_str!("../../../shaders/reduce/reduce_axis.wgsl");
@@ -50,16 +50,16 @@ pub fn reduce_axis(
             ReduceOp::Norm => (2, 1.0),
             _ => (0, 1.0),
         };
-        let params = [
-            to_u32(OP, outer)?,
-            to_u32(OP, reduce)?,
-            to_u32(OP, inner)?,
-            (op == ReduceOp::Max) as u32,
-            (op == ReduceOp::Norm) as u32,
+        let params = words(&ShortParams {
+            outer: to_u32(OP, outer)?,
+            reduce: to_u32(OP, reduce)?,
+            inner: to_u32(OP, inner)?,
+            op_max: (op == ReduceOp::Max) as u32,
+            square: (op == ReduceOp::Norm) as u32,
             finish,
-            f(scale),
-            0,
-        ];
+            scale,
+            _pad: 0,
+        });
         let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main");
         let grid = linear_grid(gpu, "reduce_axis_short", (outer * inner).div_ceil(256) as u64)?;
         return Ok(vec![gpu.dispatch("reduce_axis_short", &pipeline, &params, &[x, y], grid)?]);
@@ -77,17 +77,18 @@ pub fn reduce_axis(
             (true, ReduceOp::Norm) => (2, 1.0),
             _ => (0, 1.0),
         };
-        let params = [
-            to_u32(OP, outer)?,
-            to_u32(OP, current_len)?,
-            to_u32(OP, inner)?,
-            CHUNK as u32,
-            n_chunks as u32,
-            (op == ReduceOp::Max) as u32,
-            (first && op == ReduceOp::Norm) as u32,
+        let params = words(&AxisParams {
+            outer: to_u32(OP, outer)?,
+            reduce: to_u32(OP, current_len)?,
+            inner: to_u32(OP, inner)?,
+            chunk: CHUNK as u32,
+            n_chunks: n_chunks as u32,
+            op_max: (op == ReduceOp::Max) as u32,
+            square: (first && op == ReduceOp::Norm) as u32,
             finish,
-            f(scale),
-        ];
+            scale,
+            _pad: [0; 3],
+        });
         let grid = linear_grid(gpu, "reduce_axis", (outer * n_chunks * inner) as u64)?;
         let input = owned_input.as_ref().unwrap_or(x);
         if last {
@@ -135,9 +136,54 @@ pub fn reduce_axis_backward(
         ReduceOp::Norm => 3,
     };
     let pipeline = gpu.pipeline("reduce_axis_backward", || REDUCE_AXIS_BACKWARD.to_string(), "main");
-    let params = [to_u32(OP, outer)?, to_u32(OP, reduce)?, to_u32(OP, inner)?, code];
+    let params = words(&BackwardParams {
+        outer: to_u32(OP, outer)?,
+        reduce: to_u32(OP, reduce)?,
+        inner: to_u32(OP, inner)?,
+        op: code,
+    });
     let grid = linear_grid(gpu, OP, (outer * reduce * inner).div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[x, y, dy, dx], grid)
+}
+
+/// `Params` of shaders/reduce/reduce_axis.wgsl (finish: 0 none, 1 scale, 2 sqrt).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AxisParams {
+    outer: u32,
+    reduce: u32,
+    inner: u32,
+    chunk: u32,
+    n_chunks: u32,
+    op_max: u32,
+    square: u32,
+    finish: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// `Params` of shaders/reduce/reduce_axis_short.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ShortParams {
+    outer: u32,
+    reduce: u32,
+    inner: u32,
+    op_max: u32,
+    square: u32,
+    finish: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// `Params` of shaders/reduce/reduce_axis_backward.wgsl (op: 0 sum, 1 mean, 2 max, 3 norm).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BackwardParams {
+    outer: u32,
+    reduce: u32,
+    inner: u32,
+    op: u32,
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

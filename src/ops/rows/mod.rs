@@ -3,7 +3,7 @@
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
@@ -17,6 +17,16 @@ const KERNELS: [(&str, &str); 6] = [
     ("log_softmax_forward", include_str!("../../../shaders/rows/log_softmax_forward.wgsl")),
     ("log_softmax_backward", include_str!("../../../shaders/rows/log_softmax_backward.wgsl")),
 ];
+
+/// `Params` of shaders/rows/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowParams {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    eps: f32,
+}
 
 /// torch.nn.functional.normalize's default eps.
 pub const L2_EPS: f32 = 1e-12;
@@ -39,7 +49,7 @@ pub(crate) fn row_dispatch(
     }
     let key = format!("{family}/{name}");
     let pipeline = gpu.pipeline(&key, || row_source(body), "main");
-    let params = [to_u32(name, rows)?, to_u32(name, cols)?, f(scale), f(eps)];
+    let params = words(&RowParams { rows: to_u32(name, rows)?, cols: to_u32(name, cols)?, scale, eps });
     let grid = linear_grid(gpu, name, rows as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
 }

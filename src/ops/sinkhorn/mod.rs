@@ -8,7 +8,7 @@
 pub mod cpu;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{f, linear_grid, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
 use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/swav/common.wgsl");
@@ -51,6 +51,31 @@ fn kernel(gpu: &Gpu, name: &str, width: usize) -> wgpu::ComputePipeline {
     gpu.pipeline(&format!("sinkhorn/{name}/w{width}"), || source(name, width), "main")
 }
 
+/// `Params` of shaders/swav/common.wgsl (kv: K in V's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SinkhornParams {
+    rows: u32,
+    kv: u32,
+    queue_rows: u32,
+    batch: u32,
+    inv_eps: f32,
+    blocks: u32,
+    chunks: u32,
+    k: f32,
+}
+
+/// `Params` of shaders/swav/targets.wgsl: the assignment crops, u32::MAX past n_assign.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct TargetsParams {
+    rows: u32,
+    k: u32,
+    batch: u32,
+    n_assign: u32,
+    crops: [u32; MAX_ASSIGN_CROPS],
+}
+
 /// Rows per invocation in the column passes and V's per invocation in the row passes (must
 /// match ROW_BLOCK / COL_CHUNK in shaders/swav/common.wgsl).
 const ROW_BLOCK: usize = 64;
@@ -74,16 +99,16 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
     let kv = s.k / w;
     let blocks = s.rows().div_ceil(ROW_BLOCK);
     let chunks = kv.div_ceil(COL_CHUNK);
-    let p = vec![
-        to_u32(OP, s.rows())?,
-        to_u32(OP, kv)?,
-        to_u32(OP, s.queue_rows)?,
-        to_u32(OP, s.batch)?,
-        f(1.0 / s.epsilon),
-        to_u32(OP, blocks)?,
-        to_u32(OP, chunks)?,
-        f(s.k as f32),
-    ];
+    let p = words(&SinkhornParams {
+        rows: to_u32(OP, s.rows())?,
+        kv: to_u32(OP, kv)?,
+        queue_rows: to_u32(OP, s.queue_rows)?,
+        batch: to_u32(OP, s.batch)?,
+        inv_eps: 1.0 / s.epsilon,
+        blocks: to_u32(OP, blocks)?,
+        chunks: to_u32(OP, chunks)?,
+        k: s.k as f32,
+    });
     let pm = gpu.tensor("sinkhorn partial max", &[blocks, s.k])?;
     let m = gpu.tensor("sinkhorn prototype max", &[s.k])?;
     let pu = gpu.tensor("sinkhorn partial prototype sums", &[blocks, s.k])?;
@@ -134,10 +159,14 @@ pub fn targets(
     }
     check_len(OP, "codes", codes, assign.len() * batch * k)?;
     check_len(OP, "targets", t, n_crops * batch * k)?;
-    let mut params = vec![to_u32(OP, n_crops * batch)?, to_u32(OP, k)?, to_u32(OP, batch)?, assign.len() as u32];
-    for i in 0..MAX_ASSIGN_CROPS {
-        params.push(assign.get(i).map_or(u32::MAX, |&c| c as u32));
-    }
+    let params = words(&TargetsParams {
+        rows: to_u32(OP, n_crops * batch)?,
+        k: to_u32(OP, k)?,
+        batch: to_u32(OP, batch)?,
+        n_assign: assign.len() as u32,
+        // Unused slots name no crop.
+        crops: std::array::from_fn(|i| assign.get(i).map_or(u32::MAX, |&c| c as u32)),
+    });
     let pipeline = gpu.pipeline("swav/targets", || TARGETS.to_string(), "main");
     let grid = linear_grid(gpu, OP, (n_crops * batch * k).div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[codes, t], grid)
