@@ -228,13 +228,17 @@ impl Gpu {
     }
 
     /// A compute pipeline, created once per `key` (kernel + variant + specialisation) and cached.
-    /// `source` is only called on a cache miss.
-    pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String, entry: &str) -> wgpu::ComputePipeline {
+    /// `source` is only called on a cache miss. Natively a kernel the device rejects is an
+    /// `Error::Validation` naming it (an error scope around its creation); in the browser
+    /// the rejection goes to the console (the scope can only be awaited there).
+    pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String, entry: &str) -> Result<wgpu::ComputePipeline> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((p, _)) = cache.get(key) {
-            return p.clone();
+            return Ok(p.clone());
         }
         let source = source();
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(key),
             source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
@@ -251,9 +255,16 @@ impl Gpu {
             },
             cache: None,
         });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Validation {
+                context: format!("kernel {key} on {}", self.info.name),
+                message: e.to_string(),
+            });
+        }
         self.counters.pipelines.fetch_add(1, Ordering::Relaxed);
         cache.insert(key.to_string(), (pipeline.clone(), source));
-        pipeline
+        Ok(pipeline)
     }
 
     /// Every kernel this device has compiled so far: (identity, WGSL source).

@@ -57,3 +57,15 @@ fn shape_mismatch_is_an_error_not_a_panic() {
     );
     assert!(err.is_err());
 }
+
+/// A kernel the device rejects is a clear error naming it, not a panic, and nothing is cached.
+#[test]
+fn a_rejected_kernel_is_a_validation_error() {
+    let Some(gpu) = gpu() else { return };
+    let broken = || "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }".to_string();
+    let before = gpu.counters().pipelines;
+    let err = gpu.pipeline("test/broken", broken, "main").unwrap_err().to_string();
+    assert!(err.contains("kernel test/broken") && err.contains("validation"), "{err}");
+    assert_eq!(gpu.counters().pipelines, before);
+    assert!(gpu.pipeline("test/broken", broken, "main").is_err(), "a rejected kernel is not cached");
+}

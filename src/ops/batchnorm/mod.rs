@@ -94,12 +94,12 @@ fn backward_stats_name(masked: bool, width: usize) -> String {
     format!("batchnorm/backward_stats{}/w{width}", if masked { "_relu" } else { "" })
 }
 
-fn pipeline(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> wgpu::ComputePipeline {
+fn pipeline(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
     let w = width(s);
     gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || source(body, w), "main")
 }
 
-fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> wgpu::ComputePipeline {
+fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
     let w = width(s);
     gpu.pipeline(&backward_stats_name(masked, w), || backward_stats_source(w, masked), "main")
 }
@@ -107,7 +107,7 @@ fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> wgpu:
 /// The apply / backward_input pipeline for this shape, and its grid (one invocation per V).
 fn elementwise(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
     let grid = linear_grid(gpu, "batchnorm", (s.len() / width(s)).div_ceil(256) as u64)?;
-    Ok((pipeline(gpu, name, body, s), grid))
+    Ok((pipeline(gpu, name, body, s)?, grid))
 }
 
 /// Training-mode forward: writes the batch `mean` and biased `var` (kept for backward), updates
@@ -145,7 +145,7 @@ pub fn forward_train(
     let params = s.params(true, update_running)?;
     let stats = gpu.dispatch(
         "batchnorm/stats",
-        &pipeline(gpu, "stats", STATS, &s),
+        &pipeline(gpu, "stats", STATS, &s)?,
         &params,
         &[x, mean, var, running_mean, running_var],
         [to_u32(OP, s.channels)?, 1, 1],
@@ -213,7 +213,7 @@ pub fn backward(
     tensors.extend(relu_mask);
     let stats = gpu.dispatch(
         "batchnorm/backward_stats",
-        &backward_stats_pipeline(gpu, relu_mask.is_some(), &s),
+        &backward_stats_pipeline(gpu, relu_mask.is_some(), &s)?,
         &params,
         &tensors,
         [to_u32(OP, s.channels)?, 1, 1],

@@ -250,7 +250,7 @@ pub(crate) fn dispatch(
     });
     let key = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{}", c.kw);
     let kw = u(c.kw);
-    let pipeline = gpu.pipeline(&key, || source(tm, tn, sg, kw), "main");
+    let pipeline = gpu.pipeline(&key, || source(tm, tn, sg, kw), "main")?;
     let wg = [u(n_seg.div_ceil(sg as usize)), u(c.m.div_ceil(tm as usize)), 1];
     gpu.dispatch(&key, &pipeline, &params, &[x, w, y], wg)
 }
@@ -385,7 +385,7 @@ pub(crate) fn weight_dispatch(
     });
     let (kh, kw) = (u(s.kh), u(s.kw));
     let key = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}");
-    let pipeline = gpu.pipeline(&key, || weight_source(tm, tp, sg, kh, kw), "main");
+    let pipeline = gpu.pipeline(&key, || weight_source(tm, tp, sg, kh, kw), "main")?;
     let wg = [u(s.cin.div_ceil(sg as usize)), u(s.cout.div_ceil(tm as usize)), u(splits)];
     dispatch_split_k(gpu, &key, &pipeline, &params, &[x, dy], dw, wg)
 }

@@ -39,7 +39,7 @@ fn run_flagged(
         check_len(name, &format!("operand {i}"), t, len)?;
     }
     let w = vec_width(len);
-    let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main");
+    let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main")?;
     let params = words(&ElementwiseParams { len: to_u32(name, len / w)?, relu: relu as u32, alpha, beta });
     let grid = linear_grid(gpu, name, (len / w).div_ceil(256) as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)
@@ -85,7 +85,7 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
             ),
         });
     }
-    let pipeline = gpu.pipeline("elementwise/copy", || COPY.to_string(), "main");
+    let pipeline = gpu.pipeline("elementwise/copy", || COPY.to_string(), "main")?;
     let params = words(&CopyParams {
         len: to_u32(OP, len)?,
         src_offset: to_u32(OP, src_offset)?,

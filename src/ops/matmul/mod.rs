@@ -397,7 +397,7 @@ pub(crate) fn gemm(
     variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
     let key = gemm_kernel_name(name, variant, loader_subs);
-    let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main");
+    let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main")?;
     let tile = variant.workgroup_tile();
     gemm_with_pipeline(gpu, &key, &pipeline, params, inputs, out, p, tile, 1)
 }
@@ -505,7 +505,7 @@ pub fn matmul(
     let params = words(&DenseParams { has_bias: bias.is_some() as u32, ..DenseParams::default() });
     if variant.has_vec4() && !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) {
         let key = format!("matmul_vec4/{}", variant.name());
-        let pipeline = gpu.pipeline(&key, || variant.vec4_source(), "main");
+        let pipeline = gpu.pipeline(&key, || variant.vec4_source(), "main")?;
         let tile = variant.workgroup_tile();
         return gemm_with_pipeline(gpu, &key, &pipeline, params, &[a, b, bias_t], c, &p, tile, 4);
     }

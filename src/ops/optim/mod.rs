@@ -67,7 +67,7 @@ pub fn sgd_step(
         d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
         d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
     }
-    let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main");
+    let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main")?;
     let params = words(&SgdParams {
         len: to_u32(OP, n)?,
         lars: h.lars as u32,
@@ -103,7 +103,7 @@ pub fn adam_step(
     check_len(OP, "second moment", m2, n)?;
     check_len(OP, "optimizer state", opt, STATE_LEN)?;
     check_len(OP, "loss", loss, 1)?;
-    let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main");
+    let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main")?;
     let params = words(&AdamParams {
         len: to_u32(OP, n)?,
         gated: h.gated as u32,

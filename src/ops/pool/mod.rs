@@ -100,7 +100,7 @@ pub(crate) struct PoolParams {
     _pad: u32,
 }
 
-fn pipeline(gpu: &Gpu, name: &str, body: &str) -> wgpu::ComputePipeline {
+fn pipeline(gpu: &Gpu, name: &str, body: &str) -> Result<wgpu::ComputePipeline> {
     gpu.pipeline(&format!("pool/{name}"), || compose(&[COMMON, body], &[]), "main")
 }
 
@@ -111,7 +111,7 @@ pub fn max_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, argmax: &Tensor, s: P
     check_len("max_pool", "output", y, s.output_len())?;
     check_len("max_pool", "argmax", argmax, s.output_len())?;
     let grid = linear_grid(gpu, "max_pool", s.output_len().div_ceil(256) as u64)?;
-    gpu.dispatch("pool/max_forward", &pipeline(gpu, "max_forward", MAX_FORWARD), &s.params()?, &[x, y, argmax], grid)
+    gpu.dispatch("pool/max_forward", &pipeline(gpu, "max_forward", MAX_FORWARD)?, &s.params()?, &[x, y, argmax], grid)
 }
 
 pub fn max_pool_backward(gpu: &Gpu, dy: &Tensor, argmax: &Tensor, dx: &Tensor, s: PoolShape) -> Result<Dispatch> {
@@ -122,7 +122,7 @@ pub fn max_pool_backward(gpu: &Gpu, dy: &Tensor, argmax: &Tensor, dx: &Tensor, s
     let grid = linear_grid(gpu, "max_pool_backward", (s.planes * s.h * s.w).div_ceil(256) as u64)?;
     gpu.dispatch(
         "pool/max_backward",
-        &pipeline(gpu, "max_backward", MAX_BACKWARD),
+        &pipeline(gpu, "max_backward", MAX_BACKWARD)?,
         &s.params()?,
         &[dy, argmax, dx],
         grid,
@@ -141,7 +141,7 @@ pub fn global_avg_pool_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, planes: usi
     let grid = linear_grid(gpu, "global_avg_pool_backward", (planes * hw).div_ceil(256) as u64)?;
     gpu.dispatch(
         "pool/global_avg_backward",
-        &pipeline(gpu, "global_avg_backward", AVG_BACKWARD),
+        &pipeline(gpu, "global_avg_backward", AVG_BACKWARD)?,
         &s.params()?,
         &[dy, dx],
         grid,

@@ -60,11 +60,11 @@ pub fn reduce_axis(
             scale,
             _pad: 0,
         });
-        let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main");
+        let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main")?;
         let grid = linear_grid(gpu, "reduce_axis_short", (outer * inner).div_ceil(256) as u64)?;
         return Ok(vec![gpu.dispatch("reduce_axis_short", &pipeline, &params, &[x, y], grid)?]);
     }
-    let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main");
+    let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main")?;
     let mut passes: Vec<Dispatch> = Vec::new();
     let mut current_len = reduce;
     let mut first = true;
@@ -135,7 +135,7 @@ pub fn reduce_axis_backward(
         ReduceOp::Max => 2,
         ReduceOp::Norm => 3,
     };
-    let pipeline = gpu.pipeline("reduce_axis_backward", || REDUCE_AXIS_BACKWARD.to_string(), "main");
+    let pipeline = gpu.pipeline("reduce_axis_backward", || REDUCE_AXIS_BACKWARD.to_string(), "main")?;
     let params = words(&BackwardParams {
         outer: to_u32(OP, outer)?,
         reduce: to_u32(OP, reduce)?,

@@ -48,7 +48,7 @@ pub(crate) fn row_dispatch(
         return shape_err(name, format!("empty [{rows}, {cols}]"));
     }
     let key = format!("{family}/{name}");
-    let pipeline = gpu.pipeline(&key, || row_source(body), "main");
+    let pipeline = gpu.pipeline(&key, || row_source(body), "main")?;
     let params = words(&RowParams { rows: to_u32(name, rows)?, cols: to_u32(name, cols)?, scale, eps });
     let grid = linear_grid(gpu, name, rows as u64)?;
     gpu.dispatch(name, &pipeline, &params, tensors, grid)

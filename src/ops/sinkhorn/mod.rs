@@ -47,7 +47,7 @@ fn source(name: &str, width: usize) -> String {
     compose(&[COMMON, body], &vec_subs(width))
 }
 
-fn kernel(gpu: &Gpu, name: &str, width: usize) -> wgpu::ComputePipeline {
+fn kernel(gpu: &Gpu, name: &str, width: usize) -> Result<wgpu::ComputePipeline> {
     gpu.pipeline(&format!("sinkhorn/{name}/w{width}"), || source(name, width), "main")
 }
 
@@ -122,19 +122,19 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
     let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
     let k = |name: &str| kernel(gpu, name, w);
     let mut d = vec![
-        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum"), &p, &[x, active, &pm, &pu], column_pass)?,
-        gpu.dispatch("sinkhorn/first_shift", &k("first_shift"), &p, &[&pm, &pu, &m, &shift], per_column)?,
+        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum")?, &p, &[x, active, &pm, &pu], column_pass)?,
+        gpu.dispatch("sinkhorn/first_shift", &k("first_shift")?, &p, &[&pm, &pu, &m, &shift], per_column)?,
     ];
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(gpu.dispatch("sinkhorn/colsum", &k("colsum"), &p, &[x, active, &m, &beta, &pu], column_pass)?);
-            d.push(gpu.dispatch("sinkhorn/shift", &k("shift"), &p, &[&pu, &m, &shift], per_column)?);
+            d.push(gpu.dispatch("sinkhorn/colsum", &k("colsum")?, &p, &[x, active, &m, &beta, &pu], column_pass)?);
+            d.push(gpu.dispatch("sinkhorn/shift", &k("shift")?, &p, &[&pu, &m, &shift], per_column)?);
         }
-        d.push(gpu.dispatch("sinkhorn/rowsum", &k("rowsum"), &p, &[x, active, &shift, &pv], row_pass)?);
-        d.push(gpu.dispatch("sinkhorn/beta", &k("beta"), &p, &[&pv, active, &beta], per_row)?);
+        d.push(gpu.dispatch("sinkhorn/rowsum", &k("rowsum")?, &p, &[x, active, &shift, &pv], row_pass)?);
+        d.push(gpu.dispatch("sinkhorn/beta", &k("beta")?, &p, &[&pv, active, &beta], per_row)?);
     }
     let out = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
-    let finish = gpu.dispatch("sinkhorn/finish", &k("finish"), &p, &[x, active, &shift, &beta, codes], out)?;
+    let finish = gpu.dispatch("sinkhorn/finish", &k("finish")?, &p, &[x, active, &shift, &beta, codes], out)?;
     d.push(finish.keep(pm).keep(m).keep(pu).keep(shift).keep(pv).keep(beta));
     Ok(d)
 }
@@ -167,7 +167,7 @@ pub fn targets(
         // Unused slots name no crop.
         crops: std::array::from_fn(|i| assign.get(i).map_or(u32::MAX, |&c| c as u32)),
     });
-    let pipeline = gpu.pipeline("swav/targets", || TARGETS.to_string(), "main");
+    let pipeline = gpu.pipeline("swav/targets", || TARGETS.to_string(), "main")?;
     let grid = linear_grid(gpu, OP, (n_crops * batch * k).div_ceil(256) as u64)?;
     gpu.dispatch(OP, &pipeline, &params, &[codes, t], grid)
 }
