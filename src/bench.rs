@@ -36,14 +36,14 @@ pub fn step_configs() -> Vec<(String, TrainConfig)> {
             CropConfig { count: n_small, size: small, min_scale: 0.05, max_scale: 0.14 },
         ]
     };
-    let base = TrainConfig { optimizer: "lars".into(), feat_dim: 128, ..TrainConfig::default() };
+    let base = TrainConfig { optimizer: crate::optim::OptimizerKind::Lars, feat_dim: 128, ..TrainConfig::default() };
     vec![
         (
             "r18x0.25-b64".into(),
             TrainConfig {
-                arch: "resnet18".into(),
+                arch: crate::model::Arch::ResNet18,
                 width: 0.25,
-                stem: "cifar".into(),
+                stem: crate::model::Stem::Cifar,
                 batch_size: 64,
                 hidden_mlp: 512,
                 prototypes: 100,
@@ -54,9 +54,9 @@ pub fn step_configs() -> Vec<(String, TrainConfig)> {
         (
             "r18x1-b256".into(),
             TrainConfig {
-                arch: "resnet18".into(),
+                arch: crate::model::Arch::ResNet18,
                 width: 1.0,
-                stem: "cifar".into(),
+                stem: crate::model::Stem::Cifar,
                 batch_size: 256,
                 hidden_mlp: 2048,
                 prototypes: 3000,
@@ -67,9 +67,9 @@ pub fn step_configs() -> Vec<(String, TrainConfig)> {
         (
             "r50-b32".into(),
             TrainConfig {
-                arch: "resnet50".into(),
+                arch: crate::model::Arch::ResNet50,
                 width: 1.0,
-                stem: "imagenet".into(),
+                stem: crate::model::Stem::ImageNet,
                 batch_size: 32,
                 hidden_mlp: 2048,
                 prototypes: 3000,

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use swav_wgpu::gpu::{describe_adapter, list_adapters, pick_adapter, Gpu, GpuOptions};
+use swav_wgpu::model::{Arch, Stem};
+use swav_wgpu::optim::OptimizerKind;
 use swav_wgpu::run::{self, RunOptions};
 use swav_wgpu::train::config::{natural_image_defaults, small_data_defaults};
 use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
@@ -71,13 +73,13 @@ struct BenchArgs {
 struct ModelArgs {
     /// resnet18, resnet34 or resnet50.
     #[arg(long)]
-    arch: Option<String>,
+    arch: Option<Arch>,
     /// Width multiplier of every layer.
     #[arg(long)]
     width: Option<f32>,
     /// cifar (3x3/1, no pool), cifar_pool (3x3/1 + 3x3/2 max-pool) or imagenet (7x7/2 + max-pool).
     #[arg(long)]
-    stem: Option<String>,
+    stem: Option<Stem>,
 }
 
 #[derive(Args)]
@@ -127,7 +129,7 @@ struct TrainArgs {
     lr: Option<f64>,
     /// lars, sgd or adam.
     #[arg(long)]
-    optimizer: Option<String>,
+    optimizer: Option<OptimizerKind>,
     #[arg(long)]
     epsilon: Option<f32>,
     #[arg(long)]
@@ -271,14 +273,14 @@ fn parse_crops(spec: &str) -> Result<Vec<CropConfig>> {
 }
 
 fn apply_model(cfg: &mut TrainConfig, m: &ModelArgs) {
-    if let Some(v) = &m.arch {
-        cfg.arch = v.clone();
+    if let Some(v) = m.arch {
+        cfg.arch = v;
     }
     if let Some(v) = m.width {
         cfg.width = v;
     }
-    if let Some(v) = &m.stem {
-        cfg.stem = v.clone();
+    if let Some(v) = m.stem {
+        cfg.stem = v;
     }
 }
 
@@ -316,9 +318,9 @@ fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
     let mut cfg = meta.config;
     let m = &a.model;
     let clash = [
-        ("--arch", m.arch.clone(), cfg.arch.clone()),
+        ("--arch", m.arch.map(|v| v.to_string()), cfg.arch.to_string()),
         ("--width", m.width.map(|w| w.to_string()), cfg.width.to_string()),
-        ("--stem", m.stem.clone(), cfg.stem.clone()),
+        ("--stem", m.stem.map(|v| v.to_string()), cfg.stem.to_string()),
         ("--prototypes", a.prototypes.map(|v| v.to_string()), cfg.prototypes.to_string()),
         ("--feat-dim", a.feat_dim.map(|v| v.to_string()), cfg.feat_dim.to_string()),
         ("--hidden-mlp", a.hidden_mlp.map(|v| v.to_string()), cfg.hidden_mlp.to_string()),

@@ -21,8 +21,8 @@ fn js(e: crate::Error) -> JsValue {
 pub fn demo_config() -> TrainConfig {
     TrainConfig {
         width: 0.0625,
-        stem: "cifar".into(),
-        optimizer: "sgd".into(),
+        stem: crate::model::Stem::Cifar,
+        optimizer: crate::optim::OptimizerKind::Sgd,
         weight_decay: 1e-4,
         batch_size: 32,
         hidden_mlp: 64,

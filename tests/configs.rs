@@ -47,7 +47,7 @@ fn resnet18_flops_by_hand(width: f32, stem: &str, size: usize, hidden: usize, di
 #[test]
 fn flop_count_matches_the_layer_formulas() {
     for (width, stem) in [(0.25, "imagenet"), (0.23, "cifar_pool"), (0.125, "cifar")] {
-        let cfg = TrainConfig { width, stem: stem.into(), ..natural_image_defaults() };
+        let cfg = TrainConfig { width, stem: stem.parse().unwrap(), ..natural_image_defaults() };
         let counted = cfg.forward_flops_per_image().unwrap();
         let by_hand = 2.0 * resnet18_flops_by_hand(width, stem, 32, 512, 128, 512);
         assert!((counted - by_hand).abs() <= 1e-9 * by_hand, "{stem} x{width}: graph {counted} vs formulas {by_hand}");
@@ -59,7 +59,7 @@ fn flop_count_matches_the_layer_formulas() {
 #[test]
 fn natural_image_defaults_fit_the_flop_budget() {
     let defaults = natural_image_defaults();
-    let reference = TrainConfig { width: 0.25, stem: "imagenet".into(), ..natural_image_defaults() };
+    let reference = TrainConfig { width: 0.25, stem: swav_wgpu::model::Stem::ImageNet, ..natural_image_defaults() };
     let ratio = defaults.forward_flops_per_image().unwrap() / reference.forward_flops_per_image().unwrap();
     eprintln!("natural-image defaults: {ratio:.2}x the forward FLOPs of R18 x0.25 (ImageNet stem, 2x32)");
     assert!(ratio <= 3.0, "natural-image defaults cost {ratio:.2}x the reference, over the 3x budget");

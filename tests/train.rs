@@ -27,9 +27,9 @@ fn fixture_dir() -> PathBuf {
 /// prototypes frozen for 1 iteration.
 fn fixture_config() -> TrainConfig {
     TrainConfig {
-        arch: "resnet18".into(),
+        arch: swav_wgpu::model::Arch::ResNet18,
         width: 0.125,
-        stem: "cifar".into(),
+        stem: swav_wgpu::model::Stem::Cifar,
         hidden_mlp: 64,
         feat_dim: 16,
         prototypes: 20,
@@ -371,12 +371,25 @@ fn impossible_augmentation_settings_are_named() {
     for (cfg, needle) in [
         (TrainConfig { hue: 0.9, ..TrainConfig::default() }, "hue"),
         (TrainConfig { color_jitter: -1.0, ..TrainConfig::default() }, "color_jitter"),
-        (TrainConfig { optimizer: "adamw".into(), ..TrainConfig::default() }, "adamw"),
     ] {
         let e = cfg.validate().expect_err(needle);
         assert!(e.to_string().contains(needle), "{e}");
     }
-    assert!(TrainConfig { optimizer: "adam".into(), hue: 0.5, ..TrainConfig::default() }.validate().is_ok());
+    // Names of the architecture, stem and optimizer are checked as the file is read.
+    for (line, needle) in
+        [("optimizer = \"adamw\"", "adamw"), ("arch = \"resnet9\"", "resnet9"), ("stem = \"big\"", "big")]
+    {
+        let e = TrainConfig::from_toml(line).expect_err(needle).to_string();
+        assert!(e.contains(needle) && e.contains("expected one of"), "{e}");
+    }
+    let cfg = TrainConfig::from_toml("arch = \"resnet50\"\nstem = \"imagenet\"\noptimizer = \"sgd\"").unwrap();
+    assert_eq!(
+        (cfg.arch.to_string(), cfg.stem.to_string(), cfg.optimizer.to_string()),
+        ("resnet50".into(), "imagenet".into(), "sgd".into())
+    );
+    assert!(TrainConfig { optimizer: swav_wgpu::optim::OptimizerKind::Adam, hue: 0.5, ..TrainConfig::default() }
+        .validate()
+        .is_ok());
 }
 
 /// One identity per kernel: every pipeline that training steps create (multi-crop, queue,
@@ -385,7 +398,14 @@ fn impossible_augmentation_settings_are_named() {
 #[test]
 fn every_kernel_a_training_step_compiles_is_validated() {
     let Some(gpu) = gpu() else { return };
-    for cfg in [small_config(), TrainConfig { optimizer: "adam".into(), stem: "cifar_pool".into(), ..small_config() }] {
+    for cfg in [
+        small_config(),
+        TrainConfig {
+            optimizer: swav_wgpu::optim::OptimizerKind::Adam,
+            stem: swav_wgpu::model::Stem::CifarPool,
+            ..small_config()
+        },
+    ] {
         let mut t = Trainer::new(gpu.clone(), cfg, 1).unwrap();
         t.init_random(2).unwrap();
         run_steps(&mut t, 0, 3);

@@ -4,11 +4,22 @@
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     ResNet18,
     ResNet34,
     ResNet50,
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet34 => "resnet34",
+            Arch::ResNet50 => "resnet50",
+        })
+    }
 }
 
 impl std::str::FromStr for Arch {
@@ -26,7 +37,8 @@ impl std::str::FromStr for Arch {
 /// How the network first meets the image. The stem sets the resolution every later stage runs
 /// at, and so most of the FLOPs: each stage of a ResNet costs about the same at a given input
 /// size, and halving the resolution quarters it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stem {
     /// 3x3 conv, stride 1, no pool: stages at full resolution (CIFAR ResNets).
     Cifar,
@@ -34,12 +46,23 @@ pub enum Stem {
     /// images, where the ImageNet stem leaves the last stage at 1x1.
     CifarPool,
     /// 7x7 conv, stride 2, then 3x3/2 max-pool: stages at a quarter resolution (torchvision).
+    #[serde(rename = "imagenet")]
     ImageNet,
 }
 
 impl Stem {
     /// The names the config file uses.
     pub const NAMES: &'static str = "cifar, cifar_pool or imagenet";
+}
+
+impl std::fmt::Display for Stem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stem::Cifar => "cifar",
+            Stem::CifarPool => "cifar_pool",
+            Stem::ImageNet => "imagenet",
+        })
+    }
 }
 
 impl std::str::FromStr for Stem {

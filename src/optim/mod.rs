@@ -24,7 +24,8 @@ pub fn step_state(lr: f64, step: usize, unfreeze: usize) -> [f32; STATE_LEN] {
 }
 
 /// Which update rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// SGD with momentum inside apex LARC (the official SwAV optimizer).
     Lars,
@@ -32,6 +33,16 @@ pub enum OptimizerKind {
     Sgd,
     /// torch.optim.Adam (betas 0.9 / 0.999, eps 1e-8, L2 weight decay).
     Adam,
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Lars => "lars",
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+        })
+    }
 }
 
 impl std::str::FromStr for OptimizerKind {
