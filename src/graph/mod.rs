@@ -287,82 +287,81 @@ pub enum Op {
     },
 }
 
+/// The tensors an op reads and writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Io {
+    pub reads: Vec<TensorId>,
+    pub writes: Vec<TensorId>,
+}
+
+fn io(reads: &[TensorId], writes: &[TensorId]) -> Io {
+    Io { reads: reads.to_vec(), writes: writes.to_vec() }
+}
+
 impl Op {
-    /// Tensors the op reads.
-    pub fn inputs(&self) -> Vec<TensorId> {
+    /// What the op reads and writes, one arm per op (batch-norm's in-place running
+    /// statistics are not listed: nothing in a step reads them after).
+    pub fn io(&self) -> Io {
         use Op::*;
         match self {
-            Conv2d { x, w, .. } => vec![*x, *w],
-            Conv2dBackwardInput { dy, w, .. } => vec![*dy, *w],
-            Conv2dBackwardWeight { x, dy, .. } => vec![*x, *dy],
-            BatchNorm { x, gamma, beta, running_mean, running_var, .. } => {
-                vec![*x, *gamma, *beta, *running_mean, *running_var]
+            Conv2d { x, w, y, .. } => io(&[*x, *w], &[*y]),
+            Conv2dBackwardInput { dy, w, dx, .. } => io(&[*dy, *w], &[*dx]),
+            Conv2dBackwardWeight { x, dy, dw, .. } => io(&[*x, *dy], &[*dw]),
+            BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, .. } => {
+                let reads = [*x, *gamma, *beta, *running_mean, *running_var];
+                match stats {
+                    Some((m, v)) => io(&reads, &[*y, *m, *v]),
+                    None => io(&reads, &[*y]),
+                }
             }
-            BatchNormBackward { x, dy, relu_mask, mean, var, gamma, .. } => {
-                [*x, *dy, *mean, *var, *gamma].into_iter().chain(*relu_mask).collect()
+            // With a fused ReLU the masked gradient is stored over `dy`.
+            BatchNormBackward { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx, .. } => match relu_mask {
+                Some(m) => io(&[*x, *dy, *mean, *var, *gamma, *m], &[*dgamma, *dbeta, *dx, *dy]),
+                None => io(&[*x, *dy, *mean, *var, *gamma], &[*dgamma, *dbeta, *dx]),
+            },
+            Relu { x, y } => io(&[*x], &[*y]),
+            ReluBackward { x, dy, dx } => io(&[*x, *dy], &[*dx]),
+            Add { a, b, c, .. } => io(&[*a, *b], &[*c]),
+            Scale { x, y, .. } => io(&[*x], &[*y]),
+            Fill { y, .. } => io(&[], &[*y]),
+            MaxPool { x, y, argmax, .. } => io(&[*x], &[*y, *argmax]),
+            MaxPoolBackward { dy, argmax, dx, .. } => io(&[*dy, *argmax], &[*dx]),
+            Reduce { x, y, .. } => io(&[*x], &[*y]),
+            ReduceBackward { x, y, dy, dx, .. } => io(&[*x, *y, *dy], &[*dx]),
+            Matmul { a, b, bias, c, .. } => {
+                let reads: Vec<TensorId> = [Some(*a), Some(*b), *bias].into_iter().flatten().collect();
+                io(&reads, &[*c])
             }
-            Relu { x, .. } => vec![*x],
-            ReluBackward { x, dy, .. } => vec![*x, *dy],
-            Add { a, b, .. } => vec![*a, *b],
-            Scale { x, .. } => vec![*x],
-            Fill { .. } => vec![],
-            MaxPool { x, .. } => vec![*x],
-            MaxPoolBackward { dy, argmax, .. } => vec![*dy, *argmax],
-            Reduce { x, .. } => vec![*x],
-            ReduceBackward { x, y, dy, .. } => vec![*x, *y, *dy],
-            Matmul { a, b, bias, .. } => [Some(*a), Some(*b), *bias].into_iter().flatten().collect(),
-            Rows { x, .. } => vec![*x],
-            RowsBackward { src, dy, .. } => vec![*src, *dy],
-            CrossEntropy { x, q, .. } => vec![*x, *q],
-            CrossEntropyBackward { x, q, dloss, .. } => vec![*x, *q, *dloss],
-            Concat { xs, .. } => xs.clone(),
-            Slice { x, .. } => vec![*x],
-            SliceBackward { dy, .. } => vec![*dy],
-            RenormRows { x, .. } => vec![*x],
-            Sinkhorn { x, active, .. } => vec![*x, *active],
-            SwavTargets { codes, .. } => vec![*codes],
-            QueuePush { queue, src, .. } => vec![*queue, *src],
-            SgdStep { param, grad, momentum, state, loss, .. } => vec![*param, *grad, *momentum, *state, *loss],
-            AdamStep { param, grad, m1, m2, state, loss, .. } => vec![*param, *grad, *m1, *m2, *state, *loss],
+            Rows { x, y, .. } => io(&[*x], &[*y]),
+            RowsBackward { src, dy, dx, .. } => io(&[*src, *dy], &[*dx]),
+            CrossEntropy { x, q, loss, .. } => io(&[*x, *q], &[*loss]),
+            CrossEntropyBackward { x, q, dloss, dx, .. } => io(&[*x, *q, *dloss], &[*dx]),
+            Concat { xs, y, .. } => io(xs, &[*y]),
+            Slice { x, y, .. } => io(&[*x], &[*y]),
+            SliceBackward { dy, dx, .. } => io(&[*dy], &[*dx]),
+            RenormRows { x, scratch, .. } => io(&[*x], &[*scratch]),
+            Sinkhorn { x, active, codes, .. } => io(&[*x, *active], &[*codes]),
+            SwavTargets { codes, t, .. } => io(&[*codes], &[*t]),
+            QueuePush { queue, src, scratch, .. } => {
+                let writes: Vec<TensorId> = scratch.iter().copied().collect();
+                io(&[*queue, *src], &writes)
+            }
+            // The parameter and optimizer state are updated in place (persistent tensors).
+            SgdStep { param, grad, momentum, pnorm, gnorm, state, loss, .. } => {
+                io(&[*param, *grad, *momentum, *state, *loss], &[*pnorm, *gnorm])
+            }
+            AdamStep { param, grad, m1, m2, state, loss, .. } => io(&[*param, *grad, *m1, *m2, *state, *loss], &[]),
         }
     }
 
-    /// Tensors the op writes (batch-norm's in-place running statistics are not listed).
+    /// Tensors the op reads (`io().reads`).
+    pub fn inputs(&self) -> Vec<TensorId> {
+        self.io().reads
+    }
+
+    /// Tensors the op writes (`io().writes`).
     pub fn outputs(&self) -> Vec<TensorId> {
-        use Op::*;
-        match self {
-            Conv2d { y, .. } => vec![*y],
-            Conv2dBackwardInput { dx, .. } => vec![*dx],
-            Conv2dBackwardWeight { dw, .. } => vec![*dw],
-            BatchNorm { stats, y, .. } => match stats {
-                Some((m, v)) => vec![*y, *m, *v],
-                None => vec![*y],
-            },
-            BatchNormBackward { dgamma, dbeta, dx, .. } => vec![*dgamma, *dbeta, *dx],
-            Relu { y, .. } => vec![*y],
-            ReluBackward { dx, .. } => vec![*dx],
-            Add { c, .. } => vec![*c],
-            Scale { y, .. } => vec![*y],
-            Fill { y, .. } => vec![*y],
-            MaxPool { y, argmax, .. } => vec![*y, *argmax],
-            MaxPoolBackward { dx, .. } => vec![*dx],
-            Reduce { y, .. } => vec![*y],
-            ReduceBackward { dx, .. } => vec![*dx],
-            Matmul { c, .. } => vec![*c],
-            Rows { y, .. } => vec![*y],
-            RowsBackward { dx, .. } => vec![*dx],
-            CrossEntropy { loss, .. } => vec![*loss],
-            CrossEntropyBackward { dx, .. } => vec![*dx],
-            Concat { y, .. } => vec![*y],
-            Slice { y, .. } => vec![*y],
-            SliceBackward { dx, .. } => vec![*dx],
-            RenormRows { scratch, .. } => vec![*scratch],
-            Sinkhorn { codes, .. } => vec![*codes],
-            SwavTargets { t, .. } => vec![*t],
-            QueuePush { scratch, .. } => scratch.iter().copied().collect(),
-            SgdStep { pnorm, gnorm, .. } => vec![*pnorm, *gnorm],
-            AdamStep { .. } => vec![],
-        }
+        self.io().writes
     }
 }
 
