@@ -19,9 +19,12 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod rng;
+// The browser demo runs the kernel checks, so wasm builds always have the helpers.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;
 pub mod swav;
+#[cfg(any(feature = "testing", target_arch = "wasm32"))]
+pub mod testing;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -168,25 +168,21 @@ impl WebDemo {
 }
 
 fn rel_err(got: &[f32], want: &[f64]) -> f64 {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let floor = (1e-2 * scale).max(f64::MIN_POSITIVE);
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| if g.is_nan() { f64::INFINITY } else { (*g as f64 - w).abs() / w.abs().max(floor) })
-        .fold(0.0, f64::max)
+    crate::testing::max_rel_err_f32(got, want)
 }
 
 fn upload(gpu: &Gpu, v: &[f64]) -> crate::Result<Tensor> {
-    gpu.tensor_from("check", &[v.len()], &v.iter().map(|&x| x as f32).collect::<Vec<_>>())
+    crate::testing::upload(gpu, "check", v)
 }
 
 /// GPU vs CPU reference on small random inputs (ragged sizes), run where the library runs.
 pub async fn kernel_checks(gpu: &Gpu) -> crate::Result<Vec<(String, f64, bool)>> {
     use crate::ops::*;
+    use crate::testing::TestData;
     let mut rng = Rng::new(7);
-    let mut vecf = |n: usize| -> Vec<f64> { (0..n).map(|_| (rng.range(-1.0, 1.0) as f32) as f64).collect() };
+    let mut vecf = |n: usize| rng.vec_f32(n);
     let mut out = Vec::new();
-    let tol = 1e-4;
+    let tol = crate::testing::GPU_TOL;
     for variant in matmul::GemmVariant::all(gpu.subgroup_size) {
         let s = matmul::MatmulShape { m: 17, n: 33, k: 9, trans_a: false, trans_b: true };
         let (a, b) = (vecf(s.m * s.k), vecf(s.k * s.n));

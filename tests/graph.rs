@@ -71,7 +71,7 @@ fn random_values(g: &Graph, seed: u64) -> Values {
             Kind::Buffer if info.name.ends_with("running_var") => vec![1.0; n],
             Kind::Buffer => vec![0.0; n],
             Kind::Input if info.name == "q" => {
-                let mut q: Vec<f64> = (0..n).map(|_| rng.uniform().abs() as f32 as f64).collect();
+                let mut q: Vec<f64> = (0..n).map(|_| rng.signed().abs() as f32 as f64).collect();
                 let cols = info.shape[1];
                 for row in q.chunks_mut(cols) {
                     let s: f64 = row.iter().sum();
@@ -201,7 +201,7 @@ fn plan_report_resnet50_multicrop_reuses_activation_memory() {
 }
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/swav_model")
+    common::fixture_dir("swav_model")
 }
 
 /// The swav_model fixture's network (ResNet-18 layout x 0.125, CIFAR stem, head 64-64-16,

@@ -15,7 +15,7 @@ use swav_wgpu::ops::sinkhorn::{self, SinkhornShape};
 use swav_wgpu::swav::{self, cpu, SwavConfig};
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    let dir = fixture_dir("");
     assert!(dir.exists(), "fixtures missing: expected {} (the shared/ folder beside the repo)", dir.display());
     dir
 }
@@ -205,7 +205,7 @@ fn sinkhorn_is_finite_where_exp_overflows_f32() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(81);
     let (batch, k) = (64, 100);
-    let x: Vec<f64> = (0..batch * k).map(|_| if rng.uniform() > 0.0 { 1.0 } else { -1.0 }).collect();
+    let x: Vec<f64> = (0..batch * k).map(|_| if rng.signed() > 0.0 { 1.0 } else { -1.0 }).collect();
     let s = SinkhornShape { queue_rows: 0, batch, k, epsilon: 0.01, iterations: 3 };
     let tx = upload(&gpu, "x", &x);
     let ta = upload(&gpu, "active", &[0.0]);

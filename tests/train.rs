@@ -16,7 +16,7 @@ use swav_wgpu::optim::{lr_schedule, AdamHyper, SgdHyper};
 use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
 
 fn fixture_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/swav_model");
+    let dir = common::fixture_dir("swav_model");
     assert!(dir.exists(), "fixtures missing: expected {} (the shared/ folder beside the repo)", dir.display());
     dir
 }

@@ -7,7 +7,7 @@ const SCALE: f64 = 10.0;
 /// Soft targets: non-negative rows that sum to 1 (like Sinkhorn codes), except the last row
 /// which sums to 0.5 so the sum(Q) term of the gradient is exercised.
 fn targets(rng: &mut Rng, r: usize, c: usize) -> Vec<f64> {
-    let mut q: Vec<f64> = (0..r * c).map(|_| rng.uniform().abs() as f32 as f64).collect();
+    let mut q: Vec<f64> = (0..r * c).map(|_| rng.signed().abs() as f32 as f64).collect();
     for (i, row) in q.chunks_mut(c).enumerate() {
         let s: f64 = row.iter().sum::<f64>().max(1e-9);
         let target = if i + 1 == r && r > 1 { 0.5 } else { 1.0 };
