@@ -219,7 +219,16 @@ pub async fn kernel_checks(gpu: &Gpu) -> crate::Result<Vec<(String, f64, bool)>>
     let (rm, rv) = (t(&[0.0; 5])?, t(&[1.0; 5])?);
     let (mean, var, yb) =
         (gpu.tensor("m", &[5])?, gpu.tensor("v", &[5])?, gpu.tensor_filled("y", &[bs.len()], f32::NAN)?);
-    gpu.run(&batchnorm::forward_train(gpu, &t(&xb)?, &t(&g1)?, &t(&b1)?, &rm, &rv, &mean, &var, &yb, bs, true)?);
+    let (xb_t, g1_t, b1_t) = (t(&xb)?, t(&g1)?, t(&b1)?);
+    let tensors = batchnorm::BatchNormTensors {
+        x: &xb_t,
+        gamma: &g1_t,
+        beta: &b1_t,
+        running_mean: &rm,
+        running_var: &rv,
+        y: &yb,
+    };
+    gpu.run(&batchnorm::forward_train(gpu, &tensors, (&mean, &var), bs, true)?);
     let e = rel_err(&gpu.read(&yb).await?, &want);
     out.push(("batch-norm train".into(), e, e <= tol));
     let (r, c) = (7, 33);

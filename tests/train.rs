@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use swav_wgpu::gpu::tune::{Timer, TuneMode, TuneStats};
-use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
+use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions, Tensor};
 use swav_wgpu::io::{load_safetensors, load_safetensors_f64};
 use swav_wgpu::ops::optim;
 use swav_wgpu::optim::{lr_schedule, AdamHyper, SgdHyper};
@@ -127,6 +127,18 @@ fn three_lars_steps_match_pytorch() {
     assert!(checked >= 170, "checked {checked}");
 }
 
+fn sgd_tensors<'a>(
+    param: &'a Tensor,
+    grad: &'a Tensor,
+    momentum: &'a Tensor,
+    pnorm: &'a Tensor,
+    gnorm: &'a Tensor,
+    state: &'a Tensor,
+    loss: &'a Tensor,
+) -> optim::SgdTensors<&'a Tensor> {
+    optim::SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }
+}
+
 #[test]
 fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
     let Some(gpu) = gpu() else { return };
@@ -139,7 +151,7 @@ fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
             upload(&gpu, "opt", &swav_wgpu::optim::step_state(0.5, 0, 0).map(f64::from)),
             upload(&gpu, "loss", &[bad]),
         );
-        run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
+        run(&gpu, &optim::sgd_step(&gpu, &sgd_tensors(&tp, &tg, &tm, &pn, &gn, &opt, &loss), h).unwrap());
         assert_eq!(read(&gpu, &tp), p, "parameters must not move on a {bad} loss");
         assert_eq!(read(&gpu, &tm), m);
     }
@@ -169,7 +181,7 @@ fn optimizer_kernel_matches_cpu_reference() {
             &swav_wgpu::optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).map(f64::from),
         );
         let loss = upload(&gpu, "loss", &[1.0]);
-        run(&gpu, &optim::sgd_step(&gpu, &tp, &tg, &tm, &pn, &gn, &opt, &loss, h).unwrap());
+        run(&gpu, &optim::sgd_step(&gpu, &sgd_tensors(&tp, &tg, &tm, &pn, &gn, &opt, &loss), h).unwrap());
         if !(gated && enabled == 0.0) {
             optim::cpu::sgd_step(&mut p, &g, &mut m, 0.5, &h);
         }
@@ -200,7 +212,15 @@ fn adam_kernel_matches_cpu_reference() {
         let (tp, tg) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g));
         let (t1, t2) = (upload(&gpu, "m1", &m1), upload(&gpu, "m2", &m2));
         let (opt, loss) = (upload(&gpu, "opt", &state), upload(&gpu, "loss", &[1.0]));
-        run(&gpu, &[optim::adam_step(&gpu, &tp, &tg, &t1, &t2, &opt, &loss, h).unwrap()]);
+        run(
+            &gpu,
+            &[optim::adam_step(
+                &gpu,
+                &optim::AdamTensors { param: &tp, grad: &tg, m1: &t1, m2: &t2, state: &opt, loss: &loss },
+                h,
+            )
+            .unwrap()],
+        );
         let before = p.clone();
         if !(gated && step < unfreeze) {
             let t = if gated { step - unfreeze + 1 } else { step + 1 };
@@ -229,7 +249,15 @@ fn adam_kernel_matches_cpu_reference() {
         upload(&gpu, "loss", &[f64::NAN]),
     );
     let h = AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false };
-    run(&gpu, &[optim::adam_step(&gpu, &tp, &tg, &t1, &t2, &opt, &loss, h).unwrap()]);
+    run(
+        &gpu,
+        &[optim::adam_step(
+            &gpu,
+            &optim::AdamTensors { param: &tp, grad: &tg, m1: &t1, m2: &t2, state: &opt, loss: &loss },
+            h,
+        )
+        .unwrap()],
+    );
     assert_eq!(read(&gpu, &tp), vec![0.5; 8]);
     assert_eq!(read(&gpu, &t1), vec![0.0; 8]);
 }

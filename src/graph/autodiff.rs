@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::{Graph, Kind, Op, RowKind, TensorId};
 use crate::error::{Error, Result};
+use crate::ops::batchnorm::BatchNormBackwardTensors;
 use crate::ops::matmul::{backward_products, Operand};
 use crate::ops::reduce::ReduceOp;
 
@@ -98,15 +99,7 @@ impl Graph {
                 };
                 let (dgamma, dbeta, dx) = (self.grad_tensor(gamma), self.grad_tensor(beta), self.grad_tensor(x));
                 self.emit(Op::BatchNormBackward {
-                    x,
-                    dy: gy,
-                    relu_mask: None,
-                    mean,
-                    var,
-                    gamma,
-                    dgamma,
-                    dbeta,
-                    dx,
+                    t: BatchNormBackwardTensors { x, dy: gy, mean, var, gamma, dgamma, dbeta, dx, relu_mask: None },
                     s,
                     training,
                 });

@@ -85,7 +85,11 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
                 }
             }
         }
-        Op::BatchNormBackward { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx, s, training } => {
+        Op::BatchNormBackward {
+            t: batchnorm::BatchNormBackwardTensors { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx },
+            s,
+            training,
+        } => {
             let masked = match relu_mask {
                 Some(m) => Some(elementwise::cpu::relu_backward(get(g, v, *m)?, get(g, v, *dy)?)),
                 None => None,
@@ -236,7 +240,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             new.extend_from_slice(&old[..old.len() - batch * d]);
             v.insert(*queue, new);
         }
-        Op::SgdStep { param, grad, momentum, pnorm, gnorm, state, loss, h } => {
+        Op::SgdStep { t: crate::ops::optim::SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }, h } => {
             let st = get(g, v, *state)?.to_vec();
             let gr = get(g, v, *grad)?.to_vec();
             let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt();
@@ -251,7 +255,7 @@ fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
                 v.insert(*momentum, m);
             }
         }
-        Op::AdamStep { param, grad, m1, m2, state, loss, h } => {
+        Op::AdamStep { t: crate::ops::optim::AdamTensors { param, grad, m1, m2, state, loss }, h } => {
             let st = get(g, v, *state)?.to_vec();
             if !(h.gated && st[1] == 0.0) && get(g, v, *loss)?[0].is_finite() {
                 let gr = get(g, v, *grad)?.to_vec();

@@ -11,10 +11,11 @@ pub mod plan;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
+use crate::ops::batchnorm::BatchNormBackwardTensors;
 use crate::ops::batchnorm::BatchNormShape;
 use crate::ops::conv::Conv2dShape;
 use crate::ops::matmul::MatmulShape;
-use crate::ops::optim::{AdamHyper, SgdHyper};
+use crate::ops::optim::{AdamHyper, AdamTensors, SgdHyper, SgdTensors};
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce::ReduceOp;
 use crate::ops::sinkhorn::SinkhornShape;
@@ -105,15 +106,7 @@ pub enum Op {
     /// With `relu_mask` (set by the plan's ReLU fusion) `dy` is the gradient of the fused
     /// ReLU's output `relu_mask`, masked in the same passes.
     BatchNormBackward {
-        x: TensorId,
-        dy: TensorId,
-        relu_mask: Option<TensorId>,
-        mean: TensorId,
-        var: TensorId,
-        gamma: TensorId,
-        dgamma: TensorId,
-        dbeta: TensorId,
-        dx: TensorId,
+        t: BatchNormBackwardTensors<TensorId>,
         s: BatchNormShape,
         training: bool,
     },
@@ -266,23 +259,12 @@ pub enum Op {
     },
     /// In place: SGD(+LARS) on a parameter and its momentum; `state` = ops::optim::STATE_LEN values.
     SgdStep {
-        param: TensorId,
-        grad: TensorId,
-        momentum: TensorId,
-        pnorm: TensorId,
-        gnorm: TensorId,
-        state: TensorId,
-        loss: TensorId,
+        t: SgdTensors<TensorId>,
         h: SgdHyper,
     },
     /// In place: Adam on a parameter and its two moments.
     AdamStep {
-        param: TensorId,
-        grad: TensorId,
-        m1: TensorId,
-        m2: TensorId,
-        state: TensorId,
-        loss: TensorId,
+        t: AdamTensors<TensorId>,
         h: AdamHyper,
     },
 }
@@ -315,7 +297,10 @@ impl Op {
                 }
             }
             // With a fused ReLU the masked gradient is stored over `dy`.
-            BatchNormBackward { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx, .. } => match relu_mask {
+            BatchNormBackward {
+                t: BatchNormBackwardTensors { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx },
+                ..
+            } => match relu_mask {
                 Some(m) => io(&[*x, *dy, *mean, *var, *gamma, *m], &[*dgamma, *dbeta, *dx, *dy]),
                 None => io(&[*x, *dy, *mean, *var, *gamma], &[*dgamma, *dbeta, *dx]),
             },
@@ -347,10 +332,12 @@ impl Op {
                 io(&[*queue, *src], &writes)
             }
             // The parameter and optimizer state are updated in place (persistent tensors).
-            SgdStep { param, grad, momentum, pnorm, gnorm, state, loss, .. } => {
+            SgdStep { t: SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }, .. } => {
                 io(&[*param, *grad, *momentum, *state, *loss], &[*pnorm, *gnorm])
             }
-            AdamStep { param, grad, m1, m2, state, loss, .. } => io(&[*param, *grad, *m1, *m2, *state, *loss], &[]),
+            AdamStep { t: AdamTensors { param, grad, m1, m2, state, loss }, .. } => {
+                io(&[*param, *grad, *m1, *m2, *state, *loss], &[])
+            }
         }
     }
 

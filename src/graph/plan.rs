@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Graph, Op, RowKind, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::ops::batchnorm::BatchNormBackwardTensors;
 use crate::ops::conv::{ConvKernel, ConvPass};
 use crate::ops::{batchnorm, conv, elementwise, loss, matmul, optim, pool, reduce, rows, sinkhorn};
 
@@ -267,7 +268,10 @@ fn fuse_relu_backward(g: &mut Graph) -> usize {
         }
         // The one reader, later in the backward pass.
         let Some(j) = (i + 1..g.ops.len()).find(|&j| g.ops[j].inputs().contains(&masked)) else { continue };
-        if let Op::BatchNormBackward { dy, relu_mask: relu_mask @ None, x, .. } = &mut g.ops[j] {
+        if let Op::BatchNormBackward {
+            t: BatchNormBackwardTensors { dy, relu_mask: relu_mask @ None, x, .. }, ..
+        } = &mut g.ops[j]
+        {
             if *dy == masked && *x != masked {
                 *dy = grad;
                 *relu_mask = Some(mask);
@@ -498,47 +502,22 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
                 conv::backward_weight(gpu, x, dy, dw, *s, kernel, conv::weight_grad_splits(*s, kernel, gpu.class))
             })?
         }
-        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => match stats {
-            Some((m, var)) => batchnorm::forward_train(
-                gpu,
-                t(*x)?,
-                t(*gamma)?,
-                t(*beta)?,
-                t(*running_mean)?,
-                t(*running_var)?,
-                t(*m)?,
-                t(*var)?,
-                t(*y)?,
-                *s,
-                true,
-            )?,
-            None => vec![batchnorm::forward_eval(
-                gpu,
-                t(*x)?,
-                t(*gamma)?,
-                t(*beta)?,
-                t(*running_mean)?,
-                t(*running_var)?,
-                t(*y)?,
-                *s,
-            )?],
-        },
-        Op::BatchNormBackward { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx, s, training } => {
-            batchnorm::backward(
-                gpu,
-                t(*x)?,
-                t(*dy)?,
-                relu_mask.map(t).transpose()?,
-                t(*mean)?,
-                t(*var)?,
-                t(*gamma)?,
-                t(*dgamma)?,
-                t(*dbeta)?,
-                t(*dx)?,
-                *s,
-                *training,
-            )?
+        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => {
+            let tensors = batchnorm::BatchNormTensors {
+                x: *x,
+                gamma: *gamma,
+                beta: *beta,
+                running_mean: *running_mean,
+                running_var: *running_var,
+                y: *y,
+            }
+            .map(t)?;
+            match stats {
+                Some((m, var)) => batchnorm::forward_train(gpu, &tensors, (t(*m)?, t(*var)?), *s, true)?,
+                None => vec![batchnorm::forward_eval(gpu, &tensors, *s)?],
+            }
         }
+        Op::BatchNormBackward { t: tensors, s, training } => batchnorm::backward(gpu, &tensors.map(t)?, *s, *training)?,
         Op::Relu { x, y } => vec![elementwise::relu_forward(gpu, t(*x)?, t(*y)?)?],
         Op::ReluBackward { x, dy, dx } => {
             vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]
@@ -618,12 +597,8 @@ fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Ve
             out.push(elementwise::copy(gpu, t(*src)?, t(*queue)?, src_row * d, 0, batch * d)?);
             out
         }
-        Op::SgdStep { param, grad, momentum, pnorm, gnorm, state, loss: l, h } => {
-            optim::sgd_step(gpu, t(*param)?, t(*grad)?, t(*momentum)?, t(*pnorm)?, t(*gnorm)?, t(*state)?, t(*l)?, *h)?
-        }
-        Op::AdamStep { param, grad, m1, m2, state, loss: l, h } => {
-            vec![optim::adam_step(gpu, t(*param)?, t(*grad)?, t(*m1)?, t(*m2)?, t(*state)?, t(*l)?, *h)?]
-        }
+        Op::SgdStep { t: tensors, h } => optim::sgd_step(gpu, &tensors.map(t)?, *h)?,
+        Op::AdamStep { t: tensors, h } => vec![optim::adam_step(gpu, &tensors.map(t)?, *h)?],
         Op::SliceBackward { dy, dx, offset } => {
             vec![
                 elementwise::fill(gpu, t(*dx)?, 0.0)?,

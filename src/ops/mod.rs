@@ -1,6 +1,24 @@
 //! The op library. One folder per op family: its WGSL lives in `shaders/<family>/`, its CPU
 //! reference (f64, plain loops) in `cpu.rs`, the GPU dispatch and backward rule in `mod.rs`,
 //! and its tests in `tests/<family>.rs`.
+/// An op's tensors as one struct, generic over the handle: `TensorId` in the graph's `Op`,
+/// `&Tensor` in the GPU call; `map` turns one into the other (the plan's lookup).
+macro_rules! op_tensors {
+    ($(#[$m:meta])* $name:ident { $($field:ident),* $(,)? } $(optional { $($opt:ident),* $(,)? })?) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name<T> {
+            $(pub $field: T,)*
+            $($(pub $opt: Option<T>,)*)?
+        }
+        impl<T: Copy> $name<T> {
+            pub fn map<U, E>(&self, mut f: impl FnMut(T) -> std::result::Result<U, E>) -> std::result::Result<$name<U>, E> {
+                Ok($name { $($field: f(self.$field)?,)* $($($opt: self.$opt.map(&mut f).transpose()?,)*)? })
+            }
+        }
+    };
+}
+
 pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;

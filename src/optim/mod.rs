@@ -6,6 +6,7 @@
 use crate::error::Result;
 use crate::graph::{Graph, Kind, Op, TensorId};
 pub use crate::ops::optim::{AdamHyper, SgdHyper, STATE_LEN};
+use crate::ops::optim::{AdamTensors, SgdTensors};
 
 /// Adam's bias corrections (1 - b1^t, 1 - b2^t) after `t` steps (t >= 1).
 pub fn adam_corrections(t: usize) -> (f64, f64) {
@@ -131,7 +132,7 @@ impl Graph {
                     eps: ADAM_EPS,
                     gated,
                 };
-                self.ops.push(Op::AdamStep { param: p, grad, m1: m, m2, state, loss, h });
+                self.ops.push(Op::AdamStep { t: AdamTensors { param: p, grad, m1: m, m2, state, loss }, h });
                 momentum.push((p, m));
                 continue;
             }
@@ -145,7 +146,8 @@ impl Graph {
             };
             let pn = self.scratch("optim.param_norm", &[1]);
             let gn = self.scratch("optim.grad_norm", &[1]);
-            self.ops.push(Op::SgdStep { param: p, grad, momentum: m, pnorm: pn, gnorm: gn, state, loss, h });
+            let t = SgdTensors { param: p, grad, momentum: m, pnorm: pn, gnorm: gn, state, loss };
+            self.ops.push(Op::SgdStep { t, h });
             momentum.push((p, m));
         }
         Ok(OptimizerTensors { state, momentum })

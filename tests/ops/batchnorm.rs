@@ -1,5 +1,6 @@
 use crate::common::*;
-use swav_wgpu::ops::batchnorm::{self, cpu, BatchNormShape};
+use swav_wgpu::gpu::Tensor;
+use swav_wgpu::ops::batchnorm::{self, cpu, BatchNormBackwardTensors, BatchNormShape, BatchNormTensors};
 
 /// 4-D (per channel over N*H*W) and 2-D (BatchNorm1d, spatial 1) cases, odd sizes included.
 fn shapes() -> Vec<BatchNormShape> {
@@ -33,6 +34,32 @@ fn inputs(rng: &mut Rng, s: &BatchNormShape) -> Inputs {
     }
 }
 
+fn bn<'a>(
+    x: &'a Tensor,
+    gamma: &'a Tensor,
+    beta: &'a Tensor,
+    running_mean: &'a Tensor,
+    running_var: &'a Tensor,
+    y: &'a Tensor,
+) -> BatchNormTensors<&'a Tensor> {
+    BatchNormTensors { x, gamma, beta, running_mean, running_var, y }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bn_backward<'a>(
+    x: &'a Tensor,
+    dy: &'a Tensor,
+    relu_mask: Option<&'a Tensor>,
+    mean: &'a Tensor,
+    var: &'a Tensor,
+    gamma: &'a Tensor,
+    dgamma: &'a Tensor,
+    dbeta: &'a Tensor,
+    dx: &'a Tensor,
+) -> BatchNormBackwardTensors<&'a Tensor> {
+    BatchNormBackwardTensors { x, dy, relu_mask, mean, var, gamma, dgamma, dbeta, dx }
+}
+
 /// Each shape plain and with the ReLU the plan fuses into the apply pass.
 fn with_fused_relu(shapes: Vec<BatchNormShape>) -> Vec<BatchNormShape> {
     shapes.into_iter().flat_map(|s| [s, BatchNormShape { relu: true, ..s }]).collect()
@@ -52,7 +79,10 @@ fn batchnorm_train_forward_and_running_stats_match_cpu() {
         let mean = nan_tensor(&gpu, "mean", s.channels);
         let var = nan_tensor(&gpu, "var", s.channels);
         let y = nan_tensor(&gpu, "y", s.len());
-        run(&gpu, &batchnorm::forward_train(&gpu, &x, &gamma, &beta, &rm, &rv, &mean, &var, &y, s, true).unwrap());
+        run(
+            &gpu,
+            &batchnorm::forward_train(&gpu, &bn(&x, &gamma, &beta, &rm, &rv, &y), (&mean, &var), s, true).unwrap(),
+        );
         assert_close(&format!("bn y {s:?}"), &read(&gpu, &y), &want_y, GPU_TOL);
         assert_close(&format!("bn mean {s:?}"), &read(&gpu, &mean), &want_mean, GPU_TOL);
         assert_close(&format!("bn var {s:?}"), &read(&gpu, &var), &want_var, GPU_TOL);
@@ -72,7 +102,7 @@ fn batchnorm_eval_forward_matches_cpu() {
         let (gamma, beta) = (upload(&gpu, "gamma", &i.gamma), upload(&gpu, "beta", &i.beta));
         let (rm, rv) = (upload(&gpu, "rm", &i.run_mean), upload(&gpu, "rv", &i.run_var));
         let y = nan_tensor(&gpu, "y", s.len());
-        run(&gpu, &[batchnorm::forward_eval(&gpu, &x, &gamma, &beta, &rm, &rv, &y, s).unwrap()]);
+        run(&gpu, &[batchnorm::forward_eval(&gpu, &bn(&x, &gamma, &beta, &rm, &rv, &y), s).unwrap()]);
         assert_close(&format!("bn eval y {s:?}"), &read(&gpu, &y), &want, GPU_TOL);
     }
 }
@@ -98,7 +128,13 @@ fn batchnorm_backward_matches_cpu_in_train_and_eval() {
             let dx = nan_tensor(&gpu, "dx", s.len());
             run(
                 &gpu,
-                &batchnorm::backward(&gpu, &x, &tdy, None, &tmean, &tvar, &gamma, &dg, &db, &dx, s, training).unwrap(),
+                &batchnorm::backward(
+                    &gpu,
+                    &bn_backward(&x, &tdy, None, &tmean, &tvar, &gamma, &dg, &db, &dx),
+                    s,
+                    training,
+                )
+                .unwrap(),
             );
             let what = format!("{s:?} training={training}");
             assert_close(&format!("bn dx {what}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
@@ -132,8 +168,12 @@ fn batchnorm_backward_with_fused_relu_mask_matches_cpu() {
             let dg = nan_tensor(&gpu, "dgamma", s.channels);
             let db = nan_tensor(&gpu, "dbeta", s.channels);
             let dx = nan_tensor(&gpu, "dx", s.len());
-            let d =
-                batchnorm::backward(&gpu, &x, &tdz, Some(&tmask), &tmean, &tvar, &gamma, &dg, &db, &dx, s, training);
+            let d = batchnorm::backward(
+                &gpu,
+                &bn_backward(&x, &tdz, Some(&tmask), &tmean, &tvar, &gamma, &dg, &db, &dx),
+                s,
+                training,
+            );
             run(&gpu, &d.unwrap());
             let what = format!("{s:?} training={training} relu mask");
             assert_close(&format!("bn dx {what}"), &read(&gpu, &dx), &want_dx, GPU_TOL);
@@ -169,6 +209,6 @@ fn batchnorm_training_rejects_a_single_value_per_channel() {
     let Some(gpu) = gpu() else { return };
     let s = BatchNormShape::new(1, 4, 1);
     let t = gpu.tensor_filled("t", &[4], 0.0).unwrap();
-    let err = batchnorm::forward_train(&gpu, &t, &t, &t, &t, &t, &t, &t, &t, s, true).unwrap_err();
+    let err = batchnorm::forward_train(&gpu, &bn(&t, &t, &t, &t, &t, &t), (&t, &t), s, true).unwrap_err();
     assert!(err.to_string().contains("more than one value per channel"), "{err}");
 }

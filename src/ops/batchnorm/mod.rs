@@ -110,23 +110,29 @@ fn elementwise(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<
     Ok((pipeline(gpu, name, body, s)?, grid))
 }
 
+op_tensors! {
+    /// A batch-norm's tensors: input, affine parameters, running statistics, output.
+    BatchNormTensors { x, gamma, beta, running_mean, running_var, y }
+}
+
+op_tensors! {
+    /// A batch-norm backward's tensors: the forward input, the output gradient, the
+    /// statistics the forward used, gamma, the three gradients; and, where the plan fused the
+    /// following ReLU, its output (`relu_mask`).
+    BatchNormBackwardTensors { x, dy, mean, var, gamma, dgamma, dbeta, dx } optional { relu_mask }
+}
+
 /// Training-mode forward: writes the batch `mean` and biased `var` (kept for backward), updates
 /// the running stats when `update_running`, and writes Y.
-#[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     gpu: &Gpu,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    mean: &Tensor,
-    var: &Tensor,
-    y: &Tensor,
+    t: &BatchNormTensors<&Tensor>,
+    (mean, var): (&Tensor, &Tensor),
     s: BatchNormShape,
     update_running: bool,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm";
+    let BatchNormTensors { x, gamma, beta, running_mean, running_var, y } = *t;
     if s.batch * s.spatial < 2 {
         return shape_err(OP, format!("training batch-norm needs more than one value per channel, got {s:?}"));
     }
@@ -156,18 +162,9 @@ pub fn forward_train(
 }
 
 /// Eval-mode forward with the running statistics.
-#[allow(clippy::too_many_arguments)]
-pub fn forward_eval(
-    gpu: &Gpu,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    y: &Tensor,
-    s: BatchNormShape,
-) -> Result<Dispatch> {
+pub fn forward_eval(gpu: &Gpu, t: &BatchNormTensors<&Tensor>, s: BatchNormShape) -> Result<Dispatch> {
     const OP: &str = "batchnorm";
+    let BatchNormTensors { x, gamma, beta, running_mean, running_var, y } = *t;
     check_len(OP, "input", x, s.len())?;
     check_len(OP, "output", y, s.len())?;
     for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
@@ -183,22 +180,14 @@ pub fn forward_eval(
 /// the plan fused into the forward pass) `dy` is the gradient of that ReLU's output and is
 /// masked where the mask is not positive, as ReLU-backward would. The masked gradient is
 /// written back into `dy`, which the caller must not read afterwards.
-#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
-    x: &Tensor,
-    dy: &Tensor,
-    relu_mask: Option<&Tensor>,
-    mean: &Tensor,
-    var: &Tensor,
-    gamma: &Tensor,
-    dgamma: &Tensor,
-    dbeta: &Tensor,
-    dx: &Tensor,
+    t: &BatchNormBackwardTensors<&Tensor>,
     s: BatchNormShape,
     training: bool,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm_backward";
+    let BatchNormBackwardTensors { x, dy, mean, var, gamma, dgamma, dbeta, dx, relu_mask } = *t;
     check_len(OP, "input", x, s.len())?;
     check_len(OP, "grad output", dy, s.len())?;
     check_len(OP, "grad input", dx, s.len())?;

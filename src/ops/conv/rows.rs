@@ -125,16 +125,14 @@ fn row_conv(s: &Conv2dShape, pass: Pass) -> RowConv {
 }
 
 /// The rows of the row kernel's tile for a subgroup variant's `tm`: each step unrolls
-/// tm x tn x kw FMAs, and past 32 rows the body outgrows the instruction cache (N64 C=K=64
-/// 32x32 3x3 forward, rows of 16 / 32 / 64: 23.8 / 24.4 / 22.3 GFLOP/s).
+/// tm x tn x kw FMAs, and past 32 rows the body outgrows the instruction cache
+/// (benches/README.md).
 pub(crate) fn row_tm(tm: u32, sg: u32) -> u32 {
     tm.min(32.max(sg))
 }
 
 /// The rows of the weight-gradient row kernel's tile: each step unrolls tm x tp x taps
-/// FMAs, and past 16 rows the body outgrows the instruction cache (N64 C=K=64 32x32 3x3,
-/// rows of 16 / 32: 27.0 / 15.6-19.5 GFLOP/s; the implicit GEMM's best, 64x8, 23.7-23.9 in
-/// the same runs).
+/// FMAs, and past 16 rows the body outgrows the instruction cache (benches/README.md).
 pub(crate) fn weight_tm(tm: u32, sg: u32) -> u32 {
     tm.min(16.max(sg))
 }

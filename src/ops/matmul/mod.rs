@@ -30,9 +30,8 @@ const K_LOOP_VEC4: &str = include_str!("../../../shaders/matmul/k_loop_vec4.wgsl
 
 /// Invocations per workgroup of the subgroup-tiled cores, at least: one subgroup's worth on
 /// llvmpipe, so a workgroup's column tile (8 x tn) wastes little on narrow outputs (a conv's
-/// weight gradient has N = Cin*KH*KW, e.g. 576): A/B at 8 vs 64 lanes, weight gradient N64
-/// C64 K64 32x32 3x3, tiles 64x8: 21.4 vs 9.8 GFLOP/s. Wider subgroups (GPUs: 32) get one
-/// subgroup per workgroup, so every broadcast finds its lane.
+/// weight gradient has N = Cin*KH*KW, e.g. 576; measured in benches/README.md). Wider
+/// subgroups (GPUs: 32) get one subgroup per workgroup, so every broadcast finds its lane.
 const SUBGROUP_LANES: u32 = 8;
 
 fn subgroup_lanes(sg: u32) -> u32 {
@@ -62,12 +61,9 @@ impl GemmVariant {
     /// fills the most workgroups on the small GEMMs of a SwAV step.
     pub const WORKGROUP_DEFAULT: GemmVariant = GemmVariant::WORKGROUP_TILES[0];
 
-    /// The variant measured fastest for dense matmul on this device, large problems.
-    /// llvmpipe, 1024^3, GFLOP/s, register tiles: scalar loads 4x4 3.2, 8x8 6.2, 16x16 7.0;
-    /// vec4 loads 8x8 7.7, 8x16 8.5, 16x8 16.9, 32x8 14.0, and in a later A/B run 16x8 15.8,
-    /// 16x12 17.5, 12x16 18.9, 8x16 14.9, 12x20 12.8, 16x16 11.5 (past ~12x16 the unrolled body
-    /// outgrows the instruction cache). Subgroup tiles (vec4), one A/B run against register
-    /// 12x16 at 12.8: 8x8 14.7, 16x8 21.1, 24x8 18.7, 32x8 17.9, 64x8 19.7, 16x12 12.1.
+    /// The variant for dense matmul on this device class before tuning: on software adapters
+    /// the fastest measured at 1024^3 (benches/README.md; larger register tiles outgrow the
+    /// instruction cache), on real GPUs the default workgroup tile.
     pub fn for_matmul(gpu: &Gpu) -> Self {
         match (gpu.class, gpu.subgroup_size) {
             (AdapterClass::Cpu, Some(sg)) => GemmVariant::SubgroupTiled { tm: 16.max(sg), tn: 8, sg },
@@ -77,10 +73,8 @@ impl GemmVariant {
     }
 
     /// The variant for a convolution pass whose implicit GEMM is m x n (pass `usize::MAX` for
-    /// n where split-K supplies the parallelism, as in the weight gradient). Measured on
-    /// llvmpipe, N64 C64 K64 32x32 3x3 forward, GFLOP/s: register tiles 8x8 6.1, 16x8 4.8,
-    /// 16x16 9.5; in one A/B run register 16x16 7.8, subgroup tiles 32x8 15.0, 64x4 17.6,
-    /// 64x8 19.5 (backward-input 9.5 -> 18.1, -weight 9.8 -> 21.4 at 64x8).
+    /// n where split-K supplies the parallelism, as in the weight gradient); measured in
+    /// benches/README.md.
     /// - With subgroups the rows of a tile are shared, so the tile takes all of M up to 64.
     /// - Without, small outputs take 8x8 tiles so every core gets workgroups, and narrow
     ///   layers (M <= 8, e.g. 8-channel convs) 8x16 so no tile row is wasted.

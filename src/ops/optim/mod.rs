@@ -41,20 +41,23 @@ pub struct SgdHyper {
     pub gated: bool,
 }
 
-/// One SGD(+LARS) step on `param` from `grad`; `opt` is the step state (`STATE_LEN`).
-#[allow(clippy::too_many_arguments)]
-pub fn sgd_step(
-    gpu: &Gpu,
-    param: &Tensor,
-    grad: &Tensor,
-    momentum: &Tensor,
-    pnorm: &Tensor,
-    gnorm: &Tensor,
-    opt: &Tensor,
-    loss: &Tensor,
-    h: SgdHyper,
-) -> Result<Vec<Dispatch>> {
+op_tensors! {
+    /// An SGD(+LARS) step's tensors: the parameter and its momentum (updated in place), the
+    /// gradient, the norms' scratch, the step state (`STATE_LEN`) and the loss (no update
+    /// unless finite).
+    SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }
+}
+
+op_tensors! {
+    /// An Adam step's tensors: the parameter and its two moments (updated in place), the
+    /// gradient, the step state (`STATE_LEN`) and the loss.
+    AdamTensors { param, grad, m1, m2, state, loss }
+}
+
+/// One SGD(+LARS) step on `param` from `grad`.
+pub fn sgd_step(gpu: &Gpu, t: &SgdTensors<&Tensor>, h: SgdHyper) -> Result<Vec<Dispatch>> {
     const OP: &str = "sgd_step";
+    let SgdTensors { param, grad, momentum, pnorm, gnorm, state: opt, loss } = *t;
     let n = param.len();
     check_len(OP, "grad", grad, n)?;
     check_len(OP, "momentum", momentum, n)?;
@@ -83,20 +86,10 @@ pub fn sgd_step(
     Ok(d)
 }
 
-/// One Adam step on `param` from `grad` with first / second moments `m1` / `m2`; `opt` is
-/// the step state (`STATE_LEN`).
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step(
-    gpu: &Gpu,
-    param: &Tensor,
-    grad: &Tensor,
-    m1: &Tensor,
-    m2: &Tensor,
-    opt: &Tensor,
-    loss: &Tensor,
-    h: AdamHyper,
-) -> Result<Dispatch> {
+/// One Adam step on `param` from `grad` with first / second moments `m1` / `m2`.
+pub fn adam_step(gpu: &Gpu, t: &AdamTensors<&Tensor>, h: AdamHyper) -> Result<Dispatch> {
     const OP: &str = "adam_step";
+    let AdamTensors { param, grad, m1, m2, state: opt, loss } = *t;
     let n = param.len();
     check_len(OP, "grad", grad, n)?;
     check_len(OP, "first moment", m1, n)?;
