@@ -8,14 +8,8 @@
 @group(0) @binding(5) var<storage, read> BETA: array<f32>;
 @group(0) @binding(6) var<storage, read_write> Y: array<V>;
 
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= P.batch * P.channels * P.spatial / WIDTH) {
-        return;
-    }
-    let c = (i * WIDTH / P.spatial) % P.channels;
-    let rstd = inverseSqrt(VAR[c] + P.eps);
+// One V (see main in batchnorm/elementwise.wgsl): its index, channel, 1/sqrt(var + eps).
+fn element(i: u32, c: u32, rstd: f32) {
     let y = (X[i] - MEAN[c]) * rstd * GAMMA[c] + BETA[c];
     if (P.relu != 0u) {
         Y[i] = max(y, V(0.0));

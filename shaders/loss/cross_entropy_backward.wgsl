@@ -4,14 +4,8 @@
 @group(0) @binding(3) var<storage, read> DLOSS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> DX: array<f32>;
 
-@compute @workgroup_size(64, 1, 1)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = row_id(wg, nwg);
-    if (row >= P.rows) {
-        return;
-    }
-    let base = row * P.cols;
+// One row (see main in rows/common.wgsl): invocation lid of 64, the row, its first element.
+fn row_kernel(lid: u32, row: u32, base: u32) {
     let row_max = scaled_row_max(lid, base);
     let inv = 1.0 / scaled_row_sum_exp(lid, base, row_max);
     var qsum = 0.0;

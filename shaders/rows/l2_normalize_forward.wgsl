@@ -2,14 +2,8 @@
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 
-@compute @workgroup_size(64, 1, 1)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = row_id(wg, nwg);
-    if (row >= P.rows) {
-        return;
-    }
-    let base = row * P.cols;
+// One row (see main in rows/common.wgsl): invocation lid of 64, the row, its first element.
+fn row_kernel(lid: u32, row: u32, base: u32) {
     var s = 0.0;
     for (var j = lid; j < P.cols; j += WG) {
         let v = X[base + j];

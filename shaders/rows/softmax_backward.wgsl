@@ -3,14 +3,8 @@
 @group(0) @binding(2) var<storage, read> DY: array<f32>;
 @group(0) @binding(3) var<storage, read_write> DX: array<f32>;
 
-@compute @workgroup_size(64, 1, 1)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = row_id(wg, nwg);
-    if (row >= P.rows) {
-        return;
-    }
-    let base = row * P.cols;
+// One row (see main in rows/common.wgsl): invocation lid of 64, the row, its first element.
+fn row_kernel(lid: u32, row: u32, base: u32) {
     var d = 0.0;
     for (var j = lid; j < P.cols; j += WG) {
         d += DY[base + j] * Y[base + j];

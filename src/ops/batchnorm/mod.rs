@@ -14,6 +14,7 @@ const STATS: &str = include_str!("../../../shaders/batchnorm/stats.wgsl");
 const APPLY: &str = include_str!("../../../shaders/batchnorm/apply.wgsl");
 const BACKWARD_STATS: &str = include_str!("../../../shaders/batchnorm/backward_stats.wgsl");
 const BACKWARD_INPUT: &str = include_str!("../../../shaders/batchnorm/backward_input.wgsl");
+const ELEMENTWISE: &str = include_str!("../../../shaders/batchnorm/elementwise.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormShape {
@@ -71,7 +72,9 @@ fn width(s: &BatchNormShape) -> usize {
 }
 
 fn source(body: &str, width: usize) -> String {
-    compose(&[REDUCE, COMMON, body], &vec_subs(width))
+    // The per-element kernels get their entry point; stats kernels have their own.
+    let entry = if body.contains("fn element(") { ELEMENTWISE } else { "" };
+    compose(&[REDUCE, COMMON, body, entry], &vec_subs(width))
 }
 
 /// The backward-stats kernel; `masked`: the ReLU-backward of a fused BN+ReLU is done as dY is
