@@ -4,12 +4,10 @@
 //! creates every buffer, pipeline and bind group once; a step only records and submits.
 use std::sync::Arc;
 
-use super::{Graph, Op, RowKind, TensorId};
+use super::{Graph, Op, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::batchnorm::BatchNormBackwardTensors;
-use crate::ops::conv::{ConvKernel, ConvPass};
-use crate::ops::{batchnorm, conv, elementwise, loss, matmul, optim, pool, reduce, rows, sinkhorn};
 
 /// Where every activation lives.
 #[derive(Clone, Debug)]
@@ -334,7 +332,7 @@ impl Plan {
         let mut dispatches = Vec::new();
         let mut workspace = 0u64;
         for op in &graph.ops {
-            dispatches.extend(lower(&gpu, &graph, &tensors, op)?);
+            dispatches.extend(super::op::lower(&gpu, &graph, &tensors, op)?);
         }
         for d in &dispatches {
             workspace += d.owned_bytes();
@@ -457,153 +455,4 @@ impl Plan {
     pub fn read_named(&self, name: &str) -> Result<Vec<f32>> {
         self.read_blocking(self.named(name)?)
     }
-}
-
-/// The dispatches of a GEMM-backed op on the chooser's `default`, or on the tuner's fastest
-/// candidate (gpu::tune).
-fn tuned(
-    gpu: &Gpu,
-    op_shape: &str,
-    default: matmul::GemmVariant,
-    build: impl FnMut(matmul::GemmVariant) -> Result<Vec<Dispatch>>,
-) -> Result<Vec<Dispatch>> {
-    let candidates = matmul::tuning_candidates(gpu.tuner.mode, gpu.class, gpu.subgroup_size, default);
-    gpu.tuner.choose(gpu, op_shape, &candidates, build)
-}
-
-/// One op -> its dispatches on the planned tensors.
-fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
-    let t = |id: TensorId| -> Result<&Tensor> {
-        tensors[id.0].as_ref().ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
-    };
-    Ok(match op {
-        // The GEMM-backed ops: the chooser's variant, or the tuner's fastest (gpu::tune).
-        Op::Conv2d { x, w, y, s } => {
-            let (x, w, y) = (t(*x)?, t(*w)?, t(*y)?);
-            let pass = ConvPass::Forward;
-            tuned(gpu, &format!("conv2d_forward {s:?}"), ConvKernel::default_variant(gpu, s, pass), |v| {
-                conv::forward(gpu, x, w, y, *s, ConvKernel::with_variant(gpu, s, pass, v))
-            })?
-        }
-        Op::Conv2dBackwardInput { dy, w, dx, s } => {
-            let (dy, w, dx) = (t(*dy)?, t(*w)?, t(*dx)?);
-            let pass = ConvPass::BackwardInput;
-            let v = ConvKernel::default_variant(gpu, s, pass);
-            tuned(gpu, &format!("conv2d_backward_input {s:?}"), v, |v| {
-                conv::backward_input(gpu, dy, w, dx, *s, ConvKernel::with_variant(gpu, s, pass, v))
-            })?
-        }
-        Op::Conv2dBackwardWeight { x, dy, dw, s } => {
-            let (x, dy, dw) = (t(*x)?, t(*dy)?, t(*dw)?);
-            let pass = ConvPass::BackwardWeight;
-            let v = ConvKernel::default_variant(gpu, s, pass);
-            tuned(gpu, &format!("conv2d_backward_weight {s:?}"), v, |v| {
-                let kernel = ConvKernel::with_variant(gpu, s, pass, v);
-                conv::backward_weight(gpu, x, dy, dw, *s, kernel, conv::weight_grad_splits(*s, kernel, gpu.class))
-            })?
-        }
-        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => {
-            let tensors = batchnorm::BatchNormTensors {
-                x: *x,
-                gamma: *gamma,
-                beta: *beta,
-                running_mean: *running_mean,
-                running_var: *running_var,
-                y: *y,
-            }
-            .map(t)?;
-            match stats {
-                Some((m, var)) => batchnorm::forward_train(gpu, &tensors, (t(*m)?, t(*var)?), *s, true)?,
-                None => vec![batchnorm::forward_eval(gpu, &tensors, *s)?],
-            }
-        }
-        Op::BatchNormBackward { t: tensors, s, training } => batchnorm::backward(gpu, &tensors.map(t)?, *s, *training)?,
-        Op::Relu { x, y } => vec![elementwise::relu_forward(gpu, t(*x)?, t(*y)?)?],
-        Op::ReluBackward { x, dy, dx } => {
-            vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]
-        }
-        Op::Add { a, b, c, alpha, beta, relu: false } => {
-            vec![elementwise::add(gpu, t(*a)?, t(*b)?, t(*c)?, *alpha, *beta)?]
-        }
-        Op::Add { a, b, c, alpha, beta, relu: true } => {
-            vec![elementwise::add_relu(gpu, t(*a)?, t(*b)?, t(*c)?, *alpha, *beta)?]
-        }
-        Op::Scale { x, y, alpha } => vec![elementwise::scale(gpu, t(*x)?, t(*y)?, *alpha)?],
-        Op::Fill { y, value } => vec![elementwise::fill(gpu, t(*y)?, *value)?],
-        Op::MaxPool { x, y, argmax, s } => vec![pool::max_pool_forward(gpu, t(*x)?, t(*y)?, t(*argmax)?, *s)?],
-        Op::MaxPoolBackward { dy, argmax, dx, s } => {
-            vec![pool::max_pool_backward(gpu, t(*dy)?, t(*argmax)?, t(*dx)?, *s)?]
-        }
-        Op::Reduce { x, y, dims, op } => reduce::reduce_axis(gpu, t(*x)?, t(*y)?, dims[0], dims[1], dims[2], *op)?,
-        Op::ReduceBackward { x, y, dy, dx, dims, op } => {
-            vec![reduce::reduce_axis_backward(gpu, t(*x)?, t(*y)?, t(*dy)?, t(*dx)?, dims[0], dims[1], dims[2], *op)?]
-        }
-        Op::Matmul { a, b, bias, c, s } => {
-            let bias_t = match bias {
-                Some(b) => Some(t(*b)?),
-                None => None,
-            };
-            let (a, b, c) = (t(*a)?, t(*b)?, t(*c)?);
-            let v = matmul::GemmVariant::pick(gpu, s.m, s.n);
-            tuned(gpu, &format!("matmul {s:?}"), v, |v| matmul::matmul(gpu, a, b, bias_t, c, *s, v))?
-        }
-        Op::Rows { kind, x, y, rows: r, cols, scale } => vec![match kind {
-            RowKind::L2Normalize => rows::l2_normalize_forward(gpu, t(*x)?, t(*y)?, *r, *cols)?,
-            RowKind::Softmax => rows::softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?,
-            RowKind::LogSoftmax => rows::log_softmax_forward(gpu, t(*x)?, t(*y)?, *r, *cols, *scale)?,
-        }],
-        Op::RowsBackward { kind, src, dy, dx, rows: r, cols, scale } => vec![match kind {
-            RowKind::L2Normalize => rows::l2_normalize_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols)?,
-            RowKind::Softmax => rows::softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?,
-            RowKind::LogSoftmax => rows::log_softmax_backward(gpu, t(*src)?, t(*dy)?, t(*dx)?, *r, *cols, *scale)?,
-        }],
-        Op::CrossEntropy { x, q, loss: l, rows: r, cols, scale } => {
-            vec![loss::cross_entropy_forward(gpu, t(*x)?, t(*q)?, t(*l)?, *r, *cols, *scale)?]
-        }
-        Op::CrossEntropyBackward { x, q, dloss, dx, rows: r, cols, scale } => {
-            vec![loss::cross_entropy_backward(gpu, t(*x)?, t(*q)?, t(*dloss)?, t(*dx)?, *r, *cols, *scale)?]
-        }
-        Op::Concat { xs, y } => {
-            let mut out = Vec::new();
-            let mut offset = 0;
-            for x in xs {
-                let len = g.info(*x).len();
-                out.push(elementwise::copy(gpu, t(*x)?, t(*y)?, 0, offset, len)?);
-                offset += len;
-            }
-            out
-        }
-        Op::Slice { x, y, offset } => vec![elementwise::copy(gpu, t(*x)?, t(*y)?, *offset, 0, g.info(*y).len())?],
-        Op::RenormRows { x, scratch, rows: r, cols } => {
-            vec![
-                rows::l2_normalize_forward(gpu, t(*x)?, t(*scratch)?, *r, *cols)?,
-                elementwise::copy(gpu, t(*scratch)?, t(*x)?, 0, 0, r * cols)?,
-            ]
-        }
-        Op::Sinkhorn { x, active, codes, s } => sinkhorn::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
-        Op::SwavTargets { codes, t: targets, batch, n_crops, assign } => {
-            let k = g.shape(*targets)[1];
-            vec![sinkhorn::targets(gpu, t(*codes)?, t(*targets)?, *batch, *n_crops, k, assign)?]
-        }
-        Op::QueuePush { queue, src, src_row, scratch, batch } => {
-            let d = g.shape(*queue)[1];
-            let len = g.info(*queue).len();
-            let mut out = Vec::new();
-            if let Some(scratch) = scratch {
-                // Shift through the scratch: one dispatch may not read and write one buffer.
-                out.push(elementwise::copy(gpu, t(*queue)?, t(*scratch)?, 0, 0, len - batch * d)?);
-                out.push(elementwise::copy(gpu, t(*scratch)?, t(*queue)?, 0, batch * d, len - batch * d)?);
-            }
-            out.push(elementwise::copy(gpu, t(*src)?, t(*queue)?, src_row * d, 0, batch * d)?);
-            out
-        }
-        Op::SgdStep { t: tensors, h } => optim::sgd_step(gpu, &tensors.map(t)?, *h)?,
-        Op::AdamStep { t: tensors, h } => vec![optim::adam_step(gpu, &tensors.map(t)?, *h)?],
-        Op::SliceBackward { dy, dx, offset } => {
-            vec![
-                elementwise::fill(gpu, t(*dx)?, 0.0)?,
-                elementwise::copy(gpu, t(*dy)?, t(*dx)?, 0, *offset, g.info(*dy).len())?,
-            ]
-        }
-    })
 }
