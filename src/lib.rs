@@ -1,8 +1,11 @@
 //! swav-wgpu: SwAV self-supervised learning with every numeric step in WGSL compute shaders,
 //! over wgpu (Vulkan, Metal, DX12, and WebGPU in the browser).
 //!
-//! Layout: `gpu` (adapter, device, pipeline cache, buffer pool, readback), `ops` (one folder
-//! per op family: dispatch + backward rule + CPU reference; WGSL in `shaders/<family>/`).
+//! Layers, each using only those before it: `gpu` (adapter, device, pipeline cache, buffers,
+//! timestamps, tuner), `ops` (one folder per op family: the GPU call and the f64 CPU
+//! reference; WGSL in `shaders/<family>/`), `graph` (ops recorded, differentiated, planned;
+//! every op's rules in `graph/op.rs`), `model` / `swav` / `optim`, `train`, then `run`,
+//! `bench` and `web`.
 // On wasm the WebGPU handles are neither Send nor Sync (one thread); the Arcs are still right.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
