@@ -247,8 +247,7 @@ impl TrainConfig {
 ///   measured in PyTorch: ../shared/notes/QUALITY.md). Many more prototypes than embedding
 ///   dimensions (K 256, D 16), kept frozen, make the collapse expensive.
 /// - Adam (lightly's small-data choice) at 3e-3 leaves the early loss plateau reliably; SGD
-///   escaped it late or not at all (lr 0.025 / 0.05 / 0.15: 33 / 52 / 26 % after 10 epochs,
-///   Adam 1e-3 / 3e-3: 50 / 69 %).
+///   escaped it late or not at all (configs/README.md).
 /// - Colour: brightness / contrast / saturation 0.8 as the official recipe but any hue (0.5),
 ///   and no blur (a 2-px blur erases a 32-px shape); strength 1.0 left many crops blank.
 /// - ResNet-18 x 0.25 with the ImageNet stem (the 32-px input is 8x8 after the stem) runs
