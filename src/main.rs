@@ -32,7 +32,8 @@ struct Cli {
     #[arg(long, global = true)]
     no_timestamps: bool,
     /// GEMM kernel tuning when a plan is compiled: off (the built-in choice), quick (real GPUs
-    /// time the workgroup tiles per op and shape), full (every variant). Choices are cached in
+    /// time the workgroup tiles per op and shape), full (also the subgroup tiles on GPUs, every
+    /// variant on software adapters). Choices are cached in
     /// ~/.cache/swav-wgpu/tune.json (SWAV_WGPU_TUNE_CACHE). Also SWAV_WGPU_TUNE. [default: quick]
     #[arg(long, global = true)]
     tune: Option<String>,

@@ -594,9 +594,9 @@ fn without_timestamps_timing_is_wall_clock() {
     assert!(!by_timestamps && secs > 0.0);
 }
 
-/// What each tuning mode times: quick on a real GPU the workgroup tiles, plus the subgroup
-/// tiles of at most 128 accumulators where there are fixed-size subgroups; nothing on a
-/// software adapter; full every variant. The chooser's pick always comes first.
+/// What each tuning mode times: quick on a real GPU the workgroup tiles; full adds the
+/// subgroup tiles of at most 128 accumulators where there are fixed-size subgroups; quick
+/// times nothing on a software adapter, full every variant. The chooser's pick comes first.
 #[test]
 fn tuning_candidates_per_mode_and_adapter() {
     use swav_wgpu::gpu::AdapterClass;
@@ -605,9 +605,11 @@ fn tuning_candidates_per_mode_and_adapter() {
     let default = GemmVariant::WORKGROUP_DEFAULT;
     let quick_gpu = candidates(TuneMode::Quick, AdapterClass::Gpu, None, default);
     assert_eq!(quick_gpu, GemmVariant::WORKGROUP_TILES.to_vec());
-    let quick_sg = candidates(TuneMode::Quick, AdapterClass::Gpu, Some(32), default);
-    assert_eq!(quick_sg[..4], GemmVariant::WORKGROUP_TILES);
-    assert_eq!(quick_sg[4..], [GemmVariant::SubgroupTiled { tm: 32, tn: 4, sg: 32 }]);
+    assert_eq!(candidates(TuneMode::Quick, AdapterClass::Gpu, Some(32), default), quick_gpu);
+    let full_sg = candidates(TuneMode::Full, AdapterClass::Gpu, Some(32), default);
+    assert_eq!(full_sg[..4], GemmVariant::WORKGROUP_TILES);
+    assert_eq!(full_sg[4..], [GemmVariant::SubgroupTiled { tm: 32, tn: 4, sg: 32 }]);
+    assert_eq!(candidates(TuneMode::Full, AdapterClass::Gpu, None, default), quick_gpu);
     let reg = GemmVariant::RegisterTiled { tm: 12, tn: 16 };
     assert_eq!(candidates(TuneMode::Quick, AdapterClass::Cpu, Some(8), reg), vec![reg]);
     assert_eq!(candidates(TuneMode::Off, AdapterClass::Gpu, Some(32), default), vec![default]);

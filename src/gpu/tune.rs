@@ -4,10 +4,10 @@
 //! variants on the device and keeps the fastest. Choices are cached in memory and, natively,
 //! in a JSON file keyed by adapter, driver, op and shape, so a second run starts at once.
 //!
-//! Modes: `off` (the chooser's pick, no timing), `quick` (real GPUs time the workgroup tiles,
-//! and the subgroup tiles where the adapter has subgroups of one fixed size;
-//! software adapters keep the chooser's pick, so lavapipe and CI pay nothing), `full` (every
-//! variant the device can run, software adapters included).
+//! Modes: `off` (the chooser's pick, no timing), `quick` (real GPUs time the workgroup tiles;
+//! software adapters keep the chooser's pick, so lavapipe and CI pay nothing), `full` (real
+//! GPUs add the subgroup tiles where the adapter has subgroups of one fixed size; software
+//! adapters time every variant). The candidate lists are `ops::matmul::tuning_candidates`.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -582,12 +582,14 @@ pub fn tuning_candidates(
     let mut v = vec![default];
     let extra: Vec<GemmVariant> = match (mode, class) {
         (TuneMode::Off, _) | (TuneMode::Quick, AdapterClass::Cpu) => vec![],
-        (TuneMode::Quick, AdapterClass::Gpu) => {
+        (TuneMode::Quick, AdapterClass::Gpu) => GemmVariant::WORKGROUP_TILES.to_vec(),
+        // On real GPUs the subgroup tiles are opt-in: they have run on no GPU yet.
+        (TuneMode::Full, AdapterClass::Gpu) => {
             let mut v = GemmVariant::WORKGROUP_TILES.to_vec();
             v.extend(subgroup_size.map(GemmVariant::gpu_subgroup_tiles).unwrap_or_default());
             v
         }
-        (TuneMode::Full, _) => GemmVariant::all(subgroup_size),
+        (TuneMode::Full, AdapterClass::Cpu) => GemmVariant::all(subgroup_size),
     };
     for e in extra {
         if !v.contains(&e) {
