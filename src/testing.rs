@@ -2,6 +2,7 @@
 //! browser's kernel checks (`web::kernel_checks`): the one relative-error definition and its
 //! tolerances, seeded random inputs, uploads of f64 data, NaN-prefilled outputs, finite
 //! differences and the PyTorch fixtures' folder.
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::PathBuf;
 
 use crate::error::Result;
@@ -83,6 +84,7 @@ pub fn nan_tensor(gpu: &Gpu, name: &str, len: usize) -> Result<Tensor> {
 }
 
 /// `../shared/fixtures/<name>` beside the repository (the PyTorch float64 references).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn fixture_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name)
 }
