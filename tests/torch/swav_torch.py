@@ -546,7 +546,7 @@ def knn_eval(backbone, train, test, device):
 
 
 # ---------------------------------------------------------------------------------------------
-# The run loop: same metrics.jsonl fields as swav-wgpu (src/run.rs).
+# The run loop: same metrics.jsonl fields as swav-wgpu (src/run/).
 
 def code_stats(codes):
     q = torch.cat(codes)
