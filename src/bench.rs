@@ -11,7 +11,7 @@ use crate::data::loader::{epoch_order, make_batch};
 use crate::data::synthetic;
 use crate::error::{Error, Result};
 use crate::gpu::timing::median;
-use crate::gpu::{AdapterClass, Dispatch, Gpu, Tensor};
+use crate::gpu::{AdapterClass, Gpu, Tensor};
 use crate::graph::plan::Plan;
 use crate::ops::conv::{self, Conv2dShape, ConvKernel, ConvPass};
 use crate::ops::matmul::{self, GemmVariant, MatmulShape};
@@ -80,10 +80,6 @@ pub fn step_configs() -> Vec<(String, TrainConfig)> {
     ]
 }
 
-fn time_dispatches(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> Result<f64> {
-    Ok(gpu.time_dispatches(dispatches, reps)?.0)
-}
-
 fn filled(gpu: &Gpu, name: &str, n: usize) -> Result<Tensor> {
     let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     gpu.tensor_from(name, &[n], &data)
@@ -120,7 +116,7 @@ fn bench_matmul(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
         let s = MatmulShape { m: n, n, k: n, trans_a: false, trans_b: false };
         for variant in matmul_variants(gpu) {
             let d = matmul::matmul(gpu, &a, &b, None, &c, s, variant)?;
-            let secs = time_dispatches(gpu, &d, opts.reps)?;
+            let secs = gpu.time_dispatches(&d, opts.reps)?.0;
             report_kernel("matmul", &format!("{n}x{n}x{n}"), &variant.name(), 2.0 * (n * n * n) as f64, secs);
         }
     }
@@ -138,13 +134,13 @@ fn bench_conv(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
     let kernel = |pass| ConvKernel::choose(gpu, &s, pass);
     let k = kernel(ConvPass::Forward);
     let d = conv::forward(gpu, &x, &w, &y, s, k)?;
-    report_kernel("conv2d_forward", &shape, &k.name(), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
+    report_kernel("conv2d_forward", &shape, &k.name(), s.flops(), gpu.time_dispatches(&d, opts.reps)?.0);
     let k = kernel(ConvPass::BackwardInput);
     let d = conv::backward_input(gpu, &y, &w, &dx, s, k)?;
-    report_kernel("conv2d_backward_input", &shape, &k.name(), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
+    report_kernel("conv2d_backward_input", &shape, &k.name(), s.flops(), gpu.time_dispatches(&d, opts.reps)?.0);
     let k = kernel(ConvPass::BackwardWeight);
     let d = conv::backward_weight(gpu, &x, &y, &dw, s, k, conv::weight_grad_splits(s, k, gpu.class))?;
-    report_kernel("conv2d_backward_weight", &shape, &k.name(), s.flops(), time_dispatches(gpu, &d, opts.reps)?);
+    report_kernel("conv2d_backward_weight", &shape, &k.name(), s.flops(), gpu.time_dispatches(&d, opts.reps)?.0);
     Ok(())
 }
 

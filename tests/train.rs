@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use swav_wgpu::gpu::tune::{Timer, TuneMode, TuneStats};
-use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions, Tensor};
+use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
 use swav_wgpu::io::{load_safetensors, load_safetensors_f64};
 use swav_wgpu::ops::optim;
 use swav_wgpu::optim::{lr_schedule, AdamHyper, SgdHyper};
@@ -127,18 +127,6 @@ fn three_lars_steps_match_pytorch() {
     assert!(checked >= 170, "checked {checked}");
 }
 
-fn sgd_tensors<'a>(
-    param: &'a Tensor,
-    grad: &'a Tensor,
-    momentum: &'a Tensor,
-    pnorm: &'a Tensor,
-    gnorm: &'a Tensor,
-    state: &'a Tensor,
-    loss: &'a Tensor,
-) -> optim::SgdTensors<&'a Tensor> {
-    optim::SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }
-}
-
 #[test]
 fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
     let Some(gpu) = gpu() else { return };
@@ -151,7 +139,23 @@ fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
             upload(&gpu, "opt", &swav_wgpu::optim::step_state(0.5, 0, 0).map(f64::from)),
             upload(&gpu, "loss", &[bad]),
         );
-        run(&gpu, &optim::sgd_step(&gpu, &sgd_tensors(&tp, &tg, &tm, &pn, &gn, &opt, &loss), h).unwrap());
+        run(
+            &gpu,
+            &optim::sgd_step(
+                &gpu,
+                &optim::SgdTensors {
+                    param: &tp,
+                    grad: &tg,
+                    momentum: &tm,
+                    pnorm: &pn,
+                    gnorm: &gn,
+                    state: &opt,
+                    loss: &loss,
+                },
+                h,
+            )
+            .unwrap(),
+        );
         assert_eq!(read(&gpu, &tp), p, "parameters must not move on a {bad} loss");
         assert_eq!(read(&gpu, &tm), m);
     }
@@ -181,7 +185,23 @@ fn optimizer_kernel_matches_cpu_reference() {
             &swav_wgpu::optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).map(f64::from),
         );
         let loss = upload(&gpu, "loss", &[1.0]);
-        run(&gpu, &optim::sgd_step(&gpu, &sgd_tensors(&tp, &tg, &tm, &pn, &gn, &opt, &loss), h).unwrap());
+        run(
+            &gpu,
+            &optim::sgd_step(
+                &gpu,
+                &optim::SgdTensors {
+                    param: &tp,
+                    grad: &tg,
+                    momentum: &tm,
+                    pnorm: &pn,
+                    gnorm: &gn,
+                    state: &opt,
+                    loss: &loss,
+                },
+                h,
+            )
+            .unwrap(),
+        );
         if !(gated && enabled == 0.0) {
             optim::cpu::sgd_step(&mut p, &g, &mut m, 0.5, &h);
         }

@@ -93,26 +93,33 @@ impl Gpu {
         Err(Error::Readback("synchronous timestamp readback is native-only".into()))
     }
 
-    /// Seconds `dispatches` take as one pass: the median of `reps` GPU-timestamped runs after
-    /// a warm-up, or of queue-synchronised wall time where there are no timestamps.
-    /// Returns (seconds, whether timestamps measured it).
+    /// Seconds each group takes: GPU timestamps where the device has them, else each group
+    /// run alone and waited for (queue-synchronised wall time). Also says which it was.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn time_dispatches(&self, dispatches: &[Dispatch], reps: usize) -> Result<(f64, bool)> {
-        self.run(dispatches);
-        self.wait_idle();
-        let groups = vec![dispatches; reps.max(1)];
-        if let Some(t) = self.gpu_times(&groups)? {
-            return Ok((median(t), true));
+    pub fn times(&self, groups: &[&[Dispatch]]) -> Result<(Vec<f64>, bool)> {
+        if let Some(t) = self.gpu_times(groups)? {
+            return Ok((t, true));
         }
-        let wall = (0..reps.max(1))
-            .map(|_| {
+        let wall = groups
+            .iter()
+            .map(|d| {
                 let t = std::time::Instant::now();
-                self.run(dispatches);
+                self.run(d);
                 self.wait_idle();
                 t.elapsed().as_secs_f64()
             })
             .collect();
-        Ok((median(wall), false))
+        Ok((wall, false))
+    }
+
+    /// Seconds `dispatches` take as one pass: the median of `reps` timed runs (`times`) after
+    /// a warm-up. Returns (seconds, whether timestamps measured it).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_dispatches(&self, dispatches: &[Dispatch], reps: usize) -> Result<(f64, bool)> {
+        self.run(dispatches);
+        self.wait_idle();
+        let (t, by_timestamps) = self.times(&vec![dispatches; reps.max(1)])?;
+        Ok((median(t), by_timestamps))
     }
 }
 

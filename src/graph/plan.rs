@@ -420,18 +420,7 @@ impl Plan {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_dispatches(&self) -> Result<Vec<(String, f64)>> {
         let groups: Vec<&[Dispatch]> = self.dispatches.iter().map(std::slice::from_ref).collect();
-        let times = match self.gpu.gpu_times(&groups)? {
-            Some(t) => t,
-            None => groups
-                .iter()
-                .map(|d| {
-                    let t = std::time::Instant::now();
-                    self.gpu.run(d);
-                    self.gpu.wait_idle();
-                    t.elapsed().as_secs_f64()
-                })
-                .collect(),
-        };
+        let (times, _) = self.gpu.times(&groups)?;
         Ok(self.dispatches.iter().map(|d| d.label.clone()).zip(times).collect())
     }
 

@@ -71,9 +71,13 @@ fn width(s: &BatchNormShape) -> usize {
     vec_width(s.spatial)
 }
 
-fn source(body: &str, width: usize) -> String {
-    // The per-element kernels get their entry point; stats kernels have their own.
-    let entry = if body.contains("fn element(") { ELEMENTWISE } else { "" };
+/// The forward and dX kernels: (name, body, entry point). Stats has its own entry point; the
+/// per-element kernels are `element` functions under batchnorm/elementwise.wgsl's.
+const KERNELS: [(&str, &str, &str); 3] =
+    [("stats", STATS, ""), ("apply", APPLY, ELEMENTWISE), ("backward_input", BACKWARD_INPUT, ELEMENTWISE)];
+
+fn source(name: &str, width: usize) -> String {
+    let (_, body, entry) = KERNELS.iter().find(|(n, _, _)| *n == name).expect("known batch-norm kernel");
     compose(&[REDUCE, COMMON, body, entry], &vec_subs(width))
 }
 
@@ -97,9 +101,9 @@ fn backward_stats_name(masked: bool, width: usize) -> String {
     format!("batchnorm/backward_stats{}/w{width}", if masked { "_relu" } else { "" })
 }
 
-fn pipeline(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
+fn pipeline(gpu: &Gpu, name: &str, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
     let w = width(s);
-    gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || source(body, w), "main")
+    gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || source(name, w), "main")
 }
 
 fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
@@ -108,9 +112,9 @@ fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> Resul
 }
 
 /// The apply / backward_input pipeline for this shape, and its grid (one invocation per V).
-fn elementwise(gpu: &Gpu, name: &str, body: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
+fn elementwise(gpu: &Gpu, name: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
     let grid = linear_grid(gpu, "batchnorm", (s.len() / width(s)).div_ceil(256) as u64)?;
-    Ok((pipeline(gpu, name, body, s)?, grid))
+    Ok((pipeline(gpu, name, s)?, grid))
 }
 
 op_tensors! {
@@ -154,12 +158,12 @@ pub fn forward_train(
     let params = s.params(true, update_running)?;
     let stats = gpu.dispatch(
         "batchnorm/stats",
-        &pipeline(gpu, "stats", STATS, &s)?,
+        &pipeline(gpu, "stats", &s)?,
         &params,
         &[x, mean, var, running_mean, running_var],
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
-    let (apply_pipeline, grid) = elementwise(gpu, "apply", APPLY, &s)?;
+    let (apply_pipeline, grid) = elementwise(gpu, "apply", &s)?;
     let apply = gpu.dispatch("batchnorm/apply", &apply_pipeline, &params, &[x, mean, var, gamma, beta, y], grid)?;
     Ok(vec![stats, apply])
 }
@@ -173,7 +177,7 @@ pub fn forward_eval(gpu: &Gpu, t: &BatchNormTensors<&Tensor>, s: BatchNormShape)
     for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
         check_len(OP, name, t, s.channels)?;
     }
-    let (apply_pipeline, grid) = elementwise(gpu, "apply", APPLY, &s)?;
+    let (apply_pipeline, grid) = elementwise(gpu, "apply", &s)?;
     let tensors = [x, running_mean, running_var, gamma, beta, y];
     gpu.dispatch("batchnorm/apply", &apply_pipeline, &s.params(false, false)?, &tensors, grid)
 }
@@ -210,7 +214,7 @@ pub fn backward(
         &tensors,
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
-    let (input_pipeline, grid) = elementwise(gpu, "backward_input", BACKWARD_INPUT, &s)?;
+    let (input_pipeline, grid) = elementwise(gpu, "backward_input", &s)?;
     let tensors = [x, dy, mean, var, gamma, dgamma, dbeta, dx];
     let input = gpu.dispatch("batchnorm/backward_input", &input_pipeline, &params, &tensors, grid)?;
     Ok(vec![stats, input])
@@ -219,8 +223,8 @@ pub fn backward(
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
     let mut v = Vec::new();
     for w in [1, 4] {
-        for (n, b) in [("stats", STATS), ("apply", APPLY), ("backward_input", BACKWARD_INPUT)] {
-            v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: source(b, w) });
+        for (n, _, _) in KERNELS {
+            v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: source(n, w) });
         }
         for masked in [false, true] {
             v.push(KernelSource { name: backward_stats_name(masked, w), source: backward_stats_source(w, masked) });

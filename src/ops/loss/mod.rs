@@ -5,11 +5,11 @@ pub mod cpu;
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::ops::rows::{row_dispatch, row_source};
+use crate::ops::rows::{row_dispatch, row_source, with_logsumexp};
 use crate::ops::{check_len, KernelSource};
 
-const FORWARD: &str = include_str!("../../../shaders/loss/cross_entropy_forward.wgsl");
-const BACKWARD: &str = include_str!("../../../shaders/loss/cross_entropy_backward.wgsl");
+const FORWARD: &str = with_logsumexp!("../../../shaders/loss/cross_entropy_forward.wgsl");
+const BACKWARD: &str = with_logsumexp!("../../../shaders/loss/cross_entropy_backward.wgsl");
 
 /// Per-row losses into `loss` ([rows]).
 pub fn cross_entropy_forward(

@@ -8,13 +8,21 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/rows/common.wgsl");
-const LOGSUMEXP: &str = include_str!("../../../shaders/rows/logsumexp.wgsl");
+/// The log-sum-exp helpers before each kernel that calls them (they read the kernel's `X`,
+/// which not every row kernel has; WGSL declarations may come in any order).
+macro_rules! with_logsumexp {
+    ($path:literal) => {
+        concat!(include_str!("../../../shaders/rows/logsumexp.wgsl"), "\n", include_str!($path))
+    };
+}
+pub(crate) use with_logsumexp;
+
 const KERNELS: [(&str, &str); 6] = [
     ("l2_normalize_forward", include_str!("../../../shaders/rows/l2_normalize_forward.wgsl")),
     ("l2_normalize_backward", include_str!("../../../shaders/rows/l2_normalize_backward.wgsl")),
-    ("softmax_forward", include_str!("../../../shaders/rows/softmax_forward.wgsl")),
+    ("softmax_forward", with_logsumexp!("../../../shaders/rows/softmax_forward.wgsl")),
     ("softmax_backward", include_str!("../../../shaders/rows/softmax_backward.wgsl")),
-    ("log_softmax_forward", include_str!("../../../shaders/rows/log_softmax_forward.wgsl")),
+    ("log_softmax_forward", with_logsumexp!("../../../shaders/rows/log_softmax_forward.wgsl")),
     ("log_softmax_backward", include_str!("../../../shaders/rows/log_softmax_backward.wgsl")),
 ];
 
@@ -113,11 +121,9 @@ pub fn log_softmax_backward(
     run(gpu, "log_softmax_backward", &[y, dy, dx], rows, cols, scale)
 }
 
-/// A row kernel's module: the reductions, the row parameters, and the log-sum-exp helpers
-/// where the kernel calls them (they read the kernel's `X`, which not every kernel has).
+/// A row kernel's module: the reductions, the row parameters and entry point, the kernel.
 pub(crate) fn row_source(body: &str) -> String {
-    let lse = if body.contains("scaled_row_") { LOGSUMEXP } else { "" };
-    compose(&[REDUCE, COMMON, lse, body], &[])
+    compose(&[REDUCE, COMMON, body], &[])
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
