@@ -37,7 +37,7 @@ fn main() -> swav_wgpu::Result<()> {
     let tx = gpu.tensor_from("scores", &[rows, k], &x)?;
     let active = gpu.tensor_from("active", &[1], &[0.0])?;
     let codes = gpu.tensor("codes", &[rows, k])?;
-    let s = SinkhornShape { queue_rows: 0, batch: rows, k, epsilon: 0.05, iterations: 3 };
+    let s = SinkhornShape { queue_rows: 0, batch: rows, k, epsilon: 0.05, iterations: 3, world: 1 };
     let d = sinkhorn::sinkhorn(&gpu, &tx, &active, &codes, s)?;
     let ms = median_ms(reps, || run(&gpu, &d));
     println!("sinkhorn {rows}x{k} 3 iterations: {ms:.1} ms median ({} dispatches)", d.len());
@@ -64,7 +64,7 @@ fn main() -> swav_wgpu::Result<()> {
     plan.write(z, &zd)?;
     plan.write(protos, &pd)?;
     let ms = median_ms(reps, || {
-        plan.step();
+        plan.step().expect("plan step");
         let _ = plan.read_blocking(obj.loss);
     });
     println!(

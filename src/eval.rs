@@ -78,7 +78,7 @@ impl FeatureExtractor {
                 x[i * per..(i + 1) * per].copy_from_slice(&augment::eval_view(img, self.size));
             }
             self.plan.write(self.input, &x)?;
-            self.plan.step();
+            self.plan.step()?;
             let f = self.plan.read_blocking(self.feat)?;
             for row in f.chunks(self.dim).take(chunk.len()) {
                 let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
@@ -182,7 +182,7 @@ pub fn linear_probe(
             plan.write(x, &xb)?;
             plan.write(q, &qb)?;
             plan.write(opt.state, &crate::optim::step_state(schedule[it.min(total - 1)], it, 0))?;
-            plan.step();
+            plan.step()?;
             it += 1;
         }
     }
@@ -194,7 +194,7 @@ pub fn linear_probe(
         xb.resize(batch * dim, 0.0);
         plan.write(x, &xb)?;
         plan.write(q, &vec![0.0; batch * classes])?;
-        plan.step();
+        plan.step()?;
         let logits = plan.read_blocking(z)?;
         for (row, &l) in logits.chunks(classes).zip(labels) {
             let pred = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);

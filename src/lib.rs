@@ -12,6 +12,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod data;
+pub mod dist;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;

@@ -54,6 +54,33 @@ enum Command {
     Devices,
     /// Time kernels, training steps and the data loader on this adapter.
     Bench(BenchArgs),
+    /// Under mpirun/srun: check that this data-parallel job computes what one process does
+    /// on the whole global batch (codes, loss, gradients, parameters over a few steps).
+    CheckParallel(CheckParallelArgs),
+}
+
+#[derive(Args)]
+struct CheckParallelArgs {
+    /// Images per rank (one process checks world x this).
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Synchronised batch-norm (then everything is compared; without it, the codes).
+    #[arg(long)]
+    sync_bn: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Crops per image as COUNTxSIZE groups, large first.
+    #[arg(long)]
+    crops: Option<String>,
+    #[arg(long, default_value = "lars")]
+    optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Largest relative error accepted.
+    #[arg(long, default_value_t = 1e-5)]
+    tolerance: f64,
 }
 
 #[derive(Args)]
@@ -148,6 +175,10 @@ struct TrainArgs {
     /// Shorter side, in pixels, that decoded folder images are shrunk to.
     #[arg(long, default_value_t = 64)]
     max_side: usize,
+    /// Data-parallel jobs (mpirun/srun): batch-norm statistics over every rank's batch
+    /// (else each rank normalises its own batch).
+    #[arg(long)]
+    sync_bn: bool,
     /// Testing aid: put a NaN into the prototypes before this iteration.
     #[arg(long, hide = true)]
     inject_nan_at: Option<usize>,
@@ -227,6 +258,7 @@ fn options(cli: &Cli) -> Result<GpuOptions> {
         full_limits: cli.full_limits || env.full_limits,
         no_subgroups: cli.no_subgroups || env.no_subgroups,
         no_timestamps: cli.no_timestamps || env.no_timestamps,
+        local_rank: None,
     })
 }
 
@@ -426,6 +458,7 @@ fn new_run_setup(a: &TrainArgs) -> Result<TrainSetup> {
         freeze_prototypes_niters,
         seed
     );
+    cfg.sync_bn |= a.sync_bn;
     if let Some(c) = &a.crops {
         cfg.crops = parse_crops(c)?;
         let n = cfg.n_crops();
@@ -610,6 +643,98 @@ fn bench(opts: &GpuOptions, a: &BenchArgs) -> Result<()> {
     swav_wgpu::bench::run(gpu, &swav_wgpu::bench::BenchOptions { reps: a.reps, quick: a.quick, configs })
 }
 
+/// `swav-wgpu train`, in one process or as one rank of an MPI job.
+fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
+    let world = swav_wgpu::dist::world()?;
+    let rank = world.rank();
+    let result = (|| {
+        let setup = train_setup(a)?;
+        if rank == 0 {
+            eprintln!("{}", setup.recipe);
+        }
+        if let Some(finished) = &setup.finished {
+            // Nothing to do: leave every file of the run as it is.
+            if rank == 0 {
+                eprintln!("{finished}");
+            }
+            return Ok(());
+        }
+        let mut opts = opts.clone();
+        if world.world() > 1 && opts.adapter.is_none() {
+            opts.local_rank = Some(world.local_rank());
+        }
+        let gpu = pollster::block_on(Gpu::new(&opts))?;
+        if world.world() == 1 {
+            eprintln!("adapter: {}", gpu.describe());
+        }
+        let ro = RunOptions {
+            out: setup.out,
+            resume: setup.resume,
+            checkpoint_every: a.checkpoint_every,
+            eval_every: a.eval_every,
+            max_side: a.max_side,
+            inject_nan_at: a.inject_nan_at,
+            collective: world.clone(),
+        };
+        let summary = run::train(gpu, setup.cfg, ro)?;
+        if summary.interrupted {
+            std::process::exit(130);
+        }
+        Ok(())
+    })();
+    if let (Err(e), true) = (&result, world.world() > 1) {
+        // The other ranks would wait for this one: stop the job.
+        eprintln!("error: rank {rank}: {e}");
+        world.abort(1);
+    }
+    result
+}
+
+/// `swav-wgpu check-parallel` (under mpirun/srun): the job against one process.
+fn check_parallel(opts: &GpuOptions, a: &CheckParallelArgs) -> Result<()> {
+    let world = swav_wgpu::dist::world()?;
+    let result = (|| {
+        let mut cfg = swav_wgpu::train::config::small_data_defaults();
+        apply_model(&mut cfg, &a.model);
+        cfg.batch_size = a.batch_size;
+        cfg.sync_bn = a.sync_bn;
+        cfg.seed = a.seed;
+        cfg.optimizer = a.optimizer;
+        if let Some(c) = &a.crops {
+            cfg.crops = parse_crops(c)?;
+        }
+        cfg.validate()?;
+        let mut opts = opts.clone();
+        if world.world() > 1 && opts.adapter.is_none() {
+            opts.local_rank = Some(world.local_rank());
+        }
+        let gpu = pollster::block_on(Gpu::new(&opts))?;
+        if world.rank() == 0 {
+            eprintln!("checking {} on {}", world.describe(), gpu.describe());
+        }
+        let report = swav_wgpu::train::parallel::check_parallel(gpu, &cfg, a.steps, world.clone())?;
+        if let Some(r) = report {
+            println!("{r}");
+            if !r.passes(a.tolerance) {
+                return Err(Error::Invalid(format!(
+                    "the job differs from one process by more than --tolerance {:.0e} (and than one process differs from itself reordered)",
+                    a.tolerance
+                )));
+            }
+            println!(
+                "ok: within {:.0e}, or of one process against itself where float32 does not get that close",
+                a.tolerance
+            );
+        }
+        Ok(())
+    })();
+    if let (Err(e), true) = (&result, world.world() > 1) {
+        eprintln!("error: rank {}: {e}", world.rank());
+        world.abort(1);
+    }
+    result
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = match options(&cli) {
@@ -621,28 +746,8 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Devices => devices(&opts),
-        Command::Train(a) => train_setup(a).and_then(|setup| {
-            eprintln!("{}", setup.recipe);
-            if let Some(finished) = &setup.finished {
-                // Nothing to do: leave every file of the run as it is.
-                eprintln!("{finished}");
-                return Ok(());
-            }
-            let gpu = open_gpu(&opts)?;
-            let ro = RunOptions {
-                out: setup.out,
-                resume: setup.resume,
-                checkpoint_every: a.checkpoint_every,
-                eval_every: a.eval_every,
-                max_side: a.max_side,
-                inject_nan_at: a.inject_nan_at,
-            };
-            let summary = run::train(gpu, setup.cfg, ro)?;
-            if summary.interrupted {
-                std::process::exit(130);
-            }
-            Ok(())
-        }),
+        Command::Train(a) => train(&opts, a),
+        Command::CheckParallel(a) => check_parallel(&opts, a),
         Command::Eval(c) => eval(&opts, c),
         Command::Bench(a) => bench(&opts, a),
         Command::Embed(a) => embed(&opts, a),

@@ -237,7 +237,8 @@ pub async fn kernel_checks(gpu: &Gpu) -> crate::Result<Vec<(String, f64, bool)>>
     gpu.run(&[rows::log_softmax_forward(gpu, &t(&xs)?, &ys, r, c, 10.0)?]);
     let e = rel_err(&gpu.read(&ys).await?, &rows::cpu::log_softmax_forward(&xs, c, 10.0));
     out.push(("log-softmax".into(), e, e <= tol));
-    let sk = crate::ops::sinkhorn::SinkhornShape { queue_rows: 0, batch: 16, k: 20, epsilon: 0.05, iterations: 3 };
+    let sk =
+        crate::ops::sinkhorn::SinkhornShape { queue_rows: 0, batch: 16, k: 20, epsilon: 0.05, iterations: 3, world: 1 };
     let xk = vecf(16 * 20);
     let codes = gpu.tensor_filled("q", &[16 * 20], f32::NAN)?;
     gpu.run(&crate::ops::sinkhorn::sinkhorn(gpu, &t(&xk)?, &t(&[0.0])?, &codes, sk)?);

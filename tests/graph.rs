@@ -96,7 +96,7 @@ fn compare_gpu_with_interpreter(g: &Graph, loss: TensorId, seed: u64) {
     for (t, data) in &values {
         plan.write(*t, &f32s(data)).unwrap();
     }
-    plan.step();
+    plan.step().expect("plan step");
     let got: Vec<f64> = plan.read_blocking(loss).unwrap().iter().map(|&v| v as f64).collect();
     assert_close("loss", &got, &reference[&loss], GPU_TOL);
     assert!(!g.grads.is_empty());
@@ -161,11 +161,11 @@ fn replay_creates_no_gpu_objects() {
     for (t, data) in random_values(&g, 5) {
         plan.write(t, &f32s(&data)).unwrap();
     }
-    plan.step();
+    plan.step().expect("plan step");
     let first = plan.read_blocking(loss).unwrap();
     let before = gpu.counters();
     for _ in 0..3 {
-        plan.step();
+        plan.step().expect("plan step");
         plan.read_blocking(loss).unwrap();
     }
     assert_eq!(gpu.counters(), before, "replaying the plan created GPU objects");
@@ -243,7 +243,7 @@ fn swav_model_fixture_forward_matches_pytorch() {
     for i in 0..4 {
         plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data).unwrap();
     }
-    plan.step();
+    plan.step().expect("plan step");
     // The index's float32 tolerance: activations within 3e-4 of max|ref| per tensor.
     for name in ["feat", "z", "emb", "scores"] {
         let got: Vec<f64> = plan.read_named(name).unwrap().iter().map(|&v| v as f64).collect();
@@ -279,7 +279,7 @@ fn relu_fusion_changes_no_bit() {
         for i in 0..4 {
             plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data).unwrap();
         }
-        plan.step();
+        plan.step().expect("plan step");
         plans.push(plan);
     }
     let (plain, fusedp) = (&plans[0], &plans[1]);

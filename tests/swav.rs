@@ -87,7 +87,7 @@ fn objective_matches_pytorch_fixtures() {
             plan.write(obj.queues[1], &f32v(&q[per..])).unwrap();
             plan.write(obj.queue_active, &[c.queue_length as f32]).unwrap();
         }
-        plan.step();
+        plan.step().expect("plan step");
         let mut checks: Vec<(&str, Vec<f32>)> = vec![
             ("loss", plan.read_blocking(obj.loss).unwrap()),
             ("q_crop0", plan.read_blocking(obj.codes[0]).unwrap()),
@@ -146,7 +146,7 @@ fn head_and_objective_match_pytorch_fixtures() {
         }
         plan.write_named("projection_head.1.running_mean", &vec![0.0; hidden]).unwrap();
         plan.write_named("projection_head.1.running_var", &vec![1.0; hidden]).unwrap();
-        plan.step();
+        plan.step().expect("plan step");
         let grad = |name: &str| plan.read_blocking(g.grads[&g.by_name(name).unwrap()]).unwrap();
         let checks: Vec<(&str, Vec<f32>)> = vec![
             ("head_z", plan.read_named("z").unwrap()),
@@ -188,7 +188,7 @@ fn sinkhorn_kernels_match_cpu_reference_with_and_without_queue() {
     ] {
         let rows = queue_rows + batch;
         let x = rng.vec_f32(rows * k);
-        let s = SinkhornShape { queue_rows, batch, k, epsilon: 0.05, iterations: 3 };
+        let s = SinkhornShape { queue_rows, batch, k, epsilon: 0.05, iterations: 3, world: 1 };
         let want = sinkhorn::cpu::sinkhorn(&x, queue_rows, active, batch, k, 0.05, 3);
         let tx = upload(&gpu, "x", &x);
         let ta = upload(&gpu, "active", &[active as f64]);
@@ -206,7 +206,7 @@ fn sinkhorn_is_finite_where_exp_overflows_f32() {
     let mut rng = Rng::new(81);
     let (batch, k) = (64, 100);
     let x: Vec<f64> = (0..batch * k).map(|_| if rng.signed() > 0.0 { 1.0 } else { -1.0 }).collect();
-    let s = SinkhornShape { queue_rows: 0, batch, k, epsilon: 0.01, iterations: 3 };
+    let s = SinkhornShape { queue_rows: 0, batch, k, epsilon: 0.01, iterations: 3, world: 1 };
     let tx = upload(&gpu, "x", &x);
     let ta = upload(&gpu, "active", &[0.0]);
     let codes = nan_tensor(&gpu, "codes", batch * k);
@@ -273,7 +273,7 @@ fn swav_model_fixture_step1_loss_codes_and_every_gradient_match_pytorch() {
     for i in 0..4 {
         plan.write_named(&format!("crop{i}"), &initial[&format!("crop{i}")].data).unwrap();
     }
-    plan.step();
+    plan.step().expect("plan step");
     let loss = plan.read_blocking(obj.loss).unwrap()[0] as f64;
     let want = step1["loss"].1[0];
     println!("loss {loss} vs {want}");

@@ -16,7 +16,8 @@ fn element(i: u32, c: u32, rstd: f32) {
         DX[i] = g * DY[i];
         return;
     }
-    let inv_m = 1.0 / f32(P.batch * P.spatial);
+    // Synchronised batch-norm: DGAMMA and DBETA are the sums over every rank's values.
+    let inv_m = 1.0 / f32(P.batch * P.spatial * P.world);
     let xhat = (X[i] - MEAN[c]) * rstd;
     DX[i] = g * (DY[i] - DBETA[c] * inv_m - xhat * DGAMMA[c] * inv_m);
 }

@@ -1,7 +1,10 @@
 // Batch-norm over X viewed as [batch, channels, spatial] (spatial = H*W, or 1 for BN1d).
+// world: ranks whose batches are normalised together (synchronised batch-norm; 1 otherwise);
+// stage: which part of the statistics kernel runs (see stats.wgsl).
 struct Params {
     batch: u32, channels: u32, spatial: u32, training: u32,
     eps: f32, momentum: f32, update_running: u32, relu: u32,
+    world: u32, stage: u32, pad0: u32, pad1: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 

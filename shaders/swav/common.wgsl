@@ -21,9 +21,13 @@ fn hsum(v: V) -> f32 {
     {{HSUM}}
 }
 
+// world: the ranks of a data-parallel job, each holding `rows` of the global problem (the
+// per-prototype sums are all-reduced between passes, see ops::sinkhorn::sinkhorn_steps);
+// rescale: block_sum weighs the partial sums by exp((PM - M) / eps) (the first pass).
 struct Params {
     rows: u32, kv: u32, queue_rows: u32, batch: u32,
     inv_eps: f32, blocks: u32, chunks: u32, k: f32,
+    world: u32, rescale: u32, pad0: u32, pad1: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 
@@ -39,7 +43,7 @@ fn block_rows(block: u32, active_rows: f32) -> vec2<u32> {
     return vec2<u32>(max(block * ROW_BLOCK, first_active_row(active_rows)), min((block + 1u) * ROW_BLOCK, P.rows));
 }
 
-// Samples taking part: the batch plus the active queue rows (the official B_s).
+// Samples taking part: the batch plus the active queue rows on every rank (the official B_s).
 fn samples(active_rows: f32) -> f32 {
-    return f32(P.batch + min(u32(active_rows), P.queue_rows));
+    return f32(P.world * (P.batch + min(u32(active_rows), P.queue_rows)));
 }

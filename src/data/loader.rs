@@ -33,6 +33,20 @@ pub fn make_batch(ds: &Dataset, indices: &[usize], cfg: &AugmentConfig, seed: u6
     (0..n_crops).map(|c| per_sample.iter().flat_map(|s| s[c].iter().copied()).collect()).collect()
 }
 
+/// Which part of every global batch a rank trains on: rank r takes images
+/// [r * batch, (r + 1) * batch) of each run of world * batch in the epoch's order (one
+/// permutation shared by all ranks, as PyTorch's DistributedSampler), so the ranks together
+/// see exactly the batches one process with world * batch would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RankSlice {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl RankSlice {
+    pub const ALL: RankSlice = RankSlice { rank: 0, world: 1 };
+}
+
 /// Produces the batches of iterations [start, end) in a background thread, two ahead.
 pub struct Prefetcher {
     rx: Receiver<Batch>,
@@ -40,9 +54,18 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn new(ds: Arc<Dataset>, cfg: AugmentConfig, batch: usize, seed: u64, start: usize, end: usize) -> Prefetcher {
+    pub fn new(
+        ds: Arc<Dataset>,
+        cfg: AugmentConfig,
+        batch: usize,
+        seed: u64,
+        start: usize,
+        end: usize,
+        slice: RankSlice,
+    ) -> Prefetcher {
         let (tx, rx) = sync_channel(2);
-        let per_epoch = (ds.len() / batch).max(1);
+        let global = batch * slice.world.max(1);
+        let per_epoch = (ds.len() / global).max(1);
         let handle = std::thread::spawn(move || {
             let mut order_epoch = usize::MAX;
             let mut order = Vec::new();
@@ -52,7 +75,7 @@ impl Prefetcher {
                     order = epoch_order(ds.len(), seed, epoch);
                     order_epoch = epoch;
                 }
-                let pos = (it % per_epoch) * batch;
+                let pos = (it % per_epoch) * global + slice.rank * batch;
                 let crops = make_batch(&ds, &order[pos..pos + batch], &cfg, seed, epoch);
                 if tx.send(Batch { crops, iteration: it }).is_err() {
                     return; // the consumer stopped

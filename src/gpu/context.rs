@@ -33,6 +33,9 @@ pub struct GpuOptions {
     pub tune: TuneMode,
     /// Where tuned choices persist (`tune::default_cache_path` from `from_env`; none: memory).
     pub tune_cache: Option<std::path::PathBuf>,
+    /// A data-parallel rank's index on its machine: without `adapter`, it takes the GPU of
+    /// that index (modulo their number); machines with no GPU share the default adapter.
+    pub local_rank: Option<usize>,
 }
 
 impl GpuOptions {
@@ -47,6 +50,7 @@ impl GpuOptions {
             // An unknown value is refused where the CLI parses --tune; here it means quick.
             tune: var("SWAV_WGPU_TUNE").and_then(|v| v.parse().ok()).unwrap_or(TuneMode::Quick),
             tune_cache: crate::gpu::tune::default_cache_path(),
+            local_rank: None,
         }
     }
 
@@ -135,6 +139,24 @@ pub async fn pick_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             ))
         });
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(rank) = opts.local_rank {
+        let mut gpus: Vec<wgpu::Adapter> = Vec::new();
+        for a in instance.enumerate_adapters(opts.backends()?).await {
+            let info = a.get_info();
+            let is_gpu = matches!(info.device_type, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu);
+            // One backend's list (two identical GPUs are two adapters; one GPU seen through
+            // two backends is one).
+            let same_backend = gpus.first().is_none_or(|g| g.get_info().backend == info.backend);
+            if is_gpu && same_backend {
+                gpus.push(a);
+            }
+        }
+        if !gpus.is_empty() {
+            let n = gpus.len();
+            return Ok(gpus.swap_remove(rank % n));
+        }
     }
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
@@ -328,7 +350,12 @@ impl Gpu {
 
     /// Copies a tensor back to the CPU. Awaits the map on wasm, polls on native.
     pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
-        let bytes = t.bytes();
+        self.read_many(&[t]).await
+    }
+
+    /// Copies several tensors back with one map, one after another in one vector.
+    pub async fn read_many(&self, ts: &[&Tensor]) -> Result<Vec<f32>> {
+        let bytes: u64 = ts.iter().map(|t| t.bytes()).sum();
         let cached = self.staging.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&bytes).and_then(|v| v.pop());
         let staging = match cached {
             Some(b) => b,
@@ -343,7 +370,11 @@ impl Gpu {
             }
         };
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
-        encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
+        let mut offset = 0;
+        for t in ts {
+            encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, offset, t.bytes());
+            offset += t.bytes();
+        }
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

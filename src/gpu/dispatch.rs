@@ -101,3 +101,100 @@ impl Gpu {
         })
     }
 }
+
+/// A point in a plan where the ranks of a data-parallel job combine values: the `src`
+/// tensors are read back (one buffer), all-reduced with `reduce`, multiplied by `scale` and
+/// written to `dst` (often `src` itself). Only plans built for a world of several ranks have
+/// them.
+pub struct Exchange {
+    pub label: String,
+    pub src: Vec<Tensor>,
+    pub dst: Vec<Tensor>,
+    pub reduce: crate::dist::Reduce,
+    pub scale: f32,
+}
+
+impl Exchange {
+    /// In place over `tensors` (views of them).
+    pub fn in_place(label: &str, tensors: &[&Tensor], reduce: crate::dist::Reduce, scale: f32) -> Result<Exchange> {
+        let views = |ts: &[&Tensor]| ts.iter().map(|t| t.view(t.shape())).collect::<Result<Vec<_>>>();
+        Ok(Exchange { label: label.into(), src: views(tensors)?, dst: views(tensors)?, reduce, scale })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.src.iter().map(|t| t.bytes()).sum()
+    }
+}
+
+/// One step of a plan: a dispatch, or an exchange between the ranks.
+pub enum Step {
+    Run(Dispatch),
+    Exchange(Exchange),
+}
+
+/// Wraps dispatches as steps.
+pub fn runs(d: Vec<Dispatch>) -> Vec<Step> {
+    d.into_iter().map(Step::Run).collect()
+}
+
+/// The time one exchange took: reading its tensors back (waiting for the GPU's work before
+/// it included) and the all-reduce (waiting for the other ranks included).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExchangeTime {
+    pub readback: f64,
+    pub reduce: f64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Gpu {
+    /// Runs `steps` in order: dispatches are submitted in segments, each exchange waits for
+    /// the segment before it, all-reduces with the other ranks and writes the result back.
+    pub fn run_steps(&self, steps: &[Step], collective: &dyn crate::dist::Collective) -> Result<()> {
+        let mut segment: Vec<&Dispatch> = Vec::new();
+        for s in steps {
+            match s {
+                Step::Run(d) => segment.push(d),
+                Step::Exchange(x) => {
+                    self.run_refs(&segment);
+                    segment.clear();
+                    self.exchange(x, collective)?;
+                }
+            }
+        }
+        self.run_refs(&segment);
+        Ok(())
+    }
+
+    fn run_refs(&self, ds: &[&Dispatch]) {
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+        {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
+            for d in ds {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+    }
+
+    /// One exchange (see `Exchange`).
+    pub fn exchange(&self, x: &Exchange, collective: &dyn crate::dist::Collective) -> Result<ExchangeTime> {
+        let start = std::time::Instant::now();
+        let src: Vec<&Tensor> = x.src.iter().collect();
+        let mut data = pollster::block_on(self.read_many(&src))?;
+        let readback = start.elapsed().as_secs_f64();
+        collective
+            .all_reduce(&mut data, x.reduce)
+            .map_err(|e| Error::Invalid(format!("exchange '{}' failed: {e}", x.label)))?;
+        let reduce = start.elapsed().as_secs_f64() - readback;
+        if x.scale != 1.0 {
+            data.iter_mut().for_each(|v| *v *= x.scale);
+        }
+        let mut offset = 0;
+        for t in &x.dst {
+            self.write(t, &data[offset..offset + t.len()])?;
+            offset += t.len();
+        }
+        Ok(ExchangeTime { readback, reduce })
+    }
+}

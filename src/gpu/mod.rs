@@ -8,7 +8,7 @@ pub mod tune;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::list_adapters;
 pub use context::{describe_adapter, pick_adapter, AdapterClass, Gpu, GpuOptions};
-pub use dispatch::{linear_grid, Dispatch};
+pub use dispatch::{linear_grid, runs, Dispatch, Exchange, Step};
 pub use tensor::Tensor;
 
 /// A kernel's typed parameters (a `#[repr(C)]` struct mirroring its WGSL `Params`, all

@@ -85,6 +85,10 @@ pub struct Graph {
     pub grad_of: HashMap<TensorId, TensorId>,
     /// Number of forward ops (the backward ops follow them).
     pub forward_len: usize,
+    /// Ranks of the data-parallel job the graph is built for (0 or 1: one process): Sinkhorn
+    /// runs over all of them, and batch-norm too with `sync_bn`. Set before adding ops.
+    pub world: usize,
+    pub sync_bn: bool,
     names: HashMap<String, TensorId>,
 }
 
@@ -254,7 +258,15 @@ impl Graph {
         if training && batch * spatial < 2 {
             return shape_error("batch_norm", format!("training needs more than one value per channel, input {xs:?}"));
         }
-        let s = BatchNormShape { batch, channels, spatial, eps, momentum, relu: false };
+        let s = BatchNormShape {
+            batch,
+            channels,
+            spatial,
+            eps,
+            momentum,
+            relu: false,
+            world: if self.sync_bn { self.world.max(1) } else { 1 },
+        };
         let stats = if training {
             let m = self.add_tensor("bn.mean", &[channels], Kind::Activation, false);
             let v = self.add_tensor("bn.var", &[channels], Kind::Activation, false);
@@ -475,6 +487,17 @@ impl Graph {
         let codes = self.add_tensor("codes", &[s.batch, s.k], Kind::Activation, false);
         self.push(Op::Sinkhorn { x, active, codes, s });
         Ok(codes)
+    }
+
+    /// In place, outside autograd: each of `xs` summed over the ranks and scaled by `scale`,
+    /// all in one exchange (the data-parallel gradient average). Only in graphs for a world
+    /// of several ranks.
+    pub fn all_reduce(&mut self, xs: &[TensorId], scale: f32) -> Result<()> {
+        if self.world <= 1 || xs.is_empty() {
+            return shape_error("all_reduce", format!("{} tensors in a world of {}", xs.len(), self.world));
+        }
+        self.ops.push(Op::AllReduce { xs: xs.to_vec(), scale });
+        Ok(())
     }
 
     /// Targets [n_crops * batch, K] for the swapped prediction.

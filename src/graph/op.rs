@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use super::cpu::{get, Values};
 use super::{Graph, RowKind, TensorId};
+use crate::dist::Reduce;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{runs, Dispatch, Exchange, Gpu, Step, Tensor};
 use crate::ops;
 use crate::ops::batchnorm::{BatchNormBackwardTensors, BatchNormShape};
 use crate::ops::conv::{Conv2dShape, ConvKernel, ConvPass};
@@ -216,6 +217,12 @@ pub enum Op {
         t: AdamTensors<TensorId>,
         h: AdamHyper,
     },
+    /// In place, outside autograd: `xs` summed over the ranks of a data-parallel job and
+    /// scaled by `scale`, in one exchange (the gradient average).
+    AllReduce {
+        xs: Vec<TensorId>,
+        scale: f32,
+    },
 }
 
 /// The tensors an op reads and writes.
@@ -287,6 +294,7 @@ impl Op {
             AdamStep { t: AdamTensors { param, grad, m1, m2, state, loss }, .. } => {
                 io(&[*param, *grad, *m1, *m2, *state, *loss], &[])
             }
+            AllReduce { xs, .. } => io(xs, xs),
         }
     }
 
@@ -315,8 +323,39 @@ fn tuned(
     gpu.tuner.choose(gpu, op_shape, &candidates, build)
 }
 
-/// One op -> its dispatches on the planned tensors.
-pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
+/// One op -> its steps on the planned tensors: dispatches, and in a graph for several ranks
+/// the exchanges between them (gradients, Sinkhorn sums, synchronised batch-norm).
+pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Step>> {
+    let t = |id: TensorId| -> Result<&Tensor> {
+        tensors[id.0].as_ref().ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
+    };
+    Ok(match op {
+        Op::AllReduce { xs, scale } => {
+            let xs = xs.iter().map(|x| t(*x)).collect::<Result<Vec<_>>>()?;
+            vec![Step::Exchange(Exchange::in_place("all-reduce", &xs, Reduce::Sum, *scale)?)]
+        }
+        Op::Sinkhorn { x, active, codes, s } => sinkhorn::sinkhorn_steps(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
+        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats: Some((m, var)), y, s } => {
+            let tensors = batchnorm::BatchNormTensors {
+                x: *x,
+                gamma: *gamma,
+                beta: *beta,
+                running_mean: *running_mean,
+                running_var: *running_var,
+                y: *y,
+            }
+            .map(t)?;
+            batchnorm::forward_train_steps(gpu, &tensors, (t(*m)?, t(*var)?), *s, true)?
+        }
+        Op::BatchNormBackward { t: tensors, s, training } => {
+            batchnorm::backward_steps(gpu, &tensors.map(t)?, *s, *training)?
+        }
+        other => runs(lower_dispatches(gpu, g, tensors, other)?),
+    })
+}
+
+/// The ops that are dispatches only.
+fn lower_dispatches(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -> Result<Vec<Dispatch>> {
     let t = |id: TensorId| -> Result<&Tensor> {
         tensors[id.0].as_ref().ok_or_else(|| Error::Invalid(format!("tensor '{}' has no buffer", g.info(id).name)))
     };
@@ -357,11 +396,10 @@ pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
             }
             .map(t)?;
             match stats {
-                Some((m, var)) => batchnorm::forward_train(gpu, &tensors, (t(*m)?, t(*var)?), *s, true)?,
+                Some(_) => unreachable!("lowered as steps in lower"),
                 None => vec![batchnorm::forward_eval(gpu, &tensors, *s)?],
             }
         }
-        Op::BatchNormBackward { t: tensors, s, training } => batchnorm::backward(gpu, &tensors.map(t)?, *s, *training)?,
         Op::Relu { x, y } => vec![elementwise::relu_forward(gpu, t(*x)?, t(*y)?)?],
         Op::ReluBackward { x, dy, dx } => {
             vec![elementwise::relu_backward(gpu, t(*x)?, t(*dy)?, t(*dx)?)?]
@@ -424,7 +462,6 @@ pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
                 elementwise::copy(gpu, t(*scratch)?, t(*x)?, 0, 0, r * cols)?,
             ]
         }
-        Op::Sinkhorn { x, active, codes, s } => sinkhorn::sinkhorn(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
         Op::SwavTargets { codes, t: targets, batch, n_crops, assign } => {
             let k = g.shape(*targets)[1];
             vec![sinkhorn::targets(gpu, t(*codes)?, t(*targets)?, *batch, *n_crops, k, assign)?]
@@ -449,6 +486,9 @@ pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
                 elementwise::copy(gpu, t(*dy)?, t(*dx)?, 0, *offset, g.info(*dy).len())?,
             ]
         }
+        Op::AllReduce { .. } | Op::Sinkhorn { .. } | Op::BatchNormBackward { .. } => {
+            unreachable!("lowered as steps in lower")
+        }
     })
 }
 
@@ -456,7 +496,12 @@ pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
 
 pub(super) fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
     use ops::*;
+    if g.world > 1 {
+        // The CPU evaluation is of one process; the ranks meet only in a plan.
+        return Err(Error::Invalid(format!("a graph for a world of {} ranks cannot be evaluated on the CPU", g.world)));
+    }
     match op {
+        Op::AllReduce { .. } => return Err(Error::Invalid("all-reduce in a graph for one process".into())),
         Op::Conv2d { x, w, y, s } => {
             let out = conv::cpu::forward(get(g, v, *x)?, get(g, v, *w)?, *s);
             v.insert(*y, out);
@@ -832,7 +877,8 @@ impl Graph {
             | Op::SwavTargets { .. }
             | Op::QueuePush { .. }
             | Op::SgdStep { .. }
-            | Op::AdamStep { .. } => {}
+            | Op::AdamStep { .. }
+            | Op::AllReduce { .. } => {}
             ref other => {
                 return Err(Error::Invalid(format!(
                     "no backward rule for {other:?} (a backward op in the forward graph?)"

@@ -2,11 +2,12 @@
 //! slots by liveness, so a buffer is recycled once the last reader of its tensor has run;
 //! inputs, parameters, buffers, constants and kept tensors persist. Compiling on a device
 //! creates every buffer, pipeline and bind group once; a step only records and submits.
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{Graph, Op, TensorId};
+use crate::dist::{Collective, Solo};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Exchange, Gpu, Step, Tensor};
 use crate::ops::batchnorm::BatchNormBackwardTensors;
 
 /// Where every activation lives.
@@ -292,8 +293,25 @@ pub struct Plan {
     graph: Graph,
     tensors: Vec<Option<Tensor>>,
     dispatches: Vec<Dispatch>,
+    /// (n, exchange): the exchange runs once the first n dispatches have (data-parallel
+    /// graphs only; `step` then submits the plan in segments).
+    exchanges: Vec<(usize, Exchange)>,
+    collective: Arc<dyn Collective>,
+    comm: Mutex<CommStats>,
     _slots: Vec<Tensor>,
     pub report: PlanReport,
+}
+
+/// What a plan's exchanges have cost so far (all steps together).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CommStats {
+    pub exchanges: u64,
+    /// Bytes this rank sent into all-reduces.
+    pub bytes: u64,
+    /// Seconds in the all-reduces themselves (waiting for the other ranks included).
+    pub seconds: f64,
+    /// Seconds reading the exchanged tensors back (waiting for the GPU's segment included).
+    pub readback_seconds: f64,
 }
 
 impl Plan {
@@ -305,6 +323,18 @@ impl Plan {
     }
 
     pub fn compile_with(graph: &Graph, gpu: Arc<Gpu>, fuse: bool) -> Result<Plan> {
+        Plan::compile_in(graph, gpu, fuse, Arc::new(Solo))
+    }
+
+    /// Compiles for one rank of `collective`'s world (the graph must be built for its size).
+    pub fn compile_in(graph: &Graph, gpu: Arc<Gpu>, fuse: bool, collective: Arc<dyn Collective>) -> Result<Plan> {
+        if graph.world.max(1) != collective.world() {
+            return Err(Error::Invalid(format!(
+                "the graph is built for a world of {} ranks, this plan runs in {}",
+                graph.world.max(1),
+                collective.describe()
+            )));
+        }
         let (graph, fusions) = if fuse { fuse_relu(graph) } else { (graph.clone(), Fusions::default()) };
         let memory = MemoryPlan::new(&graph);
         let slots: Vec<Tensor> = memory
@@ -330,9 +360,18 @@ impl Plan {
             }
         }
         let mut dispatches = Vec::new();
+        let mut exchanges = Vec::new();
         let mut workspace = 0u64;
         for op in &graph.ops {
-            dispatches.extend(super::op::lower(&gpu, &graph, &tensors, op)?);
+            for step in super::op::lower(&gpu, &graph, &tensors, op)? {
+                match step {
+                    Step::Run(d) => dispatches.push(d),
+                    Step::Exchange(x) => exchanges.push((dispatches.len(), x)),
+                }
+            }
+        }
+        if cfg!(target_arch = "wasm32") && !exchanges.is_empty() {
+            return Err(Error::Invalid("data-parallel plans (exchanges between ranks) are native only".into()));
         }
         for d in &dispatches {
             workspace += d.owned_bytes();
@@ -347,7 +386,17 @@ impl Plan {
             fusions,
             op_traffic_bytes: graph.op_traffic_bytes(),
         };
-        Ok(Plan { gpu, graph, tensors, dispatches, _slots: slots, report })
+        Ok(Plan {
+            gpu,
+            graph,
+            tensors,
+            dispatches,
+            exchanges,
+            collective,
+            comm: Mutex::new(CommStats::default()),
+            _slots: slots,
+            report,
+        })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -409,9 +458,44 @@ impl Plan {
     }
 
     /// Records every dispatch into one command buffer and submits it. Returns at once; reads
-    /// queue behind it.
-    pub fn step(&self) {
-        self.gpu.run(&self.dispatches);
+    /// queue behind it. A data-parallel plan is submitted in segments and waits at each
+    /// exchange for the GPU and the other ranks; an exchange that fails (a rank died) is an
+    /// error.
+    pub fn step(&self) -> Result<()> {
+        let mut done = 0;
+        #[cfg(not(target_arch = "wasm32"))]
+        for (at, x) in &self.exchanges {
+            self.gpu.run(&self.dispatches[done..*at]);
+            done = *at;
+            self.exchange(x)?;
+        }
+        self.gpu.run(&self.dispatches[done..]);
+        Ok(())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn exchange(&self, x: &Exchange) -> Result<()> {
+        let time = self.gpu.exchange(x, self.collective.as_ref())?;
+        let mut c = self.comm.lock().unwrap_or_else(|e| e.into_inner());
+        c.exchanges += 1;
+        c.bytes += x.bytes();
+        c.seconds += time.reduce;
+        c.readback_seconds += time.readback;
+        Ok(())
+    }
+
+    /// The exchanges' cost so far.
+    pub fn comm_stats(&self) -> CommStats {
+        *self.comm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exchanges per step (0 in a plan for one process).
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    pub fn collective(&self) -> &Arc<dyn Collective> {
+        &self.collective
     }
 
     /// Runs every dispatch alone and returns (label, seconds), in plan order: where a step's

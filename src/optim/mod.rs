@@ -116,6 +116,13 @@ impl Graph {
         let state = self.input("optimizer.state", &[STATE_LEN])?;
         let params: Vec<(TensorId, TensorId)> =
             self.grads.iter().filter(|(p, _)| self.info(**p).kind == Kind::Parameter).map(|(p, g)| (*p, *g)).collect();
+        if self.world > 1 {
+            // Data-parallel: every rank applies the same update from the averaged gradients
+            // (and reports the average loss), one exchange for all of them.
+            let mut xs = vec![loss];
+            xs.extend(params.iter().map(|(_, g)| *g));
+            self.all_reduce(&xs, 1.0 / self.world as f32)?;
+        }
         let mut momentum = Vec::new();
         for (p, grad) in params {
             let name = self.info(p).name.clone();

@@ -34,7 +34,7 @@ pub(crate) fn diagnose_nan(trainer: &Trainer, gpu: Arc<Gpu>, crops: &[Vec<f32>])
         if let Some(q) = g.by_name("queue.active") {
             plan.write(q, &[0.0])?;
         }
-        plan.step();
+        plan.step()?;
         for (k, info) in g.tensors.iter().enumerate() {
             if info.kind == Kind::Parameter || info.kind == Kind::Buffer {
                 let v = plan.read_blocking(crate::graph::TensorId(k))?;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::data::loader::{Batch, Prefetcher};
 use crate::data::{self, DataSplit, Dataset};
+use crate::dist::Collective;
 use crate::error::{Error, Result};
 use crate::eval::{knn_top1, FeatureExtractor};
 use crate::gpu::Gpu;
@@ -38,6 +39,9 @@ pub struct RunOptions {
     pub max_side: usize,
     /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
     pub inject_nan_at: Option<usize>,
+    /// The ranks of a data-parallel job (`dist::world()`; `Solo` for one process). Rank r
+    /// trains on slice r of every global batch; rank 0 alone writes the run's files.
+    pub collective: Arc<dyn Collective>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,19 +182,23 @@ impl Run {
         let data = cfg.data.as_deref().map(Path::new);
         let split = open_data(data, cfg.test_data.as_deref().map(Path::new), opts.max_side)?;
         let train_set = Arc::new(split.train);
-        if train_set.len() < cfg.batch_size {
+        let (rank, world) = (opts.collective.rank(), opts.collective.world());
+        let global_batch = cfg.batch_size * world;
+        if train_set.len() < global_batch {
             return Err(Error::Invalid(format!(
-                "--batch-size {} is larger than the dataset ({} images in {})",
+                "--batch-size {} x {world} rank(s) is larger than the dataset ({} images in {})",
                 cfg.batch_size,
                 train_set.len(),
                 train_set.source
             )));
         }
-        let iters_per_epoch = train_set.len() / cfg.batch_size;
-        std::fs::create_dir_all(&opts.out)
-            .map_err(|e| Error::Invalid(format!("cannot create --out '{}': {e}", opts.out.display())))?;
-        write_config(&opts.out, &cfg)?;
-        let mut trainer = Trainer::new(gpu.clone(), cfg.clone(), iters_per_epoch)?;
+        let iters_per_epoch = train_set.len() / global_batch;
+        if rank == 0 {
+            std::fs::create_dir_all(&opts.out)
+                .map_err(|e| Error::Invalid(format!("cannot create --out '{}': {e}", opts.out.display())))?;
+            write_config(&opts.out, &cfg)?;
+        }
+        let mut trainer = Trainer::new_in(gpu.clone(), cfg.clone(), iters_per_epoch, opts.collective.clone())?;
         let tune = gpu.tuner.stats();
         if tune.tuned + tune.cached > 0 {
             eprintln!(
@@ -206,7 +214,16 @@ impl Run {
             None => trainer.init_random(cfg.seed)?,
         }
         let total = cfg.epochs * iters_per_epoch;
-        eprintln!(
+        if world > 1 {
+            eprintln!(
+                "rank {rank}: {} on {}, {} exchanges per step",
+                opts.collective.describe(),
+                gpu.describe(),
+                trainer.plan.exchange_count()
+            );
+        }
+        if rank == 0 {
+            eprintln!(
             "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
             cfg.arch,
             cfg.width,
@@ -221,16 +238,32 @@ impl Run {
             cfg.prototypes,
             gpu.describe()
         );
+            if world > 1 {
+                eprintln!(
+                    "data-parallel over {world} ranks: global batch {global_batch}, gradients averaged{}, queue {} rows per rank",
+                    if cfg.sync_bn { ", batch-norm synchronised" } else { ", batch-norm per rank" },
+                    trainer.swav().effective_queue_length()
+                );
+            }
+        }
         let interrupted = Arc::new(AtomicBool::new(false));
         {
             let flag = interrupted.clone();
             // Only one handler per process; a second run in the same process keeps the first.
             let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
         }
-        let metrics = Metrics::open(&opts.out, resume_file.is_some())?;
-        let prefetch =
-            Prefetcher::new(train_set.clone(), cfg.augment(), cfg.batch_size, cfg.seed, trainer.iteration, total);
-        let terminal = std::io::stderr().is_terminal();
+        let metrics = if rank == 0 { Metrics::open(&opts.out, resume_file.is_some())? } else { Metrics::silent() };
+        let slice = crate::data::loader::RankSlice { rank, world };
+        let prefetch = Prefetcher::new(
+            train_set.clone(),
+            cfg.augment(),
+            cfg.batch_size,
+            cfg.seed,
+            trainer.iteration,
+            total,
+            slice,
+        );
+        let terminal = std::io::stderr().is_terminal() && rank == 0;
         let bar = if terminal { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} it  {msg}  eta {eta}")
@@ -262,8 +295,13 @@ impl Run {
         })
     }
 
+    fn rank(&self) -> usize {
+        self.opts.collective.rank()
+    }
+
     fn say(&self, line: &str) {
-        if self.terminal {
+        if self.rank() != 0 {
+        } else if self.terminal {
             self.bar.println(line)
         } else {
             eprintln!("{line}")
@@ -275,6 +313,9 @@ impl Run {
     }
 
     fn plot(&self) {
+        if self.rank() != 0 {
+            return;
+        }
         let m = &self.metrics;
         // The plot is a convenience: failing to write it does not stop the run.
         let _ = std::fs::write(
@@ -286,6 +327,9 @@ impl Run {
     /// The k-NN top-1 (k = 20, 200) of the current backbone, where both splits are labelled.
     fn knn(&self) -> Result<Option<(f64, f64)>> {
         let Some(test) = &self.test_set else { return Ok(None) };
+        if self.rank() != 0 {
+            return Ok(None);
+        }
         if !(self.train_set.is_labelled() && test.is_labelled()) {
             return Ok(None);
         }
@@ -308,7 +352,9 @@ impl Run {
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let (it, epoch) = (self.trainer.iteration, self.trainer.iteration / self.iters_per_epoch);
         let lr = self.trainer.lr();
+        let comm_before = self.trainer.plan.comm_stats();
         let loss = self.trainer.step(&refs)?;
+        let comm = self.trainer.plan.comm_stats();
         if !loss.is_finite() {
             self.bar.abandon();
             let culprit = diagnose_nan(&self.trainer, self.gpu.clone(), &batch.crops);
@@ -325,7 +371,7 @@ impl Run {
             self.trainer.ids.codes.iter().map(|&c| self.trainer.plan.read_blocking(c)).collect::<Result<Vec<_>>>()?;
         self.monitor.add_step(loss, &codes);
         self.last_loss = loss;
-        self.window_imgs += self.cfg.batch_size;
+        self.window_imgs += self.cfg.batch_size * self.opts.collective.world();
         if self.window.elapsed().as_secs_f64() > 2.0 {
             self.rate = self.window_imgs as f64 / self.window.elapsed().as_secs_f64();
             self.window = Instant::now();
@@ -333,8 +379,16 @@ impl Run {
         }
         let rate = self.rate;
         self.metrics.losses.push((it, loss));
-        self.metrics
-            .write(serde_json::json!({"iteration": it, "epoch": epoch, "loss": loss, "lr": lr, "img_per_s": rate}));
+        let mut record =
+            serde_json::json!({"iteration": it, "epoch": epoch, "loss": loss, "lr": lr, "img_per_s": rate});
+        if self.trainer.plan.exchange_count() > 0 {
+            // This rank's exchanges of the step: bytes all-reduced, seconds in the all-reduces
+            // (waiting for the other ranks included) and reading back what they exchange.
+            record["comm_bytes"] = (comm.bytes - comm_before.bytes).into();
+            record["comm_seconds"] = (comm.seconds - comm_before.seconds).into();
+            record["comm_readback_seconds"] = (comm.readback_seconds - comm_before.readback_seconds).into();
+        }
+        self.metrics.write(record);
         self.bar.set_message(format!("epoch {epoch} loss {loss:.4} lr {lr:.4} {rate:.1} img/s"));
         self.bar.inc(1);
         let ln_k = (self.cfg.prototypes as f64).ln();
@@ -352,7 +406,7 @@ impl Run {
     fn end_epoch(&mut self) -> Result<()> {
         let done = self.trainer.iteration;
         let epoch = done / self.iters_per_epoch;
-        let (step_seconds, img_per_s) = self.monitor.speed(self.cfg.batch_size);
+        let (step_seconds, img_per_s) = self.monitor.speed(self.cfg.batch_size * self.opts.collective.world());
         if self.epoch_near_ln_k {
             let ln_k = (self.cfg.prototypes as f64).ln();
             self.say(&format!("warning: the loss stayed at ln K = {ln_k:.3} for all of epoch {} — SwAV has collapsed (uniform codes and predictions); see the README's notes on small-data settings", epoch - 1));
@@ -401,11 +455,13 @@ impl Run {
         self.bar.abandon();
         self.save()?;
         let done = self.trainer.iteration;
-        eprintln!(
-            "interrupted at iteration {done}: checkpoint saved to {}; continue with --resume {}",
-            self.ckpt.display(),
-            self.opts.out.display()
-        );
+        if self.rank() == 0 {
+            eprintln!(
+                "interrupted at iteration {done}: checkpoint saved to {}; continue with --resume {}",
+                self.ckpt.display(),
+                self.opts.out.display()
+            );
+        }
         Ok(RunSummary {
             iterations: done,
             final_loss: self.last_loss,
@@ -419,9 +475,18 @@ impl Run {
     fn finish(mut self) -> Result<RunSummary> {
         self.bar.finish_and_clear();
         self.save()?;
-        self.trainer.export_backbone(&self.opts.out.join("backbone.safetensors"))?;
         let (total, last_loss) = (self.total, self.last_loss);
         let seconds = self.start.elapsed().as_secs_f64();
+        if self.rank() != 0 {
+            return Ok(RunSummary {
+                iterations: total,
+                final_loss: last_loss,
+                knn_top1: None,
+                seconds,
+                interrupted: false,
+            });
+        }
+        self.trainer.export_backbone(&self.opts.out.join("backbone.safetensors"))?;
         eprintln!(
             "trained {total} iterations in {seconds:.0} s; final loss {last_loss:.4}; checkpoint {}",
             self.ckpt.display()

@@ -7,7 +7,8 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 
 pub(crate) struct Metrics {
-    file: std::fs::File,
+    /// None on the ranks of a data-parallel job other than 0 (only rank 0 writes).
+    file: Option<std::fs::File>,
     pub(crate) losses: Vec<(usize, f32)>,
     pub(crate) knn: Vec<(usize, f64)>,
     pub(crate) epochs: Vec<EpochPoint>,
@@ -23,7 +24,7 @@ impl Metrics {
             .truncate(!resume)
             .open(&path)
             .map_err(|e| Error::Invalid(format!("cannot open '{}': {e}", path.display())))?;
-        let mut m = Metrics { file, losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() };
+        let mut m = Metrics { file: Some(file), losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() };
         if resume {
             // Earlier points of the run, for the plot.
             if let Ok(text) = std::fs::read_to_string(&path) {
@@ -44,8 +45,14 @@ impl Metrics {
         }
         Ok(m)
     }
+    /// Records nothing (a rank other than 0).
+    pub(crate) fn silent() -> Metrics {
+        Metrics { file: None, losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() }
+    }
     pub(crate) fn write(&mut self, v: serde_json::Value) {
-        let _ = writeln!(self.file, "{v}");
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "{v}");
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The SwAV objective on the GPU (facebookresearch/swav `main_swav.py`, world size 1):
+//! The SwAV objective on the GPU (facebookresearch/swav `main_swav.py`, any world size):
 //! prototype renormalisation, Sinkhorn-Knopp codes for the assignment crops (with an optional
 //! queue of past embeddings), and the swapped-prediction loss over every other crop.
 //! The Sinkhorn and targets kernels are `ops::sinkhorn`.
@@ -19,7 +19,10 @@ pub struct SwavConfig {
     pub epsilon: f32,
     pub sinkhorn_iterations: usize,
     /// Queue rows per assignment crop (0 = no queue); rounded down to a multiple of `batch`.
+    /// In a data-parallel job, this rank's share (`queue_length / world` of the run's).
     pub queue_length: usize,
+    /// Ranks of a data-parallel job (Sinkhorn runs over all of them).
+    pub world: usize,
 }
 
 impl Default for SwavConfig {
@@ -32,6 +35,7 @@ impl Default for SwavConfig {
             epsilon: 0.05,
             sinkhorn_iterations: 3,
             queue_length: 0,
+            world: 1,
         }
     }
 }
@@ -110,6 +114,7 @@ pub fn objective(
             k,
             epsilon: cfg.epsilon,
             iterations: cfg.sinkhorn_iterations,
+            world: cfg.world,
         };
         let q = g.sinkhorn(x, queue_active, s)?;
         g.keep(q, &format!("codes.{i}"));

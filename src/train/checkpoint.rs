@@ -11,6 +11,11 @@ use crate::io::{self, OutTensor};
 
 pub const FORMAT: &str = "swav-wgpu-checkpoint/1";
 
+/// The SwAV queues (`queue.0`, ...): per rank in a data-parallel job.
+fn is_queue(name: &str) -> bool {
+    name.strip_prefix("queue.").is_some_and(|i| i.parse::<usize>().is_ok())
+}
+
 /// What a checkpoint says about the run besides the tensors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointMeta {
@@ -26,8 +31,23 @@ pub struct CheckpointMeta {
 impl Trainer {
     /// Writes every parameter, buffer, momentum and queue, the iteration, the RNG state and
     /// the config, atomically.
+    ///
+    /// In a data-parallel job every rank calls it (the ranks' queues differ: each `queue.i`
+    /// is saved as all ranks' rows one after another, rank order) and rank 0 writes.
     pub fn save_checkpoint(&self, path: &Path, rng_state: u64, extra: &HashMap<String, String>) -> Result<()> {
-        let state = self.state_blocking()?;
+        let mut state = self.state_blocking()?;
+        let world = self.collective.world();
+        if world > 1 {
+            for (name, t) in state.iter_mut() {
+                if is_queue(name) {
+                    t.data = self.collective.all_gather(&t.data)?;
+                    t.shape[0] *= world;
+                }
+            }
+            if self.collective.rank() != 0 {
+                return Ok(());
+            }
+        }
         let tensors: BTreeMap<String, OutTensor> =
             state.into_iter().map(|(k, v)| (k, OutTensor::F32 { shape: v.shape, data: v.data })).collect();
         let mut meta = extra.clone();
@@ -35,6 +55,7 @@ impl Trainer {
         meta.insert("iteration".into(), self.iteration.to_string());
         meta.insert("iters_per_epoch".into(), self.iters_per_epoch.to_string());
         meta.insert("rng_state".into(), rng_state.to_string());
+        meta.insert("world".into(), world.to_string());
         meta.insert("config".into(), self.cfg.to_toml());
         io::save_safetensors_atomic(path, &tensors, meta)
     }
@@ -84,7 +105,27 @@ impl Trainer {
                 path.display(), theirs.0, theirs.1, theirs.2, theirs.3, theirs.4, theirs.5, mine.0, mine.1, mine.2, mine.3, mine.4, mine.5
             )));
         }
-        let state = io::load_safetensors(path)?;
+        let world = self.collective.world();
+        let saved_world = meta.extra.get("world").and_then(|w| w.parse::<usize>().ok()).unwrap_or(1);
+        if saved_world != world {
+            return Err(Error::Invalid(format!(
+                "checkpoint '{}' was written by a job of {saved_world} rank(s), this one has {world}: resume with the same number of ranks (each keeps its own share of the queue, and the batch per rank sets the global batch)",
+                path.display()
+            )));
+        }
+        let mut state = io::load_safetensors(path)?;
+        if world > 1 {
+            // This rank's rows of each queue.
+            let rank = self.collective.rank();
+            for (name, t) in state.iter_mut() {
+                if is_queue(name) && !t.shape.is_empty() && t.shape[0] % world == 0 {
+                    let rows = t.shape[0] / world;
+                    let per = t.data.len() / world;
+                    t.data = t.data[rank * per..(rank + 1) * per].to_vec();
+                    t.shape[0] = rows;
+                }
+            }
+        }
         for (name, t) in self
             .graph()
             .named(crate::graph::Kind::Parameter)

@@ -23,13 +23,15 @@ pub struct TrainConfig {
     pub feat_dim: usize,
     /// Number of prototypes K.
     pub prototypes: usize,
+    /// Images per step on each rank (a data-parallel job's global batch is world x this).
     pub batch_size: usize,
     pub crops: Vec<CropConfig>,
     pub crops_for_assign: Vec<usize>,
     pub temperature: f32,
     pub epsilon: f32,
     pub sinkhorn_iterations: usize,
-    /// Queue rows per assignment crop (0 = none); rounded down to a multiple of batch_size.
+    /// Queue rows per assignment crop (0 = none) over the whole job: each of a data-parallel
+    /// job's ranks keeps queue_length / world, rounded down to a multiple of batch_size.
     pub queue_length: usize,
     pub epoch_queue_starts: usize,
     pub epochs: usize,
@@ -46,6 +48,9 @@ pub struct TrainConfig {
     pub trust_coefficient: f32,
     /// Biases and batch-norm parameters skip LARS and weight decay (solo-learn).
     pub exclude_bias_and_bn: bool,
+    /// Data-parallel jobs: batch-norm statistics over every rank's batch (else each rank
+    /// normalises its own, as the official recipe without SyncBatchNorm).
+    pub sync_bn: bool,
     pub seed: u64,
     /// Colour-jitter strength s (brightness, contrast, saturation s; hue: `hue`), applied with
     /// probability 0.8 (official: 0.8).
@@ -98,6 +103,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             trust_coefficient: 0.001,
             exclude_bias_and_bn: false,
+            sync_bn: false,
             seed: 0,
             color_jitter: 0.8,
             hue: 0.2,
@@ -129,6 +135,11 @@ impl TrainConfig {
     }
 
     pub fn swav(&self) -> SwavConfig {
+        self.swav_for(1)
+    }
+
+    /// The objective on one rank of a world of `world`: its share of the queue.
+    pub fn swav_for(&self, world: usize) -> SwavConfig {
         SwavConfig {
             batch: self.batch_size,
             n_crops: self.n_crops(),
@@ -136,7 +147,8 @@ impl TrainConfig {
             temperature: self.temperature,
             epsilon: self.epsilon,
             sinkhorn_iterations: self.sinkhorn_iterations,
-            queue_length: self.queue_length,
+            queue_length: self.queue_length / world.max(1),
+            world: world.max(1),
         }
     }
 

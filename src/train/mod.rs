@@ -4,12 +4,15 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parallel;
 
 use std::sync::Arc;
 
 pub use crate::data::augment::CropConfig;
 pub use config::TrainConfig;
 
+use crate::dist::{Collective, Solo};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::plan::Plan;
@@ -30,8 +33,18 @@ pub struct TrainGraph {
 
 /// Builds forward + SwAV loss + backward + optimizer for `cfg`.
 pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
+    build_graph_for(cfg, 1)
+}
+
+/// The step of one rank of a data-parallel job of `world` ranks: its own batch of
+/// `cfg.batch_size`, Sinkhorn over every rank's scores, gradients averaged over the ranks
+/// before the optimizer (so all apply the same update), batch-norm synchronised with
+/// `cfg.sync_bn`, and its share of the queue.
+pub fn build_graph_for(cfg: &TrainConfig, world: usize) -> Result<TrainGraph> {
     cfg.validate()?;
     let mut g = Graph::new();
+    g.world = world.max(1);
+    g.sync_bn = cfg.sync_bn;
     let mut crops = Vec::new();
     for c in &cfg.crops {
         for _ in 0..c.count {
@@ -40,7 +53,7 @@ pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
         }
     }
     let head = multicrop_forward(&mut g, &cfg.backbone()?, &cfg.head(), &crops, true)?;
-    let objective = swav::objective(&mut g, &cfg.swav(), head.emb, head.scores, head.prototypes)?;
+    let objective = swav::objective(&mut g, &cfg.swav_for(world), head.emb, head.scores, head.prototypes)?;
     // The embeddings of the step stay readable (nearest neighbours in the demo, inspection).
     g.keep(head.emb, "emb");
     g.backward(objective.loss)?;
@@ -51,6 +64,8 @@ pub fn build_graph(cfg: &TrainConfig) -> Result<TrainGraph> {
 
 pub struct Trainer {
     pub cfg: TrainConfig,
+    /// The ranks of the job (`Solo` for one process).
+    pub collective: Arc<dyn Collective>,
     pub plan: Plan,
     pub ids: TrainGraphIds,
     /// Optimizer steps done so far.
@@ -77,8 +92,31 @@ impl Trainer {
     /// Compiles the training step on `gpu`. Parameters start uninitialised: call
     /// `init_random` or `load_state`/`load_checkpoint`.
     pub fn new(gpu: Arc<Gpu>, cfg: TrainConfig, iters_per_epoch: usize) -> Result<Trainer> {
-        let tg = build_graph(&cfg)?;
-        let plan = Plan::compile(&tg.graph, gpu)?;
+        Trainer::new_in(gpu, cfg, iters_per_epoch, Arc::new(Solo))
+    }
+
+    /// A trainer for one rank of `collective`'s world.
+    pub fn new_in(
+        gpu: Arc<Gpu>,
+        cfg: TrainConfig,
+        iters_per_epoch: usize,
+        collective: Arc<dyn Collective>,
+    ) -> Result<Trainer> {
+        let tg = build_graph_for(&cfg, collective.world())?;
+        Trainer::from_graph(gpu, cfg, iters_per_epoch, &tg, collective)
+    }
+
+    /// Compiles `tg` (built by `build_graph_for` for `cfg` and this world; a caller may
+    /// mark more tensors kept first, e.g. the gradients).
+    pub fn from_graph(
+        gpu: Arc<Gpu>,
+        cfg: TrainConfig,
+        iters_per_epoch: usize,
+        tg: &TrainGraph,
+        collective: Arc<dyn Collective>,
+    ) -> Result<Trainer> {
+        let fuse = std::env::var_os("SWAV_WGPU_NO_FUSION").is_none_or(|v| v == "0");
+        let plan = Plan::compile_in(&tg.graph, gpu, fuse, collective.clone())?;
         let ids = TrainGraphIds {
             crops: tg.crops.clone(),
             emb: tg.head.emb,
@@ -93,7 +131,7 @@ impl Trainer {
         let total = cfg.epochs * iters_per_epoch;
         let warmup = ((cfg.warmup_epochs * iters_per_epoch as f64).round() as usize).min(total);
         let schedule = lr_schedule(cfg.lr, cfg.final_lr, cfg.start_warmup, warmup, total);
-        let t = Trainer { cfg, plan, ids, iteration: 0, iters_per_epoch, schedule };
+        let t = Trainer { cfg, collective, plan, ids, iteration: 0, iters_per_epoch, schedule };
         t.zero_state()?;
         Ok(t)
     }
@@ -175,6 +213,11 @@ impl Trainer {
         Ok(())
     }
 
+    /// This rank's objective (its share of the queue).
+    pub fn swav(&self) -> crate::swav::SwavConfig {
+        self.cfg.swav_for(self.collective.world())
+    }
+
     /// The learning rate of the current iteration.
     pub fn lr(&self) -> f64 {
         self.schedule.get(self.iteration).copied().unwrap_or(self.cfg.final_lr)
@@ -191,7 +234,7 @@ impl Trainer {
             return false;
         }
         let start = self.cfg.epoch_queue_starts * self.iters_per_epoch;
-        let lq = self.cfg.swav().effective_queue_length();
+        let lq = self.swav().effective_queue_length();
         self.iteration >= start && (self.iteration - start) * self.cfg.batch_size >= lq
     }
 
@@ -207,10 +250,10 @@ impl Trainer {
         let state = crate::optim::step_state(self.lr(), self.iteration, self.cfg.freeze_prototypes_niters);
         self.plan.write(self.ids.optimizer_state, &state)?;
         if self.ids.has_queue {
-            let active = if self.queue_in_use() { self.cfg.swav().effective_queue_length() as f32 } else { 0.0 };
+            let active = if self.queue_in_use() { self.swav().effective_queue_length() as f32 } else { 0.0 };
             self.plan.write(self.ids.queue_active, &[active])?;
         }
-        self.plan.step();
+        self.plan.step()?;
         self.iteration += 1;
         Ok(())
     }

@@ -47,6 +47,7 @@ DEFAULTS = {
     "queue_length": 0, "epoch_queue_starts": 0, "epochs": 20, "lr": 0.15, "final_lr": 0.00015,
     "start_warmup": 0.0, "warmup_epochs": 1.0, "freeze_prototypes_niters": 0, "optimizer": "lars",
     "weight_decay": 1e-6, "momentum": 0.9, "trust_coefficient": 0.001, "exclude_bias_and_bn": False,
+    "sync_bn": False,  # data-parallel only; the twin is one process
     "seed": 0, "color_jitter": 0.8, "hue": 0.2, "blur_probability": 0.5, "gray_probability": 0.2,
 }
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465])  # src/data/mod.rs, used for every dataset

@@ -4,8 +4,9 @@
 //! eval mode uses the running stats. Backward gives dX, dgamma, dbeta.
 pub mod cpu;
 
+use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Step, Tensor};
 use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
@@ -25,11 +26,14 @@ pub struct BatchNormShape {
     pub momentum: f32,
     /// Apply ReLU to Y in the same pass (set by the plan's BN+ReLU fusion, never by models).
     pub relu: bool,
+    /// Ranks whose batches are normalised together (synchronised batch-norm over a
+    /// data-parallel job; 1 otherwise). See `forward_train_steps`.
+    pub world: usize,
 }
 
 impl BatchNormShape {
     pub fn new(batch: usize, channels: usize, spatial: usize) -> Self {
-        BatchNormShape { batch, channels, spatial, eps: 1e-5, momentum: 0.1, relu: false }
+        BatchNormShape { batch, channels, spatial, eps: 1e-5, momentum: 0.1, relu: false, world: 1 }
     }
     pub fn len(&self) -> usize {
         self.batch * self.channels * self.spatial
@@ -38,6 +42,9 @@ impl BatchNormShape {
         self.len() == 0
     }
     fn params(&self, training: bool, update_running: bool) -> Result<Vec<u32>> {
+        self.staged_params(training, update_running, Stage::All)
+    }
+    fn staged_params(&self, training: bool, update_running: bool, stage: Stage) -> Result<Vec<u32>> {
         Ok(words(&BatchNormParams {
             batch: to_u32("batchnorm", self.batch)?,
             channels: to_u32("batchnorm", self.channels)?,
@@ -47,6 +54,9 @@ impl BatchNormShape {
             momentum: self.momentum,
             update_running: update_running as u32,
             relu: self.relu as u32,
+            world: to_u32("batchnorm", self.world)?,
+            stage: stage as u32,
+            pad: [0; 2],
         }))
     }
 }
@@ -63,6 +73,18 @@ pub(crate) struct BatchNormParams {
     momentum: f32,
     update_running: u32,
     relu: u32,
+    world: u32,
+    stage: u32,
+    pad: [u32; 2],
+}
+
+/// Which part of the statistics kernel runs (`stage` in shaders/batchnorm/stats.wgsl).
+#[derive(Clone, Copy)]
+enum Stage {
+    All = 0,
+    MeanOnly = 1,
+    VarOnly = 2,
+    RunningOnly = 3,
 }
 
 /// Elements per load in every batch-norm kernel: 4 (vec4) when every channel's run of
@@ -168,6 +190,51 @@ pub fn forward_train(
     Ok(vec![stats, apply])
 }
 
+/// Training-mode forward as steps: `forward_train` on one rank; with `s.world` ranks
+/// (synchronised batch-norm) the statistics are computed in stages with an all-reduce after
+/// each, the mean first and then the variance around it (the same two passes as one rank's
+/// kernel, so the statistics equal those of the concatenated batch), and every rank moves its
+/// running stats alike.
+pub fn forward_train_steps(
+    gpu: &Gpu,
+    t: &BatchNormTensors<&Tensor>,
+    (mean, var): (&Tensor, &Tensor),
+    s: BatchNormShape,
+    update_running: bool,
+) -> Result<Vec<Step>> {
+    if s.world == 1 {
+        return Ok(runs(forward_train(gpu, t, (mean, var), s, update_running)?));
+    }
+    let one = BatchNormShape { world: 1, ..s };
+    let mut d = forward_train(gpu, t, (mean, var), one, update_running)?;
+    let apply = d.pop().expect("stats then apply");
+    let BatchNormTensors { x, running_mean, running_var, .. } = *t;
+    let stats = pipeline(gpu, "stats", &s)?;
+    let stage = |stage: Stage| -> Result<Step> {
+        let p = s.staged_params(true, update_running, stage)?;
+        let tensors = [x, mean, var, running_mean, running_var];
+        Ok(Step::Run(gpu.dispatch(
+            "batchnorm/stats",
+            &stats,
+            &p,
+            &tensors,
+            [to_u32("batchnorm", s.channels)?, 1, 1],
+        )?))
+    };
+    let average = 1.0 / s.world as f32;
+    let mut steps = vec![
+        stage(Stage::MeanOnly)?,
+        Step::Exchange(Exchange::in_place("sync batch-norm mean", &[mean], Reduce::Sum, average)?),
+        stage(Stage::VarOnly)?,
+        Step::Exchange(Exchange::in_place("sync batch-norm variance", &[var], Reduce::Sum, average)?),
+    ];
+    if update_running {
+        steps.push(stage(Stage::RunningOnly)?);
+    }
+    steps.push(Step::Run(apply));
+    Ok(steps)
+}
+
 /// Eval-mode forward with the running statistics.
 pub fn forward_eval(gpu: &Gpu, t: &BatchNormTensors<&Tensor>, s: BatchNormShape) -> Result<Dispatch> {
     const OP: &str = "batchnorm";
@@ -218,6 +285,42 @@ pub fn backward(
     let tensors = [x, dy, mean, var, gamma, dgamma, dbeta, dx];
     let input = gpu.dispatch("batchnorm/backward_input", &input_pipeline, &params, &tensors, grid)?;
     Ok(vec![stats, input])
+}
+
+/// Backward as steps: `backward` on one rank; with `s.world` ranks (synchronised batch-norm)
+/// the per-channel sums are all-reduced into separate tensors for dX (over the whole global
+/// batch, as PyTorch's SyncBatchNorm), while dgamma and dbeta keep this rank's sums (the
+/// gradient all-reduce averages them like every other gradient).
+pub fn backward_steps(
+    gpu: &Gpu,
+    t: &BatchNormBackwardTensors<&Tensor>,
+    s: BatchNormShape,
+    training: bool,
+) -> Result<Vec<Step>> {
+    if s.world == 1 || !training {
+        return Ok(runs(backward(gpu, t, BatchNormShape { world: 1, ..s }, training)?));
+    }
+    let mut d = backward(gpu, t, s, training)?;
+    d.pop().expect("stats then dX");
+    let BatchNormBackwardTensors { x, dy, mean, var, gamma, dgamma, dbeta, dx, .. } = *t;
+    let sum_dgamma = gpu.tensor("sync batch-norm sum dgamma", &[s.channels])?;
+    let sum_dbeta = gpu.tensor("sync batch-norm sum dbeta", &[s.channels])?;
+    let view = |t: &Tensor| t.view(t.shape());
+    let exchange = Exchange {
+        label: "sync batch-norm gradient sums".into(),
+        src: vec![view(dgamma)?, view(dbeta)?],
+        dst: vec![view(&sum_dgamma)?, view(&sum_dbeta)?],
+        reduce: Reduce::Sum,
+        scale: 1.0,
+    };
+    let (input_pipeline, grid) = elementwise(gpu, "backward_input", &s)?;
+    let tensors = [x, dy, mean, var, gamma, &sum_dgamma, &sum_dbeta, dx];
+    let params = s.params(training, false)?;
+    let input = gpu.dispatch("batchnorm/backward_input", &input_pipeline, &params, &tensors, grid)?;
+    let mut steps = runs(d);
+    steps.push(Step::Exchange(exchange));
+    steps.push(Step::Run(input.keep(sum_dgamma).keep(sum_dbeta)));
+    Ok(steps)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {

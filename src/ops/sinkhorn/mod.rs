@@ -7,12 +7,13 @@
 //! of the official code cancels in its first normalisation, so it is not needed).
 pub mod cpu;
 
+use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Step, Tensor};
 use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/swav/common.wgsl");
-const KERNELS: [(&str, &str); 7] = [
+const KERNELS: [(&str, &str); 9] = [
     ("max_colsum", include_str!("../../../shaders/swav/max_colsum.wgsl")),
     ("first_shift", include_str!("../../../shaders/swav/first_shift.wgsl")),
     ("colsum", include_str!("../../../shaders/swav/colsum.wgsl")),
@@ -20,6 +21,8 @@ const KERNELS: [(&str, &str); 7] = [
     ("rowsum", include_str!("../../../shaders/swav/rowsum.wgsl")),
     ("beta", include_str!("../../../shaders/swav/beta.wgsl")),
     ("finish", include_str!("../../../shaders/swav/finish.wgsl")),
+    ("block_max", include_str!("../../../shaders/swav/block_max.wgsl")),
+    ("block_sum", include_str!("../../../shaders/swav/block_sum.wgsl")),
 ];
 const TARGETS: &str = include_str!("../../../shaders/swav/targets.wgsl");
 
@@ -34,6 +37,9 @@ pub struct SinkhornShape {
     pub k: usize,
     pub epsilon: f32,
     pub iterations: usize,
+    /// Ranks of a data-parallel job, each with its own `rows()` of the global problem (1:
+    /// one process). See `sinkhorn_steps`.
+    pub world: usize,
 }
 
 impl SinkhornShape {
@@ -63,6 +69,9 @@ pub(crate) struct SinkhornParams {
     blocks: u32,
     chunks: u32,
     k: f32,
+    world: u32,
+    rescale: u32,
+    pad: [u32; 2],
 }
 
 /// `Params` of shaders/swav/targets.wgsl: the assignment crops, u32::MAX past n_assign.
@@ -89,54 +98,182 @@ const COL_CHUNK: usize = 8;
 /// writes the codes (see shaders/swav/common.wgsl). Temporaries are owned by the dispatches.
 pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Dispatch>> {
     const OP: &str = "sinkhorn";
-    if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 {
-        return shape_err(OP, format!("{s:?}"));
+    if s.world != 1 {
+        return shape_err(OP, format!("a Sinkhorn over {} ranks has exchanges: use sinkhorn_steps", s.world));
     }
-    check_len(OP, "scores", x, s.rows() * s.k)?;
-    check_len(OP, "active queue rows", active, 1)?;
-    check_len(OP, "codes", codes, s.batch * s.k)?;
-    let w = vec_width(s.k);
-    let kv = s.k / w;
-    let blocks = s.rows().div_ceil(ROW_BLOCK);
-    let chunks = kv.div_ceil(COL_CHUNK);
-    let p = words(&SinkhornParams {
-        rows: to_u32(OP, s.rows())?,
-        kv: to_u32(OP, kv)?,
-        queue_rows: to_u32(OP, s.queue_rows)?,
-        batch: to_u32(OP, s.batch)?,
-        inv_eps: 1.0 / s.epsilon,
-        blocks: to_u32(OP, blocks)?,
-        chunks: to_u32(OP, chunks)?,
-        k: s.k as f32,
-    });
-    let pm = gpu.tensor("sinkhorn partial max", &[blocks, s.k])?;
-    let m = gpu.tensor("sinkhorn prototype max", &[s.k])?;
-    let pu = gpu.tensor("sinkhorn partial prototype sums", &[blocks, s.k])?;
-    let shift = gpu.tensor("sinkhorn prototype shift", &[s.k])?;
-    let pv = gpu.tensor("sinkhorn partial sample sums", &[s.rows(), chunks])?;
-    let beta = gpu.tensor("sinkhorn sample scaling", &[s.rows()])?;
-    let kx = to_u32(OP, kv.div_ceil(256))?;
-    let column_pass = [kx, to_u32(OP, blocks)?, 1];
-    let per_column = [kx, 1, 1];
-    let row_pass = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, blocks)?, 1];
-    let per_row = linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?;
-    let k = |name: &str| kernel(gpu, name, w);
+    let b = Buffers::new(gpu, x, active, codes, s)?;
+    let (k, p) = (|name: &str| kernel(gpu, name, b.width), &b.params);
     let mut d = vec![
-        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum")?, &p, &[x, active, &pm, &pu], column_pass)?,
-        gpu.dispatch("sinkhorn/first_shift", &k("first_shift")?, &p, &[&pm, &pu, &m, &shift], per_column)?,
+        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum")?, p, &[x, active, &b.pm, &b.pu], b.column_pass)?,
+        gpu.dispatch("sinkhorn/first_shift", &k("first_shift")?, p, &[&b.pm, &b.pu, &b.m, &b.shift], b.per_column)?,
     ];
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(gpu.dispatch("sinkhorn/colsum", &k("colsum")?, &p, &[x, active, &m, &beta, &pu], column_pass)?);
-            d.push(gpu.dispatch("sinkhorn/shift", &k("shift")?, &p, &[&pu, &m, &shift], per_column)?);
+            d.push(gpu.dispatch(
+                "sinkhorn/colsum",
+                &k("colsum")?,
+                p,
+                &[x, active, &b.m, &b.beta, &b.pu],
+                b.column_pass,
+            )?);
+            d.push(gpu.dispatch("sinkhorn/shift", &k("shift")?, p, &[&b.pu, &b.m, &b.shift], b.per_column)?);
         }
-        d.push(gpu.dispatch("sinkhorn/rowsum", &k("rowsum")?, &p, &[x, active, &shift, &pv], row_pass)?);
-        d.push(gpu.dispatch("sinkhorn/beta", &k("beta")?, &p, &[&pv, active, &beta], per_row)?);
+        d.extend(b.sample_normalisation(gpu, x, active)?);
     }
-    let out = [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1];
-    let finish = gpu.dispatch("sinkhorn/finish", &k("finish")?, &p, &[x, active, &shift, &beta, codes], out)?;
-    d.push(finish.keep(pm).keep(m).keep(pu).keep(shift).keep(pv).keep(beta));
+    d.push(b.finish(gpu, x, active, codes)?);
     Ok(d)
+}
+
+/// Sinkhorn over the ranks of a data-parallel job (`s.world` of them, each with its own
+/// queue and batch rows; the official `distributed_sinkhorn`): the per-prototype maximum is
+/// all-reduced with max (so every rank's block is shifted alike, else the codes would be
+/// wrong), and each iteration's per-prototype sums with sum; the per-sample normalisation is
+/// local and B_s counts every rank's samples. The codes equal a one-process Sinkhorn on the
+/// concatenated scores. A world of one is `sinkhorn` with no exchange.
+pub fn sinkhorn_steps(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Vec<Step>> {
+    if s.world == 1 {
+        return Ok(runs(sinkhorn(gpu, x, active, codes, s)?));
+    }
+    let b = Buffers::new(gpu, x, active, codes, s)?;
+    let (k, p) = (|name: &str| kernel(gpu, name, b.width), &b.params);
+    let mut rescaled = bytemuck::pod_read_unaligned::<SinkhornParams>(bytemuck::cast_slice(p));
+    rescaled.rescale = 1;
+    let rescaled = words(&rescaled);
+    // The shift from the all-reduced sums: shift.wgsl over one "block".
+    let mut one_block = bytemuck::pod_read_unaligned::<SinkhornParams>(bytemuck::cast_slice(p));
+    one_block.blocks = 1;
+    let one_block = words(&one_block);
+    let u = gpu.tensor("sinkhorn prototype sums", &[s.k])?;
+    let exchange = |label: &str, t: &Tensor, reduce| {
+        Ok::<_, crate::error::Error>(Step::Exchange(Exchange::in_place(label, &[t], reduce, 1.0)?))
+    };
+    let mut d = vec![
+        Step::Run(gpu.dispatch(
+            "sinkhorn/max_colsum",
+            &k("max_colsum")?,
+            p,
+            &[x, active, &b.pm, &b.pu],
+            b.column_pass,
+        )?),
+        Step::Run(gpu.dispatch("sinkhorn/block_max", &k("block_max")?, p, &[&b.pm, &b.m], b.per_column)?),
+        exchange("sinkhorn prototype max", &b.m, Reduce::Max)?,
+        Step::Run(gpu.dispatch(
+            "sinkhorn/block_sum",
+            &k("block_sum")?,
+            &rescaled,
+            &[&b.pm, &b.pu, &b.m, &u],
+            b.per_column,
+        )?),
+    ];
+    for it in 0..s.iterations {
+        if it > 0 {
+            d.push(Step::Run(gpu.dispatch(
+                "sinkhorn/colsum",
+                &k("colsum")?,
+                p,
+                &[x, active, &b.m, &b.beta, &b.pu],
+                b.column_pass,
+            )?));
+            d.push(Step::Run(gpu.dispatch(
+                "sinkhorn/block_sum",
+                &k("block_sum")?,
+                p,
+                &[&b.pm, &b.pu, &b.m, &u],
+                b.per_column,
+            )?));
+        }
+        d.push(exchange("sinkhorn prototype sums", &u, Reduce::Sum)?);
+        d.push(Step::Run(gpu.dispatch(
+            "sinkhorn/shift",
+            &k("shift")?,
+            &one_block,
+            &[&u, &b.m, &b.shift],
+            b.per_column,
+        )?));
+        d.extend(runs(b.sample_normalisation(gpu, x, active)?));
+    }
+    d.push(Step::Run(b.finish(gpu, x, active, codes)?.keep(u)));
+    Ok(d)
+}
+
+/// The temporaries, parameters and grids of one Sinkhorn problem.
+struct Buffers {
+    width: usize,
+    params: Vec<u32>,
+    pm: Tensor,
+    m: Tensor,
+    pu: Tensor,
+    shift: Tensor,
+    pv: Tensor,
+    beta: Tensor,
+    column_pass: [u32; 3],
+    per_column: [u32; 3],
+    row_pass: [u32; 3],
+    per_row: [u32; 3],
+    out: [u32; 3],
+}
+
+impl Buffers {
+    fn new(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: SinkhornShape) -> Result<Buffers> {
+        const OP: &str = "sinkhorn";
+        if s.batch == 0 || s.k == 0 || s.epsilon <= 0.0 || s.iterations == 0 || s.world == 0 {
+            return shape_err(OP, format!("{s:?}"));
+        }
+        check_len(OP, "scores", x, s.rows() * s.k)?;
+        check_len(OP, "active queue rows", active, 1)?;
+        check_len(OP, "codes", codes, s.batch * s.k)?;
+        let w = vec_width(s.k);
+        let kv = s.k / w;
+        let blocks = s.rows().div_ceil(ROW_BLOCK);
+        let chunks = kv.div_ceil(COL_CHUNK);
+        let params = words(&SinkhornParams {
+            rows: to_u32(OP, s.rows())?,
+            kv: to_u32(OP, kv)?,
+            queue_rows: to_u32(OP, s.queue_rows)?,
+            batch: to_u32(OP, s.batch)?,
+            inv_eps: 1.0 / s.epsilon,
+            blocks: to_u32(OP, blocks)?,
+            chunks: to_u32(OP, chunks)?,
+            k: s.k as f32,
+            world: to_u32(OP, s.world)?,
+            rescale: 0,
+            pad: [0; 2],
+        });
+        let kx = to_u32(OP, kv.div_ceil(256))?;
+        Ok(Buffers {
+            width: w,
+            params,
+            pm: gpu.tensor("sinkhorn partial max", &[blocks, s.k])?,
+            m: gpu.tensor("sinkhorn prototype max", &[s.k])?,
+            pu: gpu.tensor("sinkhorn partial prototype sums", &[blocks, s.k])?,
+            shift: gpu.tensor("sinkhorn prototype shift", &[s.k])?,
+            pv: gpu.tensor("sinkhorn partial sample sums", &[s.rows(), chunks])?,
+            beta: gpu.tensor("sinkhorn sample scaling", &[s.rows()])?,
+            column_pass: [kx, to_u32(OP, blocks)?, 1],
+            per_column: [kx, 1, 1],
+            row_pass: [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, blocks)?, 1],
+            per_row: linear_grid(gpu, OP, s.rows().div_ceil(256) as u64)?,
+            out: [to_u32(OP, chunks.div_ceil(32))?, to_u32(OP, s.batch.div_ceil(ROW_BLOCK))?, 1],
+        })
+    }
+
+    /// The per-sample sums and scaling (local to a rank).
+    fn sample_normalisation(&self, gpu: &Gpu, x: &Tensor, active: &Tensor) -> Result<Vec<Dispatch>> {
+        let k = |name: &str| kernel(gpu, name, self.width);
+        let p = &self.params;
+        Ok(vec![
+            gpu.dispatch("sinkhorn/rowsum", &k("rowsum")?, p, &[x, active, &self.shift, &self.pv], self.row_pass)?,
+            gpu.dispatch("sinkhorn/beta", &k("beta")?, p, &[&self.pv, active, &self.beta], self.per_row)?,
+        ])
+    }
+
+    /// Writes the codes; the dispatch owns the temporaries.
+    fn finish(self, gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor) -> Result<Dispatch> {
+        let tensors = [x, active, &self.shift, &self.beta, codes];
+        let d =
+            gpu.dispatch("sinkhorn/finish", &kernel(gpu, "finish", self.width)?, &self.params, &tensors, self.out)?;
+        Ok(d.keep(self.pm).keep(self.m).keep(self.pu).keep(self.shift).keep(self.pv).keep(self.beta))
+    }
 }
 
 /// Swapped-prediction targets T [n_crops * batch, K] from the codes of the assignment crops
