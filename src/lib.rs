@@ -5,7 +5,7 @@
 //! timestamps, tuner), `ops` (one folder per op family: the GPU call and the f64 CPU
 //! reference; WGSL in `shaders/<family>/`), `graph` (ops recorded, differentiated, planned;
 //! every op's rules in `graph/op.rs`), `model` / `swav` / `optim`, `train`, then `run`,
-//! `bench` and `web`.
+//! `bench` and `web`; `dist` (the ranks of a data-parallel job) is a leaf any layer may use.
 // On wasm the WebGPU handles are neither Send nor Sync (one thread); the Arcs are still right.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 

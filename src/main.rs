@@ -175,6 +175,10 @@ struct TrainArgs {
     /// Shorter side, in pixels, that decoded folder images are shrunk to.
     #[arg(long, default_value_t = 64)]
     max_side: usize,
+    /// Checkpoint and stop once this many iterations are done, for jobs with a time limit
+    /// (continue with --resume).
+    #[arg(long)]
+    stop_at: Option<usize>,
     /// Data-parallel jobs (mpirun/srun): batch-norm statistics over every rank's batch
     /// (else each rank normalises its own batch).
     #[arg(long)]
@@ -674,6 +678,7 @@ fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
             eval_every: a.eval_every,
             max_side: a.max_side,
             inject_nan_at: a.inject_nan_at,
+            stop_at: a.stop_at,
             collective: world.clone(),
         };
         let summary = run::train(gpu, setup.cfg, ro)?;

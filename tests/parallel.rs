@@ -195,3 +195,27 @@ fn three_ranks_without_sync_bn_give_the_codes_of_one_sinkhorn() {
     let r = check(3, tiny(false));
     assert!(r.job.is_none() && r.passes(1e-5), "{r}");
 }
+
+#[test]
+fn a_plan_runs_only_in_the_world_its_graph_was_built_for() {
+    let Some(gpu) = gpu() else { return };
+    let mut g = swav_wgpu::graph::Graph::new();
+    let x = g.input("x", &[4]).expect("input");
+    // One process has nothing to exchange.
+    assert!(g.all_reduce(&[x], 1.0).is_err());
+    let mut two = swav_wgpu::graph::Graph::new();
+    two.world = 2;
+    let x = two.input("x", &[4]).expect("input");
+    two.all_reduce(&[x], 0.5).expect("all-reduce");
+    let e = swav_wgpu::graph::plan::Plan::compile(&two, gpu.clone()).err().expect("refused");
+    assert!(e.to_string().contains("world of 2 ranks"), "{e}");
+    // In its world, the exchange averages.
+    let got = ranks(2, move |r, c| {
+        let plan = swav_wgpu::graph::plan::Plan::compile_in(&two, gpu.clone(), true, c).expect("plan");
+        plan.write(x, &[r as f32, 1.0, 2.0, 10.0 * r as f32]).expect("write");
+        plan.step().expect("step");
+        assert_eq!(plan.comm_stats().bytes, 16);
+        plan.read_blocking(x).expect("read")
+    });
+    assert_eq!(got, vec![vec![0.5, 1.0, 2.0, 5.0]; 2]);
+}

@@ -463,7 +463,6 @@ impl Plan {
     /// error.
     pub fn step(&self) -> Result<()> {
         let mut done = 0;
-        #[cfg(not(target_arch = "wasm32"))]
         for (at, x) in &self.exchanges {
             self.gpu.run(&self.dispatches[done..*at]);
             done = *at;
@@ -471,6 +470,11 @@ impl Plan {
         }
         self.gpu.run(&self.dispatches[done..]);
         Ok(())
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn exchange(&self, x: &Exchange) -> Result<()> {
+        Err(Error::Invalid(format!("exchange '{}': data-parallel plans are native only", x.label)))
     }
 
     #[cfg(not(target_arch = "wasm32"))]

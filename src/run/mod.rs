@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub max_side: usize,
     /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
     pub inject_nan_at: Option<usize>,
+    /// Checkpoint and stop once this many iterations are done (a job with a time limit
+    /// continues with --resume); None: train to the end.
+    pub stop_at: Option<usize>,
     /// The ranks of a data-parallel job (`dist::world()`; `Solo` for one process). Rank r
     /// trains on slice r of every global batch; rank 0 alone writes the run's files.
     pub collective: Arc<dyn Collective>,
@@ -139,6 +142,9 @@ pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSum
         }
         if run.interrupted.load(Ordering::SeqCst) {
             return run.interrupt();
+        }
+        if run.opts.stop_at.is_some_and(|n| run.trainer.iteration >= n) && run.trainer.iteration < run.total {
+            return run.stop();
         }
     }
     run.finish()
@@ -448,6 +454,28 @@ impl Run {
         self.plot();
         self.monitor = EpochMonitor::new(self.cfg.prototypes);
         Ok(())
+    }
+
+    /// `--stop-at`: a checkpoint, and how to continue.
+    fn stop(self) -> Result<RunSummary> {
+        self.bar.finish_and_clear();
+        self.save()?;
+        let done = self.trainer.iteration;
+        if self.rank() == 0 {
+            eprintln!(
+                "stopped at iteration {done} of {} (--stop-at): checkpoint saved to {}; continue with --resume {}",
+                self.total,
+                self.ckpt.display(),
+                self.opts.out.display()
+            );
+        }
+        Ok(RunSummary {
+            iterations: done,
+            final_loss: self.last_loss,
+            knn_top1: None,
+            seconds: self.start.elapsed().as_secs_f64(),
+            interrupted: false,
+        })
     }
 
     /// Ctrl-C: a checkpoint, and how to continue.

@@ -3,8 +3,9 @@
 //! them is `swav`.
 //!
 //! Sinkhorn keeps the per-prototype sums (the partial sums PU and the scaling alpha) as
-//! separate small tensors: they are what a multi-GPU version would all-reduce (the total sum
-//! of the official code cancels in its first normalisation, so it is not needed).
+//! separate small tensors: `sinkhorn_steps` all-reduces them between the passes when the
+//! problem is spread over the ranks of a data-parallel job (the total sum of the official
+//! code cancels in its first normalisation, so it is not needed).
 pub mod cpu;
 
 use crate::dist::Reduce;
