@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::data::{augment, Dataset};
+use crate::data::augment;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::plan::Plan;
@@ -69,17 +69,23 @@ impl FeatureExtractor {
     }
 
     /// L2-normalised features [len, dim] of every image (resized whole to the input size).
-    pub fn extract(&self, ds: &Dataset) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(ds.len() * self.dim);
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn extract(&self, ds: &crate::data::Dataset) -> Result<Vec<f32>> {
+        pollster::block_on(self.extract_images(&ds.images))
+    }
+
+    /// `extract` of some images, awaiting the GPU (the browser).
+    pub async fn extract_images(&self, images: &[crate::data::Image]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(images.len() * self.dim);
         let per = 3 * self.size * self.size;
-        for chunk in ds.images.chunks(self.batch) {
+        for chunk in images.chunks(self.batch) {
             let mut x = vec![0.0f32; self.batch * per];
             for (i, img) in chunk.iter().enumerate() {
                 x[i * per..(i + 1) * per].copy_from_slice(&augment::eval_view(img, self.size));
             }
             self.plan.write(self.input, &x)?;
             self.plan.step()?;
-            let f = self.plan.read_blocking(self.feat)?;
+            let f = self.plan.read(self.feat).await?;
             for row in f.chunks(self.dim).take(chunk.len()) {
                 let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
                 out.extend(row.iter().map(|v| v / n));
@@ -101,11 +107,15 @@ pub fn knn_top1(
     temperature: f32,
     classes: usize,
 ) -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
     use rayon::prelude::*;
     let k = k.min(train_labels.len()).max(1);
-    let correct: usize = test
-        .par_chunks(dim)
-        .zip(test_labels.par_iter())
+    // One thread in the browser.
+    #[cfg(not(target_arch = "wasm32"))]
+    let rows = test.par_chunks(dim).zip(test_labels.par_iter());
+    #[cfg(target_arch = "wasm32")]
+    let rows = test.chunks(dim).zip(test_labels.iter());
+    let correct: usize = rows
         .map(|(q, &label)| {
             let mut sims: Vec<(f32, u32)> = train
                 .chunks(dim)
@@ -124,6 +134,7 @@ pub fn knn_top1(
     100.0 * correct as f64 / test_labels.len().max(1) as f64
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A linear classifier on frozen features, trained on the GPU with the library's own ops
 /// (linear, cross-entropy, backward, SGD with momentum, cosine learning rate); returns the
 /// test top-1 (%).

@@ -70,17 +70,13 @@ pub enum OutTensor {
     I64 { shape: Vec<usize>, data: Vec<i64> },
 }
 
-/// Writes a safetensors file atomically: a temporary file beside it, fsync, rename over the
-/// target, fsync of the folder. A crash leaves either the old file or the new one, never a
-/// torn one.
-pub fn save_safetensors_atomic(
-    path: &Path,
+/// A safetensors file's bytes (for a download in the browser, or a file).
+pub fn encode_safetensors(
     tensors: &BTreeMap<String, OutTensor>,
     metadata: std::collections::HashMap<String, String>,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
-    use std::io::Write;
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| match t {
@@ -96,16 +92,33 @@ pub fn save_safetensors_atomic(
         .iter()
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("cannot encode tensors for '{}': {e}", path.display())))?;
-    let encoded = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::Invalid(format!("cannot encode '{}': {e}", path.display())))?;
+        .map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))
+}
+
+/// Writes a safetensors file atomically: a temporary file beside it, fsync, rename over the
+/// target, fsync of the folder. A crash leaves either the old file or the new one, never a
+/// torn one.
+pub fn save_safetensors_atomic(
+    path: &Path,
+    tensors: &BTreeMap<String, OutTensor>,
+    metadata: std::collections::HashMap<String, String>,
+) -> Result<()> {
+    let encoded = encode_safetensors(tensors, metadata)
+        .map_err(|e| Error::Invalid(format!("cannot write '{}': {e}", path.display())))?;
+    write_file_atomic(path, &encoded)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the folder).
+pub fn write_file_atomic(path: &Path, encoded: &[u8]) -> Result<()> {
+    use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let io_err = |what: &str, e: std::io::Error| Error::Invalid(format!("{what} '{}': {e}", path.display()));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("cannot create a temporary file for", e))?;
-        f.write_all(&encoded).map_err(|e| io_err("cannot write", e))?;
+        f.write_all(encoded).map_err(|e| io_err("cannot write", e))?;
         f.sync_all().map_err(|e| io_err("cannot sync", e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| {

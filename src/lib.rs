@@ -14,7 +14,6 @@ pub mod bench;
 pub mod data;
 pub mod dist;
 pub mod error;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
 pub mod gpu;
 pub mod graph;

@@ -295,18 +295,7 @@ fn path_string(p: &Path) -> String {
 }
 
 fn parse_crops(spec: &str) -> Result<Vec<CropConfig>> {
-    let mut out = Vec::new();
-    for (i, part) in spec.split(',').enumerate() {
-        let (n, s) = part
-            .trim()
-            .split_once(['x', 'X'])
-            .ok_or_else(|| Error::Invalid(format!("--crops '{spec}': each group is COUNTxSIZE, e.g. 2x32,4x16")))?;
-        let count = n.trim().parse().map_err(|_| Error::Invalid(format!("--crops '{spec}': '{n}' is not a count")))?;
-        let size = s.trim().parse().map_err(|_| Error::Invalid(format!("--crops '{spec}': '{s}' is not a size")))?;
-        let (min_scale, max_scale) = if i == 0 { (0.14, 1.0) } else { (0.05, 0.14) };
-        out.push(CropConfig { count, size, min_scale, max_scale });
-    }
-    Ok(out)
+    CropConfig::parse_groups(spec).map_err(|e| Error::Invalid(format!("--crops {e}")))
 }
 
 fn apply_model(cfg: &mut TrainConfig, m: &ModelArgs) {
@@ -536,7 +525,16 @@ fn backbone_source(
         (Some(p), _) => {
             let file = run::resolve_resume(p)
                 .map_err(|_| Error::Invalid(format!("--checkpoint '{}': no checkpoint found", p.display())))?;
-            let cfg = Trainer::checkpoint_meta(&file)?.config;
+            // A training checkpoint, or an exported backbone (train's backbone.safetensors, the
+            // browser demo's download), whose metadata holds the config.
+            let cfg = match Trainer::checkpoint_meta(&file) {
+                Ok(meta) => meta.config,
+                Err(e) => match swav_wgpu::io::read_metadata(&file)?.get(swav_wgpu::train::backbone::CONFIG_KEY) {
+                    Some(text) => TrainConfig::from_toml(text)
+                        .map_err(|e| Error::Invalid(format!("--checkpoint '{}': its config: {e}", p.display())))?,
+                    None => return Err(e),
+                },
+            };
             // Without --data, the run's own data (and its test data unless --test-data).
             let (data, test_data) = match data {
                 Some(d) => (Some(d.clone()), test_data.clone()),

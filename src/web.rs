@@ -1,71 +1,110 @@
-//! The browser API (wasm32 + WebGPU): a small SwAV run on the built-in dataset that a page can
-//! step, plot and inspect, and in-browser checks of the kernels against the CPU references
-//! compiled to wasm. Nothing here blocks: every GPU read is awaited.
+//! The browser API (wasm32 + WebGPU): a small SwAV run that a page can configure, step, plot,
+//! evaluate and export, on the built-in dataset or on images the user drops on the page; and
+//! in-browser checks of the kernels against the CPU references compiled to wasm. Nothing here
+//! blocks: every GPU read is awaited.
 use std::sync::Arc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::data::augment::{multicrop, AugmentConfig};
-use crate::data::{synthetic, Dataset};
+use crate::data::augment::{multicrop, thumbnail_rgba, AugmentConfig};
+use crate::data::{synthetic, Dataset, Image};
+use crate::eval::{knn_top1, FeatureExtractor};
 use crate::gpu::{Gpu, GpuOptions, Tensor};
 use crate::rng::Rng;
+use crate::train::backbone::is_backbone_key;
 use crate::train::{CropConfig, TrainConfig, Trainer};
 
 fn js(e: crate::Error) -> JsValue {
     JsValue::from_str(&e.to_string())
 }
 
-/// The demo's model: small enough for a software WebGPU adapter. Plain SGD without warm-up
-/// (so the first steps visibly learn) and the CIFAR stem, pinned here rather than taken from
-/// the `train` defaults, which the headless browser test does not re-tune.
+/// The demo's model: the built-in data's verified recipe (`small_data_defaults`: Adam, K 256
+/// frozen prototypes over D 16, any-hue jitter) at width 0.125 and batch 32, small enough for
+/// a software WebGPU adapter, with lr 6e-3 (its k-NN passes the random-init network's within
+/// 100-200 steps; 3e-3 needs about 220, 1e-2 about 280). The page's controls override lr,
+/// batch size, prototypes, crops and epochs (web/main.js has the same defaults).
 pub fn demo_config() -> TrainConfig {
-    TrainConfig {
-        width: 0.0625,
-        stem: crate::model::Stem::Cifar,
-        optimizer: crate::optim::OptimizerKind::Sgd,
-        weight_decay: 1e-4,
-        batch_size: 32,
-        hidden_mlp: 64,
-        feat_dim: 16,
-        prototypes: 32,
-        crops: vec![CropConfig { count: 2, size: 32, min_scale: 0.3, max_scale: 1.0 }],
-        warmup_epochs: 0.0,
-        lr: 0.1,
-        final_lr: 0.0005,
-        epochs: 3,
-        color_jitter: 1.0,
-        hue: 0.25,
-        gray_probability: 0.5,
-        blur_probability: 0.5,
-        ..crate::train::config::small_data_defaults()
-    }
+    TrainConfig { width: 0.125, batch_size: 32, epochs: 3, lr: 6e-3, ..crate::train::config::small_data_defaults() }
 }
+
+/// The page's k-NN: this many built-in train images as the memory bank, test images scored.
+const KNN_BANK: usize = 1000;
+const KNN_TEST: usize = 500;
+/// Uploaded images are shrunk so their shorter side is at most this (as `--max-side`).
+pub const MAX_SIDE: usize = 64;
 
 #[wasm_bindgen]
 pub struct WebDemo {
     gpu: Arc<Gpu>,
     trainer: Trainer,
+    /// What the run trains on: the built-in train split, or the user's images.
     data: Dataset,
+    builtin: bool,
+    /// Images the user added (trained on after `train_on_own_images`).
+    own: Vec<Image>,
     aug: AugmentConfig,
     order: Vec<usize>,
     batch_indices: Vec<usize>,
     seed: u64,
+    extractor: Option<FeatureExtractor>,
+    knn_sets: Option<(Dataset, Dataset)>,
 }
 
 #[wasm_bindgen]
 impl WebDemo {
-    /// Opens WebGPU (an error string when the browser has none) and compiles the step.
-    pub async fn create(seed: u32) -> Result<WebDemo, JsValue> {
+    /// Opens WebGPU (an error string when the browser has none) and compiles the step with
+    /// the demo's config and these settings; `crops` as COUNTxSIZE groups ("2x32,2x16").
+    pub async fn create(
+        seed: u32,
+        lr: f64,
+        batch_size: u32,
+        prototypes: u32,
+        crops: String,
+        epochs: u32,
+    ) -> Result<WebDemo, JsValue> {
+        let mut cfg = demo_config();
+        cfg.lr = lr;
+        cfg.batch_size = batch_size as usize;
+        cfg.prototypes = prototypes as usize;
+        // Counts and sizes from the page; each group keeps the recipe's scale range where the
+        // recipe has that group (its large crops are 0.3-1 of the image, not the official 0.14).
+        let recipe = cfg.crops.clone();
+        cfg.crops = CropConfig::parse_groups(&crops).map_err(js)?;
+        for (c, r) in cfg.crops.iter_mut().zip(&recipe) {
+            (c.min_scale, c.max_scale) = (r.min_scale, r.max_scale);
+        }
+        let n = cfg.n_crops();
+        cfg.crops_for_assign.retain(|&c| c < n);
+        cfg.epochs = epochs.max(1) as usize;
+        cfg.seed = seed as u64;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(JsValue::from_str(&format!("the learning rate must be a positive number, not {lr}")));
+        }
+        cfg.validate().map_err(js)?;
         let gpu = Gpu::new(&GpuOptions::default()).await.map_err(js)?;
-        let cfg = demo_config();
         let data = synthetic::builtin().train;
-        let per_epoch = data.len() / cfg.batch_size;
-        let trainer = Trainer::new(gpu.clone(), cfg.clone(), per_epoch).map_err(js)?;
+        let trainer = Trainer::new(gpu.clone(), cfg.clone(), data.len() / cfg.batch_size).map_err(js)?;
         trainer.init_random(seed as u64).map_err(js)?;
-        let aug = cfg.augment();
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        Rng::new(seed as u64).shuffle(&mut order);
-        Ok(WebDemo { gpu, trainer, data, aug, order, batch_indices: Vec::new(), seed: seed as u64 })
+        let mut demo = WebDemo {
+            gpu,
+            trainer,
+            data,
+            builtin: true,
+            own: Vec::new(),
+            aug: cfg.augment(),
+            order: Vec::new(),
+            batch_indices: Vec::new(),
+            seed: seed as u64,
+            extractor: None,
+            knn_sets: None,
+        };
+        demo.shuffle();
+        Ok(demo)
+    }
+
+    fn shuffle(&mut self) {
+        self.order = (0..self.data.len()).collect();
+        Rng::new(self.seed).shuffle(&mut self.order);
     }
 
     /// "name (backend, device type); limits ..."
@@ -81,6 +120,11 @@ impl WebDemo {
         )
     }
 
+    /// Why the GPU device was lost, if it was.
+    pub fn device_lost(&self) -> Option<String> {
+        self.gpu.lost()
+    }
+
     pub fn iteration(&self) -> u32 {
         self.trainer.iteration as u32
     }
@@ -89,12 +133,62 @@ impl WebDemo {
         self.trainer.cfg.batch_size as u32
     }
 
+    /// Total steps of the configured epochs on the current data.
+    pub fn total_steps(&self) -> u32 {
+        (self.trainer.cfg.epochs * (self.data.len() / self.trainer.cfg.batch_size).max(1)) as u32
+    }
+
+    /// The run's config as TOML (the export's config.toml).
+    pub fn config_toml(&self) -> String {
+        self.trainer.cfg.to_toml()
+    }
+
+    /// Adds one of the user's images (RGBA as a canvas gives it, already shrunk so its shorter
+    /// side is at most `MAX_SIDE`); returns how many there are.
+    pub fn add_image(&mut self, width: u32, height: u32, rgba: Vec<u8>) -> Result<u32, JsValue> {
+        let img = Image::from_rgba(width as usize, height as usize, &rgba).map_err(js)?;
+        self.own.push(img);
+        Ok(self.own.len() as u32)
+    }
+
+    pub fn own_images(&self) -> u32 {
+        self.own.len() as u32
+    }
+
+    /// Whether the run trains on the built-in data (and can be scored by k-NN).
+    pub fn on_builtin_data(&self) -> bool {
+        self.builtin
+    }
+
+    /// From now on trains on the user's images (at least one batch of them).
+    pub fn train_on_own_images(&mut self) -> Result<(), JsValue> {
+        let b = self.trainer.cfg.batch_size;
+        if self.own.len() < b {
+            return Err(JsValue::from_str(&format!(
+                "{} images decoded; the batch size is {b}: add more images or lower the batch size",
+                self.own.len()
+            )));
+        }
+        self.data =
+            Dataset { source: "your images".into(), images: self.own.clone(), labels: None, classes: Vec::new() };
+        self.builtin = false;
+        self.trainer.set_iters_per_epoch(self.data.len() / b);
+        self.shuffle();
+        Ok(())
+    }
+
     /// One training step on the next batch; resolves to its loss.
     pub async fn step(&mut self) -> Result<f32, JsValue> {
+        if let Some(why) = self.gpu.lost() {
+            return Err(JsValue::from_str(&format!("the GPU device was lost ({why}); reload the page")));
+        }
         let b = self.trainer.cfg.batch_size;
-        let start = (self.trainer.iteration * b) % (self.order.len() - b + 1);
-        self.batch_indices = self.order[start..start + b].to_vec();
-        let epoch = self.trainer.iteration * b / self.order.len();
+        let per_epoch = (self.order.len() / b).max(1);
+        let (epoch, pos) = (self.trainer.iteration / per_epoch, (self.trainer.iteration % per_epoch) * b);
+        if pos == 0 && epoch > 0 {
+            Rng::derive(self.seed, 0xE90C, epoch as u64).shuffle(&mut self.order);
+        }
+        self.batch_indices = self.order[pos..pos + b].to_vec();
         let per_sample: Vec<Vec<Vec<f32>>> = self
             .batch_indices
             .iter()
@@ -106,7 +200,42 @@ impl WebDemo {
             (0..per_sample[0].len()).map(|c| per_sample.iter().flat_map(|s| s[c].iter().copied()).collect()).collect();
         let refs: Vec<&[f32]> = crops.iter().map(|c| c.as_slice()).collect();
         self.trainer.submit(&refs).map_err(js)?;
-        self.trainer.read_loss().await.map_err(js)
+        let loss = self.trainer.read_loss().await.map_err(js)?;
+        match self.gpu.lost() {
+            Some(why) => Err(JsValue::from_str(&format!("the GPU device was lost ({why}); reload the page"))),
+            None => Ok(loss),
+        }
+    }
+
+    /// Weighted k-NN top-1 (%, k 20, T 0.1) of the current backbone on the built-in data:
+    /// `KNN_TEST` test images against `KNN_BANK` train images. Called before the first step it
+    /// scores the random-init network the run starts from.
+    pub async fn knn(&mut self) -> Result<f64, JsValue> {
+        if self.extractor.is_none() {
+            let bb = self.trainer.cfg.backbone().map_err(js)?;
+            self.extractor = Some(FeatureExtractor::new(self.gpu.clone(), &bb, 100, 32).map_err(js)?);
+            let split = synthetic::builtin();
+            let take = |d: &Dataset, n: usize| Dataset {
+                images: d.images[..n.min(d.len())].to_vec(),
+                labels: d.labels.as_ref().map(|l| l[..n.min(l.len())].to_vec()),
+                ..d.clone()
+            };
+            let test = split.test.as_ref().map(|t| take(t, KNN_TEST)).unwrap_or_default();
+            self.knn_sets = Some((take(&split.train, KNN_BANK), test));
+        }
+        let (Some(fx), Some((bank, test))) = (&self.extractor, &self.knn_sets) else { return Ok(0.0) };
+        let state = self.trainer.state().await.map_err(js)?;
+        fx.load(&state.into_iter().filter(|(k, _)| is_backbone_key(k)).collect()).map_err(js)?;
+        let fb = fx.extract_images(&bank.images).await.map_err(js)?;
+        let ft = fx.extract_images(&test.images).await.map_err(js)?;
+        let (Some(lb), Some(lt)) = (&bank.labels, &test.labels) else { return Ok(0.0) };
+        Ok(knn_top1(&fb, lb, &ft, lt, fx.dim, 20, 0.1, 10))
+    }
+
+    /// The trained backbone as safetensors (torchvision key names; the config in its
+    /// metadata), for download; `swav-wgpu eval knn --checkpoint` and `embed` read it.
+    pub async fn backbone(&self) -> Result<Vec<u8>, JsValue> {
+        self.trainer.backbone_safetensors().await.map_err(js)
     }
 
     /// For the last batch: [image index, prototype] pairs (the prototype each image's first
@@ -143,10 +272,12 @@ impl WebDemo {
         Ok(sims.into_iter().take(k as usize).map(|(_, i)| i).collect())
     }
 
-    /// 32x32 RGBA pixels of a dataset image, for a canvas.
+    /// 32x32 RGBA pixels of an image of the current data, for a canvas.
     pub fn image_rgba(&self, index: u32) -> Vec<u8> {
-        let img = &self.data.images[index as usize % self.data.len()];
-        img.rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+        match self.data.images.get(index as usize) {
+            Some(img) => thumbnail_rgba(img, 32),
+            None => vec![0; 32 * 32 * 4],
+        }
     }
 
     /// Runs a subset of the kernel checks in the browser; resolves to a JSON array of

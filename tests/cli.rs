@@ -300,6 +300,13 @@ fn a_resumed_run_trains_on_its_own_data_in_its_own_folder() {
     assert_eq!(iterations, (0..8).collect::<Vec<u64>>());
     let ends: Vec<u64> = epochs.iter().map(|v| v["iteration"].as_u64().unwrap()).collect();
     assert_eq!(ends, [4, 8]);
+    // The exported backbone alone is enough for eval and embed (its metadata holds the
+    // config), as the browser demo's download is.
+    let backbone = run_dir.join("backbone.safetensors");
+    let data = d.join("data");
+    let out = run(&["eval", "knn", "--checkpoint", backbone.to_str().unwrap(), "--test-data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("k-NN top-1"));
     std::fs::remove_dir_all(&d).ok();
 }
 

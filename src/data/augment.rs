@@ -16,6 +16,26 @@ pub struct CropConfig {
     pub max_scale: f64,
 }
 
+impl CropConfig {
+    /// "2x32,4x16": COUNTxSIZE groups, large first (the first group takes scale 0.14-1, the
+    /// rest 0.05-0.14, as the official multi-crop).
+    pub fn parse_groups(spec: &str) -> crate::Result<Vec<CropConfig>> {
+        let bad = |what: String| crate::Error::Invalid(format!("'{spec}': {what}"));
+        let mut out = Vec::new();
+        for (i, part) in spec.split(',').enumerate() {
+            let (n, s) = part
+                .trim()
+                .split_once(['x', 'X'])
+                .ok_or_else(|| bad("each group is COUNTxSIZE, e.g. 2x32,4x16".into()))?;
+            let count = n.trim().parse().map_err(|_| bad(format!("'{n}' is not a count")))?;
+            let size = s.trim().parse().map_err(|_| bad(format!("'{s}' is not a size")))?;
+            let (min_scale, max_scale) = if i == 0 { (0.14, 1.0) } else { (0.05, 0.14) };
+            out.push(CropConfig { count, size, min_scale, max_scale });
+        }
+        Ok(out)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AugmentConfig {
     pub crops: Vec<CropConfig>,
@@ -232,6 +252,14 @@ pub fn multicrop(img: &Image, cfg: &AugmentConfig, rng: &mut Rng) -> Vec<Vec<f32
 }
 
 /// The evaluation view: the whole image resized to size x size (bilinear), normalised.
+/// The whole image resized to size x size, as RGBA bytes (thumbnails on the demo page).
+pub fn thumbnail_rgba(img: &Image, size: usize) -> Vec<u8> {
+    let px = resample(img, (0.0, 0.0, img.width as f64, img.height as f64), size);
+    px.iter()
+        .flat_map(|p| [p[0], p[1], p[2]].map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).into_iter().chain([255]))
+        .collect()
+}
+
 pub fn eval_view(img: &Image, size: usize) -> Vec<f32> {
     let px = resample(img, (0.0, 0.0, img.width as f64, img.height as f64), size);
     normalize(&px, size)

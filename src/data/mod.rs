@@ -28,6 +28,14 @@ impl Image {
         Ok(Image { width, height, rgb })
     }
 
+    /// From RGBA bytes (a canvas's pixels); alpha is dropped.
+    pub fn from_rgba(width: usize, height: usize, rgba: &[u8]) -> Result<Image> {
+        if rgba.len() != width * height * 4 {
+            return Err(Error::Invalid(format!("image {width}x{height} with {} RGBA bytes", rgba.len())));
+        }
+        Image::new(width, height, rgba.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect())
+    }
+
     /// Channel value in [0, 1].
     pub fn at(&self, x: usize, y: usize, c: usize) -> f32 {
         self.rgb[(y * self.width + x) * 3 + c] as f32 / 255.0

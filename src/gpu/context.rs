@@ -105,6 +105,8 @@ pub struct Gpu {
     pub counters: Arc<Counters>,
     /// Chooses GEMM variants per (op, shape) when plans are compiled.
     pub tuner: Tuner,
+    /// Set when the device is lost (driver reset, GPU removed, the browser reclaimed it).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 /// One line describing an adapter, as `swav-wgpu devices` prints it.
@@ -211,7 +213,15 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+        let lost = Arc::new(Mutex::new(None));
+        {
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+            });
+        }
         Ok(Arc::new(Gpu {
+            lost,
             device,
             queue,
             info,
@@ -224,6 +234,11 @@ impl Gpu {
             counters: Arc::new(Counters::default()),
             tuner: Tuner::new(opts.tune, opts.tune_cache.clone()),
         }))
+    }
+
+    /// Why the device was lost, once it has been (every later GPU call fails).
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Native convenience: `Gpu::new` from the environment, blocking.

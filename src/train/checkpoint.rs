@@ -162,41 +162,10 @@ impl Trainer {
 
     /// The backbone alone, torchvision key names, f32 (and int64 `num_batches_tracked` for each
     /// batch-norm): `torchvision.models.resnet18(...).load_state_dict(sd, strict=False)`.
+    /// Written atomically; its metadata holds the config (`backbone::CONFIG_KEY`).
     pub fn export_backbone(&self, path: &Path) -> Result<()> {
-        let state = self.state_blocking()?;
-        export_backbone_state(&state, self.iteration as i64 * self.resolution_groups() as i64, path)
-    }
-
-    /// How many backbone forward calls one step makes (one per run of equal crop sizes).
-    pub fn resolution_groups(&self) -> usize {
-        let mut sizes: Vec<usize> = self.cfg.crops.iter().map(|c| c.size).collect();
-        sizes.dedup();
-        sizes.len()
+        io::write_file_atomic(path, &pollster::block_on(self.backbone_safetensors())?)
     }
 }
 
-/// Whether a state-dict key belongs to the backbone (not the head, the optimizer or a queue).
-pub fn is_backbone_key(name: &str) -> bool {
-    !(name.starts_with("projection_head") || name.starts_with("prototypes") || crate::optim::is_run_state(name))
-}
-
-pub fn export_backbone_state(
-    state: &BTreeMap<String, io::NamedTensor>,
-    batches_tracked: i64,
-    path: &Path,
-) -> Result<()> {
-    let mut out = BTreeMap::new();
-    for (name, t) in state.iter().filter(|(k, _)| is_backbone_key(k)) {
-        out.insert(name.clone(), OutTensor::F32 { shape: t.shape.clone(), data: t.data.clone() });
-        if let Some(base) = name.strip_suffix(".running_mean") {
-            out.insert(
-                format!("{base}.num_batches_tracked"),
-                OutTensor::I64 { shape: vec![], data: vec![batches_tracked] },
-            );
-        }
-    }
-    let mut meta = HashMap::new();
-    meta.insert("format".into(), "pt".into());
-    meta.insert("producer".into(), "swav-wgpu backbone export (torchvision ResNet key names)".into());
-    io::save_safetensors_atomic(path, &out, meta)
-}
+pub use super::backbone::is_backbone_key;

@@ -1,6 +1,7 @@
 //! A whole SwAV training step as one compiled plan: multi-crop forward (ResNet + head), the
 //! SwAV objective, backward, and the optimizer; plus initialisation, the learning-rate
 //! schedule, prototype freezing, the queue's start, checkpoints and backbone export.
+pub mod backbone;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod config;
@@ -127,17 +128,23 @@ impl Trainer {
             optimizer_state: tg.optimizer.state,
             momentum: tg.optimizer.momentum.clone(),
         };
-        let iters_per_epoch = iters_per_epoch.max(1);
-        let total = cfg.epochs * iters_per_epoch;
-        let warmup = ((cfg.warmup_epochs * iters_per_epoch as f64).round() as usize).min(total);
-        let schedule = lr_schedule(cfg.lr, cfg.final_lr, cfg.start_warmup, warmup, total);
-        let t = Trainer { cfg, collective, plan, ids, iteration: 0, iters_per_epoch, schedule };
+        let mut t = Trainer { cfg, collective, plan, ids, iteration: 0, iters_per_epoch: 1, schedule: Vec::new() };
+        t.set_iters_per_epoch(iters_per_epoch);
         t.zero_state()?;
         Ok(t)
     }
 
     pub fn graph(&self) -> &Graph {
         self.plan.graph()
+    }
+
+    /// Sets the epoch length (the data changed) and the learning-rate schedule with it.
+    pub fn set_iters_per_epoch(&mut self, iters_per_epoch: usize) {
+        let cfg = &self.cfg;
+        self.iters_per_epoch = iters_per_epoch.max(1);
+        let total = cfg.epochs * self.iters_per_epoch;
+        let warmup = ((cfg.warmup_epochs * self.iters_per_epoch as f64).round() as usize).min(total);
+        self.schedule = lr_schedule(cfg.lr, cfg.final_lr, cfg.start_warmup, warmup, total);
     }
 
     /// Zero optimizer state and queues.
