@@ -18,6 +18,8 @@ pub enum Error {
     Readback(String),
     #[error("GPU validation error in {context}: {message}")]
     Validation { context: String, message: String },
+    #[error("the GPU device was lost ({0}): the driver reset, the GPU went away, or the browser reclaimed it; the last checkpoint is intact, continue with --resume")]
+    DeviceLost(String),
     #[error("{0}")]
     Invalid(String),
 }

@@ -17,10 +17,52 @@ pub fn load_safetensors(path: &Path) -> Result<BTreeMap<String, NamedTensor>> {
     parse_safetensors(&bytes).map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))
 }
 
+/// The metadata key of the tensors' checksum in files this crate writes.
+pub const CHECKSUM_KEY: &str = "checksum";
+
+/// FNV-1a (64 bit) over every tensor's name, dtype, shape and bytes in name order: a flipped
+/// byte anywhere in the tensors changes it.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, String, &'a [usize], &'a [u8])>) -> String {
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (name, dtype, shape, data) in sorted {
+        eat(name.as_bytes());
+        eat(dtype.as_bytes());
+        for d in shape {
+            eat(&(*d as u64).to_le_bytes());
+        }
+        eat(data);
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+/// Checks the tensors against the file's checksum, when it has one (files from PyTorch
+/// have none).
+fn verify(st: &safetensors::SafeTensors, bytes: &[u8]) -> Result<()> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::Invalid(format!("not a valid safetensors file: {e}")))?;
+    let Some(want) = meta.metadata().as_ref().and_then(|m| m.get(CHECKSUM_KEY)) else { return Ok(()) };
+    let views = st.tensors();
+    let got = checksum(views.iter().map(|(n, v)| (n.as_str(), format!("{:?}", v.dtype()), v.shape(), v.data())));
+    if &got != want {
+        return Err(Error::Invalid(format!(
+            "its tensors do not match its checksum ({got}, recorded {want}): the file is damaged; use an earlier copy"
+        )));
+    }
+    Ok(())
+}
+
 pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor>> {
     use safetensors::Dtype;
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::Invalid(format!("not a valid safetensors file: {e}")))?;
+    verify(&st, bytes)?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
@@ -48,6 +90,7 @@ pub fn load_safetensors_f64(path: &Path) -> Result<F64Tensors> {
     let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::Invalid(format!("'{}' is not a valid safetensors file: {e}", path.display())))?;
+    verify(&st, &bytes).map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
@@ -88,6 +131,9 @@ pub fn encode_safetensors(
             }
         })
         .collect();
+    let mut metadata = metadata;
+    let sum = checksum(bytes.iter().map(|(n, d, s, b)| (n.as_str(), format!("{d:?}"), s.as_slice(), b.as_slice())));
+    metadata.insert(CHECKSUM_KEY.into(), sum);
     let views = bytes
         .iter()
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
@@ -116,10 +162,21 @@ pub fn write_file_atomic(path: &Path, encoded: &[u8]) -> Result<()> {
     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let io_err = |what: &str, e: std::io::Error| Error::Invalid(format!("{what} '{}': {e}", path.display()));
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("cannot create a temporary file for", e))?;
         f.write_all(encoded).map_err(|e| io_err("cannot write", e))?;
-        f.sync_all().map_err(|e| io_err("cannot sync", e))?;
+        f.sync_all().map_err(|e| io_err("cannot sync", e))
+    })();
+    if let Err(e) = written {
+        // A full disk or a failed write: the target is untouched; leave no partial file.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Test hook (tests/cli.rs): die between the write and the rename, as a crash would.
+    if std::env::var_os("SWAV_WGPU_TEST_CRASH_BEFORE_RENAME")
+        .is_some_and(|v| path.file_name().is_some_and(|f| f.to_string_lossy() == v.to_string_lossy()))
+    {
+        std::process::abort();
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -172,7 +172,8 @@ struct TrainArgs {
     /// Also run the k-NN evaluation every N epochs (default: only at the end).
     #[arg(long, default_value_t = 0)]
     eval_every: usize,
-    /// Shorter side, in pixels, that decoded folder images are shrunk to.
+    /// Shorter side, in pixels, that decoded folder images are shrunk to. Images wider or
+    /// taller than 10000 px, or needing more than 512 MiB to decode, are skipped.
     #[arg(long, default_value_t = 64)]
     max_side: usize,
     /// Checkpoint and stop once this many iterations are done, for jobs with a time limit
@@ -183,6 +184,9 @@ struct TrainArgs {
     /// (else each rank normalises its own batch).
     #[arg(long)]
     sync_bn: bool,
+    /// Testing aid: destroy the GPU device before this iteration.
+    #[arg(long, hide = true)]
+    inject_device_loss_at: Option<usize>,
     /// Testing aid: put a NaN into the prototypes before this iteration.
     #[arg(long, hide = true)]
     inject_nan_at: Option<usize>,
@@ -676,6 +680,7 @@ fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
             eval_every: a.eval_every,
             max_side: a.max_side,
             inject_nan_at: a.inject_nan_at,
+            inject_device_loss_at: a.inject_device_loss_at,
             stop_at: a.stop_at,
             collective: world.clone(),
         };

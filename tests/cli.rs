@@ -441,3 +441,115 @@ fn bench_reports_kernels_and_steps() {
     std::fs::write(&cfg, "width = \"wide\"\n").unwrap();
     assert_fails_with(&["bench", "--quick", "--config", cfg.to_str().unwrap()], "tiny.toml");
 }
+
+/// Every tensor of a checkpoint, as bits.
+fn checkpoint_bits(run_dir: &Path) -> std::collections::BTreeMap<String, Vec<u32>> {
+    swav_wgpu::io::load_safetensors(&run_dir.join("checkpoint.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.data.iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_but_the_work_since_the_last_checkpoint() {
+    if !gpu_available() {
+        return;
+    }
+    // The uninterrupted run.
+    let extra = ["--epochs", "30", "--checkpoint-every", "1"];
+    let (d, straight, args) = tiny_run("crash-straight", &extra);
+    let start = std::time::Instant::now();
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Kills land anywhere in a process's life: start-up, steps, checkpoint writes.
+    let span = start.elapsed().as_secs_f64() / 3.0;
+    let want = checkpoint_bits(&straight);
+    // The same run killed (SIGKILL) at 12 moments, each time continued with --resume (or
+    // started again when no checkpoint was written yet).
+    let crashed = d.join("crashed");
+    let fresh: Vec<String> = args
+        .iter()
+        .map(|a| if *a == straight.display().to_string() { crashed.display().to_string() } else { a.clone() })
+        .collect();
+    let resume = ["train".to_string(), "--resume".into(), crashed.display().to_string()];
+    let mut rng = swav_wgpu::rng::Rng::new(16);
+    let (mut kills, mut mid_run, mut attempts) = (0, 0, 0);
+    // At least 12 kills, 8 of them once the run has a checkpoint (so --resume is exercised).
+    while kills < 12 || mid_run < 8 {
+        attempts += 1;
+        assert!(attempts < 60, "the run kept finishing before the kill");
+        let started = crashed.join("checkpoint.safetensors").exists();
+        let argv = if started { resume.to_vec() } else { fresh.clone() };
+        let mut child =
+            bin().args(&argv).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs_f64(0.2 + rng.uniform() * span));
+        if child.try_wait().unwrap().is_some() {
+            continue; // it finished (or was already finished): try a shorter wait next time
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        mid_run += started as usize;
+        if crashed.join("checkpoint.safetensors").exists() {
+            // Whatever moment the kill hit, the checkpoint on disk is whole.
+            checkpoint_bits(&crashed);
+        }
+    }
+    // Once more inside a checkpoint write (between the write and the rename).
+    let out = bin().args(&resume).env("SWAV_WGPU_TEST_CRASH_BEFORE_RENAME", "checkpoint.safetensors").output().unwrap();
+    assert!(!out.status.success(), "the hook did not fire");
+    checkpoint_bits(&crashed);
+    // Then to the end.
+    let out = bin().args(&resume).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("{kills} kills ({mid_run} of a resumed run) in {attempts} starts, each within {span:.1} s of its start, then a crash inside a checkpoint write");
+    let got = checkpoint_bits(&crashed);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (name, bits) in &want {
+        assert!(&got[name] == bits, "'{name}' differs from the uninterrupted run after {kills} kills");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one() {
+    if !gpu_available() {
+        return;
+    }
+    let (d, out_dir, args) = tiny_run("disk", &["--epochs", "1", "--checkpoint-every", "1"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = checkpoint_bits(&out_dir);
+    let size = std::fs::metadata(out_dir.join("checkpoint.safetensors")).unwrap().len();
+    // Files may not grow past half a checkpoint (ulimit -f, in 512-byte blocks; SIGXFSZ
+    // ignored so the write fails with EFBIG, as on a full disk).
+    let blocks = size / 2 / 512;
+    let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" train --resume \"$1\" --epochs 2",);
+    let out = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_swav-wgpu"), out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write") && err.contains("checkpoint.safetensors"), "{err}");
+    assert!(checkpoint_bits(&out_dir) == before, "the previous checkpoint changed");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_lost_device_is_a_named_error_and_the_checkpoint_stays() {
+    if !gpu_available() {
+        return;
+    }
+    let (d, out_dir, args) =
+        tiny_run("lost", &["--epochs", "2", "--checkpoint-every", "1", "--inject-device-loss-at", "3"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the GPU device was lost") && err.contains("--resume"), "{err}");
+    let meta = swav_wgpu::io::read_metadata(&out_dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["iteration"], "3");
+    checkpoint_bits(&out_dir);
+    std::fs::remove_dir_all(&d).ok();
+}

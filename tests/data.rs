@@ -136,3 +136,55 @@ fn multicrop_is_deterministic_with_the_configured_sizes() {
     );
     assert!(a.iter().flatten().all(|v| v.is_finite() && v.abs() < 5.0), "normalised values");
 }
+
+/// A PNG whose header claims `w` x `h` RGB pixels, with one tiny (truncated) data chunk: the
+/// front of a decompression bomb, whose real data would be a few KB of deflated zeros.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        out
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = vec![137, 80, 78, 71, 13, 10, 26, 10];
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn a_decompression_bomb_is_skipped_before_it_is_allocated() {
+    let dir = tmpdir("bomb");
+    extract(&dir, &["test/cat/000[0-2].jpg"]);
+    let root = dir.join("test/cat");
+    let bomb = root.join("bomb.png");
+    std::fs::write(&bomb, png_claiming(12_000, 12_000)).unwrap();
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 100);
+    let e = folder::decode(&bomb, 64).expect_err("refused").to_string();
+    assert!(e.contains("larger than the decoding limit") && e.contains("10000 px"), "{e}");
+    // Within the limits the header alone does not refuse it: the data is what is missing.
+    let small = root.join("small.png");
+    std::fs::write(&small, png_claiming(64, 64)).unwrap();
+    let e = folder::decode(&small, 64).expect_err("truncated").to_string();
+    assert!(!e.contains("decoding limit"), "{e}");
+    // In a folder, it is skipped and the rest loads.
+    let ds = folder::load(&root, 64).unwrap();
+    assert_eq!(ds.len(), 3, "the three real images");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -360,9 +360,19 @@ fn checkpoint_errors_are_clear() {
     a.init_random(1).unwrap();
     let ckpt = dir.join("small.safetensors");
     a.save_checkpoint(&ckpt, 0, &HashMap::new()).unwrap();
-    let mut other = Trainer::new(gpu, TrainConfig { width: 0.25, ..small_config() }, 1).unwrap();
+    let mut other = Trainer::new(gpu.clone(), TrainConfig { width: 0.25, ..small_config() }, 1).unwrap();
     let e = other.load_checkpoint(&ckpt).err().unwrap();
     assert!(e.to_string().contains("x0.125") && e.to_string().contains("x0.25"), "{e}");
+    // One flipped bit in the tensors is caught by the checksum, never loaded as a model.
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x10;
+    let flipped = dir.join("flipped.safetensors");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let e = Trainer::from_checkpoint(gpu, &flipped).err().unwrap().to_string();
+    assert!(e.contains("flipped.safetensors") && e.contains("checksum"), "{e}");
+    let e = swav_wgpu::io::load_safetensors(&flipped).err().unwrap().to_string();
+    assert!(e.contains("damaged"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -23,9 +23,35 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Decodes one file to RGB, shrinking it so its shorter side is at most `max_side`.
+/// Largest width or height decoded: a bigger image (a decompression bomb: a few KB of PNG
+/// that claims 12000x12000) is skipped before anything is allocated for it.
+pub const MAX_DECODE_SIDE: u32 = 10_000;
+/// Most memory one decode may allocate.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// Decodes one file to RGB, shrinking it so its shorter side is at most `max_side`; refuses
+/// images beyond `MAX_DECODE_SIDE` or `MAX_DECODE_BYTES`.
 pub fn decode(path: &Path, max_side: usize) -> Result<Image> {
-    let img = image::open(path).map_err(|e| Error::Invalid(format!("cannot decode '{}': {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    decode_bytes(&bytes, &path.display().to_string(), max_side)
+}
+
+/// `decode` of a file's bytes; `name` for messages.
+pub fn decode_bytes(bytes: &[u8], name: &str, max_side: usize) -> Result<Image> {
+    let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot decode '{name}': {e}"));
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => Error::Invalid(format!(
+            "'{name}' is larger than the decoding limit ({MAX_DECODE_SIDE} px per side, {} MiB): {e}",
+            MAX_DECODE_BYTES >> 20
+        )),
+        e => bad(&e),
+    })?;
     let img = img.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let short = w.min(h);

@@ -107,6 +107,8 @@ pub struct Gpu {
     pub tuner: Tuner,
     /// Set when the device is lost (driver reset, GPU removed, the browser reclaimed it).
     lost: Arc<Mutex<Option<String>>>,
+    /// The first GPU error outside any error scope.
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 /// One line describing an adapter, as `swav-wgpu devices` prints it.
@@ -220,8 +222,18 @@ impl Gpu {
                 *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
             });
         }
+        // wgpu's default handler panics on an error no scope caught; record the first instead,
+        // so the trainer stops with it as an error (checkpoint intact) rather than a panic.
+        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        {
+            let uncaptured = uncaptured.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                uncaptured.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
+            }));
+        }
         Ok(Arc::new(Gpu {
             lost,
+            uncaptured,
             device,
             queue,
             info,
@@ -239,6 +251,18 @@ impl Gpu {
     /// Why the device was lost, once it has been (every later GPU call fails).
     pub fn lost(&self) -> Option<String> {
         self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// An error if the device was lost or reported an error no scope caught: what a step
+    /// checks before its results are trusted.
+    pub fn health(&self) -> Result<()> {
+        if let Some(why) = self.lost() {
+            return Err(Error::DeviceLost(why));
+        }
+        match self.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            Some(message) => Err(Error::Validation { context: "a GPU command".into(), message }),
+            None => Ok(()),
+        }
     }
 
     /// Native convenience: `Gpu::new` from the environment, blocking.

@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub max_side: usize,
     /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
     pub inject_nan_at: Option<usize>,
+    /// Test hook: destroy the device before this iteration (the device-loss path).
+    pub inject_device_loss_at: Option<usize>,
     /// Checkpoint and stop once this many iterations are done (a job with a time limit
     /// continues with --resume); None: train to the end.
     pub stop_at: Option<usize>,
@@ -354,6 +356,9 @@ impl Run {
             let mut p = self.trainer.plan.read_named("prototypes.weight")?;
             p[0] = f32::NAN;
             self.trainer.plan.write_named("prototypes.weight", &p)?;
+        }
+        if self.opts.inject_device_loss_at == Some(batch.iteration) {
+            self.gpu.device.destroy();
         }
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let (it, epoch) = (self.trainer.iteration, self.trainer.iteration / self.iters_per_epoch);

@@ -211,16 +211,34 @@ impl TrainConfig {
                 self.prototypes, self.feat_dim
             ));
         }
-        if !(self.temperature > 0.0 && self.epsilon > 0.0 && self.sinkhorn_iterations > 0) {
-            return bad("temperature, epsilon and sinkhorn_iterations must be positive".into());
+        if self.sinkhorn_iterations == 0 {
+            return bad("sinkhorn_iterations must be at least 1".into());
         }
-        if !(self.lr.is_finite()
-            && self.lr >= 0.0
-            && self.final_lr >= 0.0
-            && self.start_warmup >= 0.0
-            && self.warmup_epochs >= 0.0)
-        {
-            return bad("learning rates and warm-up must be non-negative".into());
+        // Every number by name, with its value (a NaN is reported as NaN).
+        let positive = [("temperature", self.temperature as f64), ("epsilon", self.epsilon as f64)];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} must be a finite number > 0, got {v}"));
+            }
+        }
+        let non_negative = [
+            ("lr", self.lr),
+            ("final_lr", self.final_lr),
+            ("start_warmup", self.start_warmup),
+            ("warmup_epochs", self.warmup_epochs),
+            ("weight_decay", self.weight_decay as f64),
+            ("momentum", self.momentum as f64),
+            ("trust_coefficient", self.trust_coefficient as f64),
+        ];
+        for (name, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        for (name, p) in [("blur_probability", self.blur_probability), ("gray_probability", self.gray_probability)] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!("{name} must be in [0, 1], got {p}"));
+            }
         }
         Ok(())
     }

@@ -265,9 +265,14 @@ impl Trainer {
         Ok(())
     }
 
-    /// The loss of the last submitted step (waits for it).
+    /// The loss of the last submitted step (waits for it); an error if the device was lost
+    /// or reported an error during it.
     pub async fn read_loss(&self) -> Result<f32> {
-        Ok(self.plan.read(self.ids.loss).await?[0])
+        let gpu = self.plan.gpu();
+        gpu.health()?;
+        let loss = self.plan.read(self.ids.loss).await;
+        gpu.health()?;
+        Ok(loss?[0])
     }
 
     /// Submit and wait for the loss (native).
