@@ -752,6 +752,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Test hook (tests/cli.rs fuzzes the flags): parse and check the arguments as a run
+    // would, up to opening the GPU, then stop.
+    if std::env::var_os("SWAV_WGPU_CHECK_ARGS").is_some() {
+        let checked = match &cli.command {
+            Command::Train(a) => train_setup(a).map(|_| ()),
+            _ => Ok(()),
+        };
+        return match checked {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match &cli.command {
         Command::Devices => devices(&opts),
         Command::Train(a) => train(&opts, a),

@@ -553,3 +553,98 @@ fn a_lost_device_is_a_named_error_and_the_checkpoint_stays() {
     checkpoint_bits(&out_dir);
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn ten_thousand_mutated_command_lines_never_panic() {
+    // Valid command lines, then 10,000 token-level mutations of them, parsed and checked as a
+    // run would be up to opening the GPU (SWAV_WGPU_CHECK_ARGS): exit 0, 1 or 2, never a panic.
+    let d = tmpdir("fuzz-cli");
+    let toml = d.join("c.toml");
+    std::fs::write(&toml, "epochs = 2\nlr = 0.1\n").unwrap();
+    let toml = toml.display().to_string();
+    let seeds: Vec<Vec<&str>> = vec![
+        vec!["train", "--epochs", "2", "--batch-size", "8", "--crops", "2x32,4x16", "--lr", "0.1"],
+        vec!["train", "--config", &toml, "--arch", "resnet18", "--width", "0.25", "--stem", "cifar"],
+        vec!["train", "--prototypes", "64", "--feat-dim", "16", "--queue-length", "128", "--optimizer", "sgd"],
+        vec!["train", "--resume", "/nonexistent", "--stop-at", "5", "--sync-bn"],
+        vec!["eval", "knn", "--random-init", "--seed", "3"],
+        vec!["embed", "--random-init", "--out", "/tmp/x.safetensors"],
+        vec!["bench", "--quick", "--reps", "1"],
+        vec!["check-parallel", "--batch-size", "4", "--steps", "3"],
+    ];
+    let junk: &[&str] = &[
+        "",
+        "-",
+        "--",
+        "nan",
+        "NaN",
+        "inf",
+        "-1",
+        "0",
+        "1e400",
+        "99999999999999999999",
+        "0x10",
+        "2x",
+        "x32",
+        "0x0",
+        "é",
+        "../../etc",
+        "--epochs",
+        "--lr",
+        "--crops",
+        "--batch-size",
+        "--width",
+        "--resume",
+        "--data",
+        "--tune",
+        "full",
+        "--backend",
+        "metal",
+        "--max-side",
+        "--epsilon",
+        "--temperature",
+        "2x32,0x16",
+    ];
+    let cases: Vec<Vec<String>> = {
+        let mut rng = swav_wgpu::rng::Rng::new(0xC11);
+        let mut pick = |n: usize| ((rng.uniform() * n as f64) as usize).min(n - 1);
+        (0..10_000)
+            .map(|i| {
+                let mut v: Vec<String> = seeds[i % seeds.len()].iter().map(|s| s.to_string()).collect();
+                for _ in 0..1 + pick(3) {
+                    let at = pick(v.len() + 1);
+                    match pick(4) {
+                        0 if at < v.len() => v[at] = junk[pick(junk.len())].to_string(),
+                        1 if at < v.len() && v.len() > 1 => {
+                            v.remove(at);
+                        }
+                        2 if at < v.len() => {
+                            let t = v[at].clone();
+                            v.insert(at, t);
+                        }
+                        _ => v.insert(at, junk[pick(junk.len())].to_string()),
+                    }
+                }
+                v
+            })
+            .collect()
+    };
+    let failures = std::sync::Mutex::new(Vec::new());
+    let (failures_ref, dir) = (&failures, &d);
+    std::thread::scope(|s| {
+        for chunk in cases.chunks(cases.len() / 4) {
+            s.spawn(move || {
+                for args in chunk {
+                    let out = bin().args(args).env("SWAV_WGPU_CHECK_ARGS", "1").current_dir(dir).output().unwrap();
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    if !matches!(out.status.code(), Some(0..=2)) || err.contains("panicked") {
+                        failures_ref.lock().unwrap().push(format!("{args:?}: {:?} {err}", out.status.code()));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{} of 10,000 command lines failed badly, first: {}", failures.len(), failures[0]);
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -301,3 +301,19 @@ fn relu_fusion_changes_no_bit() {
     }
     assert!(checked > 40, "checked {checked}");
 }
+
+#[test]
+fn a_tensor_too_large_for_the_device_is_named_by_its_layer_not_its_slot() {
+    let Some(gpu) = gpu() else { return };
+    // 640 x 64 x 32 x 32 f32 = 160 MiB: more than WebGPU's 128 MiB storage binding.
+    let mut g = Graph::new();
+    let x = g.input("image", &[640, 3, 32, 32]).unwrap();
+    let w = g.parameter("layer1.0.conv1.weight", &[64, 3, 3, 3]).unwrap();
+    let y = g.conv2d(x, w, 1, 1).unwrap();
+    let z = g.relu(y).unwrap();
+    let m = g.mean(z).unwrap();
+    g.keep(m, "m");
+    let e = Plan::compile(&g, gpu).err().expect("too large").to_string();
+    assert!(e.contains("layer1.0.conv1 output [640, 64, 32, 32] f32"), "{e}");
+    assert!(e.contains("storage binding"), "{e}");
+}

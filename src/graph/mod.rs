@@ -109,6 +109,38 @@ impl Graph {
         &self.tensors[t.0].shape
     }
 
+    /// What a tensor is, for messages: persistent ones by name; an activation as the output
+    /// of the layer that made it (named after that op's parameter, or the nearest one before
+    /// it), e.g. "layer3.1.conv2 output [64, 256, 8, 8] f32" or "relu after layer3.1.bn2 [...]".
+    pub fn describe(&self, t: TensorId) -> String {
+        let info = self.info(t);
+        let shape = format!("{:?} f32", info.shape);
+        if info.persistent() {
+            return format!("{} {shape}", info.name);
+        }
+        let producer = |t: TensorId| self.ops.iter().find(|op| op.outputs().contains(&t));
+        let layer_of = |op: &Op| {
+            op.inputs().into_iter().find(|i| self.info(*i).kind == Kind::Parameter).map(|p| {
+                let n = &self.info(p).name;
+                n.rsplit_once('.').map_or(n.clone(), |(base, _)| base.to_string())
+            })
+        };
+        let Some(op) = producer(t) else { return format!("{} {shape}", info.name) };
+        if let Some(layer) = layer_of(op) {
+            return format!("{layer} output {shape}");
+        }
+        // No parameter of its own (ReLU, add, pool...): the nearest layer before it.
+        let mut at = op;
+        for _ in 0..16 {
+            let Some(prev) = at.inputs().into_iter().find_map(producer) else { break };
+            if let Some(layer) = layer_of(prev) {
+                return format!("{} after {layer} {shape}", info.name);
+            }
+            at = prev;
+        }
+        format!("{} {shape}", info.name)
+    }
+
     /// The tensor registered under `name` (inputs, parameters, buffers, named outputs).
     pub fn by_name(&self, name: &str) -> Option<TensorId> {
         self.names.get(name).copied()

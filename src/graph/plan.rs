@@ -337,11 +337,25 @@ impl Plan {
         }
         let (graph, fusions) = if fuse { fuse_relu(graph) } else { (graph.clone(), Fusions::default()) };
         let memory = MemoryPlan::new(&graph);
+        // A slot is named by the largest tensor it holds, so that a tensor too large for the
+        // device is reported as what it is ("layer3.1.conv2 output [64, 256, 8, 8] f32").
         let slots: Vec<Tensor> = memory
             .slots
             .iter()
             .enumerate()
-            .map(|(i, &b)| gpu.tensor(&format!("activation slot {i}"), &[(b / 4) as usize]))
+            .map(|(i, &b)| {
+                let held: Vec<usize> = (0..graph.tensors.len()).filter(|&t| memory.slot_of[t] == Some(i)).collect();
+                let largest = held.iter().copied().max_by_key(|&t| graph.tensors[t].bytes());
+                let name = match largest {
+                    Some(t) => format!(
+                        "{} (activation slot {i}, shared by {} tensors)",
+                        graph.describe(TensorId(t)),
+                        held.len()
+                    ),
+                    None => format!("activation slot {i}"),
+                };
+                gpu.tensor(&name, &[(b / 4) as usize])
+            })
             .collect::<Result<_>>()?;
         let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(graph.tensors.len());
         for (i, info) in graph.tensors.iter().enumerate() {
