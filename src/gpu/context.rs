@@ -368,6 +368,11 @@ impl Gpu {
 
     /// Submits the dispatches as one compute pass.
     pub fn run(&self, dispatches: &[crate::gpu::Dispatch]) {
+        self.run_all(dispatches);
+    }
+
+    /// `run` of any sequence of dispatches (a plan's segments between exchanges).
+    pub fn run_all<'a>(&self, dispatches: impl IntoIterator<Item = &'a crate::gpu::Dispatch>) {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
         {
             let mut pass =

@@ -155,26 +155,13 @@ impl Gpu {
             match s {
                 Step::Run(d) => segment.push(d),
                 Step::Exchange(x) => {
-                    self.run_refs(&segment);
-                    segment.clear();
+                    self.run_all(segment.drain(..));
                     self.exchange(x, collective)?;
                 }
             }
         }
-        self.run_refs(&segment);
+        self.run_all(segment);
         Ok(())
-    }
-
-    fn run_refs(&self, ds: &[&Dispatch]) {
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
-        {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
-            for d in ds {
-                d.record(&mut pass);
-            }
-        }
-        self.queue.submit([encoder.finish()]);
     }
 
     /// One exchange (see `Exchange`).

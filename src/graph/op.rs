@@ -335,7 +335,7 @@ pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
             vec![Step::Exchange(Exchange::in_place("all-reduce", &xs, Reduce::Sum, *scale)?)]
         }
         Op::Sinkhorn { x, active, codes, s } => sinkhorn::sinkhorn_steps(gpu, t(*x)?, t(*active)?, t(*codes)?, *s)?,
-        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats: Some((m, var)), y, s } => {
+        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => {
             let tensors = batchnorm::BatchNormTensors {
                 x: *x,
                 gamma: *gamma,
@@ -345,7 +345,10 @@ pub(super) fn lower(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
                 y: *y,
             }
             .map(t)?;
-            batchnorm::forward_train_steps(gpu, &tensors, (t(*m)?, t(*var)?), *s, true)?
+            match stats {
+                Some((m, var)) => batchnorm::forward_train_steps(gpu, &tensors, (t(*m)?, t(*var)?), *s, true)?,
+                None => vec![Step::Run(batchnorm::forward_eval(gpu, &tensors, *s)?)],
+            }
         }
         Op::BatchNormBackward { t: tensors, s, training } => {
             batchnorm::backward_steps(gpu, &tensors.map(t)?, *s, *training)?
@@ -384,21 +387,6 @@ fn lower_dispatches(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
                 let kernel = ConvKernel::with_variant(gpu, s, pass, v);
                 conv::backward_weight(gpu, x, dy, dw, *s, kernel, conv::weight_grad_splits(*s, kernel, gpu.class))
             })?
-        }
-        Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s } => {
-            let tensors = batchnorm::BatchNormTensors {
-                x: *x,
-                gamma: *gamma,
-                beta: *beta,
-                running_mean: *running_mean,
-                running_var: *running_var,
-                y: *y,
-            }
-            .map(t)?;
-            match stats {
-                Some(_) => unreachable!("lowered as steps in lower"),
-                None => vec![batchnorm::forward_eval(gpu, &tensors, *s)?],
-            }
         }
         Op::Relu { x, y } => vec![elementwise::relu_forward(gpu, t(*x)?, t(*y)?)?],
         Op::ReluBackward { x, dy, dx } => {
@@ -486,7 +474,7 @@ fn lower_dispatches(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
                 elementwise::copy(gpu, t(*dy)?, t(*dx)?, 0, *offset, g.info(*dy).len())?,
             ]
         }
-        Op::AllReduce { .. } | Op::Sinkhorn { .. } | Op::BatchNormBackward { .. } => {
+        Op::AllReduce { .. } | Op::Sinkhorn { .. } | Op::BatchNorm { .. } | Op::BatchNormBackward { .. } => {
             unreachable!("lowered as steps in lower")
         }
     })

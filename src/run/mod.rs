@@ -464,43 +464,33 @@ impl Run {
     /// `--stop-at`: a checkpoint, and how to continue.
     fn stop(self) -> Result<RunSummary> {
         self.bar.finish_and_clear();
-        self.save()?;
-        let done = self.trainer.iteration;
-        if self.rank() == 0 {
-            eprintln!(
-                "stopped at iteration {done} of {} (--stop-at): checkpoint saved to {}; continue with --resume {}",
-                self.total,
-                self.ckpt.display(),
-                self.opts.out.display()
-            );
-        }
-        Ok(RunSummary {
-            iterations: done,
-            final_loss: self.last_loss,
-            knn_top1: None,
-            seconds: self.start.elapsed().as_secs_f64(),
-            interrupted: false,
-        })
+        let why = format!("stopped at iteration {} of {} (--stop-at)", self.trainer.iteration, self.total);
+        self.halt(&why, false)
     }
 
     /// Ctrl-C: a checkpoint, and how to continue.
     fn interrupt(self) -> Result<RunSummary> {
         self.bar.abandon();
+        let why = format!("interrupted at iteration {}", self.trainer.iteration);
+        self.halt(&why, true)
+    }
+
+    /// Ends the run before its last iteration: a checkpoint, and how to continue.
+    fn halt(self, why: &str, interrupted: bool) -> Result<RunSummary> {
         self.save()?;
-        let done = self.trainer.iteration;
         if self.rank() == 0 {
             eprintln!(
-                "interrupted at iteration {done}: checkpoint saved to {}; continue with --resume {}",
+                "{why}: checkpoint saved to {}; continue with --resume {}",
                 self.ckpt.display(),
                 self.opts.out.display()
             );
         }
         Ok(RunSummary {
-            iterations: done,
+            iterations: self.trainer.iteration,
             final_loss: self.last_loss,
             knn_top1: None,
             seconds: self.start.elapsed().as_secs_f64(),
-            interrupted: true,
+            interrupted,
         })
     }
 
