@@ -20,6 +20,8 @@ pub enum Error {
     Validation { context: String, message: String },
     #[error("the GPU device was lost ({0}): the driver reset, the GPU went away, or the browser reclaimed it; the last checkpoint is intact, continue with --resume")]
     DeviceLost(String),
+    #[error("the GPU rejected a command during {context} ({message}): a bug in swav-wgpu or the driver, please report it; the step's results were discarded and the last checkpoint is intact, continue with --resume")]
+    DeviceError { context: String, message: String },
     #[error("{0}")]
     Invalid(String),
 }

@@ -187,6 +187,10 @@ struct TrainArgs {
     /// Testing aid: destroy the GPU device before this iteration.
     #[arg(long, hide = true)]
     inject_device_loss_at: Option<usize>,
+    /// Testing aid: issue a command the GPU rejects (outside any error scope) before this
+    /// iteration.
+    #[arg(long, hide = true)]
+    inject_gpu_error_at: Option<usize>,
     /// Testing aid: put a NaN into the prototypes before this iteration.
     #[arg(long, hide = true)]
     inject_nan_at: Option<usize>,
@@ -681,6 +685,7 @@ fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
             max_side: a.max_side,
             inject_nan_at: a.inject_nan_at,
             inject_device_loss_at: a.inject_device_loss_at,
+            inject_gpu_error_at: a.inject_gpu_error_at,
             stop_at: a.stop_at,
             collective: world.clone(),
         };

@@ -561,6 +561,45 @@ fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one()
 }
 
 #[test]
+fn a_run_folder_that_refuses_files_is_a_clear_error_and_keeps_the_previous_checkpoint() {
+    // Tests run as root in CI, where permission bits stop nothing; so the folder refuses the
+    // temporary file another way: a directory already sits at its path (EISDIR on create).
+    let d = tmpdir("unwritable");
+    let target = d.join("checkpoint.safetensors");
+    std::fs::write(&target, b"the previous checkpoint").unwrap();
+    let blocker = d.join(format!(".checkpoint.safetensors.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).unwrap();
+    let err = swav_wgpu::io::write_file_atomic(&target, b"the new one").unwrap_err().to_string();
+    assert!(err.contains("cannot create a temporary file") && err.contains("checkpoint.safetensors"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"the previous checkpoint");
+    // A run folder whose path is not a folder at all (ENOTDIR).
+    let err = swav_wgpu::io::write_file_atomic(&target.join("x.safetensors"), b"y").unwrap_err().to_string();
+    assert!(err.contains("cannot create a temporary file"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_command_the_gpu_rejects_is_a_named_error_and_the_run_resumes() {
+    if !gpu_available() {
+        return;
+    }
+    // An error no error scope caught (wgpu's default handler would panic): the step's results
+    // are discarded, the run exits 1 naming it, and --resume continues from the checkpoint.
+    let (d, out_dir, args) =
+        tiny_run("rejected", &["--epochs", "2", "--checkpoint-every", "1", "--inject-gpu-error-at", "3"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the GPU rejected a command") && err.contains("MAP_READ"), "{err}");
+    assert!(err.contains("--resume") && !err.contains("panicked"), "{err}");
+    let meta = swav_wgpu::io::read_metadata(&out_dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["iteration"], "3");
+    let out = run(&["train", "--resume", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn a_lost_device_is_a_named_error_and_the_checkpoint_stays() {
     if !gpu_available() {
         return;

@@ -228,7 +228,10 @@ impl Gpu {
         {
             let uncaptured = uncaptured.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                uncaptured.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
+                uncaptured.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| {
+                    // wgpu's report spans lines; one line reads better inside our message.
+                    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                });
             }));
         }
         Ok(Arc::new(Gpu {
@@ -260,9 +263,20 @@ impl Gpu {
             return Err(Error::DeviceLost(why));
         }
         match self.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            Some(message) => Err(Error::Validation { context: "a GPU command".into(), message }),
+            Some(message) => Err(Error::DeviceError { context: "a training step".into(), message }),
             None => Ok(()),
         }
+    }
+
+    /// Test aid: a command WebGPU rejects (a mappable storage buffer), issued outside any
+    /// error scope, as an engine or driver bug would be. `health()` reports it afterwards.
+    pub fn inject_rejected_command(&self) {
+        let _ = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("injected fault: MAP_READ | STORAGE"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
     }
 
     /// Native convenience: `Gpu::new` from the environment, blocking.

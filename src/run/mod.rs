@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub inject_nan_at: Option<usize>,
     /// Test hook: destroy the device before this iteration (the device-loss path).
     pub inject_device_loss_at: Option<usize>,
+    /// Test hook: issue a command wgpu rejects, outside any error scope, before this
+    /// iteration (the uncaptured-error path).
+    pub inject_gpu_error_at: Option<usize>,
     /// Checkpoint and stop once this many iterations are done (a job with a time limit
     /// continues with --resume); None: train to the end.
     pub stop_at: Option<usize>,
@@ -359,6 +362,9 @@ impl Run {
         }
         if self.opts.inject_device_loss_at == Some(batch.iteration) {
             self.gpu.device.destroy();
+        }
+        if self.opts.inject_gpu_error_at == Some(batch.iteration) {
+            self.gpu.inject_rejected_command();
         }
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let (it, epoch) = (self.trainer.iteration, self.trainer.iteration / self.iters_per_epoch);
