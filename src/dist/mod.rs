@@ -74,13 +74,41 @@ impl Collective for Solo {
 }
 
 /// The world of this process: MPI's when built with the `mpi` feature and started by
-/// `mpirun`/`srun` with more than one rank (or `SWAV_WGPU_MPI=1`), else `Solo`.
+/// `mpirun`/`srun` with more than one rank (or `SWAV_WGPU_MPI=1`), else `Solo`. A build
+/// without MPI started as one of several ranks is an error: each rank would train its own
+/// copy of the model into the same run folder.
 pub fn world() -> Result<Arc<dyn Collective>> {
     #[cfg(all(feature = "mpi", not(target_arch = "wasm32")))]
     if mpi::launched_by_mpi() {
         return Ok(Arc::new(mpi::MpiWorld::init()?));
     }
+    #[cfg(not(all(feature = "mpi", not(target_arch = "wasm32"))))]
+    without_mpi(|k| std::env::var(k).ok())?;
     Ok(Arc::new(Solo))
+}
+
+/// What an MPI launcher sets in each rank's own environment: the world size. (Slurm's
+/// SLURM_NTASKS is left out: a batch script that runs one process has it too.)
+const RANK_VARIABLES: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"];
+
+/// The launcher variable that says this process is one of several ranks, and how many.
+pub fn launched_ranks(env: impl Fn(&str) -> Option<String>) -> Option<(&'static str, usize)> {
+    RANK_VARIABLES
+        .iter()
+        .find_map(|&k| env(k).and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 1).map(|n| (k, n)))
+}
+
+/// The check a build without the `mpi` feature makes of its environment (`env`).
+pub fn without_mpi(env: impl Fn(&str) -> Option<String>) -> Result<()> {
+    match launched_ranks(env) {
+        Some((var, n)) => Err(crate::error::Error::Invalid(format!(
+            "this process is one of {n} ranks started by an MPI launcher ({var}={n}), but this swav-wgpu \
+             was built without MPI, so every rank would train its own copy into the same run folder. \
+             Rebuild with `cargo build --release --features mpi` (README: \"Several GPUs and machines\"), \
+             or start one process"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// How long a rank waits for the others in one exchange before it stops the job: a rank that
@@ -204,6 +232,24 @@ impl Collective for Threads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_without_mpi_refuses_to_be_one_of_several_ranks() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert!(without_mpi(env(&[])).is_ok());
+        // A world of one, junk, and Slurm's allocation size are not several ranks.
+        assert!(without_mpi(env(&[("OMPI_COMM_WORLD_SIZE", "1"), ("PMI_SIZE", "x"), ("SLURM_NTASKS", "4")])).is_ok());
+        for (var, pairs) in [
+            ("OMPI_COMM_WORLD_SIZE", env(&[("OMPI_COMM_WORLD_SIZE", "2")])),
+            ("PMI_SIZE", env(&[("PMI_SIZE", " 8 ")])),
+            ("PMIX_SIZE", env(&[("PMIX_SIZE", "3")])),
+        ] {
+            let e = without_mpi(pairs).unwrap_err().to_string();
+            assert!(e.contains(var) && e.contains("--features mpi") && e.contains("ranks"), "{e}");
+        }
+    }
 
     #[test]
     fn threads_reduce_and_gather_in_rank_order() {

@@ -17,9 +17,12 @@ pub fn launched_by_mpi() -> bool {
     if std::env::var("SWAV_WGPU_MPI").is_ok_and(|v| v == "1") {
         return true;
     }
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"]
-        .iter()
-        .any(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 1))
+    // Slurm's and MPICH's extra variables too: with MPI built in, a false start is harmless
+    // (MPI makes a world of one).
+    super::launched_ranks(|k| std::env::var(k).ok()).is_some()
+        || ["MPI_LOCALNRANKS", "SLURM_NTASKS"]
+            .iter()
+            .any(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 1))
 }
 
 pub struct MpiWorld {
