@@ -578,6 +578,20 @@ fn a_run_folder_that_refuses_files_is_a_clear_error_and_keeps_the_previous_check
     std::fs::remove_dir_all(&d).ok();
 }
 
+/// A tiny run with a GPU fault injected (`flag`) before iteration 3: it exits 1 without a
+/// panic, the iteration-3 checkpoint is whole, and the error text comes back.
+fn run_with_gpu_fault(name: &str, flag: &str) -> (PathBuf, PathBuf, String) {
+    let (d, out_dir, args) = tiny_run(name, &["--epochs", "2", "--checkpoint-every", "1", flag, "3"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--resume") && !err.contains("panicked"), "{err}");
+    let meta = swav_wgpu::io::read_metadata(&out_dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["iteration"], "3");
+    checkpoint_bits(&out_dir);
+    (d, out_dir, err)
+}
+
 #[test]
 fn a_command_the_gpu_rejects_is_a_named_error_and_the_run_resumes() {
     if !gpu_available() {
@@ -585,15 +599,8 @@ fn a_command_the_gpu_rejects_is_a_named_error_and_the_run_resumes() {
     }
     // An error no error scope caught (wgpu's default handler would panic): the step's results
     // are discarded, the run exits 1 naming it, and --resume continues from the checkpoint.
-    let (d, out_dir, args) =
-        tiny_run("rejected", &["--epochs", "2", "--checkpoint-every", "1", "--inject-gpu-error-at", "3"]);
-    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (d, out_dir, err) = run_with_gpu_fault("rejected", "--inject-gpu-error-at");
     assert!(err.contains("the GPU rejected a command") && err.contains("MAP_READ"), "{err}");
-    assert!(err.contains("--resume") && !err.contains("panicked"), "{err}");
-    let meta = swav_wgpu::io::read_metadata(&out_dir.join("checkpoint.safetensors")).unwrap();
-    assert_eq!(meta["iteration"], "3");
     let out = run(&["train", "--resume", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&d).ok();
@@ -604,15 +611,8 @@ fn a_lost_device_is_a_named_error_and_the_checkpoint_stays() {
     if !gpu_available() {
         return;
     }
-    let (d, out_dir, args) =
-        tiny_run("lost", &["--epochs", "2", "--checkpoint-every", "1", "--inject-device-loss-at", "3"]);
-    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("the GPU device was lost") && err.contains("--resume"), "{err}");
-    let meta = swav_wgpu::io::read_metadata(&out_dir.join("checkpoint.safetensors")).unwrap();
-    assert_eq!(meta["iteration"], "3");
-    checkpoint_bits(&out_dir);
+    let (d, _, err) = run_with_gpu_fault("lost", "--inject-device-loss-at");
+    assert!(err.contains("the GPU device was lost"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
 
