@@ -20,7 +20,7 @@ fn main() {
     let rows = 10;
     let mut img = image::RgbImage::new((cols * cell) as u32, (rows * cell) as u32);
     for r in 0..rows {
-        let src = &ds.images[r];
+        let src = &*ds.image(r).expect("a built-in image");
         for y in 0..src.height {
             for x in 0..src.width {
                 let p = &src.rgb[(y * src.width + x) * 3..][..3];

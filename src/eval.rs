@@ -71,22 +71,24 @@ impl FeatureExtractor {
     /// L2-normalised features [len, dim] of every image (resized whole to the input size).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn extract(&self, ds: &crate::data::Dataset) -> Result<Vec<f32>> {
-        pollster::block_on(self.extract_images(&ds.images))
+        pollster::block_on(self.extract_dataset(ds))
     }
 
-    /// `extract` of some images, awaiting the GPU (the browser).
-    pub async fn extract_images(&self, images: &[crate::data::Image]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(images.len() * self.dim);
+    /// `extract`, awaiting the GPU (the browser). Images are read a batch at a time.
+    pub async fn extract_dataset(&self, ds: &crate::data::Dataset) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ds.len() * self.dim);
         let per = 3 * self.size * self.size;
-        for chunk in images.chunks(self.batch) {
+        for start in (0..ds.len()).step_by(self.batch) {
+            let end = (start + self.batch).min(ds.len());
             let mut x = vec![0.0f32; self.batch * per];
-            for (i, img) in chunk.iter().enumerate() {
-                x[i * per..(i + 1) * per].copy_from_slice(&augment::eval_view(img, self.size));
+            for i in start..end {
+                let k = i - start;
+                x[k * per..(k + 1) * per].copy_from_slice(&augment::eval_view(&*ds.image(i)?, self.size));
             }
             self.plan.write(self.input, &x)?;
             self.plan.step()?;
             let f = self.plan.read(self.feat).await?;
-            for row in f.chunks(self.dim).take(chunk.len()) {
+            for row in f.chunks(self.dim).take(end - start) {
                 let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
                 out.extend(row.iter().map(|v| v / n));
             }

@@ -50,6 +50,9 @@ enum Command {
     Eval(EvalCommand),
     /// Write backbone features of a dataset to a safetensors file.
     Embed(EmbedArgs),
+    /// Decode a photo folder once into its dataset cache, as `train` with the same data flags
+    /// would (ahead of a job, on a login node); a cache that is up to date is left as it is.
+    Prepare(PrepareArgs),
     /// List the adapters wgpu can see and mark the one that would be used.
     Devices,
     /// Time kernels, training steps and the data loader on this adapter.
@@ -95,6 +98,21 @@ struct BenchArgs {
     /// keys over `TrainConfig::default()`, as the PyTorch twin reads them).
     #[arg(long)]
     config: Vec<PathBuf>,
+}
+
+/// How photo folders are decoded and cached.
+#[derive(Args, Default, Clone)]
+struct ImageArgs {
+    /// Shorter side, in pixels, photo folders are decoded to (the dataset cache's
+    /// resolution). Default: 8/7 of the largest crop, at least 64 (256 for 224-px crops); a
+    /// run's own with --resume, a checkpoint's with eval and embed. Images wider or taller
+    /// than 10000 px, or needing more than 512 MiB to decode, are skipped.
+    #[arg(long)]
+    max_side: Option<usize>,
+    /// Folder of the dataset caches (default: $XDG_CACHE_HOME/swav-wgpu/datasets, else
+    /// ~/.cache/swav-wgpu/datasets). Data-parallel jobs on several machines: a shared folder.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Default)]
@@ -172,10 +190,8 @@ struct TrainArgs {
     /// Also run the k-NN evaluation every N epochs (default: only at the end).
     #[arg(long, default_value_t = 0)]
     eval_every: usize,
-    /// Shorter side, in pixels, that decoded folder images are shrunk to. Images wider or
-    /// taller than 10000 px, or needing more than 512 MiB to decode, are skipped.
-    #[arg(long, default_value_t = 64)]
-    max_side: usize,
+    #[command(flatten)]
+    images: ImageArgs,
     /// Checkpoint and stop once this many iterations are done, for jobs with a time limit
     /// (continue with --resume).
     #[arg(long)]
@@ -229,8 +245,8 @@ struct EvalArgs {
     /// Epochs of the linear probe.
     #[arg(long, default_value_t = 30)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    max_side: usize,
+    #[command(flatten)]
+    images: ImageArgs,
 }
 
 #[derive(Args)]
@@ -249,8 +265,26 @@ struct EmbedArgs {
     model: ModelArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 64)]
-    max_side: usize,
+    #[command(flatten)]
+    images: ImageArgs,
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// The photo folder (ImageFolder tree, train/ + test/ trees, or a flat folder).
+    #[arg(long)]
+    data: PathBuf,
+    /// Labelled held-out data, cached too when it is a folder.
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// The config the run will use (its crops set the resolution).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Crops per image as COUNTxSIZE groups, large first (they set the resolution).
+    #[arg(long)]
+    crops: Option<String>,
+    #[command(flatten)]
+    images: ImageArgs,
 }
 
 fn options(cli: &Cli) -> Result<GpuOptions> {
@@ -329,6 +363,18 @@ struct TrainSetup {
     finished: Option<String>,
 }
 
+/// The image flags over a config; the resolution is resolved to a number (recorded with the
+/// run) and the cache folder made absolute.
+fn apply_images(cfg: &mut TrainConfig, images: &ImageArgs) {
+    if let Some(m) = images.max_side {
+        cfg.max_side = m;
+    }
+    cfg.max_side = cfg.image_side();
+    if let Some(d) = &images.cache_dir {
+        cfg.cache_dir = Some(path_string(d));
+    }
+}
+
 fn train_setup(a: &TrainArgs) -> Result<TrainSetup> {
     match &a.resume {
         Some(r) => resume_setup(a, r),
@@ -363,6 +409,16 @@ fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
         if let Some(g) = given.filter(|g| *g != have) {
             return Err(Error::Invalid(format!("--resume '{}': the checkpoint was trained with {flag} {have}, not {g} (a checkpoint of another architecture)", file.display())));
         }
+    }
+    if let Some(m) = a.images.max_side.filter(|&m| m != cfg.image_side()) {
+        return Err(Error::Invalid(format!(
+            "--resume '{}': the run decodes its images at --max-side {}, not {m} (start a new run with --out for another resolution)",
+            file.display(),
+            cfg.image_side()
+        )));
+    }
+    if let Some(d) = &a.images.cache_dir {
+        cfg.cache_dir = Some(path_string(d));
     }
     if let Some(e) = a.epochs {
         cfg.epochs = e;
@@ -476,6 +532,8 @@ fn new_run_setup(a: &TrainArgs) -> Result<TrainSetup> {
     };
     cfg.data = absolute(&a.data, &cfg.data);
     cfg.test_data = absolute(&a.test_data, &cfg.test_data);
+    apply_images(&mut cfg, &a.images);
+    cfg.validate()?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/swav"));
     Ok(TrainSetup { cfg, recipe, out, resume: None, finished: None })
 }
@@ -564,6 +622,43 @@ fn backbone_source(
     }
 }
 
+/// How eval and embed open photo folders: the flags, else the checkpoint's run's (or, for
+/// --random-init, the defaults') resolution and cache folder.
+fn image_options(cfg: &TrainConfig, images: &ImageArgs) -> swav_wgpu::data::OpenOptions {
+    let mut cfg = cfg.clone();
+    apply_images(&mut cfg, images);
+    run::data_options(&cfg, false)
+}
+
+/// `swav-wgpu prepare`: the dataset caches `train` with the same flags would open.
+fn prepare(a: &PrepareArgs) -> Result<()> {
+    let mut cfg = natural_image_defaults();
+    if let Some(path) = &a.config {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+        cfg = cfg.with_toml(&text).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+    }
+    if let Some(c) = &a.crops {
+        cfg.crops = parse_crops(c)?;
+    }
+    apply_images(&mut cfg, &a.images);
+    cfg.validate()?;
+    let split = run::open_data(Some(&a.data), a.test_data.as_deref(), &run::data_options(&cfg, false))?;
+    let sets = std::iter::once(&split.train).chain(split.test.as_ref());
+    let mut any = false;
+    for ds in sets {
+        if let (Some(desc), Some(c)) = (run::describe_cache(ds), ds.cache()) {
+            let state = if c.was_built() { "built" } else { "up to date, nothing to do" };
+            println!("{}: {} images at {desc}: {state}", ds.source, ds.len());
+            any = true;
+        }
+    }
+    if !any {
+        println!("'{}' is not a photo folder (CIFAR batches are read as they are): nothing to cache", a.data.display());
+    }
+    Ok(())
+}
+
 fn extractor(
     gpu: Arc<Gpu>,
     cfg: &TrainConfig,
@@ -586,7 +681,7 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
     };
     let BackboneSource { cfg, weights, data, test_data } =
         backbone_source(&a.checkpoint, a.random_init, &a.model, &a.data, &a.test_data)?;
-    let split = run::open_data(data.as_deref(), test_data.as_deref(), a.max_side)?;
+    let split = run::open_data(data.as_deref(), test_data.as_deref(), &image_options(&cfg, &a.images))?;
     let test =
         split.test.as_ref().ok_or_else(|| Error::Invalid("no test split: give --test-data (labelled)".into()))?;
     if !(split.train.is_labelled() && test.is_labelled()) {
@@ -616,7 +711,7 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
 fn embed(opts: &GpuOptions, a: &EmbedArgs) -> Result<()> {
     let BackboneSource { cfg, weights, data, .. } =
         backbone_source(&a.checkpoint, a.random_init, &a.model, &a.data, &None)?;
-    let split = run::open_data(data.as_deref(), None, a.max_side)?;
+    let split = run::open_data(data.as_deref(), None, &image_options(&cfg, &a.images))?;
     let gpu = open_gpu(opts)?;
     let fx = extractor(gpu, &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
     let feats = fx.extract(&split.train)?;
@@ -682,7 +777,6 @@ fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
             resume: setup.resume,
             checkpoint_every: a.checkpoint_every,
             eval_every: a.eval_every,
-            max_side: a.max_side,
             inject_nan_at: a.inject_nan_at,
             inject_device_loss_at: a.inject_device_loss_at,
             inject_gpu_error_at: a.inject_gpu_error_at,
@@ -779,6 +873,7 @@ fn main() -> ExitCode {
         Command::Eval(c) => eval(&opts, c),
         Command::Bench(a) => bench(&opts, a),
         Command::Embed(a) => embed(&opts, a),
+        Command::Prepare(a) => prepare(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -169,8 +169,7 @@ impl WebDemo {
                 self.own.len()
             )));
         }
-        self.data =
-            Dataset { source: "your images".into(), images: self.own.clone(), labels: None, classes: Vec::new() };
+        self.data = Dataset::from_images("your images", self.own.clone(), None, Vec::new());
         self.builtin = false;
         self.trainer.set_iters_per_epoch(self.data.len() / b);
         self.shuffle();
@@ -193,9 +192,10 @@ impl WebDemo {
             .batch_indices
             .iter()
             .map(|&i| {
-                multicrop(&self.data.images[i], &self.aug, &mut Rng::derive(self.seed, epoch as u64 + 1, i as u64))
+                let img = self.data.image(i).map_err(js)?;
+                Ok(multicrop(&img, &self.aug, &mut Rng::derive(self.seed, epoch as u64 + 1, i as u64)))
             })
-            .collect();
+            .collect::<Result<_, JsValue>>()?;
         let crops: Vec<Vec<f32>> =
             (0..per_sample[0].len()).map(|c| per_sample.iter().flat_map(|s| s[c].iter().copied()).collect()).collect();
         let refs: Vec<&[f32]> = crops.iter().map(|c| c.as_slice()).collect();
@@ -215,19 +215,14 @@ impl WebDemo {
             let bb = self.trainer.cfg.backbone().map_err(js)?;
             self.extractor = Some(FeatureExtractor::new(self.gpu.clone(), &bb, 100, 32).map_err(js)?);
             let split = synthetic::builtin();
-            let take = |d: &Dataset, n: usize| Dataset {
-                images: d.images[..n.min(d.len())].to_vec(),
-                labels: d.labels.as_ref().map(|l| l[..n.min(l.len())].to_vec()),
-                ..d.clone()
-            };
-            let test = split.test.as_ref().map(|t| take(t, KNN_TEST)).unwrap_or_default();
-            self.knn_sets = Some((take(&split.train, KNN_BANK), test));
+            let test = split.test.as_ref().map(|t| t.head(KNN_TEST)).unwrap_or_default();
+            self.knn_sets = Some((split.train.head(KNN_BANK), test));
         }
         let (Some(fx), Some((bank, test))) = (&self.extractor, &self.knn_sets) else { return Ok(0.0) };
         let state = self.trainer.state().await.map_err(js)?;
         fx.load(&state.into_iter().filter(|(k, _)| is_backbone_key(k)).collect()).map_err(js)?;
-        let fb = fx.extract_images(&bank.images).await.map_err(js)?;
-        let ft = fx.extract_images(&test.images).await.map_err(js)?;
+        let fb = fx.extract_dataset(bank).await.map_err(js)?;
+        let ft = fx.extract_dataset(test).await.map_err(js)?;
         let (Some(lb), Some(lt)) = (&bank.labels, &test.labels) else { return Ok(0.0) };
         Ok(knn_top1(&fb, lb, &ft, lt, fx.dim, 20, 0.1, 10))
     }
@@ -274,9 +269,9 @@ impl WebDemo {
 
     /// 32x32 RGBA pixels of an image of the current data, for a canvas.
     pub fn image_rgba(&self, index: u32) -> Vec<u8> {
-        match self.data.images.get(index as usize) {
-            Some(img) => thumbnail_rgba(img, 32),
-            None => vec![0; 32 * 32 * 4],
+        match self.data.image(index as usize) {
+            Ok(img) => thumbnail_rgba(&img, 32),
+            Err(_) => vec![0; 32 * 32 * 4],
         }
     }
 

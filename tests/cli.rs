@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The binary, with its dataset caches in this test process's own folder (not the user's).
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_swav-wgpu"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_swav-wgpu"));
+    c.env("XDG_CACHE_HOME", std::env::temp_dir().join(format!("swav-wgpu-cli-cache-{}", std::process::id())));
+    c
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -396,7 +399,8 @@ fn random_init_baseline_is_the_network_training_starts_from() {
     };
     let d = tmpdir("baseline");
     tiny_folder(&d);
-    let data = swav_wgpu::data::open(Some(&d), 64).unwrap().train;
+    let opts = swav_wgpu::data::OpenOptions { max_side: 64, cache_dir: Some(d.join("cache")), quiet: true };
+    let data = swav_wgpu::data::open(Some(&d), &opts).unwrap().train;
     let seed = 3;
     let trainer = Trainer::new(gpu.clone(), cfg.clone(), 1).unwrap();
     trainer.init_random(seed).unwrap();

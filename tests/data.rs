@@ -14,6 +14,11 @@ fn shared() -> PathBuf {
     dir
 }
 
+/// Opening options at 64 px with the dataset caches in `dir`/cache (not the user's).
+fn opts(dir: &Path) -> data::OpenOptions {
+    data::OpenOptions { max_side: 64, cache_dir: Some(dir.join("cache")), quiet: true }
+}
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("swav-wgpu-data-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -33,7 +38,7 @@ fn extract(dir: &Path, members: &[&str]) {
 #[test]
 fn cifar_binary_batches_parse_with_labels_and_classes() {
     let dir = shared().join("cifar-10-batches-bin");
-    let split = data::open(Some(&dir), 64).unwrap();
+    let split = data::open(Some(&dir), &data::OpenOptions::new(64)).unwrap();
     assert_eq!(split.train.len(), 10_000);
     let test = split.test.unwrap();
     assert_eq!(test.len(), 10_000);
@@ -43,7 +48,7 @@ fn cifar_binary_batches_parse_with_labels_and_classes() {
         assert_eq!(labels.iter().filter(|&&l| l == c).count(), 1000, "test class {c}");
     }
     // A single .bin file is a dataset too.
-    let one = data::open(Some(&dir.join("test_batch.bin")), 64).unwrap();
+    let one = data::open(Some(&dir.join("test_batch.bin")), &data::OpenOptions::new(64)).unwrap();
     assert_eq!(one.train.len(), 10_000);
     assert!(one.test.is_none());
 }
@@ -65,13 +70,14 @@ fn image_folder_decodes_real_jpegs_and_skips_corrupt_ones() {
     let good = std::fs::read(root.join("cat/0000.jpg")).unwrap();
     std::fs::write(root.join("cat/truncated.jpg"), &good[..good.len() / 3]).unwrap();
     std::fs::write(root.join("dog/not-an-image.png"), b"hello").unwrap();
-    let ds = folder::load(&root, 64).unwrap();
+    let ds = data::open_folder(&root, &opts(&dir)).unwrap();
     assert_eq!(ds.classes, vec!["cat", "dog"]);
     assert_eq!(ds.len(), 10, "5 + 5 valid images");
-    assert!(ds.images.iter().all(|i| i.width == 32 && i.height == 32));
+    assert!((0..ds.len()).all(|i| ds.image(i).map(|i| (i.width, i.height)).unwrap() == (32, 32)));
+    assert_eq!(ds.cache().unwrap().header().skipped_count, 2);
     assert_eq!(ds.labels.as_ref().unwrap().iter().filter(|&&l| l == 1).count(), 5);
     // A flat folder of images is unlabeled data.
-    let flat = folder::load(&root.join("cat"), 64).unwrap();
+    let flat = data::open_folder(&root.join("cat"), &opts(&dir)).unwrap();
     assert!(flat.labels.is_none() && flat.len() == 5);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -81,7 +87,7 @@ fn cifar_binary_and_jpeg_decode_agree_on_the_same_image() {
     // The binary batches hold the pixels of the archive's JPEGs: the first test record must
     // match one JPEG of its class up to the JPEG decoder's own rounding.
     let test = cifar::load_file(&shared().join("cifar-10-batches-bin/test_batch.bin")).unwrap();
-    let (img, label) = (&test.images[0], test.labels.as_ref().unwrap()[0]);
+    let (img, label) = (test.image(0).unwrap().into_owned(), test.labels.as_ref().unwrap()[0]);
     let class = &test.classes[label as usize];
     let dir = tmpdir("agree");
     extract(&dir, &[&format!("test/{class}/*.jpg")]);
@@ -106,7 +112,7 @@ fn cifar_binary_and_jpeg_decode_agree_on_the_same_image() {
 fn builtin_dataset_is_deterministic_and_balanced() {
     let a = synthetic::builtin();
     let b = synthetic::builtin();
-    assert_eq!(a.train.images[17], b.train.images[17]);
+    assert_eq!(a.train.image(17).unwrap(), b.train.image(17).unwrap());
     assert_eq!(a.train.len(), 4000);
     let test = a.test.unwrap();
     assert_eq!(test.len(), 1000);
@@ -114,7 +120,7 @@ fn builtin_dataset_is_deterministic_and_balanced() {
         assert_eq!(test.labels.as_ref().unwrap().iter().filter(|&&l| l == c).count(), 100);
     }
     // Images of one class differ (colour, position, size, noise).
-    assert_ne!(a.train.images[0], a.train.images[1]);
+    assert_ne!(a.train.image(0).unwrap(), a.train.image(1).unwrap());
 }
 
 #[test]
@@ -125,9 +131,9 @@ fn multicrop_is_deterministic_with_the_configured_sizes() {
         CropConfig { count: 3, size: 16, min_scale: 0.05, max_scale: 0.14 },
     ];
     let cfg = AugmentConfig::new(&crops);
-    let a = multicrop(&ds.images[3], &cfg, &mut Rng::derive(1, 2, 3));
-    let b = multicrop(&ds.images[3], &cfg, &mut Rng::derive(1, 2, 3));
-    let c = multicrop(&ds.images[3], &cfg, &mut Rng::derive(1, 2, 4));
+    let a = multicrop(&ds.image(3).unwrap(), &cfg, &mut Rng::derive(1, 2, 3));
+    let b = multicrop(&ds.image(3).unwrap(), &cfg, &mut Rng::derive(1, 2, 3));
+    let c = multicrop(&ds.image(3).unwrap(), &cfg, &mut Rng::derive(1, 2, 4));
     assert_eq!(a, b, "same stream, same crops");
     assert_ne!(a, c, "another stream, other crops");
     assert_eq!(
@@ -184,7 +190,7 @@ fn a_decompression_bomb_is_skipped_before_it_is_allocated() {
     let e = folder::decode(&small, 64).expect_err("truncated").to_string();
     assert!(!e.contains("decoding limit"), "{e}");
     // In a folder, it is skipped and the rest loads.
-    let ds = folder::load(&root, 64).unwrap();
+    let ds = data::open_folder(&root, &opts(&dir)).unwrap();
     assert_eq!(ds.len(), 3, "the three real images");
     std::fs::remove_dir_all(&dir).ok();
 }

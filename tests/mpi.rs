@@ -195,3 +195,35 @@ fn a_hung_rank_stops_the_job_after_the_communication_timeout() {
     assert!(err.contains("no word from the other ranks for 10 s"), "no clear message:\n{err}");
     continues(&out);
 }
+
+#[test]
+fn two_ranks_build_the_dataset_cache_once_on_a_shared_folder() {
+    let d = tmpdir("cache");
+    let photos = d.join("photos");
+    swav_wgpu::testing::write_photo_folder(&photos, 2, 16, &[(320, 240), (240, 320)], 11);
+    let cache = d.join("cache");
+    let out = run(
+        2,
+        &[
+            "train",
+            "--data",
+            photos.to_str().expect("utf-8"),
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+            "--out",
+            d.join("run").to_str().expect("utf-8"),
+            "--width",
+            "0.0625",
+            "--batch-size",
+            "4",
+            "--crops",
+            "2x16",
+            "--stop-at",
+            "2",
+        ],
+    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("dataset cache: decoding 32 images").count(), 1, "built once:\n{text}");
+    let files: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(files.len(), 1, "one cache, no lock or temporary file: {files:?}");
+}

@@ -59,7 +59,7 @@ pub fn load_file(path: &Path) -> Result<Dataset> {
     let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
     let (images, labels) = parse(&bytes, &path.display().to_string())?;
     let classes = path.parent().map(class_names).unwrap_or_default();
-    Ok(Dataset { source: path.display().to_string(), images, labels: Some(labels), classes })
+    Ok(Dataset::from_images(path.display().to_string(), images, Some(labels), classes))
 }
 
 /// data_batch_*.bin as the training set, test_batch.bin as the test set.
@@ -68,17 +68,14 @@ pub fn load_dir(dir: &Path) -> Result<DataSplit> {
     if files.is_empty() {
         return Err(Error::Invalid(format!("'{}' has no data_batch_*.bin files", dir.display())));
     }
-    let mut train = Dataset {
-        source: dir.display().to_string(),
-        classes: class_names(dir),
-        labels: Some(Vec::new()),
-        ..Default::default()
-    };
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
     for f in &files {
-        let d = load_file(f)?;
-        train.images.extend(d.images);
-        train.labels.as_mut().expect("labelled").extend(d.labels.expect("labelled"));
+        let bytes = std::fs::read(f).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", f.display())))?;
+        let (i, l) = parse(&bytes, &f.display().to_string())?;
+        images.extend(i);
+        labels.extend(l);
     }
+    let train = Dataset::from_images(dir.display().to_string(), images, Some(labels), class_names(dir));
     let test_path = dir.join("test_batch.bin");
     let test = if test_path.is_file() { Some(load_file(&test_path)?) } else { None };
     Ok(DataSplit { train, test })

@@ -1,11 +1,11 @@
-//! ImageFolder trees (`root/<class>/*.jpg|jpeg|png|bmp|webp`, classes sorted by name) and flat
-//! folders of unlabeled images, decoded with the `image` crate in parallel. Undecodable files
-//! are skipped with a warning while valid images remain; none at all is an error.
+//! Photo folders: an ImageFolder tree (`root/<class>/*.jpg|jpeg|png|bmp|webp`, classes sorted
+//! by name) or a flat folder of unlabeled images. `list` reads what is there (names, sizes,
+//! modification times: the folder's identity for the dataset cache); decoding is `decode`'s.
+//! Hidden files and folders (`.ipynb_checkpoints`, `.DS_Store`) are not data.
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
-use super::{Dataset, Image};
+pub use super::decode::{decode_bytes, MAX_DECODE_BYTES, MAX_DECODE_SIDE};
+use super::Image;
 use crate::error::{Error, Result};
 
 const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
@@ -14,72 +14,91 @@ fn is_image(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+}
+
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !is_hidden(p))
         .collect();
     v.sort();
     Ok(v)
 }
 
-/// Largest width or height decoded: a bigger image (a decompression bomb: a few KB of PNG
-/// that claims 12000x12000) is skipped before anything is allocated for it.
-pub const MAX_DECODE_SIDE: u32 = 10_000;
-/// Most memory one decode may allocate.
-pub const MAX_DECODE_BYTES: u64 = 512 << 20;
-
-/// Decodes one file to RGB, shrinking it so its shorter side is at most `max_side`; refuses
-/// images beyond `MAX_DECODE_SIDE` or `MAX_DECODE_BYTES`.
-pub fn decode(path: &Path, max_side: usize) -> Result<Image> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
-    decode_bytes(&bytes, &path.display().to_string(), max_side)
+/// One image file of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedFile {
+    /// Relative to the listing's root (`class/name.jpg`, or `name.jpg`).
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch (0 where the OS has none).
+    pub mtime_ns: i128,
+    /// Index into `Listing::classes` (ImageFolder trees).
+    pub label: Option<u32>,
 }
 
-/// `decode` of a file's bytes; `name` for messages.
-pub fn decode_bytes(bytes: &[u8], name: &str, max_side: usize) -> Result<Image> {
-    let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot decode '{name}': {e}"));
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(&e))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODE_SIDE);
-    limits.max_image_height = Some(MAX_DECODE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => Error::Invalid(format!(
-            "'{name}' is larger than the decoding limit ({MAX_DECODE_SIDE} px per side, {} MiB): {e}",
-            MAX_DECODE_BYTES >> 20
-        )),
-        e => bad(&e),
-    })?;
-    let img = img.to_rgb8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let short = w.min(h);
-    let img = if max_side > 0 && short > max_side {
-        let s = max_side as f64 / short as f64;
-        image::imageops::resize(
-            &img,
-            ((w as f64 * s).round() as u32).max(1),
-            ((h as f64 * s).round() as u32).max(1),
-            image::imageops::FilterType::Triangle,
-        )
-    } else {
-        img
-    };
-    Image::new(img.width() as usize, img.height() as usize, img.into_raw())
+/// What a photo folder holds, in a fixed order.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub root: PathBuf,
+    pub files: Vec<ListedFile>,
+    pub classes: Vec<String>,
 }
 
-pub fn load(root: &Path, max_side: usize) -> Result<Dataset> {
-    let entries = list(root)?;
-    let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let mut files: Vec<(PathBuf, Option<u32>)> = Vec::new();
+impl Listing {
+    /// A hash of every file's relative path, size and modification time, and the classes:
+    /// any added, removed, renamed, resized or rewritten file changes it.
+    pub fn identity(&self) -> u64 {
+        let mut h = crate::rng::Fnv::new();
+        for c in &self.classes {
+            h.eat(c.as_bytes());
+            h.eat(&[0]);
+        }
+        for f in &self.files {
+            h.eat(f.path.to_string_lossy().as_bytes());
+            h.eat(&[0]);
+            h.eat(&f.size.to_le_bytes());
+            h.eat(&f.mtime_ns.to_le_bytes());
+            h.eat(&f.label.map_or(u32::MAX, |l| l).to_le_bytes());
+        }
+        h.finish()
+    }
+
+    pub fn is_labelled(&self) -> bool {
+        !self.classes.is_empty()
+    }
+}
+
+fn listed(root: &Path, path: &Path, label: Option<u32>) -> Result<ListedFile> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    let rel = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    Ok(ListedFile { path: rel, size: meta.len(), mtime_ns, label })
+}
+
+/// Lists `root`: class folders (sorted) of images, else the images directly in it.
+pub fn list(root: &Path) -> Result<Listing> {
+    let all = entries(root)?;
+    let class_dirs: Vec<&PathBuf> = all.iter().filter(|p| p.is_dir()).collect();
+    let mut files = Vec::new();
     let mut classes = Vec::new();
     if class_dirs.is_empty() {
-        files.extend(entries.iter().filter(|p| p.is_file() && is_image(p)).map(|p| (p.clone(), None)));
+        for p in all.iter().filter(|p| p.is_file() && is_image(p)) {
+            files.push(listed(root, p, None)?);
+        }
     } else {
         for (i, d) in class_dirs.iter().enumerate() {
             classes.push(d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-            files.extend(list(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).map(|p| (p, Some(i as u32))));
+            for p in entries(d)?.into_iter().filter(|p| p.is_file() && is_image(p)) {
+                files.push(listed(root, &p, Some(i as u32))?);
+            }
         }
     }
     if files.is_empty() {
@@ -88,33 +107,12 @@ pub fn load(root: &Path, max_side: usize) -> Result<Dataset> {
             root.display()
         )));
     }
-    let decoded: Vec<(Result<Image>, Option<u32>)> = files.par_iter().map(|(p, l)| (decode(p, max_side), *l)).collect();
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    let mut bad = Vec::new();
-    for (r, l) in decoded {
-        match r {
-            Ok(img) => {
-                images.push(img);
-                labels.push(l.unwrap_or(0));
-            }
-            Err(e) => bad.push(e.to_string()),
-        }
-    }
-    if images.is_empty() {
-        return Err(Error::Invalid(format!(
-            "no image in '{}' could be decoded ({} failed; first: {})",
-            root.display(),
-            bad.len(),
-            bad[0]
-        )));
-    }
-    for e in bad.iter().take(5) {
-        eprintln!("warning: skipping {e}");
-    }
-    if bad.len() > 5 {
-        eprintln!("warning: skipped {} more undecodable files", bad.len() - 5);
-    }
-    let labelled = !classes.is_empty();
-    Ok(Dataset { source: root.display().to_string(), images, labels: labelled.then_some(labels), classes })
+    Ok(Listing { root: root.to_path_buf(), files, classes })
+}
+
+/// Decodes one file to RGB, shrinking it so its shorter side is at most `max_side` (0 = full
+/// size); refuses images beyond `MAX_DECODE_SIDE` or `MAX_DECODE_BYTES`.
+pub fn decode(path: &Path, max_side: usize) -> Result<Image> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
+    decode_bytes(&bytes, &path.display().to_string(), max_side)
 }

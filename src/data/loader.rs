@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::augment::{multicrop, AugmentConfig};
 use super::Dataset;
+use crate::error::Result;
 use crate::rng::Rng;
 
 /// One batch: for each crop position, the crops of every sample ([batch, 3, size, size]).
@@ -24,13 +25,21 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-pub fn make_batch(ds: &Dataset, indices: &[usize], cfg: &AugmentConfig, seed: u64, epoch: usize) -> Vec<Vec<f32>> {
+/// The crops of samples `indices` of epoch `epoch`, each sample read and augmented on a worker
+/// thread, grouped by crop position.
+pub fn make_batch(
+    ds: &Dataset,
+    indices: &[usize],
+    cfg: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+) -> Result<Vec<Vec<f32>>> {
     let per_sample: Vec<Vec<Vec<f32>>> = indices
         .par_iter()
-        .map(|&i| multicrop(&ds.images[i], cfg, &mut Rng::derive(seed, epoch as u64 + 1, i as u64)))
-        .collect();
+        .map(|&i| Ok(multicrop(&*ds.image(i)?, cfg, &mut Rng::derive(seed, epoch as u64 + 1, i as u64))))
+        .collect::<Result<_>>()?;
     let n_crops = per_sample.first().map_or(0, |s| s.len());
-    (0..n_crops).map(|c| per_sample.iter().flat_map(|s| s[c].iter().copied()).collect()).collect()
+    Ok((0..n_crops).map(|c| per_sample.iter().flat_map(|s| s[c].iter().copied()).collect()).collect())
 }
 
 /// Which part of every global batch a rank trains on: rank r takes images
@@ -47,9 +56,10 @@ impl RankSlice {
     pub const ALL: RankSlice = RankSlice { rank: 0, world: 1 };
 }
 
-/// Produces the batches of iterations [start, end) in a background thread, two ahead.
+/// Produces the batches of iterations [start, end) in a background thread, two ahead; a
+/// sample that cannot be read ends the stream with its error.
 pub struct Prefetcher {
-    rx: Receiver<Batch>,
+    rx: Receiver<Result<Batch>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -76,16 +86,19 @@ impl Prefetcher {
                     order_epoch = epoch;
                 }
                 let pos = (it % per_epoch) * global + slice.rank * batch;
-                let crops = make_batch(&ds, &order[pos..pos + batch], &cfg, seed, epoch);
-                if tx.send(Batch { crops, iteration: it }).is_err() {
-                    return; // the consumer stopped
+                let batch = make_batch(&ds, &order[pos..pos + batch], &cfg, seed, epoch)
+                    .map(|crops| Batch { crops, iteration: it });
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return; // the consumer stopped, or the data did
                 }
             }
         });
         Prefetcher { rx, handle: Some(handle) }
     }
 
-    pub fn next(&self) -> Option<Batch> {
+    /// The next batch; None once the range is done.
+    pub fn next(&self) -> Option<Result<Batch>> {
         self.rx.recv().ok()
     }
 }

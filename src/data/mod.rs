@@ -1,14 +1,23 @@
 //! Datasets: CIFAR binary batches, ImageFolder trees (or a flat folder of unlabeled images),
-//! and a built-in procedural dataset that needs no files. Images are kept decoded in memory as
-//! 8-bit RGB; augmentation (`augment`) turns them into normalised multi-crop tensors.
+//! and a built-in procedural dataset that needs no files. Small datasets are kept decoded in
+//! memory as 8-bit RGB; photo folders are decoded once into a dataset cache (`cache`) and read
+//! from it sample by sample. Augmentation (`augment`) turns images into normalised multi-crop
+//! tensors; `loader` prepares batches ahead of the GPU.
 pub mod augment;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod cache;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cifar;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod loader;
 pub mod synthetic;
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -54,25 +63,114 @@ impl Image {
     }
 }
 
-/// Images with optional labels.
+/// Where a dataset's pixels are: decoded in memory (CIFAR batches, the built-in data, the
+/// browser's own pictures: small by nature), or in a dataset cache file read sample by sample
+/// (photo folders of any size).
+#[derive(Clone, Debug)]
+enum Pixels {
+    Memory(Arc<Vec<Image>>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Cache(Arc<cache::CacheReader>),
+}
+
+impl Default for Pixels {
+    fn default() -> Self {
+        Pixels::Memory(Arc::new(Vec::new()))
+    }
+}
+
+/// Images with optional labels: the one sample source of training, evaluation and the
+/// browser, whatever holds the pixels.
 #[derive(Clone, Debug, Default)]
 pub struct Dataset {
     /// Where it came from, for messages.
     pub source: String,
-    pub images: Vec<Image>,
+    pixels: Pixels,
     pub labels: Option<Vec<u32>>,
     pub classes: Vec<String>,
 }
 
 impl Dataset {
+    /// A dataset of decoded images.
+    pub fn from_images(
+        source: impl Into<String>,
+        images: Vec<Image>,
+        labels: Option<Vec<u32>>,
+        classes: Vec<String>,
+    ) -> Self {
+        Dataset { source: source.into(), pixels: Pixels::Memory(Arc::new(images)), labels, classes }
+    }
+
     pub fn len(&self) -> usize {
-        self.images.len()
+        match &self.pixels {
+            Pixels::Memory(v) => v.len(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Pixels::Cache(c) => c.len(),
+        }
     }
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
+        self.len() == 0
     }
     pub fn is_labelled(&self) -> bool {
         self.labels.is_some()
+    }
+
+    /// Image `i` (read from the cache, or borrowed from memory).
+    pub fn image(&self, i: usize) -> Result<Cow<'_, Image>> {
+        match &self.pixels {
+            Pixels::Memory(v) => v
+                .get(i)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| Error::Invalid(format!("image {i} of {} in {}", v.len(), self.source))),
+            #[cfg(not(target_arch = "wasm32"))]
+            Pixels::Cache(c) => c.image(i).map(Cow::Owned),
+        }
+    }
+
+    /// A dataset read from an opened cache.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_cache(opened: cache::Opened) -> Dataset {
+        let labelled = !opened.classes.is_empty();
+        Dataset {
+            source: opened.reader.header().source.clone(),
+            labels: labelled.then_some(opened.labels),
+            classes: opened.classes,
+            pixels: Pixels::Cache(Arc::new(opened.reader)),
+        }
+    }
+
+    /// The first `n` images (and labels) of an in-memory dataset, or the whole dataset.
+    pub fn head(&self, n: usize) -> Dataset {
+        match &self.pixels {
+            Pixels::Memory(v) if n < v.len() => Dataset {
+                source: self.source.clone(),
+                pixels: Pixels::Memory(Arc::new(v[..n].to_vec())),
+                labels: self.labels.as_ref().map(|l| l[..n].to_vec()),
+                classes: self.classes.clone(),
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// Width and height when every image has the same.
+    pub fn uniform_size(&self) -> Option<(usize, usize)> {
+        match &self.pixels {
+            Pixels::Memory(v) => {
+                let first = v.first().map(|i| (i.width, i.height))?;
+                v.iter().all(|i| (i.width, i.height) == first).then_some(first)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Pixels::Cache(c) => c.header().uniform_size,
+        }
+    }
+
+    /// The dataset cache behind it, if any.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn cache(&self) -> Option<&cache::CacheReader> {
+        match &self.pixels {
+            Pixels::Cache(c) => Some(c),
+            Pixels::Memory(_) => None,
+        }
     }
 }
 
@@ -87,11 +185,30 @@ pub struct DataSplit {
 pub const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
+/// How photo folders are opened: their working resolution and where their caches live.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Shorter side of the decoded images (0 = full size).
+    pub max_side: usize,
+    /// Where dataset caches live (`cache::default_dir()` when None).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Print nothing (every rank of a data-parallel job but the first).
+    pub quiet: bool,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl OpenOptions {
+    pub fn new(max_side: usize) -> OpenOptions {
+        OpenOptions { max_side, cache_dir: None, quiet: false }
+    }
+}
+
 /// Opens `data` (None = the built-in dataset): a CIFAR binary file or folder of batches, a
 /// folder with train/ and test/ ImageFolder trees, an ImageFolder tree, or a flat folder of
-/// images. `max_side` bounds the stored size of decoded images (their shorter side).
+/// images. Folders are read through their dataset cache (built on first use).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn open(data: Option<&std::path::Path>, max_side: usize) -> Result<DataSplit> {
+pub fn open(data: Option<&std::path::Path>, opts: &OpenOptions) -> Result<DataSplit> {
     let Some(path) = data else {
         return Ok(synthetic::builtin());
     };
@@ -112,8 +229,31 @@ pub fn open(data: Option<&std::path::Path>, max_side: usize) -> Result<DataSplit
     }
     let (train, test) = (path.join("train"), path.join("test"));
     if train.is_dir() {
-        let test = if test.is_dir() { Some(folder::load(&test, max_side)?) } else { None };
-        return Ok(DataSplit { train: folder::load(&train, max_side)?, test });
+        let test = if test.is_dir() { Some(open_folder(&test, opts)?) } else { None };
+        return Ok(DataSplit { train: open_folder(&train, opts)?, test });
     }
-    Ok(DataSplit { train: folder::load(path, max_side)?, test: None })
+    Ok(DataSplit { train: open_folder(path, opts)?, test: None })
+}
+
+/// A photo folder through its dataset cache.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_folder(root: &std::path::Path, opts: &OpenOptions) -> Result<Dataset> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let listing = folder::list(&root)?;
+    let copts = cache::CacheOptions {
+        dir: opts.cache_dir.clone().unwrap_or_else(cache::default_dir),
+        short_side: opts.max_side,
+        quiet: opts.quiet,
+        encoding: None,
+    };
+    let opened = cache::open_or_build(&root, &listing, &copts)?;
+    let h = opened.reader.header();
+    if !opened.built && h.skipped_count > 0 && !opts.quiet {
+        eprintln!(
+            "dataset cache: {} file(s) of '{}' did not decode and are skipped (listed when the cache was built)",
+            h.skipped_count,
+            root.display()
+        );
+    }
+    Ok(Dataset::from_cache(opened))
 }

@@ -102,12 +102,12 @@ fn split(per_class: usize, stream: u64) -> Dataset {
     Rng::new(SEED ^ stream).shuffle(&mut order);
     let images =
         order.iter().map(|&(c, i)| draw(c, &mut Rng::derive(SEED, stream, (c * 1_000_000 + i) as u64))).collect();
-    Dataset {
-        source: "built-in shapes".into(),
+    Dataset::from_images(
+        "built-in shapes",
         images,
-        labels: Some(order.iter().map(|&(c, _)| c as u32).collect()),
-        classes: CLASSES.iter().map(|s| s.to_string()).collect(),
-    }
+        Some(order.iter().map(|&(c, _)| c as u32).collect()),
+        CLASSES.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 /// The built-in train (4,000 images) and test (1,000) splits, identical on every run.

@@ -22,8 +22,9 @@ use crate::gpu::Gpu;
 use crate::train::checkpoint::is_backbone_key;
 use crate::train::{TrainConfig, Trainer};
 use diagnose::diagnose_nan;
+pub(crate) use monitor::format_duration;
 pub use monitor::EpochPoint;
-use monitor::{format_duration, EpochMonitor, Metrics};
+use monitor::{EpochMonitor, Metrics};
 pub use plot::plot_svg;
 
 /// How to run; the data is the config's (`TrainConfig::data`, `test_data`), so that a
@@ -36,7 +37,6 @@ pub struct RunOptions {
     pub checkpoint_every: usize,
     /// Run the k-NN evaluation every this many epochs (0 = only at the end).
     pub eval_every: usize,
-    pub max_side: usize,
     /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
     pub inject_nan_at: Option<usize>,
     /// Test hook: destroy the device before this iteration (the device-loss path).
@@ -95,12 +95,29 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 }
 
 /// Opens the data, with `--test-data` (when given) as the held-out split.
-pub fn open_data(data: Option<&Path>, test: Option<&Path>, max_side: usize) -> Result<DataSplit> {
-    let mut split = data::open(data, max_side)?;
+pub fn open_data(data: Option<&Path>, test: Option<&Path>, opts: &data::OpenOptions) -> Result<DataSplit> {
+    let mut split = data::open(data, opts)?;
     if let Some(t) = test {
-        split.test = Some(data::open(Some(t), max_side)?.train);
+        split.test = Some(data::open(Some(t), opts)?.train);
     }
     Ok(split)
+}
+
+/// How a run's config opens its data: at its resolution, with its cache folder.
+pub fn data_options(cfg: &TrainConfig, quiet: bool) -> data::OpenOptions {
+    data::OpenOptions { max_side: cfg.image_side(), cache_dir: cfg.cache_dir.as_ref().map(PathBuf::from), quiet }
+}
+
+/// "64 px from cache /x/y.swavdata (12.3 MB)" for a run's first lines; None for data held
+/// in memory.
+pub fn describe_cache(ds: &Dataset) -> Option<String> {
+    let c = ds.cache()?;
+    let size = std::fs::metadata(c.path()).map(|m| m.len()).unwrap_or(0);
+    let side = match c.header().short_side {
+        0 => "full size".to_string(),
+        n => format!("{n} px (shorter side)"),
+    };
+    Some(format!("{side}, dataset cache {} ({:.1} MB)", c.path().display(), size as f64 / 1e6))
 }
 
 /// Backbone features of both splits and the weighted k-NN top-1 (%) at k = 20 and 200.
@@ -121,11 +138,9 @@ pub fn knn_eval(extractor: &FeatureExtractor, train: &Dataset, test: &Dataset, t
 /// The size evaluation views are resized to: the data's own size when all images share it,
 /// else the largest crop.
 pub fn eval_size(ds: &Dataset, cfg: &TrainConfig) -> usize {
-    let first = ds.images.first().map(|i| (i.width, i.height));
-    if first.is_some_and(|(w, h)| w == h && ds.images.iter().all(|i| (i.width, i.height) == (w, h))) {
-        first.map(|(w, _)| w).unwrap_or(32)
-    } else {
-        cfg.crops.iter().map(|c| c.size).max().unwrap_or(32)
+    match ds.uniform_size() {
+        Some((w, h)) if w == h => w,
+        _ => cfg.crops.iter().map(|c| c.size).max().unwrap_or(32),
     }
 }
 
@@ -141,7 +156,7 @@ pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSum
         let Some(batch) = run.prefetch.next() else {
             return Err(Error::Invalid("the data workers stopped unexpectedly".into()));
         };
-        run.step(&batch)?;
+        run.step(&batch?)?;
         if run.trainer.iteration.is_multiple_of(run.iters_per_epoch) {
             run.end_epoch()?;
         }
@@ -191,9 +206,19 @@ impl Run {
         let resume_file = opts.resume.as_deref().map(resolve_resume).transpose()?;
         cfg.validate()?;
         let data = cfg.data.as_deref().map(Path::new);
-        let split = open_data(data, cfg.test_data.as_deref().map(Path::new), opts.max_side)?;
-        let train_set = Arc::new(split.train);
         let (rank, world) = (opts.collective.rank(), opts.collective.world());
+        let split = open_data(data, cfg.test_data.as_deref().map(Path::new), &data_options(&cfg, rank != 0))?;
+        let train_set = Arc::new(split.train);
+        if let (Some(c), 0) = (describe_cache(&train_set), rank) {
+            eprintln!("images: {c}");
+        }
+        let largest = cfg.crops.iter().map(|c| c.size).max().unwrap_or(0);
+        if let (Some(c), 0) = (train_set.cache(), rank) {
+            let side = c.header().short_side;
+            if side > 0 && side < largest {
+                eprintln!("warning: --max-side {side} is smaller than the largest crop ({largest} px): crops are upsampled from smaller images");
+            }
+        }
         let global_batch = cfg.batch_size * world;
         if train_set.len() < global_batch {
             return Err(Error::Invalid(format!(

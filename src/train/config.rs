@@ -68,6 +68,25 @@ pub struct TrainConfig {
     /// The labelled held-out data of the run (`--test-data`), as an absolute path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_data: Option<String>,
+    /// Shorter side, in pixels, photo folders are decoded to (their dataset cache's
+    /// resolution); 0 = follow the crops (`image_side`). A run records the number it used.
+    /// Runs from before this key decoded at 64.
+    #[serde(default = "legacy_max_side")]
+    pub max_side: usize,
+    /// Where the run's dataset caches live (None = the user's cache folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
+}
+
+fn legacy_max_side() -> usize {
+    64
+}
+
+/// The working resolution of photos for crops up to `largest` px: ImageNet's usual ratio
+/// (a 224-px crop from a 256-px image, 8/7), and never below 64 (small crops still see detail
+/// a 32-px image has lost: ../shared/notes/QUALITY.md, "Resolution helps").
+pub fn image_side_for_crop(largest: usize) -> usize {
+    (largest * 8).div_ceil(7).max(64)
 }
 
 impl Default for TrainConfig {
@@ -111,6 +130,8 @@ impl Default for TrainConfig {
             gray_probability: 0.2,
             data: None,
             test_data: None,
+            max_side: 0,
+            cache_dir: None,
         }
     }
 }
@@ -118,6 +139,15 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn n_crops(&self) -> usize {
         self.crops.iter().map(|c| c.count).sum()
+    }
+
+    /// The shorter side photo folders are decoded to: `max_side`, else what the largest crop
+    /// needs (`image_side_for_crop`).
+    pub fn image_side(&self) -> usize {
+        match self.max_side {
+            0 => image_side_for_crop(self.crops.iter().map(|c| c.size).max().unwrap_or(32)),
+            n => n,
+        }
     }
 
     pub fn backbone(&self) -> Result<BackboneConfig> {
@@ -176,6 +206,14 @@ impl TrainConfig {
         }
         if self.crops.is_empty() || self.crops.iter().any(|c| c.count == 0 || c.size < 4) {
             return bad(format!("crops need a count >= 1 and a size >= 4 px each: {:?}", self.crops));
+        }
+        // Images are decoded to at most 10000 px a side (data::decode::MAX_DECODE_SIDE).
+        if self.crops.iter().any(|c| c.size > 10_000) || self.max_side > 10_000 {
+            return bad(format!(
+                "crop sizes and max_side are at most 10000 px, got crops {:?} and max_side {}",
+                self.crops.iter().map(|c| c.size).collect::<Vec<_>>(),
+                self.max_side
+            ));
         }
         for c in &self.crops {
             if !(0.0 < c.min_scale && c.min_scale <= c.max_scale && c.max_scale <= 1.0) {

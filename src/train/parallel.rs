@@ -221,7 +221,7 @@ pub fn check_parallel(
     let mut compared: Vec<usize> = (0..params.len()).collect();
     for step in 0..steps {
         let indices: Vec<usize> = (0..b * world).map(|i| (step * b * world + i) % data.len()).collect();
-        let global = make_batch(&data, &indices, &augment, cfg.seed, 0);
+        let global = make_batch(&data, &indices, &augment, cfg.seed, 0)?;
         // Rank r's images of each crop, and the ranks' slices in reverse order.
         let slice = |c: &[f32], r: usize| c[r * c.len() / world..(r + 1) * c.len() / world].to_vec();
         let mine: Vec<Vec<f32>> = global.iter().map(|c| slice(c, rank)).collect();

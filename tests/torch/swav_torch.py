@@ -62,7 +62,7 @@ def load_config(path, overrides):
     if path:
         with open(path, "rb") as f:
             user = tomllib.load(f)
-        unknown = set(user) - set(DEFAULTS) - {"data", "test_data"}
+        unknown = set(user) - set(DEFAULTS) - {"data", "test_data", "max_side", "cache_dir"}
         if unknown:
             sys.exit(f"error: {path}: unknown config keys {sorted(unknown)}")
         cfg.update(user)

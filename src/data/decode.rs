@@ -1,0 +1,177 @@
+//! Decoding one photo to 8-bit RGB at a working resolution (its shorter side at most
+//! `short_side`), as fast as a photo collection needs:
+//! - JPEGs (with the `turbojpeg` feature) are decoded by libjpeg-turbo, downscaled in the DCT
+//!   domain by 1/2, 1/4 or 1/8 while staying at least the target size (as Pillow's
+//!   `Image.draft`), so a 12-megapixel photo never exists at full size;
+//! - other formats (and JPEGs libjpeg-turbo refuses, e.g. CMYK) go through the `image` crate;
+//! - the last step is an antialiased bilinear resize to the exact size (`fast_image_resize`,
+//!   SIMD), and the EXIF orientation of phone photos is applied.
+//!
+//! Images wider or taller than `MAX_DECODE_SIDE` or needing more than `MAX_DECODE_BYTES` are
+//! refused before anything is allocated for them (a few KB of PNG can claim 12000x12000).
+use fast_image_resize as fr;
+
+use super::Image;
+use crate::error::{Error, Result};
+
+/// Largest width or height decoded.
+pub const MAX_DECODE_SIDE: u32 = 10_000;
+/// Most memory one decode may allocate.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+fn too_large(name: &str, what: &dyn std::fmt::Display) -> Error {
+    Error::Invalid(format!(
+        "'{name}' is larger than the decoding limit ({MAX_DECODE_SIDE} px per side, {} MiB): {what}",
+        MAX_DECODE_BYTES >> 20
+    ))
+}
+
+/// The size whose shorter side is `short_side` (0 or a smaller image: unchanged).
+pub fn fit_short_side(width: usize, height: usize, short_side: usize) -> (usize, usize) {
+    let short = width.min(height);
+    if short_side == 0 || short <= short_side {
+        return (width, height);
+    }
+    let s = short_side as f64 / short as f64;
+    (((width as f64 * s).round() as usize).max(1), ((height as f64 * s).round() as usize).max(1))
+}
+
+/// Decodes a file's bytes (`name` for messages) so its shorter side is at most `short_side`
+/// (0 = full size).
+pub fn decode_bytes(bytes: &[u8], name: &str, short_side: usize) -> Result<Image> {
+    let orientation = exif_orientation(bytes);
+    let img = match fast_jpeg(bytes, name, short_side)? {
+        Some(img) => img,
+        None => decode_any(bytes, name)?,
+    };
+    let (w, h) = fit_short_side(img.width, img.height, short_side);
+    let img = if (w, h) == (img.width, img.height) { img } else { resize(img, w, h)? };
+    Ok(orient(img, orientation))
+}
+
+/// Any format the `image` crate reads, at full size, within the limits.
+fn decode_any(bytes: &[u8], name: &str) -> Result<Image> {
+    let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot decode '{name}': {e}"));
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => too_large(name, &e),
+        e => bad(&e),
+    })?;
+    let img = img.to_rgb8();
+    Image::new(img.width() as usize, img.height() as usize, img.into_raw())
+}
+
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
+/// libjpeg-turbo with the largest DCT scaling (1/8, 1/4, 1/2) that keeps the shorter side at
+/// least `short_side`. None: not a JPEG, or one libjpeg-turbo does not decode to RGB (the
+/// `image` crate then tries; its error is the one reported).
+#[cfg(feature = "turbojpeg")]
+fn fast_jpeg(bytes: &[u8], name: &str, short_side: usize) -> Result<Option<Image>> {
+    use turbojpeg::{Decompressor, PixelFormat, ScalingFactor};
+    if !is_jpeg(bytes) {
+        return Ok(None);
+    }
+    let Ok(mut d) = Decompressor::new() else { return Ok(None) };
+    let Ok(header) = d.read_header(bytes) else { return Ok(None) };
+    if header.width > MAX_DECODE_SIDE as usize || header.height > MAX_DECODE_SIDE as usize {
+        return Err(too_large(name, &format!("{}x{}", header.width, header.height)));
+    }
+    let short = header.width.min(header.height);
+    let factor = [ScalingFactor::ONE_EIGHTH, ScalingFactor::ONE_QUARTER, ScalingFactor::ONE_HALF]
+        .into_iter()
+        .find(|f| short_side > 0 && f.scale(short) >= short_side)
+        .unwrap_or(ScalingFactor::ONE);
+    if d.set_scaling_factor(factor).is_err() {
+        return Ok(None);
+    }
+    let scaled = header.scaled(factor);
+    if (scaled.width * scaled.height * 3) as u64 > MAX_DECODE_BYTES {
+        return Err(too_large(name, &format!("{}x{}", header.width, header.height)));
+    }
+    let mut out = turbojpeg::Image {
+        pixels: vec![0u8; scaled.width * scaled.height * 3],
+        width: scaled.width,
+        pitch: scaled.width * 3,
+        height: scaled.height,
+        format: PixelFormat::RGB,
+    };
+    if d.decompress(bytes, out.as_deref_mut()).is_err() {
+        return Ok(None);
+    }
+    Image::new(scaled.width, scaled.height, out.pixels).map(Some)
+}
+
+#[cfg(not(feature = "turbojpeg"))]
+fn fast_jpeg(_: &[u8], _: &str, _: usize) -> Result<Option<Image>> {
+    Ok(None)
+}
+
+/// Antialiased bilinear resize (Pillow's BILINEAR) to `width` x `height`.
+pub fn resize(img: Image, width: usize, height: usize) -> Result<Image> {
+    let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("resize to {width}x{height}: {e}"));
+    let src = fr::images::Image::from_vec_u8(img.width as u32, img.height as u32, img.rgb, fr::PixelType::U8x3)
+        .map_err(|e| bad(&e))?;
+    let mut dst = fr::images::Image::new(width as u32, height as u32, fr::PixelType::U8x3);
+    let options = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    fr::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| bad(&e))?;
+    Image::new(width, height, dst.into_vec())
+}
+
+/// The EXIF orientation of a JPEG (phone photos are stored sideways with a tag saying so).
+fn exif_orientation(bytes: &[u8]) -> Option<image::metadata::Orientation> {
+    use image::ImageDecoder;
+    if !is_jpeg(bytes) {
+        return None;
+    }
+    let mut d = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(bytes)).ok()?;
+    d.orientation().ok()
+}
+
+fn orient(img: Image, orientation: Option<image::metadata::Orientation>) -> Image {
+    use image::metadata::Orientation;
+    let Some(o) = orientation.filter(|o| *o != Orientation::NoTransforms) else { return img };
+    let Some(buf) = image::RgbImage::from_raw(img.width as u32, img.height as u32, img.rgb.clone()) else { return img };
+    let mut dynamic = image::DynamicImage::ImageRgb8(buf);
+    dynamic.apply_orientation(o);
+    let rgb = dynamic.into_rgb8();
+    Image { width: rgb.width() as usize, height: rgb.height() as usize, rgb: rgb.into_raw() }
+}
+
+/// Encodes a cache record's pixels as JPEG (quality 90, 4:2:0, as FFCV stores ImageNet).
+pub fn encode_jpeg(img: &Image, quality: u8) -> Result<Vec<u8>> {
+    #[cfg(feature = "turbojpeg")]
+    {
+        let view = turbojpeg::Image {
+            pixels: img.rgb.as_slice(),
+            width: img.width,
+            pitch: img.width * 3,
+            height: img.height,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        if let Ok(buf) = turbojpeg::compress(view, quality as i32, turbojpeg::Subsamp::Sub2x2) {
+            return Ok(buf.to_vec());
+        }
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode(&img.rgb, img.width as u32, img.height as u32, image::ExtendedColorType::Rgb8)
+        .map_err(|e| Error::Invalid(format!("JPEG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a cache record written by `encode_jpeg` at its full size.
+pub fn decode_jpeg_record(bytes: &[u8]) -> Result<Image> {
+    #[cfg(feature = "turbojpeg")]
+    if let Ok(img) = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {
+        return Image::new(img.width, img.height, img.pixels);
+    }
+    decode_any(bytes, "cache record")
+}
