@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use crate::data::loader::{epoch_order, make_batch};
-use crate::data::synthetic;
 use crate::error::{Error, Result};
 use crate::gpu::timing::median;
 use crate::gpu::{AdapterClass, Gpu, Tensor};
@@ -144,24 +143,47 @@ fn bench_conv(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
-/// Augmented multi-crop samples per second of the data loader (the built-in dataset, the
-/// config's crops, the process's worker threads).
-fn loader_rate(cfg: &TrainConfig, reps: usize) -> f64 {
-    let ds = synthetic::builtin().train;
-    let aug = cfg.augment();
-    let order = epoch_order(ds.len(), 0, 0);
-    let batch = cfg.batch_size.min(ds.len());
-    let _ = make_batch(&ds, &order[..batch], &aug, 0, 0);
-    median(
-        (0..reps.max(1))
-            .map(|r| {
-                let t = Instant::now();
-                let start = (r * batch) % (ds.len() - batch + 1);
-                let _ = make_batch(&ds, &order[start..start + batch], &aug, 0, 0);
-                batch as f64 / t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+/// Photos for the loader's rate: 64 generated ImageNet-size JPEGs, cached (and removed) in a
+/// temporary folder.
+struct LoaderPhotos {
+    root: std::path::PathBuf,
+}
+
+impl LoaderPhotos {
+    fn new() -> LoaderPhotos {
+        let root = std::env::temp_dir().join(format!("swav-wgpu-bench-loader-{}", std::process::id()));
+        crate::data::photos::write_photo_folder(&root.join("photos"), 4, 16, &[(500, 375), (375, 500)], 0);
+        LoaderPhotos { root }
+    }
+
+    /// Augmented multi-crop samples per second of the data loader: the config's crops from
+    /// the cache at its resolution, on the process's worker threads (as a run reads them).
+    fn rate(&self, cfg: &TrainConfig, reps: usize) -> Result<f64> {
+        let opts = crate::data::OpenOptions {
+            max_side: cfg.image_side(),
+            cache_dir: Some(self.root.join("cache")),
+            quiet: true,
+        };
+        let ds = crate::data::open_folder(&self.root.join("photos"), &opts)?;
+        let aug = cfg.augment();
+        let order = epoch_order(ds.len(), 0, 0);
+        let batch = cfg.batch_size.min(ds.len());
+        make_batch(&ds, &order[..batch], &aug, 0, 0)?;
+        let mut rates = Vec::new();
+        for r in 0..reps.max(1) {
+            let t = Instant::now();
+            let start = (r * batch) % (ds.len() - batch + 1);
+            make_batch(&ds, &order[start..start + batch], &aug, 0, 0)?;
+            rates.push(batch as f64 / t.elapsed().as_secs_f64());
+        }
+        Ok(median(rates))
+    }
+}
+
+impl Drop for LoaderPhotos {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 /// One batch of standard-normal crops in the config's layout (a step's input without the loader).
@@ -188,7 +210,13 @@ pub fn kernel_profile(plan: &Plan, depth: usize) -> Result<Vec<(String, f64, usi
     Ok(rows)
 }
 
-fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: usize) -> Result<()> {
+fn bench_step(
+    gpu: &std::sync::Arc<Gpu>,
+    name: &str,
+    cfg: &TrainConfig,
+    reps: usize,
+    photos: &LoaderPhotos,
+) -> Result<()> {
     let crops_desc = cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+");
     let mut t = Trainer::new(gpu.clone(), cfg.clone(), 100)?;
     t.init_random(0)?;
@@ -204,16 +232,17 @@ fn bench_step(gpu: &std::sync::Arc<Gpu>, name: &str, cfg: &TrainConfig, reps: us
     let secs = median(times);
     let img_s = cfg.batch_size as f64 / secs;
     let gflop = 3.0 * cfg.forward_flops_per_image()? * cfg.batch_size as f64 / 1e9;
-    let loader = loader_rate(cfg, 3);
+    let loader = photos.rate(cfg, 3)?;
     println!(
-        "step {name:<14} {} x{} {} stem B{} crops {crops_desc}: {:.1} ms/step, {img_s:.1} img/s (~{:.1} GFLOP/s at 3x forward); data loader {loader:.0} samples/s{}",
+        "step {name:<14} {} x{} {} stem B{} crops {crops_desc}: {:.1} ms/step, {img_s:.1} img/s (~{:.1} GFLOP/s at 3x forward); data loader {loader:.0} samples/s on {} threads{}",
         cfg.arch,
         cfg.width,
         cfg.stem,
         cfg.batch_size,
         secs * 1e3,
         gflop / secs,
-        if loader < img_s { " (the loader limits training)" } else { "" }
+        rayon::current_num_threads(),
+        if loader < img_s { " (the GPU waits for the loader)" } else { " (the loader keeps up)" }
     );
     println!(
         "json: {{\"kind\":\"step\",\"config\":\"{name}\",\"ms_per_step\":{:.3},\"img_per_s\":{img_s:.3},\"loader_samples_per_s\":{loader:.1}}}",
@@ -255,8 +284,9 @@ pub fn run(gpu: std::sync::Arc<Gpu>, opts: &BenchOptions) -> Result<()> {
     } else {
         opts.configs.clone()
     };
+    let photos = LoaderPhotos::new();
     for (name, cfg) in &configs {
-        bench_step(&gpu, name, cfg, opts.reps)?;
+        bench_step(&gpu, name, cfg, opts.reps, &photos)?;
     }
     let tune = gpu.tuner.stats();
     println!(

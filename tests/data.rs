@@ -194,3 +194,49 @@ fn a_decompression_bomb_is_skipped_before_it_is_allocated() {
     assert_eq!(ds.len(), 3, "the three real images");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A JPEG with an EXIF APP1 segment holding `orientation` (little- or big-endian TIFF).
+fn with_exif_orientation(jpeg: &[u8], orientation: u16, big_endian: bool) -> Vec<u8> {
+    let u16b = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let u32b = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut tiff = if big_endian { b"MM\0*".to_vec() } else { b"II*\0".to_vec() };
+    tiff.extend(u32b(8));
+    tiff.extend(u16b(2)); // two entries: another tag first, then the orientation
+    for (tag, value) in [(0x010F, 0), (0x0112, orientation)] {
+        tiff.extend(u16b(tag));
+        tiff.extend(u16b(3));
+        tiff.extend(u32b(1));
+        tiff.extend(u16b(value));
+        tiff.extend([0, 0]);
+    }
+    tiff.extend(u32b(0));
+    let mut body = b"Exif\0\0".to_vec();
+    body.extend(tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((body.len() + 2) as u16).to_be_bytes());
+    out.extend(body);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn phone_photos_are_turned_upright_by_their_exif_orientation() {
+    let img = swav_wgpu::testing::photo(60, 40, 1, 5);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&img).unwrap();
+    let plain = folder::decode_bytes(&jpeg, "plain", 0).unwrap();
+    let as_image = |i: &data::Image| image::RgbImage::from_raw(i.width as u32, i.height as u32, i.rgb.clone()).unwrap();
+    for big_endian in [false, true] {
+        // 6: stored rotated 90° counter-clockwise, shown after a clockwise turn.
+        let turned = folder::decode_bytes(&with_exif_orientation(&jpeg, 6, big_endian), "turned", 0).unwrap();
+        assert_eq!((turned.width, turned.height), (40, 60));
+        assert_eq!(as_image(&turned), image::imageops::rotate90(&as_image(&plain)));
+        let flipped = folder::decode_bytes(&with_exif_orientation(&jpeg, 2, big_endian), "flipped", 0).unwrap();
+        assert_eq!(as_image(&flipped), image::imageops::flip_horizontal(&as_image(&plain)));
+    }
+    // 1 (upright) and nonsense values leave the pixels as stored.
+    for o in [1, 0, 9, 300] {
+        assert_eq!(folder::decode_bytes(&with_exif_orientation(&jpeg, o, false), "o", 0).unwrap(), plain, "{o}");
+    }
+}

@@ -88,23 +88,40 @@ pub fn random_resized_crop_box(width: usize, height: usize, scale: (f64, f64), r
     ((width as f64 - w) / 2.0, (height as f64 - h) / 2.0, w, h)
 }
 
-/// Bilinear resample of the window into size x size, HWC floats in [0, 1].
-#[allow(clippy::needless_range_loop)]
+/// u8 -> [0, 1]: the same value as `v as f32 / 255.0`, without the division per read.
+fn unit_lut() -> &'static [f32; 256] {
+    static LUT: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
+    LUT.get_or_init(|| std::array::from_fn(|v| v as f32 / 255.0))
+}
+
+/// Source sample positions along one axis: (first index, second index, weight of the second),
+/// the pixel centres of `size` outputs over [start, start + len) clamped to the image.
+fn taps(start: f64, len: f64, size: usize, limit: usize) -> Vec<(usize, usize, f32)> {
+    (0..size)
+        .map(|o| {
+            let s = (start + (o as f64 + 0.5) * len / size as f64 - 0.5).clamp(0.0, (limit - 1) as f64);
+            let (i, f) = (s.floor() as usize, (s - s.floor()) as f32);
+            (i, (i + 1).min(limit - 1), f)
+        })
+        .collect()
+}
+
+/// Bilinear resample of the window into size x size, HWC floats in [0, 1]. The taps are
+/// computed once per row and column (the hot loop only blends).
 fn resample(img: &Image, (x0, y0, w, h): (f64, f64, f64, f64), size: usize) -> Vec<[f32; 3]> {
-    let mut out = vec![[0.0f32; 3]; size * size];
-    for oy in 0..size {
-        let sy = (y0 + (oy as f64 + 0.5) * h / size as f64 - 0.5).clamp(0.0, (img.height - 1) as f64);
-        let (y1, fy) = (sy.floor() as usize, (sy - sy.floor()) as f32);
-        let y2 = (y1 + 1).min(img.height - 1);
-        for ox in 0..size {
-            let sx = (x0 + (ox as f64 + 0.5) * w / size as f64 - 0.5).clamp(0.0, (img.width - 1) as f64);
-            let (x1, fx) = (sx.floor() as usize, (sx - sx.floor()) as f32);
-            let x2 = (x1 + 1).min(img.width - 1);
-            for c in 0..3 {
-                let top = img.at(x1, y1, c) * (1.0 - fx) + img.at(x2, y1, c) * fx;
-                let bottom = img.at(x1, y2, c) * (1.0 - fx) + img.at(x2, y2, c) * fx;
-                out[oy * size + ox][c] = top * (1.0 - fy) + bottom * fy;
-            }
+    let lut = unit_lut();
+    let cols = taps(x0, w, size, img.width);
+    let stride = img.width * 3;
+    let mut out = Vec::with_capacity(size * size);
+    for (y1, y2, fy) in taps(y0, h, size, img.height) {
+        let (r1, r2) = (&img.rgb[y1 * stride..][..stride], &img.rgb[y2 * stride..][..stride]);
+        for &(x1, x2, fx) in &cols {
+            let (a, b) = (x1 * 3, x2 * 3);
+            out.push(std::array::from_fn(|c| {
+                let top = lut[r1[a + c] as usize] * (1.0 - fx) + lut[r1[b + c] as usize] * fx;
+                let bottom = lut[r2[a + c] as usize] * (1.0 - fx) + lut[r2[b + c] as usize] * fx;
+                top * (1.0 - fy) + bottom * fy
+            }));
         }
     }
     out
@@ -114,36 +131,68 @@ fn gray(p: &[f32; 3]) -> f32 {
     0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
 }
 
+// The two conversions are written without branches (every case computed, one selected) so
+// the hue loop vectorises; each case is the same arithmetic as the textbook branches, so the
+// results are bit for bit those of the branching form.
 fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
     let max = r.max(g).max(b);
     let min = r.min(g).min(b);
     let d = max - min;
+    // (g - b) / d is in [-1, 1], where rem_euclid(6) is this select (and no fmod call).
+    let x = (g - b) / d;
+    let from_r = (if x < 0.0 { x + 6.0 } else { x }) / 6.0;
+    let from_g = ((b - r) / d + 2.0) / 6.0;
+    let from_b = ((r - g) / d + 4.0) / 6.0;
     let h = if d == 0.0 {
         0.0
     } else if max == r {
-        ((g - b) / d).rem_euclid(6.0) / 6.0
+        from_r
     } else if max == g {
-        ((b - r) / d + 2.0) / 6.0
+        from_g
     } else {
-        ((r - g) / d + 4.0) / 6.0
+        from_b
     };
     let s = if max == 0.0 { 0.0 } else { d / max };
     [h, s, max]
 }
 
 fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
-    let h6 = h.rem_euclid(1.0) * 6.0;
+    // h - floor(h) is h.rem_euclid(1.0) exactly (the fractional part is representable, and a
+    // negative h's +1 is one rounding either way), without the fmod call.
+    let h6 = (h - h.floor()) * 6.0;
     let i = h6.floor();
     let f = h6 - i;
     let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-    match i as i32 {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
-    }
+    // Sector i: [v,t,p], [q,v,p], [p,v,t], [p,q,v], [t,p,v], else [v,p,q].
+    let i = i as i32;
+    let r = if i == 1 {
+        q
+    } else if i == 2 || i == 3 {
+        p
+    } else if i == 4 {
+        t
+    } else {
+        v
+    };
+    let g = if i == 0 {
+        t
+    } else if i == 1 || i == 2 {
+        v
+    } else if i == 3 {
+        q
+    } else {
+        p
+    };
+    let b = if i == 0 || i == 1 {
+        p
+    } else if i == 2 {
+        t
+    } else if i == 3 || i == 4 {
+        v
+    } else {
+        q
+    };
+    [r, g, b]
 }
 
 /// torchvision ColorJitter: brightness, contrast, saturation, hue in a random order.
@@ -182,6 +231,7 @@ fn color_jitter(px: &mut [[f32; 3]], strength: f64, hue: f64, rng: &mut Rng) {
 }
 
 /// Separable Gaussian blur with sigma in [0.1, 2.0] (the official PIL blur), edges clamped.
+/// Taps are summed in kernel order; only the border pixels pay for the clamping.
 fn gaussian_blur(px: &mut [[f32; 3]], size: usize, rng: &mut Rng) {
     let sigma = rng.range(0.1, 2.0);
     let radius = ((2.0 * sigma).ceil() as usize).min(size / 2).max(1);
@@ -190,26 +240,30 @@ fn gaussian_blur(px: &mut [[f32; 3]], size: usize, rng: &mut Rng) {
         .collect();
     let norm: f32 = kernel.iter().sum();
     let mut tmp = vec![[0.0f32; 3]; px.len()];
-    for pass in 0..2 {
-        let (src, dst): (&[[f32; 3]], &mut [[f32; 3]]) = if pass == 0 { (px, &mut tmp) } else { (&tmp, px) };
-        for y in 0..size {
-            for x in 0..size {
-                let mut acc = [0.0f32; 3];
-                for (i, k) in kernel.iter().enumerate() {
-                    let d = i as isize - radius as isize;
-                    let (sx, sy) = if pass == 0 {
-                        ((x as isize + d).clamp(0, size as isize - 1) as usize, y)
-                    } else {
-                        (x, (y as isize + d).clamp(0, size as isize - 1) as usize)
-                    };
-                    let p = src[sy * size + sx];
-                    for c in 0..3 {
-                        acc[c] += k * p[c];
-                    }
+    // One pass along an axis: output i of a line of `size` pixels `step` apart.
+    let pass = |src: &[[f32; 3]], dst: &mut [[f32; 3]], line: usize, step: usize, across: usize| {
+        for i in 0..size {
+            let mut acc = [0.0f32; 3];
+            let interior = i >= radius && i + radius < size;
+            for (t, k) in kernel.iter().enumerate() {
+                let j = if interior {
+                    i + t - radius
+                } else {
+                    (i as isize + t as isize - radius as isize).clamp(0, size as isize - 1) as usize
+                };
+                let p = src[line * across + j * step];
+                for c in 0..3 {
+                    acc[c] += k * p[c];
                 }
-                dst[y * size + x] = acc.map(|v| v / norm);
             }
+            dst[line * across + i * step] = acc.map(|v| v / norm);
         }
+    };
+    for y in 0..size {
+        pass(px, &mut tmp, y, 1, size);
+    }
+    for x in 0..size {
+        pass(&tmp, px, x, size, 1);
     }
 }
 

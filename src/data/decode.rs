@@ -125,14 +125,58 @@ pub fn resize(img: Image, width: usize, height: usize) -> Result<Image> {
     Image::new(width, height, dst.into_vec())
 }
 
-/// The EXIF orientation of a JPEG (phone photos are stored sideways with a tag saying so).
+/// The EXIF orientation of a JPEG (phone photos are stored sideways with a tag saying so),
+/// read from its APP1 segment without decoding anything.
 fn exif_orientation(bytes: &[u8]) -> Option<image::metadata::Orientation> {
-    use image::ImageDecoder;
     if !is_jpeg(bytes) {
         return None;
     }
-    let mut d = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(bytes)).ok()?;
-    d.orientation().ok()
+    let mut at = 2;
+    // Segments: 0xFF, marker, big-endian length (counting itself), until the scan starts.
+    while at + 4 <= bytes.len() && bytes[at] == 0xFF {
+        let marker = bytes[at + 1];
+        let len = u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize;
+        if marker == 0xDA || len < 2 {
+            return None;
+        }
+        let body = bytes.get(at + 4..at + 2 + len)?;
+        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
+            return tiff_orientation(&body[6..]).and_then(image::metadata::Orientation::from_exif);
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+/// Tag 0x0112 of the first IFD of a TIFF block (either byte order).
+fn tiff_orientation(tiff: &[u8]) -> Option<u8> {
+    let big = match tiff.get(..4)? {
+        b"MM\0*" => true,
+        b"II*\0" => false,
+        _ => return None,
+    };
+    let u16_at = |i: usize| {
+        tiff.get(i..i + 2)
+            .map(|b| if big { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
+    };
+    let u32_at = |i: usize| {
+        tiff.get(i..i + 4).map(|b| {
+            let a = [b[0], b[1], b[2], b[3]];
+            if big {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        })
+    };
+    let ifd = u32_at(4)? as usize;
+    for e in 0..u16_at(ifd)? as usize {
+        let entry = ifd + 2 + 12 * e;
+        if u16_at(entry)? == 0x0112 {
+            return u8::try_from(u16_at(entry + 8)?).ok();
+        }
+    }
+    None
 }
 
 fn orient(img: Image, orientation: Option<image::metadata::Orientation>) -> Image {

@@ -14,6 +14,8 @@ pub mod decode;
 pub mod folder;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod loader;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod photos;
 pub mod synthetic;
 
 use std::borrow::Cow;
