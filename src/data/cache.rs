@@ -376,6 +376,14 @@ pub fn open_or_build(root: &Path, listing: &Listing, opts: &CacheOptions) -> Res
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
             Ok(mut f) => {
                 let _ = write!(f, "{}", lock_owner());
+                // Another builder may have finished between the look above and the lock.
+                if let Ok((reader, labels)) = CacheReader::open(&path) {
+                    if reader.header.listing == identity {
+                        let _ = std::fs::remove_file(&lock);
+                        let classes = reader.header.classes.clone();
+                        return Ok(Opened { reader, labels, classes, built: false });
+                    }
+                }
                 let result = build_locked(root, listing, &identity, encoding, &path, &lock, opts);
                 let _ = std::fs::remove_file(&lock);
                 result?;
