@@ -194,13 +194,13 @@ pub fn linear_probe(
             }
             plan.write(x, &xb)?;
             plan.write(q, &qb)?;
-            plan.write(opt.state, &crate::optim::step_state(schedule[it.min(total - 1)], it, 0))?;
+            plan.write(opt.state, &crate::optim::step_state(schedule[it.min(total - 1)], it, 0).to_values())?;
             plan.step()?;
             it += 1;
         }
     }
     // Predict with the trained weights: the logits of a forward pass (learning rate 0).
-    plan.write(opt.state, &crate::optim::step_state(0.0, it, 0))?;
+    plan.write(opt.state, &crate::optim::step_state(0.0, it, 0).to_values())?;
     let mut correct = 0;
     for (chunk, labels) in test.chunks(batch * dim).zip(test_labels.chunks(batch)) {
         let mut xb = chunk.to_vec();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
 use crate::data::augment::{multicrop, thumbnail_rgba, AugmentConfig};
-use crate::data::{synthetic, Dataset, Image};
+use crate::data::{epoch_order, synthetic, Dataset, Image};
 use crate::eval::{knn_top1, FeatureExtractor};
 use crate::gpu::{Gpu, GpuOptions, Tensor};
 use crate::rng::Rng;
@@ -102,9 +102,10 @@ impl WebDemo {
         Ok(demo)
     }
 
+    /// The current epoch's sample order (`data::epoch_order`, as a native run).
     fn shuffle(&mut self) {
-        self.order = (0..self.data.len()).collect();
-        Rng::new(self.seed).shuffle(&mut self.order);
+        let per_epoch = (self.data.len() / self.trainer.cfg.batch_size).max(1);
+        self.order = epoch_order(self.data.len(), self.seed, self.trainer.iteration / per_epoch);
     }
 
     /// "name (backend, device type); limits ..."
@@ -185,7 +186,7 @@ impl WebDemo {
         let per_epoch = (self.order.len() / b).max(1);
         let (epoch, pos) = (self.trainer.iteration / per_epoch, (self.trainer.iteration % per_epoch) * b);
         if pos == 0 && epoch > 0 {
-            Rng::derive(self.seed, 0xE90C, epoch as u64).shuffle(&mut self.order);
+            self.order = epoch_order(self.data.len(), self.seed, epoch);
         }
         self.batch_indices = self.order[pos..pos + b].to_vec();
         let per_sample: Vec<Vec<Vec<f32>>> = self

@@ -136,7 +136,7 @@ fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &[1.0; 10]), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
         let (opt, loss) = (
-            upload(&gpu, "opt", &swav_wgpu::optim::step_state(0.5, 0, 0).map(f64::from)),
+            upload(&gpu, "opt", &swav_wgpu::optim::step_state(0.5, 0, 0).to_values().map(f64::from)),
             upload(&gpu, "loss", &[bad]),
         );
         run(
@@ -182,7 +182,7 @@ fn optimizer_kernel_matches_cpu_reference() {
         let opt = upload(
             &gpu,
             "opt",
-            &swav_wgpu::optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).map(f64::from),
+            &swav_wgpu::optim::step_state(0.5, 2, if enabled == 1.0 { 0 } else { 9 }).to_values().map(f64::from),
         );
         let loss = upload(&gpu, "loss", &[1.0]);
         run(
@@ -223,7 +223,7 @@ fn adam_kernel_matches_cpu_reference() {
         (64, true, 1e-3, 4, 10, 0.0),
         (64, true, 2e-3, 8, 7, 1e-4),
     ] {
-        let state = swav_wgpu::optim::step_state(lr, step, unfreeze).map(f64::from);
+        let state = swav_wgpu::optim::step_state(lr, step, unfreeze).to_values().map(f64::from);
         let mut p = rng.vec_f32(n);
         let g = rng.vec_f32(n);
         let mut m1 = rng.vec_f32(n);
@@ -265,7 +265,7 @@ fn adam_kernel_matches_cpu_reference() {
     let (tp, tg) = (upload(&gpu, "p", &[0.5; 8]), upload(&gpu, "g", &[1.0; 8]));
     let (t1, t2) = (upload(&gpu, "m1", &[0.0; 8]), upload(&gpu, "m2", &[0.0; 8]));
     let (opt, loss) = (
-        upload(&gpu, "opt", &swav_wgpu::optim::step_state(1e-3, 0, 0).map(f64::from)),
+        upload(&gpu, "opt", &swav_wgpu::optim::step_state(1e-3, 0, 0).to_values().map(f64::from)),
         upload(&gpu, "loss", &[f64::NAN]),
     );
     let h = AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false };

@@ -18,12 +18,7 @@ pub struct Batch {
     pub iteration: usize,
 }
 
-/// The sample order of an epoch (a seeded shuffle).
-pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    Rng::derive(seed, 0xE90C, epoch as u64).shuffle(&mut order);
-    order
-}
+pub use super::epoch_order;
 
 /// The crops of samples `indices` of epoch `epoch`, each sample read and augmented on a worker
 /// thread, grouped by crop position.

@@ -183,6 +183,18 @@ pub struct DataSplit {
     pub test: Option<Dataset>,
 }
 
+/// The random stream of the epochs' sample orders (`Rng::derive(seed, EPOCH_ORDER_STREAM,
+/// epoch)`); the augmentation of sample i in epoch e draws from (seed, e + 1, i).
+pub const EPOCH_ORDER_STREAM: u64 = 0xE90C;
+
+/// The sample order of an epoch (a seeded shuffle): the same natively, on every rank and in
+/// the browser.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    crate::rng::Rng::derive(seed, EPOCH_ORDER_STREAM, epoch as u64).shuffle(&mut order);
+    order
+}
+
 /// Per-channel normalisation (CIFAR-10 statistics, used for every dataset).
 pub const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const STD: [f32; 3] = [0.2470, 0.2435, 0.2616];

@@ -1,5 +1,6 @@
 //! A GPU tensor: f32 elements in a pooled storage buffer, with a shape. Dropping it returns the
 //! buffer to the pool.
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -116,5 +117,56 @@ impl Gpu {
         }
         self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
         Ok(())
+    }
+
+    /// Copies a tensor back to the CPU. Awaits the map on wasm, polls on native.
+    pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.read_many(&[t]).await
+    }
+
+    /// Copies several tensors back with one map, one after another in one vector.
+    pub async fn read_many(&self, ts: &[&Tensor]) -> Result<Vec<f32>> {
+        let bytes: u64 = ts.iter().map(|t| t.bytes()).sum();
+        let cached = self.staging.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&bytes).and_then(|v| v.pop());
+        let staging = match cached {
+            Some(b) => b,
+            None => {
+                self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        let mut offset = 0;
+        for t in ts {
+            encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, offset, t.bytes());
+            offset += t.bytes();
+        }
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
+        rx.await
+            .map_err(|_| Error::Readback("map callback dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        self.staging.lock().unwrap_or_else(|e| e.into_inner()).entry(bytes).or_default().push(staging);
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_blocking(&self, t: &Tensor) -> Result<Vec<f32>> {
+        pollster::block_on(self.read(t))
     }
 }

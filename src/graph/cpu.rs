@@ -1,19 +1,10 @@
 //! The CPU interpreter: runs a graph's ops with the f64 references of `ops::*::cpu`, so any
 //! model's forward and backward can be compared with the GPU plan end to end, and
 //! finite-differenced in f64.
-use std::collections::HashMap;
-
 use super::{Graph, Kind, TensorId};
 use crate::error::{Error, Result};
 
-/// Tensor values by id.
-pub type Values = HashMap<TensorId, Vec<f64>>;
-
-pub(super) fn get<'v>(g: &Graph, v: &'v Values, t: TensorId) -> Result<&'v [f64]> {
-    v.get(&t)
-        .map(|x| x.as_slice())
-        .ok_or_else(|| Error::Invalid(format!("CPU interpreter: no value for tensor '{}' ({:?})", g.info(t).name, t)))
-}
+pub use super::op::Values;
 
 /// Runs every op (forward and backward). `values` must hold every input, parameter and
 /// buffer; constants are added here; batch-norm updates its running statistics in place.

@@ -5,7 +5,6 @@
 //! op is a variant and one arm in each of those four matches (see CONTRIBUTING.md).
 use std::collections::HashMap;
 
-use super::cpu::{get, Values};
 use super::{Graph, RowKind, TensorId};
 use crate::dist::Reduce;
 use crate::error::{Error, Result};
@@ -482,6 +481,15 @@ fn lower_dispatches(gpu: &Gpu, g: &Graph, tensors: &[Option<Tensor>], op: &Op) -
 
 // ---- CPU evaluation
 
+/// Tensor values by id (the CPU interpreter's, `graph::cpu`).
+pub type Values = std::collections::HashMap<TensorId, Vec<f64>>;
+
+fn get<'v>(g: &Graph, v: &'v Values, t: TensorId) -> Result<&'v [f64]> {
+    v.get(&t)
+        .map(|x| x.as_slice())
+        .ok_or_else(|| Error::Invalid(format!("CPU interpreter: no value for tensor '{}' ({:?})", g.info(t).name, t)))
+}
+
 pub(super) fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
     use ops::*;
     if g.world > 1 {
@@ -686,29 +694,29 @@ pub(super) fn eval(g: &Graph, op: &Op, v: &mut Values) -> Result<()> {
             v.insert(*queue, new);
         }
         Op::SgdStep { t: crate::ops::optim::SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }, h } => {
-            let st = get(g, v, *state)?.to_vec();
+            let st = crate::ops::optim::StepState::from_values(get(g, v, *state)?);
             let gr = get(g, v, *grad)?.to_vec();
             let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt();
             let pn = norm(get(g, v, *param)?);
             v.insert(*pnorm, vec![pn]);
             v.insert(*gnorm, vec![norm(&gr)]);
-            if !(h.gated && st[1] == 0.0) && get(g, v, *loss)?[0].is_finite() {
+            if (st.prototypes_on || !h.gated) && get(g, v, *loss)?[0].is_finite() {
                 let mut p = get(g, v, *param)?.to_vec();
                 let mut m = get(g, v, *momentum)?.to_vec();
-                crate::ops::optim::cpu::sgd_step(&mut p, &gr, &mut m, st[0], h);
+                crate::ops::optim::cpu::sgd_step(&mut p, &gr, &mut m, st.lr, h);
                 v.insert(*param, p);
                 v.insert(*momentum, m);
             }
         }
         Op::AdamStep { t: crate::ops::optim::AdamTensors { param, grad, m1, m2, state, loss }, h } => {
-            let st = get(g, v, *state)?.to_vec();
-            if !(h.gated && st[1] == 0.0) && get(g, v, *loss)?[0].is_finite() {
+            let st = crate::ops::optim::StepState::from_values(get(g, v, *state)?);
+            if (st.prototypes_on || !h.gated) && get(g, v, *loss)?[0].is_finite() {
                 let gr = get(g, v, *grad)?.to_vec();
                 let mut p = get(g, v, *param)?.to_vec();
                 let mut a = get(g, v, *m1)?.to_vec();
                 let mut b = get(g, v, *m2)?.to_vec();
-                let c = if h.gated { (st[4], st[5]) } else { (st[2], st[3]) };
-                crate::ops::optim::cpu::adam_step(&mut p, &gr, &mut a, &mut b, st[0], c, h);
+                let c = if h.gated { st.prototype_corrections } else { st.corrections };
+                crate::ops::optim::cpu::adam_step(&mut p, &gr, &mut a, &mut b, st.lr, c, h);
                 v.insert(*param, p);
                 v.insert(*m1, a);
                 v.insert(*m2, b);

@@ -5,7 +5,7 @@
 //! kernels are `ops::optim`.
 use crate::error::Result;
 use crate::graph::{Graph, Kind, Op, TensorId};
-pub use crate::ops::optim::{AdamHyper, SgdHyper, STATE_LEN};
+pub use crate::ops::optim::{AdamHyper, SgdHyper, StepState, STATE_LEN};
 use crate::ops::optim::{AdamTensors, SgdTensors};
 
 /// Adam's bias corrections (1 - b1^t, 1 - b2^t) after `t` steps (t >= 1).
@@ -17,11 +17,14 @@ pub fn adam_corrections(t: usize) -> (f64, f64) {
 
 /// The state tensor's values for one step: `step` is the 0-based iteration, the prototypes
 /// move from iteration `unfreeze` on.
-pub fn step_state(lr: f64, step: usize, unfreeze: usize) -> [f32; STATE_LEN] {
+pub fn step_state(lr: f64, step: usize, unfreeze: usize) -> StepState {
     let on = step >= unfreeze;
-    let (c1, c2) = adam_corrections(step + 1);
-    let (p1, p2) = if on { adam_corrections(step - unfreeze + 1) } else { (1.0, 1.0) };
-    [lr as f32, on as u32 as f32, c1 as f32, c2 as f32, p1 as f32, p2 as f32]
+    StepState {
+        lr,
+        prototypes_on: on,
+        corrections: adam_corrections(step + 1),
+        prototype_corrections: if on { adam_corrections(step - unfreeze + 1) } else { (1.0, 1.0) },
+    }
 }
 
 /// Which update rule.

@@ -5,6 +5,7 @@
 mod diagnose;
 mod monitor;
 mod plot;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

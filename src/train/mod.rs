@@ -254,7 +254,7 @@ impl Trainer {
         for (t, data) in self.ids.crops.iter().zip(crops) {
             self.plan.write(*t, data)?;
         }
-        let state = crate::optim::step_state(self.lr(), self.iteration, self.cfg.freeze_prototypes_niters);
+        let state = crate::optim::step_state(self.lr(), self.iteration, self.cfg.freeze_prototypes_niters).to_values();
         self.plan.write(self.ids.optimizer_state, &state)?;
         if self.ids.has_queue {
             let active = if self.queue_in_use() { self.swav().effective_queue_length() as f32 } else { 0.0 };

@@ -17,6 +17,39 @@ const ADAM_STEP: &str = include_str!("../../../shaders/optim/adam_step.wgsl");
 /// steps from 1; the prototypes' t from their unfreezing), computed here in f64.
 pub const STATE_LEN: usize = 6;
 
+/// The per-step optimizer state: one small tensor written every step and read by the update
+/// kernels, in `to_values`' order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepState {
+    pub lr: f64,
+    /// Whether the prototypes move this step (frozen for the first iterations).
+    pub prototypes_on: bool,
+    /// Adam's bias corrections (1 - b1^t, 1 - b2^t) of the other parameters...
+    pub corrections: (f64, f64),
+    /// ...and of the prototypes, whose t counts from their unfreezing.
+    pub prototype_corrections: (f64, f64),
+}
+
+impl StepState {
+    /// The tensor: [lr, prototypes on (1) or frozen (0), c1, c2, c1 prototypes, c2 prototypes].
+    pub fn to_values(&self) -> [f32; STATE_LEN] {
+        let (c1, c2) = self.corrections;
+        let (p1, p2) = self.prototype_corrections;
+        [self.lr as f32, self.prototypes_on as u32 as f32, c1 as f32, c2 as f32, p1 as f32, p2 as f32]
+    }
+
+    /// Read back from the tensor's values (the CPU evaluation).
+    pub fn from_values(v: &[f64]) -> StepState {
+        let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        StepState {
+            lr: at(0),
+            prototypes_on: at(1) != 0.0,
+            corrections: (at(2), at(3)),
+            prototype_corrections: (at(4), at(5)),
+        }
+    }
+}
+
 /// Adam's per-parameter settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {

@@ -49,7 +49,3 @@ pub fn max_pool_backward(dy: &[f64], arg: &[usize], s: PoolShape) -> Vec<f64> {
 pub fn global_avg_pool_forward(x: &[f64], planes: usize, hw: usize) -> Vec<f64> {
     (0..planes).map(|p| x[p * hw..(p + 1) * hw].iter().sum::<f64>() / hw as f64).collect()
 }
-
-pub fn global_avg_pool_backward(dy: &[f64], planes: usize, hw: usize) -> Vec<f64> {
-    (0..planes * hw).map(|i| dy[i / hw] / hw as f64).collect()
-}

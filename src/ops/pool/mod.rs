@@ -10,7 +10,6 @@ use crate::ops::{check_len, compose, to_u32, KernelSource};
 const COMMON: &str = include_str!("../../../shaders/pool/common.wgsl");
 const MAX_FORWARD: &str = include_str!("../../../shaders/pool/max_forward.wgsl");
 const MAX_BACKWARD: &str = include_str!("../../../shaders/pool/max_backward.wgsl");
-const AVG_BACKWARD: &str = include_str!("../../../shaders/pool/global_avg_backward.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolShape {
@@ -134,22 +133,8 @@ pub fn global_avg_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, planes: usize,
     reduce::reduce_axis(gpu, x, y, planes, hw, 1, ReduceOp::Mean)
 }
 
-pub fn global_avg_pool_backward(gpu: &Gpu, dy: &Tensor, dx: &Tensor, planes: usize, hw: usize) -> Result<Dispatch> {
-    check_len("global_avg_pool_backward", "grad output", dy, planes)?;
-    check_len("global_avg_pool_backward", "grad input", dx, planes * hw)?;
-    let s = PoolShape { planes, h: hw, w: 1, kh: 1, kw: 1, stride: (1, 1), pad: (0, 0) };
-    let grid = linear_grid(gpu, "global_avg_pool_backward", (planes * hw).div_ceil(256) as u64)?;
-    gpu.dispatch(
-        "pool/global_avg_backward",
-        &pipeline(gpu, "global_avg_backward", AVG_BACKWARD)?,
-        &s.params()?,
-        &[dy, dx],
-        grid,
-    )
-}
-
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [("max_forward", MAX_FORWARD), ("max_backward", MAX_BACKWARD), ("global_avg_backward", AVG_BACKWARD)]
+    [("max_forward", MAX_FORWARD), ("max_backward", MAX_BACKWARD)]
         .iter()
         .map(|(n, b)| KernelSource { name: format!("pool/{n}"), source: compose(&[COMMON, b], &[]) })
         .collect()

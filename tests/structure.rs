@@ -1,0 +1,81 @@
+//! The crate's layering: no two source files refer to each other (`crate::a::b` or
+//! `super::b` paths, resolved to the file of the longest module prefix). A pair that does is
+//! one module split in two, or a missing layer.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// `src/a/b.rs` and `src/a/b/mod.rs` -> ["a", "b"]; lib.rs and main.rs -> [].
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The path segments after each `crate::` or `super::` in `text`, with which of the two.
+fn paths(text: &str) -> Vec<(bool, Vec<String>)> {
+    let mut out = Vec::new();
+    for (start, root) in [("crate::", true), ("super::", false)] {
+        for (i, _) in text.match_indices(start) {
+            let before = text[..i].chars().last();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = &text[i + start.len()..];
+            let mut segs = Vec::new();
+            for s in rest.split("::") {
+                let id: String = s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let whole = id.len() == s.len();
+                if !id.is_empty() {
+                    segs.push(id);
+                }
+                if !whole || segs.is_empty() {
+                    break;
+                }
+            }
+            out.push((root, segs));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_two_source_files_import_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeMap<Vec<String>, PathBuf> = files.iter().map(|f| (module_path(&src, f), f.clone())).collect();
+    let mut edges = BTreeSet::new();
+    for f in &files {
+        let here = module_path(&src, f);
+        let text = std::fs::read_to_string(f).unwrap();
+        for (from_crate, segs) in paths(&text) {
+            let mut full = if from_crate { Vec::new() } else { here[..here.len().saturating_sub(1)].to_vec() };
+            full.extend(segs);
+            let target = (1..=full.len()).rev().find_map(|n| modules.get(&full[..n]));
+            if let Some(t) = target.filter(|t| *t != f) {
+                edges.insert((f.clone(), t.clone()));
+            }
+        }
+    }
+    let mutual: Vec<String> = edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
+        .map(|(a, b)| format!("{} <-> {}", a.display(), b.display()))
+        .collect();
+    assert!(edges.len() > 50, "the scan found only {} references: is it reading src/?", edges.len());
+    assert!(mutual.is_empty(), "files that import each other:\n{}", mutual.join("\n"));
+}
