@@ -397,3 +397,28 @@ fn a_run_resumed_on_cached_data_is_bit_exact() {
     assert!(!o.status.success() && se.contains("--max-side 512, not 64"), "{se}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn eval_caches_a_train_and_a_test_tree_once() {
+    let d = tmpdir("eval");
+    write_photo_folder(&d.join("photos/train"), 2, 6, &[(90, 70)], 12);
+    write_photo_folder(&d.join("photos/test"), 2, 3, &[(70, 90)], 13);
+    let eval = || {
+        let o = bin()
+            .args(["eval", "knn", "--random-init", "--width", "0.0625", "--data"])
+            .arg(d.join("photos"))
+            .arg("--cache-dir")
+            .arg(d.join("cache"))
+            .output()
+            .unwrap();
+        let (so, se) = text(&o);
+        assert!(o.status.success() && so.contains("k-NN top-1 (random init)"), "{so}\n{se}");
+        se
+    };
+    let first = eval();
+    assert_eq!(first.matches("dataset cache: decoding").count(), 2, "train and test: {first}");
+    let second = eval();
+    assert!(!second.contains("decoding"), "{second}");
+    assert_eq!(cache_files(&d).len(), 2);
+    std::fs::remove_dir_all(&d).ok();
+}
