@@ -648,3 +648,34 @@ fn tuning_candidates_per_mode_and_adapter() {
     assert_eq!(full.len(), GemmVariant::all(Some(8)).len());
     assert!(full.contains(&GemmVariant::SubgroupTiled { tm: 8, tn: 4, sg: 8 }));
 }
+
+/// The fixture's three LARS steps, bit for bit, on the adapter CI runs: losses and every
+/// tensor of the trainer's state, hashed. Refactors (moving an op's rules, dtypes) must leave
+/// this unchanged; a deliberate numeric change updates the pin and says why. Other adapters
+/// print their hash (their kernels and rounding differ).
+#[test]
+fn the_fixture_steps_are_pinned_bit_for_bit() {
+    const PINNED: (&str, &str) = ("llvmpipe (LLVM 15.0.6, 256 bits)", "25cb478125cd91bd");
+    let Some(gpu) = gpu() else { return };
+    let initial = load_safetensors(&fixture_dir().join("initial.safetensors")).unwrap();
+    let mut t = Trainer::new(gpu.clone(), fixture_config(), 1).unwrap();
+    t.load_state(&initial).unwrap();
+    let crops: Vec<&[f32]> = (0..4).map(|i| initial[&format!("crop{i}")].data.as_slice()).collect();
+    let mut h = swav_wgpu::rng::Fnv::new();
+    for _ in 0..3 {
+        h.eat(&t.step(&crops).unwrap().to_bits().to_le_bytes());
+    }
+    for (name, v) in t.state_blocking().unwrap() {
+        h.eat(name.as_bytes());
+        for x in &v.data {
+            h.eat(&x.to_bits().to_le_bytes());
+        }
+    }
+    let got = format!("{:016x}", h.finish());
+    println!("fixture steps on {}: {got}", gpu.info.name);
+    if gpu.info.name == PINNED.0 {
+        assert_eq!(got, PINNED.1, "the fixture steps changed on {}", PINNED.0);
+    } else {
+        eprintln!("fixture steps not pinned for '{}' (pinned: '{}')", gpu.info.name, PINNED.0);
+    }
+}
