@@ -317,3 +317,27 @@ fn a_tensor_too_large_for_the_device_is_named_by_its_layer_not_its_slot() {
     assert!(e.contains("layer1.0.conv1 output [640, 64, 32, 32] f32"), "{e}");
     assert!(e.contains("storage binding"), "{e}");
 }
+
+#[test]
+fn tensors_carry_their_element_type() {
+    use swav_wgpu::gpu::DType;
+    let Some(gpu) = gpu() else { return };
+    let bytes = gpu.tensor_of("bytes", &[10], DType::U8).unwrap();
+    assert_eq!((bytes.dtype(), bytes.bytes()), (DType::U8, 12), "10 bytes padded to a multiple of 4");
+    let e = gpu.write(&bytes, &[0.0; 10]).unwrap_err().to_string();
+    assert!(e.contains("holds u8, not f32"), "{e}");
+    let e = gpu.read_blocking(&bytes).unwrap_err().to_string();
+    assert!(e.contains("holds u8, not f32"), "{e}");
+    // The kernels are f32 kernels: another type is refused by name, never reinterpreted.
+    let y = gpu.tensor("y", &[10]).unwrap();
+    let e = swav_wgpu::ops::elementwise::relu_forward(&gpu, &bytes, &y).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("holds u8, the kernels read f32"), "{e}");
+    // A memory-plan slot (bytes) holds views of any type that fit its buffer.
+    let slot = gpu.tensor_of("slot", &[16], DType::U8).unwrap();
+    let v = slot.view_as(&[4], DType::F32).unwrap();
+    assert_eq!((v.dtype(), v.bytes()), (DType::F32, 16));
+    assert_eq!(slot.view_as(&[8], DType::F16).unwrap().bytes(), 16);
+    let capacity = slot.buffer().size() as usize; // the pool rounds buffers up
+    assert!(slot.view_as(&[capacity / 4], DType::F32).is_ok());
+    assert!(slot.view_as(&[capacity / 4 + 1], DType::F32).is_err());
+}

@@ -1,6 +1,7 @@
 //! The GPU side: context (adapter, device, caches), tensors and prepared dispatches.
 pub mod context;
 pub mod dispatch;
+pub mod dtype;
 pub mod tensor;
 pub mod timing;
 pub mod tune;
@@ -9,6 +10,7 @@ pub mod tune;
 pub use context::list_adapters;
 pub use context::{describe_adapter, pick_adapter, AdapterClass, Gpu, GpuOptions};
 pub use dispatch::{linear_grid, runs, Dispatch, Exchange, Step};
+pub use dtype::DType;
 pub use tensor::Tensor;
 
 /// A kernel's typed parameters (a `#[repr(C)]` struct mirroring its WGSL `Params`, all

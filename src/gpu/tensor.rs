@@ -1,14 +1,16 @@
-//! A GPU tensor: f32 elements in a pooled storage buffer, with a shape. Dropping it returns the
-//! buffer to the pool.
+//! A GPU tensor: elements of one `DType` in a pooled storage buffer, with a shape. Dropping it
+//! returns the buffer to the pool.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::context::{Gpu, Pool};
+use crate::gpu::DType;
 
 pub struct Tensor {
     buffer: Option<wgpu::Buffer>,
     shape: Vec<usize>,
+    dtype: DType,
     /// Where the buffer goes back on drop; `None` for views, which do not own their buffer.
     pool: Option<Pool>,
 }
@@ -23,20 +25,28 @@ impl Tensor {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
     pub fn bytes(&self) -> u64 {
-        self.len() as u64 * 4
+        self.dtype.bytes(self.len())
     }
     /// Another tensor over the first `shape`-many elements of the same buffer (the graph
     /// executor's memory plan places several tensors in one buffer over time).
     pub fn view(&self, shape: &[usize]) -> Result<Tensor> {
+        self.view_as(shape, self.dtype)
+    }
+
+    /// `view` with another element type (a memory-plan slot holds tensors of any type).
+    pub fn view_as(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let elems: usize = shape.iter().product();
-        let capacity = (self.buffer().size() / 4) as usize;
-        if elems == 0 || elems > capacity {
+        if elems == 0 || dtype.bytes(elems) > self.buffer().size() {
             return Err(Error::Invalid(format!(
-                "view of shape {shape:?} does not fit a buffer of {capacity} elements"
+                "view of shape {shape:?} {dtype} does not fit a buffer of {} bytes",
+                self.buffer().size()
             )));
         }
-        Ok(Tensor { buffer: self.buffer.clone(), shape: shape.to_vec(), pool: None })
+        Ok(Tensor { buffer: self.buffer.clone(), shape: shape.to_vec(), dtype, pool: None })
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
@@ -65,19 +75,24 @@ impl Drop for Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor{:?}", self.shape)
+        write!(f, "Tensor{:?} {}", self.shape, self.dtype)
     }
 }
 
 impl Gpu {
-    /// An uninitialised tensor (contents are whatever the pooled buffer held). Fails with a
+    /// An uninitialised f32 tensor (contents are whatever the pooled buffer held). Fails with a
     /// clear error when the tensor is larger than one storage binding may be.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.tensor_of(name, shape, DType::F32)
+    }
+
+    /// `tensor` of any element type.
+    pub fn tensor_of(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let elems: usize = shape.iter().product();
         if elems == 0 {
             return Err(Error::Invalid(format!("tensor '{name}' has shape {shape:?} with no elements")));
         }
-        let bytes = elems as u64 * 4;
+        let bytes = dtype.bytes(elems);
         let limit = self.max_binding_bytes();
         if bytes > limit {
             return Err(Error::TensorTooLarge { name: name.to_string(), bytes, limit });
@@ -85,6 +100,7 @@ impl Gpu {
         Ok(Tensor {
             buffer: Some(self.storage_buffer(bytes, self.limits.max_buffer_size)),
             shape: shape.to_vec(),
+            dtype,
             pool: Some(Arc::clone(&self.pool)),
         })
     }
@@ -107,8 +123,9 @@ impl Gpu {
         self.tensor_from(name, shape, &vec![value; n])
     }
 
-    /// Overwrites a tensor's contents from the CPU.
+    /// Overwrites an f32 tensor's contents from the CPU.
     pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        f32_only("write", t)?;
         if data.len() != t.len() {
             return Err(Error::Shape {
                 op: "write",
@@ -126,6 +143,9 @@ impl Gpu {
 
     /// Copies several tensors back with one map, one after another in one vector.
     pub async fn read_many(&self, ts: &[&Tensor]) -> Result<Vec<f32>> {
+        for t in ts {
+            f32_only("read", t)?;
+        }
         let bytes: u64 = ts.iter().map(|t| t.bytes()).sum();
         let cached = self.staging.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&bytes).and_then(|v| v.pop());
         let staging = match cached {
@@ -169,4 +189,13 @@ impl Gpu {
     pub fn read_blocking(&self, t: &Tensor) -> Result<Vec<f32>> {
         pollster::block_on(self.read(t))
     }
+}
+
+/// The CPU side reads and writes f32 values: other element types are an error, not a
+/// reinterpretation.
+fn f32_only(what: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype != DType::F32 {
+        return Err(Error::Shape { op: what, detail: format!("tensor {:?} holds {}, not f32", t.shape(), t.dtype) });
+    }
+    Ok(())
 }

@@ -47,6 +47,8 @@ pub struct TensorInfo {
     pub requires_grad: bool,
     /// Persist after the step so it can be read (losses, gradients, named outputs).
     pub keep: bool,
+    /// Element type (f32 for every tensor today).
+    pub dtype: crate::gpu::DType,
 }
 
 impl TensorInfo {
@@ -57,7 +59,7 @@ impl TensorInfo {
         self.len() == 0
     }
     pub fn bytes(&self) -> u64 {
-        self.len() as u64 * 4
+        self.dtype.bytes(self.len())
     }
     pub fn persistent(&self) -> bool {
         self.keep || self.kind != Kind::Activation
@@ -114,7 +116,7 @@ impl Graph {
     /// it), e.g. "layer3.1.conv2 output [64, 256, 8, 8] f32" or "relu after layer3.1.bn2 [...]".
     pub fn describe(&self, t: TensorId) -> String {
         let info = self.info(t);
-        let shape = format!("{:?} f32", info.shape);
+        let shape = format!("{:?} {}", info.shape, info.dtype);
         if info.persistent() {
             return format!("{} {shape}", info.name);
         }
@@ -162,6 +164,7 @@ impl Graph {
             kind,
             requires_grad,
             keep: false,
+            dtype: crate::gpu::DType::F32,
         });
         id
     }

@@ -354,15 +354,15 @@ impl Plan {
                     ),
                     None => format!("activation slot {i}"),
                 };
-                gpu.tensor(&name, &[(b / 4) as usize])
+                gpu.tensor_of(&name, &[b as usize], crate::gpu::DType::U8)
             })
             .collect::<Result<_>>()?;
         let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(graph.tensors.len());
         for (i, info) in graph.tensors.iter().enumerate() {
             let t = if info.persistent() {
-                Some(gpu.tensor(&info.name, &info.shape)?)
+                Some(gpu.tensor_of(&info.name, &info.shape, info.dtype)?)
             } else if let Some(s) = memory.slot_of[i] {
-                Some(slots[s].view(&info.shape)?)
+                Some(slots[s].view_as(&info.shape, info.dtype)?)
             } else {
                 None // never written nor read
             };

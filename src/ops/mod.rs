@@ -81,7 +81,12 @@ pub fn all_kernel_sources() -> Vec<KernelSource> {
     v
 }
 
+/// A kernel's tensor has `want` elements of the type its kernels are written for (f32: every
+/// kernel today).
 pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -> Result<()> {
+    if t.dtype() != crate::gpu::DType::F32 {
+        return Err(Error::Shape { op, detail: format!("{what} holds {}, the kernels read f32", t.dtype()) });
+    }
     if t.len() != want {
         return Err(Error::Shape {
             op,
