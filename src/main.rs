@@ -18,7 +18,7 @@ use swav_wgpu::{Error, Result};
 #[derive(Parser)]
 #[command(name = "swav-wgpu", version, about = "SwAV self-supervised learning on any GPU through WebGPU")]
 struct Cli {
-    /// Backend(s): vulkan, metal, dx12, gl (comma-separated). Also SWAV_WGPU_BACKEND or WGPU_BACKEND.
+    /// Backend(s): vulkan, metal, dx12 (comma-separated). Also SWAV_WGPU_BACKEND or WGPU_BACKEND.
     #[arg(long, global = true)]
     backend: Option<String>,
     /// Use the adapter whose name contains this text (case-insensitive). Also SWAV_WGPU_ADAPTER.

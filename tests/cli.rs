@@ -714,3 +714,12 @@ fn ten_thousand_mutated_command_lines_never_panic() {
     assert!(failures.is_empty(), "{} of 10,000 command lines failed badly, first: {}", failures.len(), failures[0]);
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn only_the_backends_this_build_has_are_offered() {
+    assert_fails_with(&["devices", "--backend", "gl"], "this build has no OpenGL backend; use vulkan, metal or dx12");
+    assert_fails_with(&["devices", "--backend", "vulkan,opengl"], "no OpenGL backend");
+    assert_fails_with(&["devices", "--backend", "cuda"], "unknown backend 'cuda': use vulkan, metal or dx12");
+    let help = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    assert!(help.contains("vulkan, metal, dx12") && !help.contains(", gl"), "{help}");
+}

@@ -57,12 +57,21 @@ impl GpuOptions {
         match &self.backend {
             None => Ok(wgpu::Backends::all()),
             Some(s) => {
-                let b = wgpu::Backends::from_comma_list(s);
-                if b.is_empty() {
-                    Err(Error::Invalid(format!("unknown backend '{s}': use vulkan, metal, dx12, gl or webgpu")))
-                } else {
-                    Ok(b)
-                }
+                s.split(',').map(str::trim).filter(|n| !n.is_empty()).try_fold(wgpu::Backends::empty(), |all, n| {
+                    let one = match n.to_ascii_lowercase().as_str() {
+                        "vulkan" | "vk" => wgpu::Backends::VULKAN,
+                        "metal" | "mtl" => wgpu::Backends::METAL,
+                        "dx12" | "d3d12" => wgpu::Backends::DX12,
+                        // Only the backends this build compiles in (Cargo.toml's wgpu features).
+                        "gl" | "gles" | "opengl" => {
+                            return Err(Error::Invalid(format!(
+                                "backend '{n}': this build has no OpenGL backend; use vulkan, metal or dx12"
+                            )))
+                        }
+                        _ => return Err(Error::Invalid(format!("unknown backend '{n}': use vulkan, metal or dx12"))),
+                    };
+                    Ok(all | one)
+                })
             }
         }
     }
