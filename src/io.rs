@@ -188,6 +188,29 @@ pub fn write_file_atomic(path: &Path, encoded: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Whether process `pid` of this machine is known to have ended (Linux: /proc; elsewhere
+/// nothing is known, so nothing is taken for dead).
+pub fn process_is_gone(pid: &str) -> bool {
+    pid.parse::<u32>().is_ok() && Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes the temporary files `write_file_atomic` left in `dir` when its process was killed
+/// (`.NAME.tmp-PID` of a process that has ended). Returns their names.
+pub fn remove_dead_temporaries(dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return removed };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let dead = name.starts_with('.')
+            && name.rsplit_once(".tmp-").is_some_and(|(_, pid)| process_is_gone(pid))
+            && e.path().is_file();
+        if dead && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
 /// The string metadata of a safetensors file.
 pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;

@@ -723,3 +723,22 @@ fn only_the_backends_this_build_has_are_offered() {
     let help = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
     assert!(help.contains("vulkan, metal, dx12") && !help.contains(", gl"), "{help}");
 }
+
+#[test]
+fn temporary_files_of_a_killed_run_are_removed_at_the_next_start() {
+    let (d, out_dir, args) = tiny_run("dead-tmp", &["--stop-at", "1"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What a SIGKILL between a checkpoint's write and its rename leaves (a pid that has
+    // ended: above Linux's pid_max), and a file of a live process (this test), which stays.
+    let dead = out_dir.join(".checkpoint.safetensors.tmp-4000000");
+    let live = out_dir.join(format!(".backbone.safetensors.tmp-{}", std::process::id()));
+    std::fs::write(&dead, b"half a checkpoint").unwrap();
+    std::fs::write(&live, b"being written").unwrap();
+    let out = run(&["train", "--resume", out_dir.to_str().unwrap(), "--stop-at", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("removed 1 temporary file(s) of a killed run: .checkpoint.safetensors.tmp-4000000"), "{err}");
+    assert!(!dead.exists() && live.exists());
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -440,7 +440,7 @@ fn lock_owner() -> String {
 fn owner_is_gone(owner: &str) -> bool {
     let mut parts = owner.split_whitespace();
     let (Some(host), Some("pid"), Some(pid)) = (parts.next(), parts.next(), parts.next()) else { return false };
-    host == hostname() && Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+    host == hostname() && crate::io::process_is_gone(pid)
 }
 
 fn lock_is_stale(lock: &Path) -> bool {

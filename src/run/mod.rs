@@ -233,6 +233,10 @@ impl Run {
         if rank == 0 {
             std::fs::create_dir_all(&opts.out)
                 .map_err(|e| Error::Invalid(format!("cannot create --out '{}': {e}", opts.out.display())))?;
+            let removed = crate::io::remove_dead_temporaries(&opts.out);
+            if !removed.is_empty() {
+                eprintln!("removed {} temporary file(s) of a killed run: {}", removed.len(), removed.join(", "));
+            }
             write_config(&opts.out, &cfg)?;
         }
         let mut trainer = Trainer::new_in(gpu.clone(), cfg.clone(), iters_per_epoch, opts.collective.clone())?;
