@@ -742,3 +742,23 @@ fn temporary_files_of_a_killed_run_are_removed_at_the_next_start() {
     assert!(!dead.exists() && live.exists());
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn metrics_keep_one_row_per_iteration_across_resumes() {
+    let (d, out_dir, args) = tiny_run("metrics-rows", &["--stop-at", "3"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What a run killed after its checkpoint at 3 leaves: rows of steps it will train again,
+    // and a line cut off mid-write.
+    let metrics = out_dir.join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&metrics).unwrap();
+    text += "{\"iteration\":3,\"epoch\":0,\"loss\":99.0}\n{\"iteration\":4,\"epoch\":0,\"loss\":99.0}\n{\"iteration\":5,\"lo";
+    std::fs::write(&metrics, text).unwrap();
+    let out = run(&["train", "--resume", out_dir.to_str().unwrap(), "--stop-at", "6"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (steps, _) = iterations_and_epochs(&out_dir);
+    assert_eq!(steps, (0..6).collect::<Vec<u64>>(), "one row per iteration");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(!text.contains("99.0") && !text.contains("\"lo\n"), "{text}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -293,7 +293,8 @@ impl Run {
             // Only one handler per process; a second run in the same process keeps the first.
             let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
         }
-        let metrics = if rank == 0 { Metrics::open(&opts.out, resume_file.is_some())? } else { Metrics::silent() };
+        let resumed_at = resume_file.is_some().then_some(trainer.iteration);
+        let metrics = if rank == 0 { Metrics::open(&opts.out, resumed_at)? } else { Metrics::silent() };
         let slice = crate::data::loader::RankSlice { rank, world };
         let prefetch = Prefetcher::new(
             train_set.clone(),

@@ -15,34 +15,48 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn open(out: &Path, resume: bool) -> Result<Metrics> {
+    /// Opens the run's metrics.jsonl: new, or for a run resumed at iteration `resumed_at`,
+    /// without the rows written after that checkpoint (a killed run wrote steps it will train
+    /// again; a cut-off last line is dropped), so the file keeps one row per iteration.
+    pub(crate) fn open(out: &Path, resumed_at: Option<usize>) -> Result<Metrics> {
         let path = out.join("metrics.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(resume)
-            .write(true)
-            .truncate(!resume)
-            .open(&path)
-            .map_err(|e| Error::Invalid(format!("cannot open '{}': {e}", path.display())))?;
-        let mut m = Metrics { file: Some(file), losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() };
-        if resume {
-            // Earlier points of the run, for the plot.
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                for line in text.lines() {
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-                    let Some(it) = v["iteration"].as_u64().map(|i| i as usize) else { continue };
-                    if let Some(l) = v["loss"].as_f64() {
-                        m.losses.push((it, l as f32));
-                    }
-                    if let Some(k) = v["knn_top1"].as_f64() {
-                        m.knn.push((it, k));
-                    }
-                    if let (Some(e), Some(p)) = (v["code_entropy"].as_f64(), v["prototypes_in_use"].as_u64()) {
-                        m.epochs.push(EpochPoint { iteration: it, code_entropy: e, prototypes_in_use: p as usize });
-                    }
+        let mut m = Metrics { file: None, losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() };
+        if let Some(done) = resumed_at {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut kept = String::new();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let Some(it) = v["iteration"].as_u64().map(|i| i as usize) else { continue };
+                // A step's row (it has "loss") is step `it`; the others count iterations done.
+                let is_step = v.get("loss").is_some();
+                if (is_step && it >= done) || (!is_step && it > done) {
+                    continue;
+                }
+                kept.push_str(line);
+                kept.push('\n');
+                // Earlier points of the run, for the plot.
+                if let Some(l) = v["loss"].as_f64() {
+                    m.losses.push((it, l as f32));
+                }
+                if let Some(k) = v["knn_top1"].as_f64() {
+                    m.knn.push((it, k));
+                }
+                if let (Some(e), Some(p)) = (v["code_entropy"].as_f64(), v["prototypes_in_use"].as_u64()) {
+                    m.epochs.push(EpochPoint { iteration: it, code_entropy: e, prototypes_in_use: p as usize });
                 }
             }
+            if kept != text {
+                crate::io::write_file_atomic(&path, kept.as_bytes())?;
+            }
         }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(resumed_at.is_some())
+            .write(true)
+            .truncate(resumed_at.is_none())
+            .open(&path)
+            .map_err(|e| Error::Invalid(format!("cannot open '{}': {e}", path.display())))?;
+        m.file = Some(file);
         Ok(m)
     }
     /// Records nothing (a rank other than 0).
