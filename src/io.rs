@@ -25,21 +25,16 @@ pub const CHECKSUM_KEY: &str = "checksum";
 fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, String, &'a [usize], &'a [u8])>) -> String {
     let mut sorted: Vec<_> = tensors.collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = crate::rng::Fnv::new();
     for (name, dtype, shape, data) in sorted {
-        eat(name.as_bytes());
-        eat(dtype.as_bytes());
+        h.eat(name.as_bytes());
+        h.eat(dtype.as_bytes());
         for d in shape {
-            eat(&(*d as u64).to_le_bytes());
+            h.eat(&(*d as u64).to_le_bytes());
         }
-        eat(data);
+        h.eat(data);
     }
-    format!("fnv1a64:{h:016x}")
+    format!("fnv1a64:{:016x}", h.finish())
 }
 
 /// Checks the tensors against the file's checksum, when it has one (files from PyTorch

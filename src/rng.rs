@@ -50,8 +50,8 @@ impl Rng {
     }
 }
 
-/// FNV-1a (64 bit): a stable hash of bytes (the dataset cache's keys), the same on every
-/// platform and Rust version, unlike `std::hash`.
+/// FNV-1a (64 bit): a stable hash of bytes (checkpoint checksums, the dataset cache's keys),
+/// the same on every platform and Rust version, unlike `std::hash`.
 pub struct Fnv(u64);
 
 impl Default for Fnv {

@@ -724,20 +724,32 @@ fn only_the_backends_this_build_has_are_offered() {
     assert!(help.contains("vulkan, metal, dx12") && !help.contains(", gl"), "{help}");
 }
 
-#[test]
-fn temporary_files_of_a_killed_run_are_removed_at_the_next_start() {
-    let (d, out_dir, args) = tiny_run("dead-tmp", &["--stop-at", "1"]);
+/// A tiny run stopped at iteration `stop` (a checkpoint there): (folder, run dir).
+fn tiny_run_stopped_at(name: &str, stop: usize) -> (PathBuf, PathBuf) {
+    let (d, out_dir, args) = tiny_run(name, &["--stop-at", &stop.to_string()]);
     let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (d, out_dir)
+}
+
+/// `train --resume run_dir --stop-at stop`, which must succeed; its stderr.
+fn resume_to(run_dir: &Path, stop: usize) -> String {
+    let out = run(&["train", "--resume", run_dir.to_str().unwrap(), "--stop-at", &stop.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+#[test]
+fn temporary_files_of_a_killed_run_are_removed_at_the_next_start() {
+    let (d, out_dir) = tiny_run_stopped_at("dead-tmp", 1);
     // What a SIGKILL between a checkpoint's write and its rename leaves (a pid that has
     // ended: above Linux's pid_max), and a file of a live process (this test), which stays.
     let dead = out_dir.join(".checkpoint.safetensors.tmp-4000000");
     let live = out_dir.join(format!(".backbone.safetensors.tmp-{}", std::process::id()));
     std::fs::write(&dead, b"half a checkpoint").unwrap();
     std::fs::write(&live, b"being written").unwrap();
-    let out = run(&["train", "--resume", out_dir.to_str().unwrap(), "--stop-at", "2"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = resume_to(&out_dir, 2);
     assert!(err.contains("removed 1 temporary file(s) of a killed run: .checkpoint.safetensors.tmp-4000000"), "{err}");
     assert!(!dead.exists() && live.exists());
     std::fs::remove_dir_all(&d).ok();
@@ -745,17 +757,14 @@ fn temporary_files_of_a_killed_run_are_removed_at_the_next_start() {
 
 #[test]
 fn metrics_keep_one_row_per_iteration_across_resumes() {
-    let (d, out_dir, args) = tiny_run("metrics-rows", &["--stop-at", "3"]);
-    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (d, out_dir) = tiny_run_stopped_at("metrics-rows", 3);
     // What a run killed after its checkpoint at 3 leaves: rows of steps it will train again,
     // and a line cut off mid-write.
     let metrics = out_dir.join("metrics.jsonl");
     let mut text = std::fs::read_to_string(&metrics).unwrap();
     text += "{\"iteration\":3,\"epoch\":0,\"loss\":99.0}\n{\"iteration\":4,\"epoch\":0,\"loss\":99.0}\n{\"iteration\":5,\"lo";
     std::fs::write(&metrics, text).unwrap();
-    let out = run(&["train", "--resume", out_dir.to_str().unwrap(), "--stop-at", "6"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    resume_to(&out_dir, 6);
     let (steps, _) = iterations_and_epochs(&out_dir);
     assert_eq!(steps, (0..6).collect::<Vec<u64>>(), "one row per iteration");
     let text = std::fs::read_to_string(&metrics).unwrap();

@@ -325,13 +325,11 @@ pub struct CacheOptions {
     pub encoding: Option<Encoding>,
 }
 
-/// A cache ready to read, and how it came to be.
+/// A cache ready to read (`reader.was_built()` says whether this call built it), with every
+/// image's label.
 pub struct Opened {
     pub reader: CacheReader,
     pub labels: Vec<u32>,
-    pub classes: Vec<String>,
-    /// Whether this call built it.
-    pub built: bool,
 }
 
 /// The cache of folder `root` (absolute) at `opts.short_side`: opened when it matches the
@@ -351,10 +349,7 @@ pub fn open_or_build(root: &Path, listing: &Listing, opts: &CacheOptions) -> Res
     loop {
         if path.exists() {
             match CacheReader::open(&path) {
-                Ok((reader, labels)) if reader.header.listing == identity => {
-                    let classes = reader.header.classes.clone();
-                    return Ok(Opened { reader, labels, classes, built: false });
-                }
+                Ok((reader, labels)) if reader.header.listing == identity => return Ok(Opened { reader, labels }),
                 Ok((reader, _)) if !rebuild_said => {
                     let h = &reader.header;
                     say(format!(
@@ -380,8 +375,7 @@ pub fn open_or_build(root: &Path, listing: &Listing, opts: &CacheOptions) -> Res
                 if let Ok((reader, labels)) = CacheReader::open(&path) {
                     if reader.header.listing == identity {
                         let _ = std::fs::remove_file(&lock);
-                        let classes = reader.header.classes.clone();
-                        return Ok(Opened { reader, labels, classes, built: false });
+                        return Ok(Opened { reader, labels });
                     }
                 }
                 let result = build_locked(root, listing, &identity, encoding, &path, &lock, opts);
@@ -389,8 +383,7 @@ pub fn open_or_build(root: &Path, listing: &Listing, opts: &CacheOptions) -> Res
                 result?;
                 let (mut reader, labels) = CacheReader::open(&path)?;
                 reader.built_now = true;
-                let classes = reader.header.classes.clone();
-                return Ok(Opened { reader, labels, classes, built: true });
+                return Ok(Opened { reader, labels });
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if lock_is_stale(&lock) {
@@ -564,6 +557,109 @@ fn build_locked(
     })
 }
 
+/// The file being written: records and index entries as they come, then the trailer.
+struct CacheWriter {
+    out: BufWriter<File>,
+    index: BufWriter<File>,
+    index_path: PathBuf,
+    path: PathBuf,
+    offset: u64,
+    images: usize,
+    skipped: Vec<String>,
+    skipped_count: usize,
+    /// None before the first image; then the size every image so far has, if they agree.
+    uniform: Option<Option<(usize, usize)>>,
+}
+
+impl CacheWriter {
+    fn io(&self, e: std::io::Error) -> Error {
+        Error::Invalid(format!("cannot write the dataset cache '{}': {e}", self.path.display()))
+    }
+
+    fn create(path: &Path, index_path: &Path) -> Result<CacheWriter> {
+        let io =
+            |e: std::io::Error| Error::Invalid(format!("cannot write the dataset cache '{}': {e}", path.display()));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
+        let index = BufWriter::new(File::create(index_path).map_err(io)?);
+        out.write_all(MAGIC).map_err(io)?;
+        Ok(CacheWriter {
+            out,
+            index,
+            index_path: index_path.to_path_buf(),
+            path: path.to_path_buf(),
+            offset: MAGIC.len() as u64,
+            images: 0,
+            skipped: Vec::new(),
+            skipped_count: 0,
+            uniform: None,
+        })
+    }
+
+    /// Appends one file's record, or counts it as skipped.
+    fn push(&mut self, label: Option<u32>, record: Result<(Vec<u8>, usize, usize)>) -> Result<()> {
+        let (data, w, h) = match record {
+            Ok(r) => r,
+            Err(e) => {
+                self.skipped_count += 1;
+                if self.skipped.len() < SKIPPED_KEPT {
+                    self.skipped.push(e.to_string());
+                }
+                return Ok(());
+            }
+        };
+        let entry = Entry {
+            offset: self.offset,
+            len: data.len() as u32,
+            width: w as u16,
+            height: h as u16,
+            label: label.unwrap_or(u32::MAX),
+            crc: crc32fast::hash(&data),
+        };
+        self.out.write_all(&data).map_err(|e| self.io(e))?;
+        self.index.write_all(&entry.to_bytes()).map_err(|e| self.io(e))?;
+        self.offset += data.len() as u64;
+        self.images += 1;
+        self.uniform = Some(match self.uniform {
+            None => Some((w, h)),
+            Some(u) => u.filter(|&s| s == (w, h)),
+        });
+        Ok(())
+    }
+
+    /// The index (copied in after the records), the header (`header` with what was counted)
+    /// and the footer, then an fsync. Returns the header and the file's size.
+    fn finish(mut self, mut header: Header) -> Result<(Header, u64)> {
+        self.index.flush().map_err(|e| self.io(e))?;
+        let mut index_file = File::open(&self.index_path).map_err(|e| self.io(e))?;
+        let index_offset = self.offset;
+        let mut crc = crc32fast::Hasher::new();
+        let copied = std::io::copy(&mut index_file, &mut HashingWriter { inner: &mut self.out, crc: &mut crc })
+            .map_err(|e| self.io(e))?;
+        header.images = self.images;
+        header.skipped = std::mem::take(&mut self.skipped);
+        header.skipped_count = self.skipped_count;
+        header.uniform_size = self.uniform.flatten();
+        let header_bytes = serde_json::to_vec(&header).map_err(|e| Error::Invalid(e.to_string()))?;
+        crc.update(&header_bytes);
+        let header_offset = index_offset + copied;
+        let mut tail = header_bytes.clone();
+        for v in [index_offset, self.images as u64, header_offset, header_bytes.len() as u64] {
+            tail.extend_from_slice(&v.to_le_bytes());
+        }
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        tail.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        tail.extend_from_slice(MAGIC);
+        self.out.write_all(&tail).map_err(|e| self.io(e))?;
+        let size = header_offset + tail.len() as u64;
+        let path = self.path.clone();
+        let file = self.out.into_inner().map_err(|e| {
+            Error::Invalid(format!("cannot write the dataset cache '{}': {}", path.display(), e.error()))
+        })?;
+        file.sync_all().map_err(|e| Error::Invalid(format!("cannot sync '{}': {e}", path.display())))?;
+        Ok((header, size))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_cache(
     root: &Path,
@@ -575,63 +671,28 @@ fn write_cache(
     lock: &Path,
     opts: &CacheOptions,
 ) -> Result<()> {
-    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the dataset cache '{}': {e}", tmp.display()));
     let n = listing.files.len();
     // Said by whichever process builds, also a quiet rank: a job shows it was built once.
-    {
-        eprintln!(
-            "dataset cache: decoding {n} images of '{}' once at {} on {} threads into {}",
-            root.display(),
-            if opts.short_side == 0 {
-                "full size".to_string()
-            } else {
-                format!("{} px (shorter side)", opts.short_side)
-            },
-            rayon::current_num_threads(),
-            tmp.parent().unwrap_or(Path::new(".")).display()
-        );
-    }
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(io)?);
-    let mut index = BufWriter::new(File::create(tmp_index).map_err(io)?);
-    out.write_all(MAGIC).map_err(io)?;
-    let mut offset = MAGIC.len() as u64;
+    let side = match opts.short_side {
+        0 => "full size".to_string(),
+        s => format!("{s} px (shorter side)"),
+    };
+    eprintln!(
+        "dataset cache: decoding {n} images of '{}' once at {side} on {} threads into {}",
+        root.display(),
+        rayon::current_num_threads(),
+        tmp.parent().unwrap_or(Path::new(".")).display()
+    );
+    let mut writer = CacheWriter::create(tmp, tmp_index)?;
     let mut progress = Progress::new(n, opts.quiet);
-    let (mut images, mut skipped, mut skipped_count) = (0usize, Vec::new(), 0usize);
-    let mut uniform: Option<Option<(usize, usize)>> = None;
     let mut last_touch = Instant::now();
     // Chunks decoded in parallel, written in listing order: the file does not depend on the
     // thread count, and only a chunk's records are in memory at once.
     let chunk = (rayon::current_num_threads() * 4).max(8);
     for files in listing.files.chunks(chunk) {
-        let records: Vec<Result<(Vec<u8>, usize, usize)>> =
-            files.par_iter().map(|f| record(root, f, opts.short_side, encoding)).collect();
+        let records: Vec<_> = files.par_iter().map(|f| record(root, f, opts.short_side, encoding)).collect();
         for (f, r) in files.iter().zip(records) {
-            match r {
-                Ok((data, w, h)) => {
-                    let entry = Entry {
-                        offset,
-                        len: data.len() as u32,
-                        width: w as u16,
-                        height: h as u16,
-                        label: f.label.unwrap_or(u32::MAX),
-                        crc: crc32fast::hash(&data),
-                    };
-                    out.write_all(&data).map_err(io)?;
-                    index.write_all(&entry.to_bytes()).map_err(io)?;
-                    offset += data.len() as u64;
-                    images += 1;
-                    uniform = Some(match uniform {
-                        None => Some((w, h)),
-                        Some(u) => u.filter(|&s| s == (w, h)),
-                    });
-                }
-                Err(e) => {
-                    skipped_count += 1;
-                    if skipped.len() < SKIPPED_KEPT {
-                        skipped.push(e.to_string());
-                    }
-                }
-            }
+            writer.push(f.label, r)?;
         }
         progress.advance(files.len());
         if last_touch.elapsed() > Duration::from_secs(2) {
@@ -641,64 +702,52 @@ fn write_cache(
         }
     }
     progress.finish();
-    if images == 0 {
+    if writer.images == 0 {
         return Err(Error::Invalid(format!(
-            "no image in '{}' could be decoded ({skipped_count} failed; first: {})",
+            "no image in '{}' could be decoded ({} failed; first: {})",
             root.display(),
-            skipped.first().map_or("", String::as_str)
+            writer.skipped_count,
+            writer.skipped.first().map_or("", String::as_str)
         )));
     }
-    index.flush().map_err(io)?;
-    drop(index);
-    let index_offset = offset;
-    let mut index_file = File::open(tmp_index).map_err(io)?;
-    let mut crc = crc32fast::Hasher::new();
-    let copied = std::io::copy(&mut index_file, &mut HashingWriter { inner: &mut out, crc: &mut crc }).map_err(io)?;
     let header = Header {
         format_version: FORMAT_VERSION,
         source: root.display().to_string(),
         listing: identity.to_string(),
         listed: n,
-        images,
+        images: 0,
         short_side: opts.short_side,
         encoding,
         classes: listing.classes.clone(),
-        skipped,
-        skipped_count,
-        uniform_size: uniform.flatten(),
+        skipped: Vec::new(),
+        skipped_count: 0,
+        uniform_size: None,
     };
-    let header_bytes = serde_json::to_vec(&header).map_err(|e| Error::Invalid(e.to_string()))?;
-    crc.update(&header_bytes);
-    out.write_all(&header_bytes).map_err(io)?;
-    let header_offset = index_offset + copied;
-    let mut footer = Vec::with_capacity(FOOTER_BYTES);
-    for v in [index_offset, images as u64, header_offset, header_bytes.len() as u64] {
-        footer.extend_from_slice(&v.to_le_bytes());
-    }
-    footer.extend_from_slice(&crc.finalize().to_le_bytes());
-    footer.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    footer.extend_from_slice(MAGIC);
-    out.write_all(&footer).map_err(io)?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    let (header, size) = writer.finish(header)?;
     if !opts.quiet {
-        if skipped_count > 0 {
-            eprintln!("dataset cache: skipped {skipped_count} undecodable file(s):");
-            for e in header.skipped.iter().take(20) {
-                eprintln!("  {e}");
-            }
-            if skipped_count > 20 {
-                eprintln!("  ... and {} more (all listed in the cache's header)", skipped_count - 20);
-            }
-        }
-        let seconds = progress.start.elapsed().as_secs_f64();
-        eprintln!(
-            "dataset cache: {images} images in {seconds:.1} s ({:.0} images/s), {:.1} MB",
-            progress.rate(),
-            (header_offset + header_bytes.len() as u64 + FOOTER_BYTES as u64) as f64 / 1e6
-        );
+        report_build(&header, &progress, size);
     }
     Ok(())
+}
+
+/// The build's last lines: the files skipped, the rate and the size.
+fn report_build(header: &Header, progress: &Progress, size: u64) {
+    if header.skipped_count > 0 {
+        eprintln!("dataset cache: skipped {} undecodable file(s):", header.skipped_count);
+        for e in header.skipped.iter().take(20) {
+            eprintln!("  {e}");
+        }
+        if header.skipped_count > 20 {
+            eprintln!("  ... and {} more (all listed in the cache's header)", header.skipped_count - 20);
+        }
+    }
+    eprintln!(
+        "dataset cache: {} images in {:.1} s ({:.0} images/s), {:.1} MB",
+        header.images,
+        progress.start.elapsed().as_secs_f64(),
+        progress.rate(),
+        size as f64 / 1e6
+    );
 }
 
 /// Copies while updating a checksum.

@@ -46,7 +46,7 @@ pub fn decode_bytes(bytes: &[u8], name: &str, short_side: usize) -> Result<Image
     };
     let (w, h) = fit_short_side(img.width, img.height, short_side);
     let img = if (w, h) == (img.width, img.height) { img } else { resize(img, w, h)? };
-    Ok(orient(img, orientation))
+    orient(img, orientation)
 }
 
 /// Any format the `image` crate reads, at full size, within the limits.
@@ -179,14 +179,16 @@ fn tiff_orientation(tiff: &[u8]) -> Option<u8> {
     None
 }
 
-fn orient(img: Image, orientation: Option<image::metadata::Orientation>) -> Image {
+fn orient(img: Image, orientation: Option<image::metadata::Orientation>) -> Result<Image> {
     use image::metadata::Orientation;
-    let Some(o) = orientation.filter(|o| *o != Orientation::NoTransforms) else { return img };
-    let Some(buf) = image::RgbImage::from_raw(img.width as u32, img.height as u32, img.rgb.clone()) else { return img };
+    let Some(o) = orientation.filter(|o| *o != Orientation::NoTransforms) else { return Ok(img) };
+    let (w, h) = (img.width, img.height);
+    let buf = image::RgbImage::from_raw(w as u32, h as u32, img.rgb)
+        .ok_or_else(|| Error::Invalid(format!("an image of {w}x{h} with the wrong number of bytes")))?;
     let mut dynamic = image::DynamicImage::ImageRgb8(buf);
     dynamic.apply_orientation(o);
     let rgb = dynamic.into_rgb8();
-    Image { width: rgb.width() as usize, height: rgb.height() as usize, rgb: rgb.into_raw() }
+    Image::new(rgb.width() as usize, rgb.height() as usize, rgb.into_raw())
 }
 
 /// Encodes a cache record's pixels as JPEG (quality 90, 4:2:0, as FFCV stores ImageNet).

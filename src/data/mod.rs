@@ -132,11 +132,11 @@ impl Dataset {
     /// A dataset read from an opened cache.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_cache(opened: cache::Opened) -> Dataset {
-        let labelled = !opened.classes.is_empty();
+        let classes = opened.reader.header().classes.clone();
         Dataset {
             source: opened.reader.header().source.clone(),
-            labels: labelled.then_some(opened.labels),
-            classes: opened.classes,
+            labels: (!classes.is_empty()).then_some(opened.labels),
+            classes,
             pixels: Pixels::Cache(Arc::new(opened.reader)),
         }
     }
@@ -262,7 +262,7 @@ pub fn open_folder(root: &std::path::Path, opts: &OpenOptions) -> Result<Dataset
     };
     let opened = cache::open_or_build(&root, &listing, &copts)?;
     let h = opened.reader.header();
-    if !opened.built && h.skipped_count > 0 && !opts.quiet {
+    if !opened.reader.was_built() && h.skipped_count > 0 && !opts.quiet {
         eprintln!(
             "dataset cache: {} file(s) of '{}' did not decode and are skipped (listed when the cache was built)",
             h.skipped_count,

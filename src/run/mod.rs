@@ -171,6 +171,30 @@ pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSum
     run.finish()
 }
 
+/// The run's data (its resolution and cache said on rank 0), checked to hold a global batch.
+fn open_training_data(cfg: &TrainConfig, rank: usize, world: usize) -> Result<DataSplit> {
+    let data = cfg.data.as_deref().map(Path::new);
+    let split = open_data(data, cfg.test_data.as_deref().map(Path::new), &data_options(cfg, rank != 0))?;
+    let train = &split.train;
+    if let (Some(c), Some(desc), 0) = (train.cache(), describe_cache(train), rank) {
+        eprintln!("images: {desc}");
+        let largest = cfg.crops.iter().map(|c| c.size).max().unwrap_or(0);
+        let side = c.header().short_side;
+        if side > 0 && side < largest {
+            eprintln!("warning: --max-side {side} is smaller than the largest crop ({largest} px): crops are upsampled from smaller images");
+        }
+    }
+    if train.len() < cfg.batch_size * world {
+        return Err(Error::Invalid(format!(
+            "--batch-size {} x {world} rank(s) is larger than the dataset ({} images in {})",
+            cfg.batch_size,
+            train.len(),
+            train.source
+        )));
+    }
+    Ok(split)
+}
+
 /// A run in progress: the trainer, its data, and what it reports and records.
 struct Run {
     gpu: Arc<Gpu>,
@@ -206,29 +230,10 @@ impl Run {
     fn start(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<Run> {
         let resume_file = opts.resume.as_deref().map(resolve_resume).transpose()?;
         cfg.validate()?;
-        let data = cfg.data.as_deref().map(Path::new);
         let (rank, world) = (opts.collective.rank(), opts.collective.world());
-        let split = open_data(data, cfg.test_data.as_deref().map(Path::new), &data_options(&cfg, rank != 0))?;
+        let split = open_training_data(&cfg, rank, world)?;
         let train_set = Arc::new(split.train);
-        if let (Some(c), 0) = (describe_cache(&train_set), rank) {
-            eprintln!("images: {c}");
-        }
-        let largest = cfg.crops.iter().map(|c| c.size).max().unwrap_or(0);
-        if let (Some(c), 0) = (train_set.cache(), rank) {
-            let side = c.header().short_side;
-            if side > 0 && side < largest {
-                eprintln!("warning: --max-side {side} is smaller than the largest crop ({largest} px): crops are upsampled from smaller images");
-            }
-        }
         let global_batch = cfg.batch_size * world;
-        if train_set.len() < global_batch {
-            return Err(Error::Invalid(format!(
-                "--batch-size {} x {world} rank(s) is larger than the dataset ({} images in {})",
-                cfg.batch_size,
-                train_set.len(),
-                train_set.source
-            )));
-        }
         let iters_per_epoch = train_set.len() / global_batch;
         if rank == 0 {
             std::fs::create_dir_all(&opts.out)

@@ -218,16 +218,7 @@ pub fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
             return Err(Error::Invalid(format!("--resume '{}': the checkpoint was trained with {flag} {have}, not {g} (a checkpoint of another architecture)", file.display())));
         }
     }
-    if let Some(m) = a.images.max_side.filter(|&m| m != cfg.image_side()) {
-        return Err(Error::Invalid(format!(
-            "--resume '{}': the run decodes its images at --max-side {}, not {m} (start a new run with --out for another resolution)",
-            file.display(),
-            cfg.image_side()
-        )));
-    }
-    if let Some(d) = &a.images.cache_dir {
-        cfg.cache_dir = Some(path_string(d));
-    }
+    resume_images(&mut cfg, &a.images, &file)?;
     if let Some(e) = a.epochs {
         cfg.epochs = e;
     }
@@ -273,6 +264,22 @@ pub fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
         resume: Some(file),
         finished,
     })
+}
+
+/// The image flags on a resume: the run's resolution stays (another is refused); its caches
+/// may move.
+fn resume_images(cfg: &mut TrainConfig, images: &ImageArgs, file: &Path) -> Result<()> {
+    if let Some(m) = images.max_side.filter(|&m| m != cfg.image_side()) {
+        return Err(Error::Invalid(format!(
+            "--resume '{}': the run decodes its images at --max-side {}, not {m} (start a new run with --out for another resolution)",
+            file.display(),
+            cfg.image_side()
+        )));
+    }
+    if let Some(d) = &images.cache_dir {
+        cfg.cache_dir = Some(path_string(d));
+    }
+    Ok(())
 }
 
 /// A new run: the defaults for its data, the --config file over them, the flags over both.
