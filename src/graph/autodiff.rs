@@ -3,32 +3,13 @@
 //! gradient is computed for tensors that do not lead to a parameter (or a grad-input).
 use std::collections::HashMap;
 
+use super::op::GradTape;
 use super::{Graph, Kind, Op, TensorId};
 use crate::error::{Error, Result};
+use crate::ops::elementwise::ElementwiseOps;
+use crate::ops::rules::Tape;
 
 impl Graph {
-    pub(super) fn grad_tensor(&mut self, like: TensorId) -> TensorId {
-        let shape = self.shape(like).to_vec();
-        let name = format!("grad.{}", self.info(like).name);
-        self.add_tensor(&name, &shape, Kind::Activation, false)
-    }
-
-    pub(super) fn emit(&mut self, op: Op) {
-        self.ops.push(op);
-    }
-
-    pub(super) fn accumulate(&mut self, grads: &mut HashMap<TensorId, TensorId>, t: TensorId, g: TensorId) {
-        let total = match grads.get(&t) {
-            Some(&old) => {
-                let sum = self.grad_tensor(t);
-                self.emit(Op::Add { a: old, b: g, c: sum, alpha: 1.0, beta: 1.0, relu: false });
-                sum
-            }
-            None => g,
-        };
-        grads.insert(t, total);
-    }
-
     /// Appends the backward graph of the scalar `loss` ([1] elements); afterwards
     /// `self.grads` maps every parameter (and grad-input) to its gradient, which is kept.
     pub fn backward(&mut self, loss: TensorId) -> Result<()> {
@@ -46,7 +27,7 @@ impl Graph {
             let Some(gy) = op.outputs().first().and_then(|y| grads.get(y)).copied() else {
                 continue; // nothing downstream needs this op's output
             };
-            self.backward_rule(op, gy, &mut grads)?;
+            GradTape { graph: self, grads: &mut grads }.backward_rule(op, gy)?;
         }
         let wanted: Vec<TensorId> = (0..self.tensors.len())
             .map(TensorId)
@@ -57,8 +38,9 @@ impl Graph {
                 Some(&g) => g,
                 None => {
                     // Does not influence the loss: its gradient is zero.
-                    let g = self.grad_tensor(t);
-                    self.emit(Op::Fill { y: g, value: 0.0 });
+                    let mut tape = GradTape { graph: self, grads: &mut grads };
+                    let g = tape.grad_tensor(t);
+                    tape.emit(ElementwiseOps::Fill { y: g, value: 0.0 }.into());
                     g
                 }
             };
@@ -69,9 +51,5 @@ impl Graph {
         }
         self.grad_of = grads;
         Ok(())
-    }
-
-    pub(super) fn needs(&self, t: TensorId) -> bool {
-        self.info(t).requires_grad
     }
 }

@@ -9,20 +9,22 @@ pub mod cpu;
 pub mod op;
 pub mod plan;
 
-pub use op::{Io, Op};
+pub use crate::ops::rows::RowKind;
+pub use crate::ops::rules::{Io, TensorId};
+pub use op::Op;
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
-use crate::ops::batchnorm::BatchNormShape;
-use crate::ops::conv::Conv2dShape;
-use crate::ops::matmul::MatmulShape;
-use crate::ops::pool::PoolShape;
-use crate::ops::reduce::ReduceOp;
-use crate::ops::sinkhorn::SinkhornShape;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TensorId(pub usize);
+use crate::ops::batchnorm::{BatchNormOps, BatchNormShape, BatchNormTensors};
+use crate::ops::conv::{Conv2dShape, ConvOps};
+use crate::ops::elementwise::ElementwiseOps;
+use crate::ops::loss::LossOps;
+use crate::ops::matmul::{MatmulOps, MatmulShape};
+use crate::ops::pool::{PoolOps, PoolShape};
+use crate::ops::reduce::{ReduceOp, ReduceOps};
+use crate::ops::rows::RowsOps;
+use crate::ops::sinkhorn::{SinkhornOps, SinkhornShape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -64,13 +66,6 @@ impl TensorInfo {
     pub fn persistent(&self) -> bool {
         self.keep || self.kind != Kind::Activation
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RowKind {
-    L2Normalize,
-    Softmax,
-    LogSoftmax,
 }
 
 /// A recorded model. Build it with the methods below (each checks shapes and returns the new
@@ -230,8 +225,8 @@ impl Graph {
         self.add_tensor(name, shape, Kind::Activation, requires_grad)
     }
 
-    pub(crate) fn push(&mut self, op: Op) {
-        self.ops.push(op);
+    pub(crate) fn push(&mut self, op: impl Into<Op>) {
+        self.ops.push(op.into());
         self.forward_len = self.ops.len();
     }
 
@@ -259,7 +254,7 @@ impl Graph {
         }
         let (oh, ow) = s.out_hw();
         let y = self.activation("conv", &[s.batch, s.cout, oh, ow], &[x, w]);
-        self.push(Op::Conv2d { x, w, y, s });
+        self.push(ConvOps::Forward { x, w, y, s });
         Ok(y)
     }
 
@@ -310,14 +305,18 @@ impl Graph {
             None
         };
         let y = self.activation("bn", &xs, &[x, gamma, beta]);
-        self.push(Op::BatchNorm { x, gamma, beta, running_mean, running_var, stats, y, s });
+        self.push(BatchNormOps::Forward {
+            t: BatchNormTensors { x, gamma, beta, running_mean, running_var, y },
+            stats,
+            s,
+        });
         Ok(y)
     }
 
     pub fn relu(&mut self, x: TensorId) -> Result<TensorId> {
         let shape = self.shape(x).to_vec();
         let y = self.activation("relu", &shape, &[x]);
-        self.push(Op::Relu { x, y });
+        self.push(ElementwiseOps::Relu { x, y });
         Ok(y)
     }
 
@@ -328,7 +327,7 @@ impl Graph {
         }
         let shape = self.shape(a).to_vec();
         let c = self.activation("add", &shape, &[a, b]);
-        self.push(Op::Add { a, b, c, alpha, beta, relu: false });
+        self.push(ElementwiseOps::Add { a, b, c, alpha, beta, relu: false });
         Ok(c)
     }
 
@@ -339,7 +338,7 @@ impl Graph {
     pub fn scale(&mut self, x: TensorId, alpha: f32) -> Result<TensorId> {
         let shape = self.shape(x).to_vec();
         let y = self.activation("scale", &shape, &[x]);
-        self.push(Op::Scale { x, y, alpha });
+        self.push(ElementwiseOps::Scale { x, y, alpha });
         Ok(y)
     }
 
@@ -353,7 +352,7 @@ impl Graph {
         let (oh, ow) = s.out_hw();
         let y = self.activation("maxpool", &[xs[0], xs[1], oh, ow], &[x]);
         let argmax = self.add_tensor("maxpool.argmax", &[xs[0], xs[1], oh, ow], Kind::Activation, false);
-        self.push(Op::MaxPool { x, y, argmax, s });
+        self.push(PoolOps::MaxPool { x, y, argmax, s });
         Ok(y)
     }
 
@@ -374,7 +373,7 @@ impl Graph {
             return shape_error("reduce", format!("{dims:?} over {:?} into {out_shape:?}", self.shape(x)));
         }
         let y = self.activation("reduce", out_shape, &[x]);
-        self.push(Op::Reduce { x, y, dims, op });
+        self.push(ReduceOps::Reduce { x, y, dims, op });
         Ok(y)
     }
 
@@ -417,7 +416,7 @@ impl Graph {
         let mut ins = vec![a, b];
         ins.extend(bias);
         let c = self.activation("matmul", &[m, n], &ins);
-        self.push(Op::Matmul { a, b, bias, c, s: MatmulShape { m, n, k, trans_a, trans_b } });
+        self.push(MatmulOps { a, b, bias, c, s: MatmulShape { m, n, k, trans_a, trans_b } });
         Ok(c)
     }
 
@@ -432,7 +431,7 @@ impl Graph {
             return shape_error("rows", format!("{kind:?} needs [rows, cols], got {xs:?}"));
         }
         let y = self.activation("rows", &xs, &[x]);
-        self.push(Op::Rows { kind, x, y, rows: xs[0], cols: xs[1], scale });
+        self.push(RowsOps::Rows { kind, x, y, rows: xs[0], cols: xs[1], scale });
         Ok(y)
     }
 
@@ -456,7 +455,7 @@ impl Graph {
             return shape_error("cross_entropy", format!("logits {xs:?} and targets {qs:?}"));
         }
         let loss = self.activation("cross_entropy", &[xs[0]], &[x]);
-        self.push(Op::CrossEntropy { x, q, loss, rows: xs[0], cols: xs[1], scale });
+        self.push(LossOps::CrossEntropy { x, q, loss, rows: xs[0], cols: xs[1], scale });
         Ok(loss)
     }
 
@@ -479,7 +478,7 @@ impl Graph {
         let mut shape = vec![rows];
         shape.extend(&tail);
         let y = self.activation("concat", &shape, xs);
-        self.push(Op::Concat { xs: xs.to_vec(), y });
+        self.push(ElementwiseOps::Concat { xs: xs.to_vec(), y });
         Ok(y)
     }
 
@@ -493,7 +492,7 @@ impl Graph {
         let mut shape = xs.clone();
         shape[0] = count;
         let y = self.activation("slice", &shape, &[x]);
-        self.push(Op::Slice { x, y, offset: start * row });
+        self.push(ElementwiseOps::Slice { x, y, offset: start * row });
         Ok(y)
     }
 
@@ -509,7 +508,7 @@ impl Graph {
             );
         }
         let scratch = self.add_tensor("renorm.scratch", &xs, Kind::Activation, false);
-        self.push(Op::RenormRows { x, scratch, rows: xs[0], cols: xs[1] });
+        self.push(RowsOps::RenormRows { x, scratch, rows: xs[0], cols: xs[1] });
         Ok(())
     }
 
@@ -520,7 +519,7 @@ impl Graph {
             return shape_error("sinkhorn", format!("scores {:?} for {s:?}", self.shape(x)));
         }
         let codes = self.add_tensor("codes", &[s.batch, s.k], Kind::Activation, false);
-        self.push(Op::Sinkhorn { x, active, codes, s });
+        self.push(SinkhornOps::Sinkhorn { x, active, codes, s });
         Ok(codes)
     }
 
@@ -551,7 +550,7 @@ impl Graph {
             );
         }
         let t = self.add_tensor("targets", &[n_crops * batch, cs[1]], Kind::Activation, false);
-        self.push(Op::SwavTargets { codes, t, batch, n_crops, assign: assign.to_vec() });
+        self.push(SinkhornOps::SwavTargets { codes, t, batch, n_crops, assign: assign.to_vec() });
         Ok(t)
     }
 
@@ -571,7 +570,7 @@ impl Graph {
         }
         let scratch =
             (qs[0] > batch).then(|| self.add_tensor("queue.scratch", &[qs[0] - batch, qs[1]], Kind::Activation, false));
-        self.push(Op::QueuePush { queue, src, src_row, scratch, batch });
+        self.push(ElementwiseOps::QueuePush { queue, src, src_row, scratch, batch });
         Ok(())
     }
 }

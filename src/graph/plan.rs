@@ -8,7 +8,8 @@ use super::{Graph, Op, TensorId};
 use crate::dist::{Collective, Solo};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Exchange, Gpu, Step, Tensor};
-use crate::ops::batchnorm::BatchNormBackwardTensors;
+use crate::ops::batchnorm::{BatchNormBackwardTensors, BatchNormOps};
+use crate::ops::elementwise::ElementwiseOps;
 
 /// Where every activation lives.
 #[derive(Clone, Debug)]
@@ -194,7 +195,7 @@ pub fn fuse_relu(g: &Graph) -> (Graph, Fusions) {
         for t in op.inputs() {
             readers[t.0] += 1;
         }
-        if let Op::ReluBackward { x, dy, .. } = op {
+        if let Op::Elementwise(ElementwiseOps::ReluBackward { x, dy, .. }) = op {
             if x != dy {
                 mask_reads[x.0] += 1;
             }
@@ -204,11 +205,11 @@ pub fn fuse_relu(g: &Graph) -> (Graph, Fusions) {
     let mut renames: Vec<(TensorId, TensorId)> = Vec::new();
     for i in 0..g.ops.len().saturating_sub(1) {
         let (y, already) = match &g.ops[i] {
-            Op::BatchNorm { y, s, .. } => (*y, s.relu),
-            Op::Add { c, relu, .. } => (*c, *relu),
+            Op::BatchNorm(BatchNormOps::Forward { t, s, .. }) => (t.y, s.relu),
+            Op::Elementwise(ElementwiseOps::Add { c, relu, .. }) => (*c, *relu),
             _ => continue,
         };
-        let Op::Relu { x: rx, y: z } = &g.ops[i + 1] else { continue };
+        let Op::Elementwise(ElementwiseOps::Relu { x: rx, y: z }) = &g.ops[i + 1] else { continue };
         if *rx != y || g.tensors[y.0].persistent() || already {
             continue;
         }
@@ -217,11 +218,11 @@ pub fn fuse_relu(g: &Graph) -> (Graph, Fusions) {
             continue;
         }
         match &mut g.ops[i] {
-            Op::BatchNorm { y: out, s, .. } => {
-                *out = z;
+            Op::BatchNorm(BatchNormOps::Forward { t, s, .. }) => {
+                t.y = z;
                 s.relu = true;
             }
-            Op::Add { c, relu, .. } => {
+            Op::Elementwise(ElementwiseOps::Add { c, relu, .. }) => {
                 *c = z;
                 *relu = true;
             }
@@ -231,7 +232,7 @@ pub fn fuse_relu(g: &Graph) -> (Graph, Fusions) {
         renames.push((y, z));
     }
     for op in &mut g.ops {
-        if let Op::ReluBackward { x, .. } = op {
+        if let Op::Elementwise(ElementwiseOps::ReluBackward { x, .. }) = op {
             if let Some(&(_, z)) = renames.iter().find(|(y, _)| y == x) {
                 *x = z;
             }
@@ -242,6 +243,59 @@ pub fn fuse_relu(g: &Graph) -> (Graph, Fusions) {
     g.ops.retain(|_| keep.next().expect("one flag per op"));
     let relu_backward = fuse_relu_backward(&mut g);
     (g, Fusions { relu: renames.len(), relu_backward })
+}
+
+/// The buffers of a compiled plan: the activation slots (byte buffers, each named by the
+/// largest tensor it holds) and, per tensor, its own buffer or a typed view into its slot.
+fn allocate(gpu: &Gpu, graph: &Graph, memory: &MemoryPlan) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
+    // A slot is named by the largest tensor it holds, so that a tensor too large for the
+    // device is reported as what it is ("layer3.1.conv2 output [64, 256, 8, 8] f32").
+    let slots: Vec<Tensor> = memory
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            let held: Vec<usize> = (0..graph.tensors.len()).filter(|&t| memory.slot_of[t] == Some(i)).collect();
+            let largest = held.iter().copied().max_by_key(|&t| graph.tensors[t].bytes());
+            let name = match largest {
+                Some(t) => {
+                    format!("{} (activation slot {i}, shared by {} tensors)", graph.describe(TensorId(t)), held.len())
+                }
+                None => format!("activation slot {i}"),
+            };
+            gpu.tensor_of(&name, &[b as usize], crate::gpu::DType::U8)
+        })
+        .collect::<Result<_>>()?;
+    let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(graph.tensors.len());
+    for (i, info) in graph.tensors.iter().enumerate() {
+        let t = if info.persistent() {
+            Some(gpu.tensor_of(&info.name, &info.shape, info.dtype)?)
+        } else if let Some(s) = memory.slot_of[i] {
+            Some(slots[s].view_as(&info.shape, info.dtype)?)
+        } else {
+            None // never written nor read
+        };
+        tensors.push(t);
+    }
+    Ok((slots, tensors))
+}
+
+/// The exchanges of a plan, each with the number of dispatches that run before it.
+type Exchanges = Vec<(usize, Exchange)>;
+
+/// Every op lowered in order: the dispatches and the exchanges.
+fn lower_all(gpu: &Gpu, graph: &Graph, tensors: &[Option<Tensor>]) -> Result<(Vec<Dispatch>, Exchanges)> {
+    let mut dispatches = Vec::new();
+    let mut exchanges = Vec::new();
+    for op in &graph.ops {
+        for step in super::op::lower(gpu, graph, tensors, op)? {
+            match step {
+                Step::Run(d) => dispatches.push(d),
+                Step::Exchange(x) => exchanges.push((dispatches.len(), x)),
+            }
+        }
+    }
+    Ok((dispatches, exchanges))
 }
 
 /// The backward half of `fuse_relu`; returns how many ReLU-backwards it folded.
@@ -258,7 +312,9 @@ fn fuse_relu_backward(g: &mut Graph) -> usize {
     }
     let mut removed = std::collections::BTreeSet::new();
     for i in g.forward_len..g.ops.len() {
-        let Op::ReluBackward { x: mask, dy: grad, dx: masked } = g.ops[i] else { continue };
+        let Op::Elementwise(ElementwiseOps::ReluBackward { x: mask, dy: grad, dx: masked }) = g.ops[i] else {
+            continue;
+        };
         // The batch-norm backward overwrites `grad` with the masked gradient, so nothing else
         // may read it; and the masked gradient must have no other reader or writer.
         let sole = |t: TensorId| !g.tensors[t.0].persistent() && readers[t.0] == 1;
@@ -267,9 +323,10 @@ fn fuse_relu_backward(g: &mut Graph) -> usize {
         }
         // The one reader, later in the backward pass.
         let Some(j) = (i + 1..g.ops.len()).find(|&j| g.ops[j].inputs().contains(&masked)) else { continue };
-        if let Op::BatchNormBackward {
-            t: BatchNormBackwardTensors { dy, relu_mask: relu_mask @ None, x, .. }, ..
-        } = &mut g.ops[j]
+        if let Op::BatchNorm(BatchNormOps::Backward {
+            t: BatchNormBackwardTensors { dy, relu_mask: relu_mask @ None, x, .. },
+            ..
+        }) = &mut g.ops[j]
         {
             if *dy == masked && *x != masked {
                 *dy = grad;
@@ -337,59 +394,17 @@ impl Plan {
         }
         let (graph, fusions) = if fuse { fuse_relu(graph) } else { (graph.clone(), Fusions::default()) };
         let memory = MemoryPlan::new(&graph);
-        // A slot is named by the largest tensor it holds, so that a tensor too large for the
-        // device is reported as what it is ("layer3.1.conv2 output [64, 256, 8, 8] f32").
-        let slots: Vec<Tensor> = memory
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                let held: Vec<usize> = (0..graph.tensors.len()).filter(|&t| memory.slot_of[t] == Some(i)).collect();
-                let largest = held.iter().copied().max_by_key(|&t| graph.tensors[t].bytes());
-                let name = match largest {
-                    Some(t) => format!(
-                        "{} (activation slot {i}, shared by {} tensors)",
-                        graph.describe(TensorId(t)),
-                        held.len()
-                    ),
-                    None => format!("activation slot {i}"),
-                };
-                gpu.tensor_of(&name, &[b as usize], crate::gpu::DType::U8)
-            })
-            .collect::<Result<_>>()?;
-        let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(graph.tensors.len());
-        for (i, info) in graph.tensors.iter().enumerate() {
-            let t = if info.persistent() {
-                Some(gpu.tensor_of(&info.name, &info.shape, info.dtype)?)
-            } else if let Some(s) = memory.slot_of[i] {
-                Some(slots[s].view_as(&info.shape, info.dtype)?)
-            } else {
-                None // never written nor read
-            };
-            tensors.push(t);
-        }
+        let (slots, tensors) = allocate(&gpu, &graph, &memory)?;
         for (t, data) in &graph.constants {
             if let Some(tensor) = &tensors[t.0] {
                 gpu.write(tensor, data)?;
             }
         }
-        let mut dispatches = Vec::new();
-        let mut exchanges = Vec::new();
-        let mut workspace = 0u64;
-        for op in &graph.ops {
-            for step in super::op::lower(&gpu, &graph, &tensors, op)? {
-                match step {
-                    Step::Run(d) => dispatches.push(d),
-                    Step::Exchange(x) => exchanges.push((dispatches.len(), x)),
-                }
-            }
-        }
+        let (dispatches, exchanges) = lower_all(&gpu, &graph, &tensors)?;
         if cfg!(target_arch = "wasm32") && !exchanges.is_empty() {
             return Err(Error::Invalid("data-parallel plans (exchanges between ranks) are native only".into()));
         }
-        for d in &dispatches {
-            workspace += d.owned_bytes();
-        }
+        let workspace: u64 = dispatches.iter().map(|d| d.owned_bytes()).sum();
         let report = PlanReport {
             ops: graph.ops.len(),
             dispatches: dispatches.len(),

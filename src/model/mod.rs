@@ -59,8 +59,8 @@ pub fn forward_flops_per_image(
 fn op_flops(op: &crate::graph::Op) -> f64 {
     use crate::graph::Op;
     match op {
-        Op::Conv2d { s, .. } => s.flops(),
-        Op::Matmul { s, .. } => 2.0 * (s.m * s.n * s.k) as f64,
+        Op::Conv(crate::ops::conv::ConvOps::Forward { s, .. }) => s.flops(),
+        Op::Matmul(crate::ops::matmul::MatmulOps { s, .. }) => 2.0 * (s.m * s.n * s.k) as f64,
         _ => 0.0,
     }
 }

@@ -28,6 +28,7 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod rows;
+pub mod rules;
 pub mod sinkhorn;
 
 use crate::error::{Error, Result};

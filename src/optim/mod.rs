@@ -4,9 +4,9 @@
 //! the learning-rate schedule (linear warm-up, then cosine); prototype freezing. The update
 //! kernels are `ops::optim`.
 use crate::error::Result;
-use crate::graph::{Graph, Kind, Op, TensorId};
+use crate::graph::{Graph, Kind, TensorId};
 pub use crate::ops::optim::{AdamHyper, SgdHyper, StepState, STATE_LEN};
-use crate::ops::optim::{AdamTensors, SgdTensors};
+use crate::ops::optim::{AdamTensors, OptimOps, SgdTensors};
 
 /// Adam's bias corrections (1 - b1^t, 1 - b2^t) after `t` steps (t >= 1).
 pub fn adam_corrections(t: usize) -> (f64, f64) {
@@ -142,7 +142,8 @@ impl Graph {
                     eps: ADAM_EPS,
                     gated,
                 };
-                self.ops.push(Op::AdamStep { t: AdamTensors { param: p, grad, m1: m, m2, state, loss }, h });
+                self.ops
+                    .push(OptimOps::AdamStep { t: AdamTensors { param: p, grad, m1: m, m2, state, loss }, h }.into());
                 momentum.push((p, m));
                 continue;
             }
@@ -157,7 +158,7 @@ impl Graph {
             let pn = self.scratch("optim.param_norm", &[1]);
             let gn = self.scratch("optim.grad_norm", &[1]);
             let t = SgdTensors { param: p, grad, momentum: m, pnorm: pn, gnorm: gn, state, loss };
-            self.ops.push(Op::SgdStep { t, h });
+            self.ops.push(OptimOps::SgdStep { t, h }.into());
             momentum.push((p, m));
         }
         Ok(OptimizerTensors { state, momentum })

@@ -260,38 +260,7 @@ impl Run {
             None => trainer.init_random(cfg.seed)?,
         }
         let total = cfg.epochs * iters_per_epoch;
-        if world > 1 {
-            eprintln!(
-                "rank {rank}: {} on {}, {} exchanges per step",
-                opts.collective.describe(),
-                gpu.describe(),
-                trainer.plan.exchange_count()
-            );
-        }
-        if rank == 0 {
-            eprintln!(
-            "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
-            cfg.arch,
-            cfg.width,
-            cfg.stem,
-            cfg.forward_flops_per_image()? / 1e6,
-            train_set.source,
-            train_set.len(),
-            iters_per_epoch * cfg.batch_size,
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+"),
-            cfg.prototypes,
-            gpu.describe()
-        );
-            if world > 1 {
-                eprintln!(
-                    "data-parallel over {world} ranks: global batch {global_batch}, gradients averaged{}, queue {} rows per rank",
-                    if cfg.sync_bn { ", batch-norm synchronised" } else { ", batch-norm per rank" },
-                    trainer.swav().effective_queue_length()
-                );
-            }
-        }
+        announce(&cfg, &gpu, &trainer, &train_set, &opts, iters_per_epoch)?;
         let interrupted = Arc::new(AtomicBool::new(false));
         {
             let flag = interrupted.clone();
@@ -311,12 +280,7 @@ impl Run {
             slice,
         );
         let terminal = std::io::stderr().is_terminal() && rank == 0;
-        let bar = if terminal { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} it  {msg}  eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_position(trainer.iteration as u64);
+        let bar = progress_bar(terminal, total, trainer.iteration);
         Ok(Run {
             ckpt: opts.out.join(CHECKPOINT),
             monitor: EpochMonitor::new(cfg.prototypes),
@@ -570,4 +534,61 @@ impl Run {
         self.plot();
         Ok(RunSummary { iterations: total, final_loss: last_loss, knn_top1: knn, seconds, interrupted: false })
     }
+}
+
+/// The first lines of a run: what trains on what (rank 0), and each rank's exchanges.
+fn announce(
+    cfg: &TrainConfig,
+    gpu: &Gpu,
+    trainer: &Trainer,
+    train_set: &Dataset,
+    opts: &RunOptions,
+    iters_per_epoch: usize,
+) -> Result<()> {
+    let (rank, world) = (opts.collective.rank(), opts.collective.world());
+    let global_batch = cfg.batch_size * world;
+    if world > 1 {
+        eprintln!(
+            "rank {rank}: {} on {}, {} exchanges per step",
+            opts.collective.describe(),
+            gpu.describe(),
+            trainer.plan.exchange_count()
+        );
+    }
+    if rank == 0 {
+        eprintln!(
+        "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
+        cfg.arch,
+        cfg.width,
+        cfg.stem,
+        cfg.forward_flops_per_image()? / 1e6,
+        train_set.source,
+        train_set.len(),
+        iters_per_epoch * cfg.batch_size,
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+"),
+        cfg.prototypes,
+        gpu.describe()
+    );
+        if world > 1 {
+            eprintln!(
+                "data-parallel over {world} ranks: global batch {global_batch}, gradients averaged{}, queue {} rows per rank",
+                if cfg.sync_bn { ", batch-norm synchronised" } else { ", batch-norm per rank" },
+                trainer.swav().effective_queue_length()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The progress bar (hidden when stderr is not a terminal).
+fn progress_bar(terminal: bool, total: usize, position: usize) -> indicatif::ProgressBar {
+    let bar = if terminal { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} it  {msg}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(position as u64);
+    bar
 }

@@ -3,6 +3,9 @@
 //! the running stats towards the mean and the *unbiased* variance (PyTorch semantics);
 //! eval mode uses the running stats. Backward gives dX, dgamma, dbeta.
 pub mod cpu;
+mod graph;
+
+pub use graph::BatchNormOps;
 
 use crate::dist::Reduce;
 use crate::error::{shape_err, Result};

@@ -13,6 +13,9 @@
 //! pixels. `ConvKernel::choose` (and `with_variant`, for the tuner) is the one place that
 //! decides which kernel a pass runs; the pass functions run what they are given.
 pub mod cpu;
+mod graph;
+
+pub use graph::ConvOps;
 pub mod rows;
 
 use crate::error::{shape_err, Result};

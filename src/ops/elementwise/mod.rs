@@ -1,6 +1,9 @@
 //! Elementwise ops: ReLU (forward, backward), add (C = alpha*A + beta*B: the residual add and
 //! gradient accumulation) and scale (Y = alpha*X). Backward of add and scale are add and scale.
 pub mod cpu;
+mod graph;
+
+pub use graph::ElementwiseOps;
 
 use crate::error::Result;
 use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};

@@ -2,6 +2,9 @@
 //! This is the swapped-prediction term of SwAV (X = scores, scale = 1/tau, Q = codes).
 //! No gradient flows to Q (SwAV computes codes without gradient).
 pub mod cpu;
+mod graph;
+
+pub use graph::LossOps;
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};

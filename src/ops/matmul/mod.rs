@@ -12,6 +12,9 @@
 //!   staged in workgroup memory in K-slices of bk, tm x tn outputs per invocation. For real
 //!   GPUs; several shapes because the best one differs by vendor and problem size.
 pub mod cpu;
+mod graph;
+
+pub use graph::MatmulOps;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::tune::TuneMode;
@@ -629,4 +632,16 @@ pub(crate) fn kernel_sources() -> Vec<KernelSource> {
         }
     }
     v
+}
+
+/// The dispatches of a GEMM-backed op on the chooser's `default`, or on the tuner's fastest
+/// candidate (gpu::tune).
+pub(crate) fn tuned(
+    gpu: &Gpu,
+    op_shape: &str,
+    default: GemmVariant,
+    build: impl FnMut(GemmVariant) -> Result<Vec<Dispatch>>,
+) -> Result<Vec<Dispatch>> {
+    let candidates = tuning_candidates(gpu.tuner.mode, gpu.class, gpu.subgroup_size, default);
+    gpu.tuner.choose(gpu, op_shape, &candidates, build)
 }

@@ -2,6 +2,9 @@
 //! plain), and Adam, each one pass over a parameter after its norms; the frozen prototypes
 //! are skipped by a flag in the step state. The optimizer graph and its config are `optim`.
 pub mod cpu;
+mod graph;
+
+pub use graph::OptimOps;
 
 use crate::error::Result;
 use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};

@@ -1,6 +1,9 @@
 //! Pooling: max-pool (any window / stride / padding; ResNet's stem uses 3x3/2 pad 1) with an
 //! arg-max so its backward is a gather, and global average pool (a mean reduction over H*W).
 pub mod cpu;
+mod graph;
+
+pub use graph::PoolOps;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};

@@ -2,6 +2,9 @@
 //! max and L2 norm. Whole-tensor reductions are outer = inner = 1. Tree reductions in
 //! workgroup memory; a long axis is cut into chunks reduced by further passes (no atomics).
 pub mod cpu;
+mod graph;
+
+pub use graph::ReduceOps;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
@@ -45,24 +48,7 @@ pub fn reduce_axis(
     check_len(OP, "input", x, outer * reduce * inner)?;
     check_len(OP, "output", y, outer * inner)?;
     if reduce <= SHORT_AXIS && outer * inner >= MANY_OUTPUTS {
-        let (finish, scale) = match op {
-            ReduceOp::Mean => (1, 1.0 / reduce as f32),
-            ReduceOp::Norm => (2, 1.0),
-            _ => (0, 1.0),
-        };
-        let params = words(&ShortParams {
-            outer: to_u32(OP, outer)?,
-            reduce: to_u32(OP, reduce)?,
-            inner: to_u32(OP, inner)?,
-            op_max: (op == ReduceOp::Max) as u32,
-            square: (op == ReduceOp::Norm) as u32,
-            finish,
-            scale,
-            _pad: 0,
-        });
-        let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main")?;
-        let grid = linear_grid(gpu, "reduce_axis_short", (outer * inner).div_ceil(256) as u64)?;
-        return Ok(vec![gpu.dispatch("reduce_axis_short", &pipeline, &params, &[x, y], grid)?]);
+        return Ok(vec![reduce_short(gpu, x, y, [outer, reduce, inner], op)?]);
     }
     let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main")?;
     let mut passes: Vec<Dispatch> = Vec::new();
@@ -109,6 +95,35 @@ pub fn reduce_axis(
         current_len = n_chunks;
         first = false;
     }
+}
+
+/// A short axis over many outputs: one thread per output, one pass.
+fn reduce_short(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    [outer, reduce, inner]: [usize; 3],
+    op: ReduceOp,
+) -> Result<Dispatch> {
+    const OP: &str = "reduce";
+    let (finish, scale) = match op {
+        ReduceOp::Mean => (1, 1.0 / reduce as f32),
+        ReduceOp::Norm => (2, 1.0),
+        _ => (0, 1.0),
+    };
+    let params = words(&ShortParams {
+        outer: to_u32(OP, outer)?,
+        reduce: to_u32(OP, reduce)?,
+        inner: to_u32(OP, inner)?,
+        op_max: (op == ReduceOp::Max) as u32,
+        square: (op == ReduceOp::Norm) as u32,
+        finish,
+        scale,
+        _pad: 0,
+    });
+    let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main")?;
+    let grid = linear_grid(gpu, "reduce_axis_short", (outer * inner).div_ceil(256) as u64)?;
+    gpu.dispatch("reduce_axis_short", &pipeline, &params, &[x, y], grid)
 }
 
 /// dX of `reduce_axis` given its input X, its output Y and dY.

@@ -1,6 +1,9 @@
 //! Row-wise ops over [rows, cols]: L2-normalise, softmax(scale*x) and log-softmax(scale*x)
 //! (scale = 1/temperature), each with its backward. One workgroup per row, tree reductions.
 pub mod cpu;
+mod graph;
+
+pub use graph::{RowKind, RowsOps};
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};

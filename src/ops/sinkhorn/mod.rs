@@ -7,6 +7,9 @@
 //! problem is spread over the ranks of a data-parallel job (the total sum of the official
 //! code cancels in its first normalisation, so it is not needed).
 pub mod cpu;
+mod graph;
+
+pub use graph::SinkhornOps;
 
 use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
