@@ -2,6 +2,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod dtype;
+pub mod kernel;
 pub mod tensor;
 pub mod timing;
 pub mod tune;
@@ -11,6 +12,7 @@ pub use context::list_adapters;
 pub use context::{describe_adapter, pick_adapter, AdapterClass, Gpu, GpuOptions};
 pub use dispatch::{linear_grid, runs, Dispatch, Exchange, Step};
 pub use dtype::DType;
+pub use kernel::Kernel;
 pub use tensor::Tensor;
 
 /// A kernel's typed parameters (a `#[repr(C)]` struct mirroring its WGSL `Params`, all

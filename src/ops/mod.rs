@@ -32,12 +32,17 @@ pub mod rules;
 pub mod sinkhorn;
 
 use crate::error::{Error, Result};
-use crate::gpu::Tensor;
+use crate::gpu::{Kernel, Tensor};
 
 /// A complete WGSL module as handed to the device, for validation and inspection.
 pub struct KernelSource {
     pub name: String,
     pub source: String,
+}
+
+/// Every kernel of one family's `Kernel` type, composed.
+pub(crate) fn sources<K: Kernel>() -> Vec<KernelSource> {
+    K::all().iter().map(|k| KernelSource { name: k.name(), source: k.source() }).collect()
 }
 
 /// Elements per load for kernels with a vec4 variant: 4 when `n` (the run of elements that
@@ -123,31 +128,51 @@ mod param_layouts {
 
     #[test]
     fn typed_params_match_their_wgsl_structs() {
-        let cases: [(&str, &str, usize); 17] = [
-            ("conv2d_forward/register_tiled_8x8", "Params", size_of::<super::conv::ConvParams>()),
-            ("conv2d_rows/subgroup8_8x8/kw3", "Params", size_of::<super::conv::rows::RowsParams>()),
-            ("conv2d_weight_rows/subgroup8_8x8/k3x3", "Params", size_of::<super::conv::rows::WeightRowsParams>()),
+        use super::batchnorm::BatchNormKernel;
+        use super::conv::{rows::DirectKernel, ConvGemmKernel, Loader};
+        use super::elementwise::{ElementwiseKernel, Map};
+        use super::matmul::{GemmVariant, MatmulKernel};
+        use super::sinkhorn::{Pass, SinkhornKernel};
+        use super::{loss::LossKernel, optim::OptimKernel, pool::PoolKernel, reduce::ReduceKernel, rows::RowsKernel};
+        use crate::gpu::Kernel;
+        let tiled = GemmVariant::RegisterTiled { tm: 8, tn: 8 };
+        let cases: [(String, &str, usize); 17] = [
             (
-                "matmul/register_tiled_8x8/TRANS_A=false,TRANS_B=false",
+                ConvGemmKernel { loader: Loader::Forward, variant: tiled }.name(),
+                "Params",
+                size_of::<super::conv::ConvParams>(),
+            ),
+            (
+                DirectKernel::Rows { tm: 8, tn: 8, sg: 8, kw: 3 }.name(),
+                "Params",
+                size_of::<super::conv::rows::RowsParams>(),
+            ),
+            (
+                DirectKernel::WeightRows { tm: 8, tp: 8, sg: 8, kh: 3, kw: 3 }.name(),
+                "Params",
+                size_of::<super::conv::rows::WeightRowsParams>(),
+            ),
+            (
+                MatmulKernel::Dense { variant: tiled, trans_a: false, trans_b: false }.name(),
                 "Params",
                 size_of::<super::matmul::DenseParams>(),
             ),
-            ("batchnorm/apply/w1", "Params", size_of::<super::batchnorm::BatchNormParams>()),
-            ("rows/softmax_forward", "Params", size_of::<super::rows::RowParams>()),
-            ("loss/cross_entropy_forward", "Params", size_of::<super::rows::RowParams>()),
-            ("elementwise/add/w1", "Params", size_of::<super::elementwise::ElementwiseParams>()),
-            ("elementwise/copy", "CopyParams", size_of::<super::elementwise::CopyParams>()),
-            ("reduce_axis", "Params", size_of::<super::reduce::AxisParams>()),
-            ("reduce_axis_short", "Params", size_of::<super::reduce::ShortParams>()),
-            ("reduce_axis_backward", "Params", size_of::<super::reduce::BackwardParams>()),
-            ("pool/max_forward", "Params", size_of::<super::pool::PoolParams>()),
-            ("optim/sgd_step", "Params", size_of::<super::optim::SgdParams>()),
-            ("optim/adam_step", "Params", size_of::<super::optim::AdamParams>()),
-            ("sinkhorn/rowsum/w1", "Params", size_of::<super::sinkhorn::SinkhornParams>()),
-            ("swav/targets", "Params", size_of::<super::sinkhorn::TargetsParams>()),
+            (BatchNormKernel::Apply(1).name(), "Params", size_of::<super::batchnorm::BatchNormParams>()),
+            (RowsKernel::SoftmaxForward.name(), "Params", size_of::<super::rows::RowParams>()),
+            (LossKernel::CrossEntropyForward.name(), "Params", size_of::<super::rows::RowParams>()),
+            (ElementwiseKernel::Map(Map::Add, 1).name(), "Params", size_of::<super::elementwise::ElementwiseParams>()),
+            (ElementwiseKernel::Copy.name(), "CopyParams", size_of::<super::elementwise::CopyParams>()),
+            (ReduceKernel::Axis.name(), "Params", size_of::<super::reduce::AxisParams>()),
+            (ReduceKernel::AxisShort.name(), "Params", size_of::<super::reduce::ShortParams>()),
+            (ReduceKernel::AxisBackward.name(), "Params", size_of::<super::reduce::BackwardParams>()),
+            (PoolKernel::MaxForward.name(), "Params", size_of::<super::pool::PoolParams>()),
+            (OptimKernel::SgdStep.name(), "Params", size_of::<super::optim::SgdParams>()),
+            (OptimKernel::AdamStep.name(), "Params", size_of::<super::optim::AdamParams>()),
+            (SinkhornKernel::Pass(Pass::Rowsum, 1).name(), "Params", size_of::<super::sinkhorn::SinkhornParams>()),
+            (SinkhornKernel::Targets.name(), "Params", size_of::<super::sinkhorn::TargetsParams>()),
         ];
         for (kernel, name, rust) in cases {
-            assert_eq!(wgsl_size(kernel, name), rust, "{kernel}: {name}");
+            assert_eq!(wgsl_size(&kernel, name), rust, "{kernel}: {name}");
         }
     }
 }

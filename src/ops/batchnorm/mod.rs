@@ -9,8 +9,8 @@ pub use graph::BatchNormOps;
 
 use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Step, Tensor};
-use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
+use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Kernel, Step, Tensor};
+use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/batchnorm/common.wgsl");
@@ -96,50 +96,68 @@ fn width(s: &BatchNormShape) -> usize {
     vec_width(s.spatial)
 }
 
-/// The forward and dX kernels: (name, body, entry point). Stats has its own entry point; the
-/// per-element kernels are `element` functions under batchnorm/elementwise.wgsl's.
-const KERNELS: [(&str, &str, &str); 3] =
-    [("stats", STATS, ""), ("apply", APPLY, ELEMENTWISE), ("backward_input", BACKWARD_INPUT, ELEMENTWISE)];
-
-fn source(name: &str, width: usize) -> String {
-    let (_, body, entry) = KERNELS.iter().find(|(n, _, _)| *n == name).expect("known batch-norm kernel");
-    compose(&[REDUCE, COMMON, body, entry], &vec_subs(width))
+/// The family's kernels, each at a vector width (1 or 4): the statistics (own entry point),
+/// the per-element apply and dX (`element` functions under batchnorm/elementwise.wgsl's entry
+/// point), and the backward statistics, `masked` when the ReLU-backward of a fused BN+ReLU
+/// is done as dY is read (MASK, bound last, is relu(Y); the masked dY is stored back into DY
+/// in place).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchNormKernel {
+    Stats(usize),
+    Apply(usize),
+    BackwardInput(usize),
+    BackwardStats { masked: bool, width: usize },
 }
 
-/// The backward-stats kernel; `masked`: the ReLU-backward of a fused BN+ReLU is done as dY is
-/// read (MASK, bound last, is relu(Y)), and the masked dY is stored back into DY in place.
-fn backward_stats_source(width: usize, masked: bool) -> String {
-    let mut subs = vec_subs(width).to_vec();
-    if masked {
-        subs.push(("DY_ACCESS", "read_write".into()));
-        subs.push(("MASK_BINDING", "@group(0) @binding(7) var<storage, read> MASK: array<V>;".into()));
-        subs.push(("LOAD_DY", "let dy = select(V(0.0), DY[o], MASK[o] > V(0.0));\n        DY[o] = dy;".into()));
-    } else {
-        subs.push(("DY_ACCESS", "read".into()));
-        subs.push(("MASK_BINDING", String::new()));
-        subs.push(("LOAD_DY", "let dy = DY[o];".into()));
+impl Kernel for BatchNormKernel {
+    fn all() -> Vec<Self> {
+        let mut v = Vec::new();
+        for w in [1, 4] {
+            v.extend([Self::Stats(w), Self::Apply(w), Self::BackwardInput(w)]);
+            v.extend([false, true].map(|masked| Self::BackwardStats { masked, width: w }));
+        }
+        v
     }
-    compose(&[REDUCE, COMMON, BACKWARD_STATS], &subs)
+
+    fn name(&self) -> String {
+        match *self {
+            Self::Stats(w) => format!("batchnorm/stats/w{w}"),
+            Self::Apply(w) => format!("batchnorm/apply/w{w}"),
+            Self::BackwardInput(w) => format!("batchnorm/backward_input/w{w}"),
+            Self::BackwardStats { masked, width } => {
+                format!("batchnorm/backward_stats{}/w{width}", if masked { "_relu" } else { "" })
+            }
+        }
+    }
+
+    fn source(&self) -> String {
+        match *self {
+            Self::Stats(w) => compose(&[REDUCE, COMMON, STATS], &vec_subs(w)),
+            Self::Apply(w) => compose(&[REDUCE, COMMON, APPLY, ELEMENTWISE], &vec_subs(w)),
+            Self::BackwardInput(w) => compose(&[REDUCE, COMMON, BACKWARD_INPUT, ELEMENTWISE], &vec_subs(w)),
+            Self::BackwardStats { masked, width } => {
+                let mut subs = vec_subs(width).to_vec();
+                if masked {
+                    subs.push(("DY_ACCESS", "read_write".into()));
+                    subs.push(("MASK_BINDING", "@group(0) @binding(7) var<storage, read> MASK: array<V>;".into()));
+                    subs.push((
+                        "LOAD_DY",
+                        "let dy = select(V(0.0), DY[o], MASK[o] > V(0.0));\n        DY[o] = dy;".into(),
+                    ));
+                } else {
+                    subs.push(("DY_ACCESS", "read".into()));
+                    subs.push(("MASK_BINDING", String::new()));
+                    subs.push(("LOAD_DY", "let dy = DY[o];".into()));
+                }
+                compose(&[REDUCE, COMMON, BACKWARD_STATS], &subs)
+            }
+        }
+    }
 }
 
-fn backward_stats_name(masked: bool, width: usize) -> String {
-    format!("batchnorm/backward_stats{}/w{width}", if masked { "_relu" } else { "" })
-}
-
-fn pipeline(gpu: &Gpu, name: &str, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
-    let w = width(s);
-    gpu.pipeline(&format!("batchnorm/{name}/w{w}"), || source(name, w), "main")
-}
-
-fn backward_stats_pipeline(gpu: &Gpu, masked: bool, s: &BatchNormShape) -> Result<wgpu::ComputePipeline> {
-    let w = width(s);
-    gpu.pipeline(&backward_stats_name(masked, w), || backward_stats_source(w, masked), "main")
-}
-
-/// The apply / backward_input pipeline for this shape, and its grid (one invocation per V).
-fn elementwise(gpu: &Gpu, name: &str, s: &BatchNormShape) -> Result<(wgpu::ComputePipeline, [u32; 3])> {
-    let grid = linear_grid(gpu, "batchnorm", (s.len() / width(s)).div_ceil(256) as u64)?;
-    Ok((pipeline(gpu, name, s)?, grid))
+/// The grid of the per-element kernels (one invocation per V).
+fn element_grid(gpu: &Gpu, s: &BatchNormShape) -> Result<[u32; 3]> {
+    linear_grid(gpu, "batchnorm", (s.len() / width(s)).div_ceil(256) as u64)
 }
 
 op_tensors! {
@@ -181,15 +199,14 @@ pub fn forward_train(
         check_len(OP, name, t, s.channels)?;
     }
     let params = s.params(true, update_running)?;
-    let stats = gpu.dispatch(
-        "batchnorm/stats",
-        &pipeline(gpu, "stats", &s)?,
+    let stats = BatchNormKernel::Stats(width(&s)).dispatch(
+        gpu,
         &params,
         &[x, mean, var, running_mean, running_var],
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
-    let (apply_pipeline, grid) = elementwise(gpu, "apply", &s)?;
-    let apply = gpu.dispatch("batchnorm/apply", &apply_pipeline, &params, &[x, mean, var, gamma, beta, y], grid)?;
+    let grid = element_grid(gpu, &s)?;
+    let apply = BatchNormKernel::Apply(width(&s)).dispatch(gpu, &params, &[x, mean, var, gamma, beta, y], grid)?;
     Ok(vec![stats, apply])
 }
 
@@ -212,13 +229,11 @@ pub fn forward_train_steps(
     let mut d = forward_train(gpu, t, (mean, var), one, update_running)?;
     let apply = d.pop().expect("stats then apply");
     let BatchNormTensors { x, running_mean, running_var, .. } = *t;
-    let stats = pipeline(gpu, "stats", &s)?;
     let stage = |stage: Stage| -> Result<Step> {
         let p = s.staged_params(true, update_running, stage)?;
         let tensors = [x, mean, var, running_mean, running_var];
-        Ok(Step::Run(gpu.dispatch(
-            "batchnorm/stats",
-            &stats,
+        Ok(Step::Run(BatchNormKernel::Stats(width(&s)).dispatch(
+            gpu,
             &p,
             &tensors,
             [to_u32("batchnorm", s.channels)?, 1, 1],
@@ -247,9 +262,9 @@ pub fn forward_eval(gpu: &Gpu, t: &BatchNormTensors<&Tensor>, s: BatchNormShape)
     for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
         check_len(OP, name, t, s.channels)?;
     }
-    let (apply_pipeline, grid) = elementwise(gpu, "apply", &s)?;
+    let grid = element_grid(gpu, &s)?;
     let tensors = [x, running_mean, running_var, gamma, beta, y];
-    gpu.dispatch("batchnorm/apply", &apply_pipeline, &s.params(false, false)?, &tensors, grid)
+    BatchNormKernel::Apply(width(&s)).dispatch(gpu, &s.params(false, false)?, &tensors, grid)
 }
 
 /// Backward: dgamma, dbeta, then dX. `mean`/`var` are the statistics the forward pass used
@@ -277,16 +292,15 @@ pub fn backward(
     let params = s.params(training, false)?;
     let mut tensors = vec![x, dy, mean, var, dgamma, dbeta];
     tensors.extend(relu_mask);
-    let stats = gpu.dispatch(
-        "batchnorm/backward_stats",
-        &backward_stats_pipeline(gpu, relu_mask.is_some(), &s)?,
+    let stats = BatchNormKernel::BackwardStats { masked: relu_mask.is_some(), width: width(&s) }.dispatch(
+        gpu,
         &params,
         &tensors,
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
-    let (input_pipeline, grid) = elementwise(gpu, "backward_input", &s)?;
+    let grid = element_grid(gpu, &s)?;
     let tensors = [x, dy, mean, var, gamma, dgamma, dbeta, dx];
-    let input = gpu.dispatch("batchnorm/backward_input", &input_pipeline, &params, &tensors, grid)?;
+    let input = BatchNormKernel::BackwardInput(width(&s)).dispatch(gpu, &params, &tensors, grid)?;
     Ok(vec![stats, input])
 }
 
@@ -316,10 +330,10 @@ pub fn backward_steps(
         reduce: Reduce::Sum,
         scale: 1.0,
     };
-    let (input_pipeline, grid) = elementwise(gpu, "backward_input", &s)?;
+    let grid = element_grid(gpu, &s)?;
     let tensors = [x, dy, mean, var, gamma, &sum_dgamma, &sum_dbeta, dx];
     let params = s.params(training, false)?;
-    let input = gpu.dispatch("batchnorm/backward_input", &input_pipeline, &params, &tensors, grid)?;
+    let input = BatchNormKernel::BackwardInput(width(&s)).dispatch(gpu, &params, &tensors, grid)?;
     let mut steps = runs(d);
     steps.push(Step::Exchange(exchange));
     steps.push(Step::Run(input.keep(sum_dgamma).keep(sum_dbeta)));
@@ -327,14 +341,5 @@ pub fn backward_steps(
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    let mut v = Vec::new();
-    for w in [1, 4] {
-        for (n, _, _) in KERNELS {
-            v.push(KernelSource { name: format!("batchnorm/{n}/w{w}"), source: source(n, w) });
-        }
-        for masked in [false, true] {
-            v.push(KernelSource { name: backward_stats_name(masked, w), source: backward_stats_source(w, masked) });
-        }
-    }
-    v
+    sources::<BatchNormKernel>()
 }

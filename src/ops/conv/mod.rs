@@ -19,17 +19,75 @@ pub use graph::ConvOps;
 pub mod rows;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Tensor};
+use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::matmul::{
     gemm, gemm_kernel_name, listed_variants, GemmHeader, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK,
 };
-use crate::ops::{check_len, to_u32, KernelSource};
+use crate::ops::{check_len, sources, to_u32, KernelSource};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
-const FORWARD: &str = include_str!("../../../shaders/conv/forward.wgsl");
-const BACKWARD_INPUT: &str = include_str!("../../../shaders/conv/backward_input.wgsl");
-const BACKWARD_INPUT_STRIDED: &str = include_str!("../../../shaders/conv/backward_input_strided.wgsl");
-const BACKWARD_WEIGHT: &str = include_str!("../../../shaders/conv/backward_weight.wgsl");
+
+/// The implicit GEMMs' loaders (how A and B are read from the convolution's tensors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loader {
+    Forward,
+    BackwardWeight,
+    BackwardInput,
+    /// One stride phase of a strided backward-input.
+    BackwardInputStrided,
+}
+
+impl Loader {
+    const ALL: [Loader; 4] =
+        [Loader::Forward, Loader::BackwardWeight, Loader::BackwardInput, Loader::BackwardInputStrided];
+
+    fn name_and_body(self) -> (&'static str, &'static str) {
+        match self {
+            Loader::Forward => ("forward", include_str!("../../../shaders/conv/forward.wgsl")),
+            Loader::BackwardWeight => ("backward_weight", include_str!("../../../shaders/conv/backward_weight.wgsl")),
+            Loader::BackwardInput => ("backward_input", include_str!("../../../shaders/conv/backward_input.wgsl")),
+            Loader::BackwardInputStrided => {
+                ("backward_input_strided", include_str!("../../../shaders/conv/backward_input_strided.wgsl"))
+            }
+        }
+    }
+}
+
+/// An implicit-GEMM convolution kernel: a loader on a GEMM core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGemmKernel {
+    pub loader: Loader,
+    pub variant: GemmVariant,
+}
+
+impl Kernel for ConvGemmKernel {
+    fn all() -> Vec<Self> {
+        listed_variants()
+            .into_iter()
+            .flat_map(|variant| Loader::ALL.map(|loader| ConvGemmKernel { loader, variant }))
+            .collect()
+    }
+
+    fn name(&self) -> String {
+        gemm_kernel_name(&format!("conv2d_{}", self.loader.name_and_body().0), self.variant, &[])
+    }
+
+    fn source(&self) -> String {
+        self.variant.source(&loader(self.loader.name_and_body().1), &[])
+    }
+}
+
+fn conv_gemm(
+    gpu: &Gpu,
+    loader: Loader,
+    variant: GemmVariant,
+    params: Vec<u32>,
+    inputs: &[&Tensor],
+    out: &Tensor,
+    p: &GemmProblem,
+) -> Result<Vec<Dispatch>> {
+    gemm(gpu, &ConvGemmKernel { loader, variant }, variant, params, inputs, out, p)
+}
 
 /// The three passes of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,7 +336,7 @@ pub fn forward(
         k: to_u32("conv2d", s.cin * s.kh * s.kw)?,
         splits: 1,
     };
-    gemm(gpu, "conv2d_forward", &loader(FORWARD), &[], words(&s.params()?), &[x, w], y, &p, variant)
+    conv_gemm(gpu, Loader::Forward, variant, words(&s.params()?), &[x, w], y, &p)
 }
 
 /// dX from dY and W.
@@ -309,17 +367,7 @@ pub fn backward_input(
             k: to_u32("conv2d", s.cout * s.kh * s.kw)?,
             splits: 1,
         };
-        return gemm(
-            gpu,
-            "conv2d_backward_input",
-            &loader(BACKWARD_INPUT),
-            &[],
-            words(&s.params()?),
-            &[dy, w],
-            dx,
-            &p,
-            variant,
-        );
+        return conv_gemm(gpu, Loader::BackwardInput, variant, words(&s.params()?), &[dy, w], dx, &p);
     }
     // One GEMM per phase; a phase no tap reaches (e.g. odd pixels of a 1x1 stride-2 conv)
     // is a GEMM with K = 0, which writes its zeros.
@@ -337,9 +385,8 @@ pub fn backward_input(
                 k: to_u32("conv2d", s.cout * ph.taps)?,
                 splits: 1,
             };
-            let loader = loader(BACKWARD_INPUT_STRIDED);
             let params = words(&params);
-            out.extend(gemm(gpu, "conv2d_backward_input_strided", &loader, &[], params, &[dy, w], dx, &p, variant)?);
+            out.extend(conv_gemm(gpu, Loader::BackwardInputStrided, variant, params, &[dy, w], dx, &p)?);
         }
     }
     Ok(out)
@@ -395,49 +442,11 @@ pub fn backward_weight(
         k: to_u32("conv2d", s.batch * oh * ow)?,
         splits,
     };
-    gemm(gpu, "conv2d_backward_weight", &loader(BACKWARD_WEIGHT), &[], words(&s.params()?), &[x, dy], dw, &p, variant)
+    conv_gemm(gpu, Loader::BackwardWeight, variant, words(&s.params()?), &[x, dy], dw, &p)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    let mut v = Vec::new();
-    // The row kernels' tiles, as rows::row_tm / weight_tm cap the subgroup variants' rows.
-    let mut row_tms: Vec<(u32, u32)> = Vec::new();
-    let mut weight_tms: Vec<(u32, u32)> = Vec::new();
-    for variant in listed_variants() {
-        if let GemmVariant::SubgroupTiled { tm, sg, .. } = variant {
-            row_tms.push((rows::row_tm(tm, sg), sg));
-            weight_tms.push((rows::weight_tm(tm, sg), sg));
-        }
-    }
-    row_tms.sort();
-    row_tms.dedup();
-    weight_tms.sort();
-    weight_tms.dedup();
-    for &(tm, sg) in &row_tms {
-        for (tn, kw) in [(8, 1), (8, 3), (4, 3), (8, 7)] {
-            let name = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}");
-            v.push(KernelSource { name, source: rows::source(tm, tn, sg, kw) });
-        }
-    }
-    for &(tm, sg) in &weight_tms {
-        for (tp, k) in [(8, 1), (8, 3), (4, 3)] {
-            let name = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{k}x{k}");
-            v.push(KernelSource { name, source: rows::weight_source(tm, tp, sg, k, k) });
-        }
-    }
-    for variant in listed_variants() {
-        for (name, body) in [("forward", FORWARD), ("backward_weight", BACKWARD_WEIGHT)] {
-            v.push(KernelSource {
-                name: gemm_kernel_name(&format!("conv2d_{name}"), variant, &[]),
-                source: variant.source(&loader(body), &[]),
-            });
-        }
-        for (name, body) in [("backward_input", BACKWARD_INPUT), ("backward_input_strided", BACKWARD_INPUT_STRIDED)] {
-            v.push(KernelSource {
-                name: gemm_kernel_name(&format!("conv2d_{name}"), variant, &[]),
-                source: variant.source(&loader(body), &[]),
-            });
-        }
-    }
+    let mut v = sources::<rows::DirectKernel>();
+    v.extend(sources::<ConvGemmKernel>());
     v
 }

@@ -4,9 +4,9 @@
 //! `shaders/conv/rows_subgroup.wgsl`: forward and stride-1 backward-input;
 //! `shaders/conv/weight_rows_subgroup.wgsl`: the weight gradient.
 use crate::error::{shape_err, Result};
-use crate::gpu::{words, Dispatch, Gpu, Tensor};
+use crate::gpu::{words, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::compose;
-use crate::ops::matmul::{dispatch_split_k, SUM_CHUNK};
+use crate::ops::matmul::{dispatch_split_k, listed_variants, GemmVariant, SUM_CHUNK};
 
 use super::Conv2dShape;
 
@@ -246,11 +246,8 @@ pub(crate) fn dispatch(
         w_s,
         _pad: [0; 3],
     });
-    let key = format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{}", c.kw);
-    let kw = u(c.kw);
-    let pipeline = gpu.pipeline(&key, || source(tm, tn, sg, kw), "main")?;
     let wg = [u(n_seg.div_ceil(sg as usize)), u(c.m.div_ceil(tm as usize)), 1];
-    gpu.dispatch(&key, &pipeline, &params, &[x, w, y], wg)
+    DirectKernel::Rows { tm, tn, sg, kw: u(c.kw) }.dispatch(gpu, &params, &[x, w, y], wg)
 }
 
 /// Most taps the weight-gradient row kernel unrolls per lane (3x3; 1x1 convs too).
@@ -382,8 +379,56 @@ pub(crate) fn weight_dispatch(
         seg_chunk: u(seg_chunk),
     });
     let (kh, kw) = (u(s.kh), u(s.kw));
-    let key = format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}");
-    let pipeline = gpu.pipeline(&key, || weight_source(tm, tp, sg, kh, kw), "main")?;
+    let kernel = DirectKernel::WeightRows { tm, tp, sg, kh, kw };
     let wg = [u(s.cin.div_ceil(sg as usize)), u(s.cout.div_ceil(tm as usize)), u(splits)];
-    dispatch_split_k(gpu, &key, &pipeline, &params, &[x, dy], dw, wg)
+    dispatch_split_k(gpu, &kernel.name(), &kernel.pipeline(gpu)?, &params, &[x, dy], dw, wg)
+}
+
+/// The direct convolution kernels, by tile: `Rows` (forward, stride-1 backward-input) for a
+/// kernel width, `WeightRows` (weight gradient) for a kernel size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirectKernel {
+    Rows { tm: u32, tn: u32, sg: u32, kw: u32 },
+    WeightRows { tm: u32, tp: u32, sg: u32, kh: u32, kw: u32 },
+}
+
+impl Kernel for DirectKernel {
+    /// The tiles the listed subgroup variants lead to (`row_tm` / `weight_tm` cap their rows)
+    /// for the kernel sizes of the ResNets.
+    fn all() -> Vec<Self> {
+        let mut row_tms: Vec<(u32, u32)> = Vec::new();
+        let mut weight_tms: Vec<(u32, u32)> = Vec::new();
+        for variant in listed_variants() {
+            if let GemmVariant::SubgroupTiled { tm, sg, .. } = variant {
+                row_tms.push((row_tm(tm, sg), sg));
+                weight_tms.push((weight_tm(tm, sg), sg));
+            }
+        }
+        row_tms.sort();
+        row_tms.dedup();
+        weight_tms.sort();
+        weight_tms.dedup();
+        let mut v = Vec::new();
+        for &(tm, sg) in &row_tms {
+            v.extend([(8, 1), (8, 3), (4, 3), (8, 7)].map(|(tn, kw)| Self::Rows { tm, tn, sg, kw }));
+        }
+        for &(tm, sg) in &weight_tms {
+            v.extend([(8, 1), (8, 3), (4, 3)].map(|(tp, k)| Self::WeightRows { tm, tp, sg, kh: k, kw: k }));
+        }
+        v
+    }
+
+    fn name(&self) -> String {
+        match *self {
+            Self::Rows { tm, tn, sg, kw } => format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}"),
+            Self::WeightRows { tm, tp, sg, kh, kw } => format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}"),
+        }
+    }
+
+    fn source(&self) -> String {
+        match *self {
+            Self::Rows { tm, tn, sg, kw } => source(tm, tn, sg, kw),
+            Self::WeightRows { tm, tp, sg, kh, kw } => weight_source(tm, tp, sg, kh, kw),
+        }
+    }
 }

@@ -6,73 +6,107 @@ mod graph;
 pub use graph::ElementwiseOps;
 
 use crate::error::Result;
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
-use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
+use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
 const COPY: &str = include_str!("../../../shaders/elementwise/copy.wgsl");
-const KERNELS: [(&str, &str); 5] = [
-    ("fill", include_str!("../../../shaders/elementwise/fill.wgsl")),
-    ("relu_forward", include_str!("../../../shaders/elementwise/relu_forward.wgsl")),
-    ("relu_backward", include_str!("../../../shaders/elementwise/relu_backward.wgsl")),
-    ("add", include_str!("../../../shaders/elementwise/add.wgsl")),
-    ("scale", include_str!("../../../shaders/elementwise/scale.wgsl")),
-];
 
-fn source(name: &str, width: usize) -> String {
-    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    compose(&[COMMON, body], &vec_subs(width))
+/// The per-element kernels under common.wgsl's entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Map {
+    Fill,
+    ReluForward,
+    ReluBackward,
+    Add,
+    Scale,
 }
 
-fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
-    run_flagged(gpu, name, tensors, alpha, beta, false)
+impl Map {
+    const ALL: [Map; 5] = [Map::Fill, Map::ReluForward, Map::ReluBackward, Map::Add, Map::Scale];
+
+    fn name_and_body(self) -> (&'static str, &'static str) {
+        match self {
+            Map::Fill => ("fill", include_str!("../../../shaders/elementwise/fill.wgsl")),
+            Map::ReluForward => ("relu_forward", include_str!("../../../shaders/elementwise/relu_forward.wgsl")),
+            Map::ReluBackward => ("relu_backward", include_str!("../../../shaders/elementwise/relu_backward.wgsl")),
+            Map::Add => ("add", include_str!("../../../shaders/elementwise/add.wgsl")),
+            Map::Scale => ("scale", include_str!("../../../shaders/elementwise/scale.wgsl")),
+        }
+    }
+}
+
+/// The family's kernels: a per-element map at a vector width (1 or 4), and the copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ElementwiseKernel {
+    Map(Map, usize),
+    Copy,
+}
+
+impl Kernel for ElementwiseKernel {
+    fn all() -> Vec<Self> {
+        let mut v: Vec<Self> = Map::ALL.iter().flat_map(|&m| [1, 4].map(|w| Self::Map(m, w))).collect();
+        v.push(Self::Copy);
+        v
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::Map(m, w) => format!("elementwise/{}/w{w}", m.name_and_body().0),
+            Self::Copy => "elementwise/copy".into(),
+        }
+    }
+
+    fn source(&self) -> String {
+        match self {
+            Self::Map(m, w) => compose(&[COMMON, m.name_and_body().1], &vec_subs(*w)),
+            Self::Copy => COPY.into(),
+        }
+    }
+}
+
+fn run(gpu: &Gpu, map: Map, tensors: &[&Tensor], alpha: f32, beta: f32) -> Result<Dispatch> {
+    run_flagged(gpu, map, tensors, alpha, beta, false)
 }
 
 /// `relu`: the add's output goes through max(., 0) in the same pass (the plan's fusion).
-fn run_flagged(
-    gpu: &Gpu,
-    name: &'static str,
-    tensors: &[&Tensor],
-    alpha: f32,
-    beta: f32,
-    relu: bool,
-) -> Result<Dispatch> {
+fn run_flagged(gpu: &Gpu, map: Map, tensors: &[&Tensor], alpha: f32, beta: f32, relu: bool) -> Result<Dispatch> {
+    let op = map.name_and_body().0;
     let len = tensors[0].len();
     for (i, t) in tensors.iter().enumerate() {
-        check_len(name, &format!("operand {i}"), t, len)?;
+        check_len(op, &format!("operand {i}"), t, len)?;
     }
     let w = vec_width(len);
-    let pipeline = gpu.pipeline(&format!("elementwise/{name}/w{w}"), || source(name, w), "main")?;
-    let params = words(&ElementwiseParams { len: to_u32(name, len / w)?, relu: relu as u32, alpha, beta });
-    let grid = linear_grid(gpu, name, (len / w).div_ceil(256) as u64)?;
-    gpu.dispatch(name, &pipeline, &params, tensors, grid)
+    let params = words(&ElementwiseParams { len: to_u32(op, len / w)?, relu: relu as u32, alpha, beta });
+    let grid = linear_grid(gpu, op, (len / w).div_ceil(256) as u64)?;
+    ElementwiseKernel::Map(map, w).dispatch(gpu, &params, tensors, grid)
 }
 
 pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    run(gpu, "relu_forward", &[x, y], 0.0, 0.0)
+    run(gpu, Map::ReluForward, &[x, y], 0.0, 0.0)
 }
 
 pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
-    run(gpu, "relu_backward", &[x, dy, dx], 0.0, 0.0)
+    run(gpu, Map::ReluBackward, &[x, dy, dx], 0.0, 0.0)
 }
 
 /// C = alpha*A + beta*B (C must be a different tensor from A and B).
 pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
-    run(gpu, "add", &[a, b, c], alpha, beta)
+    run(gpu, Map::Add, &[a, b, c], alpha, beta)
 }
 
 /// C = max(alpha*A + beta*B, 0) in one pass: a residual add and the ReLU after it.
 pub fn add_relu(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
-    run_flagged(gpu, "add", &[a, b, c], alpha, beta, true)
+    run_flagged(gpu, Map::Add, &[a, b, c], alpha, beta, true)
 }
 
 pub fn scale(gpu: &Gpu, x: &Tensor, y: &Tensor, alpha: f32) -> Result<Dispatch> {
-    run(gpu, "scale", &[x, y], alpha, 0.0)
+    run(gpu, Map::Scale, &[x, y], alpha, 0.0)
 }
 
 /// Y = value everywhere.
 pub fn fill(gpu: &Gpu, y: &Tensor, value: f32) -> Result<Dispatch> {
-    run(gpu, "fill", &[y], value, 0.0)
+    run(gpu, Map::Fill, &[y], value, 0.0)
 }
 
 /// Y[dst_offset .. dst_offset+len] = X[src_offset .. src_offset+len].
@@ -88,7 +122,6 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
             ),
         });
     }
-    let pipeline = gpu.pipeline("elementwise/copy", || COPY.to_string(), "main")?;
     let params = words(&CopyParams {
         len: to_u32(OP, len)?,
         src_offset: to_u32(OP, src_offset)?,
@@ -96,7 +129,7 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
         _pad: 0,
     });
     let grid = linear_grid(gpu, OP, len.div_ceil(256) as u64)?;
-    gpu.dispatch(OP, &pipeline, &params, &[x, y], grid)
+    ElementwiseKernel::Copy.dispatch(gpu, &params, &[x, y], grid)
 }
 
 /// `Params` of shaders/elementwise/common.wgsl (len counts V's).
@@ -120,10 +153,5 @@ pub(crate) struct CopyParams {
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    let mut v: Vec<KernelSource> = KERNELS
-        .iter()
-        .flat_map(|(n, _)| [1, 4].map(|w| KernelSource { name: format!("elementwise/{n}/w{w}"), source: source(n, w) }))
-        .collect();
-    v.push(KernelSource { name: "elementwise/copy".into(), source: COPY.into() });
-    v
+    sources::<ElementwiseKernel>()
 }

@@ -7,12 +7,37 @@ mod graph;
 pub use graph::LossOps;
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::rows::{row_dispatch, row_source, with_logsumexp};
-use crate::ops::{check_len, KernelSource};
+use crate::ops::{check_len, sources, KernelSource};
 
-const FORWARD: &str = with_logsumexp!("../../../shaders/loss/cross_entropy_forward.wgsl");
-const BACKWARD: &str = with_logsumexp!("../../../shaders/loss/cross_entropy_backward.wgsl");
+/// The family's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LossKernel {
+    CrossEntropyForward,
+    CrossEntropyBackward,
+}
+
+impl Kernel for LossKernel {
+    fn all() -> Vec<Self> {
+        vec![Self::CrossEntropyForward, Self::CrossEntropyBackward]
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::CrossEntropyForward => "loss/cross_entropy_forward",
+            Self::CrossEntropyBackward => "loss/cross_entropy_backward",
+        }
+        .into()
+    }
+
+    fn source(&self) -> String {
+        row_source(match self {
+            Self::CrossEntropyForward => with_logsumexp!("../../../shaders/loss/cross_entropy_forward.wgsl"),
+            Self::CrossEntropyBackward => with_logsumexp!("../../../shaders/loss/cross_entropy_backward.wgsl"),
+        })
+    }
+}
 
 /// Per-row losses into `loss` ([rows]).
 pub fn cross_entropy_forward(
@@ -28,7 +53,7 @@ pub fn cross_entropy_forward(
     check_len(OP, "logits", x, rows * cols)?;
     check_len(OP, "targets", q, rows * cols)?;
     check_len(OP, "loss", loss, rows)?;
-    row_dispatch(gpu, "loss", "cross_entropy_forward", FORWARD, &[x, q, loss], rows, cols, scale, 0.0)
+    row_dispatch(gpu, LossKernel::CrossEntropyForward, OP, &[x, q, loss], rows, cols, scale, 0.0)
 }
 
 /// dX from the per-row loss gradients `dloss` ([rows]).
@@ -48,12 +73,9 @@ pub fn cross_entropy_backward(
     check_len(OP, "targets", q, rows * cols)?;
     check_len(OP, "grad loss", dloss, rows)?;
     check_len(OP, "grad logits", dx, rows * cols)?;
-    row_dispatch(gpu, "loss", "cross_entropy_backward", BACKWARD, &[x, q, dloss, dx], rows, cols, scale, 0.0)
+    row_dispatch(gpu, LossKernel::CrossEntropyBackward, OP, &[x, q, dloss, dx], rows, cols, scale, 0.0)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [("cross_entropy_forward", FORWARD), ("cross_entropy_backward", BACKWARD)]
-        .iter()
-        .map(|(n, b)| KernelSource { name: format!("loss/{n}"), source: row_source(b) })
-        .collect()
+    sources::<LossKernel>()
 }

@@ -18,8 +18,8 @@ pub use graph::MatmulOps;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::tune::TuneMode;
-use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Tensor};
-use crate::ops::{check_len, compose, reduce, to_u32, KernelSource};
+use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Kernel, Tensor};
+use crate::ops::{check_len, compose, reduce, sources, to_u32, KernelSource};
 
 const REGISTER_TILED: &str = include_str!("../../../shaders/matmul/gemm_register_tiled.wgsl");
 const SUBGROUP_TILED: &str = include_str!("../../../shaders/matmul/gemm_subgroup_tiled.wgsl");
@@ -384,19 +384,15 @@ pub(crate) struct DenseParams {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     gpu: &Gpu,
-    name: &str,
-    loader: &str,
-    loader_subs: &[(&str, String)],
+    kernel: &impl Kernel,
+    variant: GemmVariant,
     params: Vec<u32>,
     inputs: &[&Tensor],
     out: &Tensor,
     p: &GemmProblem,
-    variant: GemmVariant,
 ) -> Result<Vec<Dispatch>> {
-    let key = gemm_kernel_name(name, variant, loader_subs);
-    let pipeline = gpu.pipeline(&key, || variant.source(loader, loader_subs), "main")?;
     let tile = variant.workgroup_tile();
-    gemm_with_pipeline(gpu, &key, &pipeline, params, inputs, out, p, tile, 1)
+    gemm_with_pipeline(gpu, &kernel.name(), &kernel.pipeline(gpu)?, params, inputs, out, p, tile, 1)
 }
 
 /// The identity of a GEMM kernel: op, core variant and the loader's specialisation
@@ -494,19 +490,28 @@ pub fn matmul(
     if let Some(bias) = bias {
         check_len(OP, "bias", bias, s.n)?;
     }
-    let subs = [("TRANS_A", s.trans_a.to_string()), ("TRANS_B", s.trans_b.to_string())];
     let splits = to_u32(OP, s.k.div_ceil(SUM_CHUNK))?;
     let p = GemmProblem { m: to_u32(OP, s.m)?, n: to_u32(OP, s.n)?, k: to_u32(OP, s.k)?, splits };
     // Without a bias, A is bound in its slot (never read) so the layout stays the same.
     let bias_t = bias.unwrap_or(a);
     let params = words(&DenseParams { has_bias: bias.is_some() as u32, ..DenseParams::default() });
     if variant.has_vec4() && !s.trans_a && !s.trans_b && s.k.is_multiple_of(4) && s.n.is_multiple_of(4) {
-        let key = format!("matmul_vec4/{}", variant.name());
-        let pipeline = gpu.pipeline(&key, || variant.vec4_source(), "main")?;
+        let kernel = MatmulKernel::DenseVec4(variant);
         let tile = variant.workgroup_tile();
-        return gemm_with_pipeline(gpu, &key, &pipeline, params, &[a, b, bias_t], c, &p, tile, 4);
+        return gemm_with_pipeline(
+            gpu,
+            &kernel.name(),
+            &kernel.pipeline(gpu)?,
+            params,
+            &[a, b, bias_t],
+            c,
+            &p,
+            tile,
+            4,
+        );
     }
-    gemm(gpu, "matmul", DENSE, &subs, params, &[a, b, bias_t], c, &p, variant)
+    let kernel = MatmulKernel::Dense { variant, trans_a: s.trans_a, trans_b: s.trans_b };
+    gemm(gpu, &kernel, variant, params, &[a, b, bias_t], c, &p)
 }
 
 /// Gradients of C = op(A) op(B) + bias: writes dA and dB (stored like A and B) and the bias
@@ -615,23 +620,51 @@ pub(crate) fn listed_variants() -> Vec<GemmVariant> {
     v
 }
 
-pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    let mut v = Vec::new();
-    for variant in listed_variants().into_iter().filter(GemmVariant::has_vec4) {
-        v.push(KernelSource { name: format!("matmul_vec4/{}", variant.name()), source: variant.vec4_source() });
+/// The dense product's kernels: each listed GEMM core with the dense loader in its four
+/// transpositions, and the vec4 kernel of the cores that have one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MatmulKernel {
+    Dense { variant: GemmVariant, trans_a: bool, trans_b: bool },
+    DenseVec4(GemmVariant),
+}
+
+impl MatmulKernel {
+    fn subs(trans_a: bool, trans_b: bool) -> [(&'static str, String); 2] {
+        [("TRANS_A", trans_a.to_string()), ("TRANS_B", trans_b.to_string())]
     }
-    for variant in listed_variants() {
-        for ta in [false, true] {
-            for tb in [false, true] {
-                let subs = [("TRANS_A", ta.to_string()), ("TRANS_B", tb.to_string())];
-                v.push(KernelSource {
-                    name: gemm_kernel_name("matmul", variant, &subs),
-                    source: variant.source(DENSE, &subs),
-                });
+}
+
+impl Kernel for MatmulKernel {
+    fn all() -> Vec<Self> {
+        let mut v: Vec<Self> =
+            listed_variants().into_iter().filter(GemmVariant::has_vec4).map(Self::DenseVec4).collect();
+        for variant in listed_variants() {
+            for trans_a in [false, true] {
+                v.extend([false, true].map(|trans_b| Self::Dense { variant, trans_a, trans_b }));
             }
         }
+        v
     }
-    v
+
+    fn name(&self) -> String {
+        match *self {
+            Self::Dense { variant, trans_a, trans_b } => {
+                gemm_kernel_name("matmul", variant, &Self::subs(trans_a, trans_b))
+            }
+            Self::DenseVec4(variant) => format!("matmul_vec4/{}", variant.name()),
+        }
+    }
+
+    fn source(&self) -> String {
+        match *self {
+            Self::Dense { variant, trans_a, trans_b } => variant.source(DENSE, &Self::subs(trans_a, trans_b)),
+            Self::DenseVec4(variant) => variant.vec4_source(),
+        }
+    }
+}
+
+pub(crate) fn kernel_sources() -> Vec<KernelSource> {
+    sources::<MatmulKernel>()
 }
 
 /// The dispatches of a GEMM-backed op on the chooser's `default`, or on the tuner's fastest

@@ -7,13 +7,40 @@ mod graph;
 pub use graph::OptimOps;
 
 use crate::error::Result;
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::reduce::{self, ReduceOp};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
+use crate::ops::{check_len, compose, sources, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/optim/common.wgsl");
-const SGD_STEP: &str = include_str!("../../../shaders/optim/sgd_step.wgsl");
-const ADAM_STEP: &str = include_str!("../../../shaders/optim/adam_step.wgsl");
+
+/// The family's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OptimKernel {
+    SgdStep,
+    AdamStep,
+}
+
+impl Kernel for OptimKernel {
+    fn all() -> Vec<Self> {
+        vec![Self::SgdStep, Self::AdamStep]
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::SgdStep => "optim/sgd_step",
+            Self::AdamStep => "optim/adam_step",
+        }
+        .into()
+    }
+
+    fn source(&self) -> String {
+        let body = match self {
+            Self::SgdStep => include_str!("../../../shaders/optim/sgd_step.wgsl"),
+            Self::AdamStep => include_str!("../../../shaders/optim/adam_step.wgsl"),
+        };
+        compose(&[COMMON, body], &[])
+    }
+}
 
 /// Length of the per-step optimizer state tensor: [lr, prototypes enabled (1) or frozen (0),
 /// c1, c2, c1_prototypes, c2_prototypes], Adam's bias corrections c = 1 - beta^t (t counts
@@ -106,7 +133,6 @@ pub fn sgd_step(gpu: &Gpu, t: &SgdTensors<&Tensor>, h: SgdHyper) -> Result<Vec<D
         d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
         d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
     }
-    let pipeline = gpu.pipeline("optim/sgd_step", || compose(&[COMMON, SGD_STEP], &[]), "main")?;
     let params = words(&SgdParams {
         len: to_u32(OP, n)?,
         lars: h.lars as u32,
@@ -118,7 +144,7 @@ pub fn sgd_step(gpu: &Gpu, t: &SgdTensors<&Tensor>, h: SgdHyper) -> Result<Vec<D
         eps: h.eps,
     });
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    d.push(gpu.dispatch(OP, &pipeline, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
+    d.push(OptimKernel::SgdStep.dispatch(gpu, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
     Ok(d)
 }
 
@@ -132,7 +158,6 @@ pub fn adam_step(gpu: &Gpu, t: &AdamTensors<&Tensor>, h: AdamHyper) -> Result<Di
     check_len(OP, "second moment", m2, n)?;
     check_len(OP, "optimizer state", opt, STATE_LEN)?;
     check_len(OP, "loss", loss, 1)?;
-    let pipeline = gpu.pipeline("optim/adam_step", || compose(&[COMMON, ADAM_STEP], &[]), "main")?;
     let params = words(&AdamParams {
         len: to_u32(OP, n)?,
         gated: h.gated as u32,
@@ -143,7 +168,7 @@ pub fn adam_step(gpu: &Gpu, t: &AdamTensors<&Tensor>, h: AdamHyper) -> Result<Di
         eps: h.eps,
     });
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    gpu.dispatch(OP, &pipeline, &params, &[grad, opt, loss, param, m1, m2], grid)
+    OptimKernel::AdamStep.dispatch(gpu, &params, &[grad, opt, loss, param, m1, m2], grid)
 }
 
 /// `Params` of shaders/optim/sgd_step.wgsl.
@@ -174,8 +199,5 @@ pub(crate) struct AdamParams {
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    vec![
-        KernelSource { name: "optim/sgd_step".into(), source: compose(&[COMMON, SGD_STEP], &[]) },
-        KernelSource { name: "optim/adam_step".into(), source: compose(&[COMMON, ADAM_STEP], &[]) },
-    ]
+    sources::<OptimKernel>()
 }

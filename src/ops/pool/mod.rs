@@ -6,13 +6,40 @@ mod graph;
 pub use graph::PoolOps;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::reduce::{self, ReduceOp};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
+use crate::ops::{check_len, compose, sources, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/pool/common.wgsl");
-const MAX_FORWARD: &str = include_str!("../../../shaders/pool/max_forward.wgsl");
-const MAX_BACKWARD: &str = include_str!("../../../shaders/pool/max_backward.wgsl");
+
+/// The family's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolKernel {
+    MaxForward,
+    MaxBackward,
+}
+
+impl Kernel for PoolKernel {
+    fn all() -> Vec<Self> {
+        vec![Self::MaxForward, Self::MaxBackward]
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::MaxForward => "pool/max_forward",
+            Self::MaxBackward => "pool/max_backward",
+        }
+        .into()
+    }
+
+    fn source(&self) -> String {
+        let body = match self {
+            Self::MaxForward => include_str!("../../../shaders/pool/max_forward.wgsl"),
+            Self::MaxBackward => include_str!("../../../shaders/pool/max_backward.wgsl"),
+        };
+        compose(&[COMMON, body], &[])
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolShape {
@@ -102,10 +129,6 @@ pub(crate) struct PoolParams {
     _pad: u32,
 }
 
-fn pipeline(gpu: &Gpu, name: &str, body: &str) -> Result<wgpu::ComputePipeline> {
-    gpu.pipeline(&format!("pool/{name}"), || compose(&[COMMON, body], &[]), "main")
-}
-
 /// Y and ARGMAX (u32 bits stored in an f32-sized tensor, index within the input plane).
 pub fn max_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, argmax: &Tensor, s: PoolShape) -> Result<Dispatch> {
     s.validate()?;
@@ -113,7 +136,7 @@ pub fn max_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, argmax: &Tensor, s: P
     check_len("max_pool", "output", y, s.output_len())?;
     check_len("max_pool", "argmax", argmax, s.output_len())?;
     let grid = linear_grid(gpu, "max_pool", s.output_len().div_ceil(256) as u64)?;
-    gpu.dispatch("pool/max_forward", &pipeline(gpu, "max_forward", MAX_FORWARD)?, &s.params()?, &[x, y, argmax], grid)
+    PoolKernel::MaxForward.dispatch(gpu, &s.params()?, &[x, y, argmax], grid)
 }
 
 pub fn max_pool_backward(gpu: &Gpu, dy: &Tensor, argmax: &Tensor, dx: &Tensor, s: PoolShape) -> Result<Dispatch> {
@@ -122,13 +145,7 @@ pub fn max_pool_backward(gpu: &Gpu, dy: &Tensor, argmax: &Tensor, dx: &Tensor, s
     check_len("max_pool_backward", "argmax", argmax, s.output_len())?;
     check_len("max_pool_backward", "grad input", dx, s.planes * s.h * s.w)?;
     let grid = linear_grid(gpu, "max_pool_backward", (s.planes * s.h * s.w).div_ceil(256) as u64)?;
-    gpu.dispatch(
-        "pool/max_backward",
-        &pipeline(gpu, "max_backward", MAX_BACKWARD)?,
-        &s.params()?,
-        &[dy, argmax, dx],
-        grid,
-    )
+    PoolKernel::MaxBackward.dispatch(gpu, &s.params()?, &[dy, argmax, dx], grid)
 }
 
 /// Y[plane] = mean of X[plane, :, :].
@@ -137,8 +154,5 @@ pub fn global_avg_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, planes: usize,
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    [("max_forward", MAX_FORWARD), ("max_backward", MAX_BACKWARD)]
-        .iter()
-        .map(|(n, b)| KernelSource { name: format!("pool/{n}"), source: compose(&[COMMON, b], &[]) })
-        .collect()
+    sources::<PoolKernel>()
 }

@@ -7,12 +7,40 @@ mod graph;
 pub use graph::ReduceOps;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
-use crate::ops::{check_len, to_u32, KernelSource};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
+use crate::ops::{check_len, sources, to_u32, KernelSource};
 
-const REDUCE_AXIS: &str = include_str!("../../../shaders/reduce/reduce_axis.wgsl");
-const REDUCE_AXIS_SHORT: &str = include_str!("../../../shaders/reduce/reduce_axis_short.wgsl");
-const REDUCE_AXIS_BACKWARD: &str = include_str!("../../../shaders/reduce/reduce_axis_backward.wgsl");
+/// The family's kernels: chunked passes, one pass over a short axis, and the gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReduceKernel {
+    Axis,
+    AxisShort,
+    AxisBackward,
+}
+
+impl Kernel for ReduceKernel {
+    fn all() -> Vec<Self> {
+        vec![Self::Axis, Self::AxisShort, Self::AxisBackward]
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::Axis => "reduce_axis",
+            Self::AxisShort => "reduce_axis_short",
+            Self::AxisBackward => "reduce_axis_backward",
+        }
+        .into()
+    }
+
+    fn source(&self) -> String {
+        match self {
+            Self::Axis => include_str!("../../../shaders/reduce/reduce_axis.wgsl"),
+            Self::AxisShort => include_str!("../../../shaders/reduce/reduce_axis_short.wgsl"),
+            Self::AxisBackward => include_str!("../../../shaders/reduce/reduce_axis_backward.wgsl"),
+        }
+        .into()
+    }
+}
 
 /// Elements of the reduced axis one workgroup handles per pass.
 const CHUNK: usize = 4096;
@@ -50,7 +78,6 @@ pub fn reduce_axis(
     if reduce <= SHORT_AXIS && outer * inner >= MANY_OUTPUTS {
         return Ok(vec![reduce_short(gpu, x, y, [outer, reduce, inner], op)?]);
     }
-    let pipeline = gpu.pipeline("reduce_axis", || REDUCE_AXIS.to_string(), "main")?;
     let mut passes: Vec<Dispatch> = Vec::new();
     let mut current_len = reduce;
     let mut first = true;
@@ -78,7 +105,7 @@ pub fn reduce_axis(
         let grid = linear_grid(gpu, "reduce_axis", (outer * n_chunks * inner) as u64)?;
         let input = owned_input.as_ref().unwrap_or(x);
         if last {
-            let mut d = gpu.dispatch("reduce_axis", &pipeline, &params, &[input, y], grid)?;
+            let mut d = ReduceKernel::Axis.dispatch(gpu, &params, &[input, y], grid)?;
             if let Some(t) = owned_input.take() {
                 d = d.keep(t);
             }
@@ -86,7 +113,7 @@ pub fn reduce_axis(
             return Ok(passes);
         }
         let partial = gpu.tensor("reduce partials", &[outer, n_chunks, inner])?;
-        let mut d = gpu.dispatch("reduce_axis", &pipeline, &params, &[input, &partial], grid)?;
+        let mut d = ReduceKernel::Axis.dispatch(gpu, &params, &[input, &partial], grid)?;
         if let Some(t) = owned_input.take() {
             d = d.keep(t);
         }
@@ -121,9 +148,8 @@ fn reduce_short(
         scale,
         _pad: 0,
     });
-    let pipeline = gpu.pipeline("reduce_axis_short", || REDUCE_AXIS_SHORT.to_string(), "main")?;
     let grid = linear_grid(gpu, "reduce_axis_short", (outer * inner).div_ceil(256) as u64)?;
-    gpu.dispatch("reduce_axis_short", &pipeline, &params, &[x, y], grid)
+    ReduceKernel::AxisShort.dispatch(gpu, &params, &[x, y], grid)
 }
 
 /// dX of `reduce_axis` given its input X, its output Y and dY.
@@ -150,7 +176,6 @@ pub fn reduce_axis_backward(
         ReduceOp::Max => 2,
         ReduceOp::Norm => 3,
     };
-    let pipeline = gpu.pipeline("reduce_axis_backward", || REDUCE_AXIS_BACKWARD.to_string(), "main")?;
     let params = words(&BackwardParams {
         outer: to_u32(OP, outer)?,
         reduce: to_u32(OP, reduce)?,
@@ -158,7 +183,7 @@ pub fn reduce_axis_backward(
         op: code,
     });
     let grid = linear_grid(gpu, OP, (outer * reduce * inner).div_ceil(256) as u64)?;
-    gpu.dispatch(OP, &pipeline, &params, &[x, y, dy, dx], grid)
+    ReduceKernel::AxisBackward.dispatch(gpu, &params, &[x, y, dy, dx], grid)
 }
 
 /// `Params` of shaders/reduce/reduce_axis.wgsl (finish: 0 none, 1 scale, 2 sqrt).
@@ -202,9 +227,5 @@ pub(crate) struct BackwardParams {
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    vec![
-        KernelSource { name: "reduce_axis".into(), source: REDUCE_AXIS.into() },
-        KernelSource { name: "reduce_axis_short".into(), source: REDUCE_AXIS_SHORT.into() },
-        KernelSource { name: "reduce_axis_backward".into(), source: REDUCE_AXIS_BACKWARD.into() },
-    ]
+    sources::<ReduceKernel>()
 }

@@ -6,8 +6,8 @@ mod graph;
 pub use graph::{RowKind, RowsOps};
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Tensor};
-use crate::ops::{check_len, compose, to_u32, KernelSource};
+use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
+use crate::ops::{check_len, compose, sources, to_u32, KernelSource};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/rows/common.wgsl");
@@ -20,14 +20,58 @@ macro_rules! with_logsumexp {
 }
 pub(crate) use with_logsumexp;
 
-const KERNELS: [(&str, &str); 6] = [
-    ("l2_normalize_forward", include_str!("../../../shaders/rows/l2_normalize_forward.wgsl")),
-    ("l2_normalize_backward", include_str!("../../../shaders/rows/l2_normalize_backward.wgsl")),
-    ("softmax_forward", with_logsumexp!("../../../shaders/rows/softmax_forward.wgsl")),
-    ("softmax_backward", include_str!("../../../shaders/rows/softmax_backward.wgsl")),
-    ("log_softmax_forward", with_logsumexp!("../../../shaders/rows/log_softmax_forward.wgsl")),
-    ("log_softmax_backward", include_str!("../../../shaders/rows/log_softmax_backward.wgsl")),
-];
+/// The family's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowsKernel {
+    L2NormalizeForward,
+    L2NormalizeBackward,
+    SoftmaxForward,
+    SoftmaxBackward,
+    LogSoftmaxForward,
+    LogSoftmaxBackward,
+}
+
+impl RowsKernel {
+    fn name_and_body(self) -> (&'static str, &'static str) {
+        match self {
+            Self::L2NormalizeForward => {
+                ("l2_normalize_forward", include_str!("../../../shaders/rows/l2_normalize_forward.wgsl"))
+            }
+            Self::L2NormalizeBackward => {
+                ("l2_normalize_backward", include_str!("../../../shaders/rows/l2_normalize_backward.wgsl"))
+            }
+            Self::SoftmaxForward => ("softmax_forward", with_logsumexp!("../../../shaders/rows/softmax_forward.wgsl")),
+            Self::SoftmaxBackward => ("softmax_backward", include_str!("../../../shaders/rows/softmax_backward.wgsl")),
+            Self::LogSoftmaxForward => {
+                ("log_softmax_forward", with_logsumexp!("../../../shaders/rows/log_softmax_forward.wgsl"))
+            }
+            Self::LogSoftmaxBackward => {
+                ("log_softmax_backward", include_str!("../../../shaders/rows/log_softmax_backward.wgsl"))
+            }
+        }
+    }
+}
+
+impl Kernel for RowsKernel {
+    fn all() -> Vec<Self> {
+        vec![
+            Self::L2NormalizeForward,
+            Self::L2NormalizeBackward,
+            Self::SoftmaxForward,
+            Self::SoftmaxBackward,
+            Self::LogSoftmaxForward,
+            Self::LogSoftmaxBackward,
+        ]
+    }
+
+    fn name(&self) -> String {
+        format!("rows/{}", self.name_and_body().0)
+    }
+
+    fn source(&self) -> String {
+        row_source(self.name_and_body().1)
+    }
+}
 
 /// `Params` of shaders/rows/common.wgsl.
 #[repr(C)]
@@ -42,13 +86,12 @@ pub(crate) struct RowParams {
 /// torch.nn.functional.normalize's default eps.
 pub const L2_EPS: f32 = 1e-12;
 
+/// One workgroup per row of a row kernel (`op` names it in errors).
 #[allow(clippy::too_many_arguments)]
-/// `family` prefixes the kernel's identity (`rows/softmax_forward`, `loss/...`).
 pub(crate) fn row_dispatch(
     gpu: &Gpu,
-    family: &str,
-    name: &'static str,
-    body: &str,
+    kernel: impl Kernel,
+    op: &'static str,
     tensors: &[&Tensor],
     rows: usize,
     cols: usize,
@@ -56,25 +99,23 @@ pub(crate) fn row_dispatch(
     eps: f32,
 ) -> Result<Dispatch> {
     if rows == 0 || cols == 0 {
-        return shape_err(name, format!("empty [{rows}, {cols}]"));
+        return shape_err(op, format!("empty [{rows}, {cols}]"));
     }
-    let key = format!("{family}/{name}");
-    let pipeline = gpu.pipeline(&key, || row_source(body), "main")?;
-    let params = words(&RowParams { rows: to_u32(name, rows)?, cols: to_u32(name, cols)?, scale, eps });
-    let grid = linear_grid(gpu, name, rows as u64)?;
-    gpu.dispatch(name, &pipeline, &params, tensors, grid)
+    let params = words(&RowParams { rows: to_u32(op, rows)?, cols: to_u32(op, cols)?, scale, eps });
+    let grid = linear_grid(gpu, op, rows as u64)?;
+    kernel.dispatch(gpu, &params, tensors, grid)
 }
 
-fn run(gpu: &Gpu, name: &'static str, tensors: &[&Tensor], rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
+fn run(gpu: &Gpu, kernel: RowsKernel, tensors: &[&Tensor], rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
+    let op = kernel.name_and_body().0;
     for (i, t) in tensors.iter().enumerate() {
-        check_len(name, &format!("operand {i}"), t, rows * cols)?;
+        check_len(op, &format!("operand {i}"), t, rows * cols)?;
     }
-    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    row_dispatch(gpu, "rows", name, body, tensors, rows, cols, scale, L2_EPS)
+    row_dispatch(gpu, kernel, op, tensors, rows, cols, scale, L2_EPS)
 }
 
 pub fn l2_normalize_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, rows: usize, cols: usize) -> Result<Dispatch> {
-    run(gpu, "l2_normalize_forward", &[x, y], rows, cols, 1.0)
+    run(gpu, RowsKernel::L2NormalizeForward, &[x, y], rows, cols, 1.0)
 }
 pub fn l2_normalize_backward(
     gpu: &Gpu,
@@ -84,10 +125,10 @@ pub fn l2_normalize_backward(
     rows: usize,
     cols: usize,
 ) -> Result<Dispatch> {
-    run(gpu, "l2_normalize_backward", &[x, dy, dx], rows, cols, 1.0)
+    run(gpu, RowsKernel::L2NormalizeBackward, &[x, dy, dx], rows, cols, 1.0)
 }
 pub fn softmax_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, rows: usize, cols: usize, scale: f32) -> Result<Dispatch> {
-    run(gpu, "softmax_forward", &[x, y], rows, cols, scale)
+    run(gpu, RowsKernel::SoftmaxForward, &[x, y], rows, cols, scale)
 }
 /// From the forward *output* Y.
 pub fn softmax_backward(
@@ -99,7 +140,7 @@ pub fn softmax_backward(
     cols: usize,
     scale: f32,
 ) -> Result<Dispatch> {
-    run(gpu, "softmax_backward", &[y, dy, dx], rows, cols, scale)
+    run(gpu, RowsKernel::SoftmaxBackward, &[y, dy, dx], rows, cols, scale)
 }
 pub fn log_softmax_forward(
     gpu: &Gpu,
@@ -109,7 +150,7 @@ pub fn log_softmax_forward(
     cols: usize,
     scale: f32,
 ) -> Result<Dispatch> {
-    run(gpu, "log_softmax_forward", &[x, y], rows, cols, scale)
+    run(gpu, RowsKernel::LogSoftmaxForward, &[x, y], rows, cols, scale)
 }
 /// From the forward *output* Y.
 pub fn log_softmax_backward(
@@ -121,7 +162,7 @@ pub fn log_softmax_backward(
     cols: usize,
     scale: f32,
 ) -> Result<Dispatch> {
-    run(gpu, "log_softmax_backward", &[y, dy, dx], rows, cols, scale)
+    run(gpu, RowsKernel::LogSoftmaxBackward, &[y, dy, dx], rows, cols, scale)
 }
 
 /// A row kernel's module: the reductions, the row parameters and entry point, the kernel.
@@ -130,5 +171,5 @@ pub(crate) fn row_source(body: &str) -> String {
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    KERNELS.iter().map(|(n, b)| KernelSource { name: format!("rows/{n}"), source: row_source(b) }).collect()
+    sources::<RowsKernel>()
 }

@@ -13,22 +13,80 @@ pub use graph::SinkhornOps;
 
 use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Step, Tensor};
-use crate::ops::{check_len, compose, to_u32, vec_subs, vec_width, KernelSource};
+use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Kernel, Step, Tensor};
+use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/swav/common.wgsl");
-const KERNELS: [(&str, &str); 9] = [
-    ("max_colsum", include_str!("../../../shaders/swav/max_colsum.wgsl")),
-    ("first_shift", include_str!("../../../shaders/swav/first_shift.wgsl")),
-    ("colsum", include_str!("../../../shaders/swav/colsum.wgsl")),
-    ("shift", include_str!("../../../shaders/swav/shift.wgsl")),
-    ("rowsum", include_str!("../../../shaders/swav/rowsum.wgsl")),
-    ("beta", include_str!("../../../shaders/swav/beta.wgsl")),
-    ("finish", include_str!("../../../shaders/swav/finish.wgsl")),
-    ("block_max", include_str!("../../../shaders/swav/block_max.wgsl")),
-    ("block_sum", include_str!("../../../shaders/swav/block_sum.wgsl")),
-];
-const TARGETS: &str = include_str!("../../../shaders/swav/targets.wgsl");
+/// Sinkhorn's passes (shaders/swav), each under common.wgsl at a vector width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    MaxColsum,
+    FirstShift,
+    Colsum,
+    Shift,
+    Rowsum,
+    Beta,
+    Finish,
+    BlockMax,
+    BlockSum,
+}
+
+impl Pass {
+    const ALL: [Pass; 9] = [
+        Pass::MaxColsum,
+        Pass::FirstShift,
+        Pass::Colsum,
+        Pass::Shift,
+        Pass::Rowsum,
+        Pass::Beta,
+        Pass::Finish,
+        Pass::BlockMax,
+        Pass::BlockSum,
+    ];
+
+    fn name_and_body(self) -> (&'static str, &'static str) {
+        match self {
+            Pass::MaxColsum => ("max_colsum", include_str!("../../../shaders/swav/max_colsum.wgsl")),
+            Pass::FirstShift => ("first_shift", include_str!("../../../shaders/swav/first_shift.wgsl")),
+            Pass::Colsum => ("colsum", include_str!("../../../shaders/swav/colsum.wgsl")),
+            Pass::Shift => ("shift", include_str!("../../../shaders/swav/shift.wgsl")),
+            Pass::Rowsum => ("rowsum", include_str!("../../../shaders/swav/rowsum.wgsl")),
+            Pass::Beta => ("beta", include_str!("../../../shaders/swav/beta.wgsl")),
+            Pass::Finish => ("finish", include_str!("../../../shaders/swav/finish.wgsl")),
+            Pass::BlockMax => ("block_max", include_str!("../../../shaders/swav/block_max.wgsl")),
+            Pass::BlockSum => ("block_sum", include_str!("../../../shaders/swav/block_sum.wgsl")),
+        }
+    }
+}
+
+/// The family's kernels: Sinkhorn's passes at a vector width (1 or 4), and the targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SinkhornKernel {
+    Pass(Pass, usize),
+    Targets,
+}
+
+impl Kernel for SinkhornKernel {
+    fn all() -> Vec<Self> {
+        let mut v: Vec<Self> = Pass::ALL.iter().flat_map(|&p| [1, 4].map(|w| Self::Pass(p, w))).collect();
+        v.push(Self::Targets);
+        v
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::Pass(p, w) => format!("sinkhorn/{}/w{w}", p.name_and_body().0),
+            Self::Targets => "swav/targets".into(),
+        }
+    }
+
+    fn source(&self) -> String {
+        match self {
+            Self::Pass(p, w) => compose(&[COMMON, p.name_and_body().1], &vec_subs(*w)),
+            Self::Targets => include_str!("../../../shaders/swav/targets.wgsl").into(),
+        }
+    }
+}
 
 /// Most assignment crops the targets kernel takes (the official recipe uses 2).
 pub const MAX_ASSIGN_CROPS: usize = 4;
@@ -50,15 +108,6 @@ impl SinkhornShape {
     pub fn rows(&self) -> usize {
         self.queue_rows + self.batch
     }
-}
-
-fn source(name: &str, width: usize) -> String {
-    let body = KERNELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).expect("known kernel");
-    compose(&[COMMON, body], &vec_subs(width))
-}
-
-fn kernel(gpu: &Gpu, name: &str, width: usize) -> Result<wgpu::ComputePipeline> {
-    gpu.pipeline(&format!("sinkhorn/{name}/w{width}"), || source(name, width), "main")
 }
 
 /// `Params` of shaders/swav/common.wgsl (kv: K in V's).
@@ -106,21 +155,15 @@ pub fn sinkhorn(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s: Sinkh
         return shape_err(OP, format!("a Sinkhorn over {} ranks has exchanges: use sinkhorn_steps", s.world));
     }
     let b = Buffers::new(gpu, x, active, codes, s)?;
-    let (k, p) = (|name: &str| kernel(gpu, name, b.width), &b.params);
+    let (k, p) = (|pass| SinkhornKernel::Pass(pass, b.width), &b.params);
     let mut d = vec![
-        gpu.dispatch("sinkhorn/max_colsum", &k("max_colsum")?, p, &[x, active, &b.pm, &b.pu], b.column_pass)?,
-        gpu.dispatch("sinkhorn/first_shift", &k("first_shift")?, p, &[&b.pm, &b.pu, &b.m, &b.shift], b.per_column)?,
+        k(Pass::MaxColsum).dispatch(gpu, p, &[x, active, &b.pm, &b.pu], b.column_pass)?,
+        k(Pass::FirstShift).dispatch(gpu, p, &[&b.pm, &b.pu, &b.m, &b.shift], b.per_column)?,
     ];
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(gpu.dispatch(
-                "sinkhorn/colsum",
-                &k("colsum")?,
-                p,
-                &[x, active, &b.m, &b.beta, &b.pu],
-                b.column_pass,
-            )?);
-            d.push(gpu.dispatch("sinkhorn/shift", &k("shift")?, p, &[&b.pu, &b.m, &b.shift], b.per_column)?);
+            d.push(k(Pass::Colsum).dispatch(gpu, p, &[x, active, &b.m, &b.beta, &b.pu], b.column_pass)?);
+            d.push(k(Pass::Shift).dispatch(gpu, p, &[&b.pu, &b.m, &b.shift], b.per_column)?);
         }
         d.extend(b.sample_normalisation(gpu, x, active)?);
     }
@@ -139,7 +182,7 @@ pub fn sinkhorn_steps(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s:
         return Ok(runs(sinkhorn(gpu, x, active, codes, s)?));
     }
     let b = Buffers::new(gpu, x, active, codes, s)?;
-    let (k, p) = (|name: &str| kernel(gpu, name, b.width), &b.params);
+    let (k, p) = (|pass| SinkhornKernel::Pass(pass, b.width), &b.params);
     let mut rescaled = bytemuck::pod_read_unaligned::<SinkhornParams>(bytemuck::cast_slice(p));
     rescaled.rescale = 1;
     let rescaled = words(&rescaled);
@@ -152,48 +195,18 @@ pub fn sinkhorn_steps(gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor, s:
         Ok::<_, crate::error::Error>(Step::Exchange(Exchange::in_place(label, &[t], reduce, 1.0)?))
     };
     let mut d = vec![
-        Step::Run(gpu.dispatch(
-            "sinkhorn/max_colsum",
-            &k("max_colsum")?,
-            p,
-            &[x, active, &b.pm, &b.pu],
-            b.column_pass,
-        )?),
-        Step::Run(gpu.dispatch("sinkhorn/block_max", &k("block_max")?, p, &[&b.pm, &b.m], b.per_column)?),
+        Step::Run(k(Pass::MaxColsum).dispatch(gpu, p, &[x, active, &b.pm, &b.pu], b.column_pass)?),
+        Step::Run(k(Pass::BlockMax).dispatch(gpu, p, &[&b.pm, &b.m], b.per_column)?),
         exchange("sinkhorn prototype max", &b.m, Reduce::Max)?,
-        Step::Run(gpu.dispatch(
-            "sinkhorn/block_sum",
-            &k("block_sum")?,
-            &rescaled,
-            &[&b.pm, &b.pu, &b.m, &u],
-            b.per_column,
-        )?),
+        Step::Run(k(Pass::BlockSum).dispatch(gpu, &rescaled, &[&b.pm, &b.pu, &b.m, &u], b.per_column)?),
     ];
     for it in 0..s.iterations {
         if it > 0 {
-            d.push(Step::Run(gpu.dispatch(
-                "sinkhorn/colsum",
-                &k("colsum")?,
-                p,
-                &[x, active, &b.m, &b.beta, &b.pu],
-                b.column_pass,
-            )?));
-            d.push(Step::Run(gpu.dispatch(
-                "sinkhorn/block_sum",
-                &k("block_sum")?,
-                p,
-                &[&b.pm, &b.pu, &b.m, &u],
-                b.per_column,
-            )?));
+            d.push(Step::Run(k(Pass::Colsum).dispatch(gpu, p, &[x, active, &b.m, &b.beta, &b.pu], b.column_pass)?));
+            d.push(Step::Run(k(Pass::BlockSum).dispatch(gpu, p, &[&b.pm, &b.pu, &b.m, &u], b.per_column)?));
         }
         d.push(exchange("sinkhorn prototype sums", &u, Reduce::Sum)?);
-        d.push(Step::Run(gpu.dispatch(
-            "sinkhorn/shift",
-            &k("shift")?,
-            &one_block,
-            &[&u, &b.m, &b.shift],
-            b.per_column,
-        )?));
+        d.push(Step::Run(k(Pass::Shift).dispatch(gpu, &one_block, &[&u, &b.m, &b.shift], b.per_column)?));
         d.extend(runs(b.sample_normalisation(gpu, x, active)?));
     }
     d.push(Step::Run(b.finish(gpu, x, active, codes)?.keep(u)));
@@ -263,19 +276,18 @@ impl Buffers {
 
     /// The per-sample sums and scaling (local to a rank).
     fn sample_normalisation(&self, gpu: &Gpu, x: &Tensor, active: &Tensor) -> Result<Vec<Dispatch>> {
-        let k = |name: &str| kernel(gpu, name, self.width);
+        let k = |pass| SinkhornKernel::Pass(pass, self.width);
         let p = &self.params;
         Ok(vec![
-            gpu.dispatch("sinkhorn/rowsum", &k("rowsum")?, p, &[x, active, &self.shift, &self.pv], self.row_pass)?,
-            gpu.dispatch("sinkhorn/beta", &k("beta")?, p, &[&self.pv, active, &self.beta], self.per_row)?,
+            k(Pass::Rowsum).dispatch(gpu, p, &[x, active, &self.shift, &self.pv], self.row_pass)?,
+            k(Pass::Beta).dispatch(gpu, p, &[&self.pv, active, &self.beta], self.per_row)?,
         ])
     }
 
     /// Writes the codes; the dispatch owns the temporaries.
     fn finish(self, gpu: &Gpu, x: &Tensor, active: &Tensor, codes: &Tensor) -> Result<Dispatch> {
         let tensors = [x, active, &self.shift, &self.beta, codes];
-        let d =
-            gpu.dispatch("sinkhorn/finish", &kernel(gpu, "finish", self.width)?, &self.params, &tensors, self.out)?;
+        let d = SinkhornKernel::Pass(Pass::Finish, self.width).dispatch(gpu, &self.params, &tensors, self.out)?;
         Ok(d.keep(self.pm).keep(self.m).keep(self.pu).keep(self.shift).keep(self.pv).keep(self.beta))
     }
 }
@@ -308,16 +320,10 @@ pub fn targets(
         // Unused slots name no crop.
         crops: std::array::from_fn(|i| assign.get(i).map_or(u32::MAX, |&c| c as u32)),
     });
-    let pipeline = gpu.pipeline("swav/targets", || TARGETS.to_string(), "main")?;
     let grid = linear_grid(gpu, OP, (n_crops * batch * k).div_ceil(256) as u64)?;
-    gpu.dispatch(OP, &pipeline, &params, &[codes, t], grid)
+    SinkhornKernel::Targets.dispatch(gpu, &params, &[codes, t], grid)
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
-    let mut v: Vec<KernelSource> = KERNELS
-        .iter()
-        .flat_map(|(n, _)| [1, 4].map(|w| KernelSource { name: format!("sinkhorn/{n}/w{w}"), source: source(n, w) }))
-        .collect();
-    v.push(KernelSource { name: "swav/targets".into(), source: TARGETS.into() });
-    v
+    sources::<SinkhornKernel>()
 }
