@@ -3,6 +3,19 @@
 //! memory, 256 invocations per workgroup and 8 storage buffers per stage. No GPU needed.
 use swav_wgpu::ops::all_kernel_sources;
 
+/// What a kernel may need beyond WebGPU's core: only the optional fast paths (subgroups) and
+/// the f16 storage kernels (`shader-f16`).
+fn kernel_capabilities(source: &str) -> naga::valid::Capabilities {
+    let mut caps = naga::valid::Capabilities::empty();
+    if source.contains("subgroup_invocation_id") {
+        caps |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if source.contains("enable f16;") {
+        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
+    caps
+}
+
 #[test]
 fn every_kernel_validates_and_fits_webgpu_default_limits() {
     let limits = wgpu::Limits::defaults();
@@ -19,11 +32,7 @@ fn every_kernel_validates_and_fits_webgpu_default_limits() {
             }
         };
         // Only the subgroup fast paths (an optional feature) may need more than WebGPU's core.
-        let caps = if k.source.contains("subgroup_invocation_id") {
-            naga::valid::Capabilities::SUBGROUP
-        } else {
-            naga::valid::Capabilities::empty()
-        };
+        let caps = kernel_capabilities(&k.source);
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
@@ -79,4 +88,39 @@ fn no_kernel_uses_float_atomics() {
     for k in all_kernel_sources() {
         assert!(!k.source.contains("atomic<f32>"), "{} uses float atomics, which browsers lack", k.name);
     }
+}
+
+/// Metal and DX12 users have no CI here: every kernel also goes through naga's MSL and HLSL
+/// writers (what wgpu does on those backends), f16 kernels included.
+#[test]
+fn every_kernel_translates_to_msl_and_hlsl() {
+    let mut failures = Vec::new();
+    let sources = all_kernel_sources();
+    for k in &sources {
+        let module = naga::front::wgsl::parse_str(&k.source).expect("parses (checked above)");
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), kernel_capabilities(&k.source))
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .expect("validates (checked above)");
+        let msl_options = naga::back::msl::Options {
+            lang_version: (2, 4), // subgroup (SIMD-group) operations and half need MSL 2.x
+            ..Default::default()
+        };
+        let pipeline = naga::back::msl::PipelineOptions::default();
+        if let Err(e) = naga::back::msl::write_string(&module, &info, &msl_options, &pipeline) {
+            failures.push(format!("{}: MSL: {e}", k.name));
+        }
+        let hlsl_options = naga::back::hlsl::Options {
+            shader_model: naga::back::hlsl::ShaderModel::V6_2, // 16-bit types need SM 6.2
+            ..Default::default()
+        };
+        let (mut out, hlsl_pipeline) = (String::new(), naga::back::hlsl::PipelineOptions::default());
+        let mut writer = naga::back::hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline);
+        if let Err(e) = writer.write(&module, &info, None) {
+            failures.push(format!("{}: HLSL: {e}", k.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} kernel(s) fail:\n{}", failures.len(), failures.join("\n"));
+    println!("{} kernels translated to MSL and HLSL", sources.len());
 }

@@ -79,3 +79,52 @@ fn no_two_source_files_import_each_other() {
     assert!(edges.len() > 50, "the scan found only {} references: is it reading src/?", edges.len());
     assert!(mutual.is_empty(), "files that import each other:\n{}", mutual.join("\n"));
 }
+
+/// Each function in `text` (a Rust file formatted by rustfmt) as (name, first line, lines):
+/// from its `fn` line to the closing brace at the same indentation.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let rest = ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "]
+            .iter()
+            .fold(body, |b, prefix| b.strip_prefix(prefix).unwrap_or(b));
+        let Some(rest) = rest.strip_prefix("fn ") else { continue };
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        // The signature ends at the first line ending in `{` (a body) or `;` (a declaration).
+        let Some(open) = (i..lines.len()).find(|&j| lines[j].trim_end().ends_with(['{', ';'])) else { continue };
+        if lines[open].trim_end().ends_with(';') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(end) = (open + 1..lines.len()).find(|&j| lines[j] == close) {
+            out.push((name, i + 1, end - i + 1));
+        }
+    }
+    out
+}
+
+/// Functions stay short enough to read in one screen: none in `src/` over 80 lines.
+#[test]
+fn no_function_in_src_is_longer_than_80_lines() {
+    const MAX: usize = 80;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let (mut count, mut long) = (0, Vec::new());
+    for f in &files {
+        for (name, line, len) in function_lengths(&std::fs::read_to_string(f).unwrap()) {
+            count += 1;
+            if len > MAX {
+                long.push(format!("{}:{line} {name}: {len} lines", f.display()));
+            }
+        }
+    }
+    // The scan itself works: it finds the crate's functions, and measures a known one.
+    assert!(count > 500, "the scan found only {count} functions: is it reading src/?");
+    let sample = "fn a() {\n    one();\n    two();\n}\n    fn b(x: u8) -> u8;\n";
+    assert_eq!(function_lengths(sample), vec![("a".to_string(), 1, 4)]);
+    assert!(long.is_empty(), "functions over {MAX} lines:\n{}", long.join("\n"));
+}

@@ -104,6 +104,8 @@ pub struct Gpu {
     /// Lanes per subgroup where the subgroup kernels may run (the SUBGROUP feature and one
     /// fixed subgroup size, native only); `None` elsewhere.
     pub subgroup_size: Option<u32>,
+    /// The device has f16 in shaders and 16-bit storage (`shader-f16`): the f16 kernels run.
+    pub f16: bool,
     /// Compiled kernels by identity (`KernelSource::name`), with the source each was built
     /// from, so a test can check that everything a run creates is in the validated list.
     pipelines: Mutex<HashMap<String, (wgpu::ComputePipeline, String)>>,
@@ -215,6 +217,11 @@ impl Gpu {
         if !opts.no_timestamps {
             features |= adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         }
+        // f16 in shaders and 16-bit storage (WebGPU's `shader-f16`): the f16 storage kernels.
+        let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("swav-wgpu"),
@@ -252,6 +259,7 @@ impl Gpu {
             limits,
             class,
             subgroup_size,
+            f16,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(HashMap::new())),
             staging: Mutex::new(HashMap::new()),

@@ -24,6 +24,7 @@ use crate::ops::matmul::{MatmulOps, MatmulShape};
 use crate::ops::pool::{PoolOps, PoolShape};
 use crate::ops::reduce::{ReduceOp, ReduceOps};
 use crate::ops::rows::RowsOps;
+use crate::ops::rules::Recorder;
 use crate::ops::sinkhorn::{SinkhornOps, SinkhornShape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,11 +227,10 @@ impl Graph {
     }
 
     pub(crate) fn push(&mut self, op: impl Into<Op>) {
-        self.ops.push(op.into());
-        self.forward_len = self.ops.len();
+        self.record(op.into());
     }
 
-    // ---- forward ops -------------------------------------------------------------------
+    // ---- forward ops (the families' own builders go through `Recorder`) ----------------
 
     /// NCHW convolution, weights [Cout, Cin, KH, KW], no bias.
     pub fn conv2d(&mut self, x: TensorId, w: TensorId, stride: usize, pad: usize) -> Result<TensorId> {
@@ -572,5 +572,34 @@ impl Graph {
             (qs[0] > batch).then(|| self.add_tensor("queue.scratch", &[qs[0] - batch, qs[1]], Kind::Activation, false));
         self.push(ElementwiseOps::QueuePush { queue, src, src_row, scratch, batch });
         Ok(())
+    }
+}
+
+impl crate::ops::rules::Recorder for Graph {
+    type Op = Op;
+
+    fn shape(&self, t: TensorId) -> &[usize] {
+        &self.tensors[t.0].shape
+    }
+
+    fn dtype(&self, t: TensorId) -> crate::gpu::DType {
+        self.tensors[t.0].dtype
+    }
+
+    fn new_activation(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: crate::gpu::DType,
+        inputs: &[TensorId],
+    ) -> TensorId {
+        let t = self.activation(name, shape, inputs);
+        self.tensors[t.0].dtype = dtype;
+        t
+    }
+
+    fn record(&mut self, op: Op) {
+        self.ops.push(op);
+        self.forward_len = self.ops.len();
     }
 }

@@ -181,7 +181,10 @@ impl Tape for GradTape<'_> {
     fn grad_tensor(&mut self, like: TensorId) -> TensorId {
         let shape = self.graph.shape(like).to_vec();
         let name = format!("grad.{}", self.graph.info(like).name);
-        self.graph.add_tensor(&name, &shape, Kind::Activation, false)
+        let g = self.graph.add_tensor(&name, &shape, Kind::Activation, false);
+        // A gradient is stored like the tensor it is of (f16 activations, f16 gradients).
+        self.graph.tensors[g.0].dtype = self.graph.info(like).dtype;
+        g
     }
 
     fn emit(&mut self, op: Op) {

@@ -5,7 +5,7 @@
 //! gradient rule, appending backward ops to a tape). `graph` implements the three traits
 //! below (the plan, the CPU interpreter, autodiff) and never looks inside a family's ops.
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 
 /// A tensor of a graph, by index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +68,17 @@ pub trait Tape {
             self.accumulate(x, dx);
         }
     }
+}
+
+/// The graph being recorded, for a family's builders: they check shapes, make the output
+/// and record the op (`Op` is the graph's sum of every family's ops).
+pub trait Recorder {
+    type Op;
+    fn shape(&self, t: TensorId) -> &[usize];
+    fn dtype(&self, t: TensorId) -> DType;
+    /// A new activation that needs a gradient when one of `inputs` does.
+    fn new_activation(&mut self, name: &str, shape: &[usize], dtype: DType, inputs: &[TensorId]) -> TensorId;
+    fn record(&mut self, op: Self::Op);
 }
 
 /// A backward op met by autodiff (backward ops are not differentiated again).

@@ -89,3 +89,97 @@ fn fill_and_copy_match_cpu() {
     let a = gpu.tensor_filled("a", &[4], 0.0).unwrap();
     assert!(elementwise::copy(&gpu, &a, &a, 2, 0, 3).is_err(), "out-of-range copy must be refused");
 }
+
+/// The spacing of f16 values around |x| (subnormals: 2^-24).
+fn f16_spacing(x: f64) -> f64 {
+    let e = x.abs().log2().floor().max(-14.0);
+    2f64.powf(e - 10.0)
+}
+
+/// f32 -> f16 -> f32 on the GPU against the CPU reference: values f16 holds exactly come back
+/// exactly; others round to one of their two f16 neighbours (Vulkan lets a driver round to
+/// nearest even or toward zero: tolerance one f16 spacing); beyond the f16 range (2^16 and
+/// up) they become infinity, and between the largest f16 (65504) and 2^16 infinity or 65504.
+#[test]
+fn casts_between_f32_and_f16_round_trip_to_a_neighbouring_f16() {
+    use swav_wgpu::gpu::DType;
+    let Some(gpu) = gpu() else { return };
+    if !gpu.f16 {
+        // lavapipe and every CI adapter have shader-f16; an adapter without it is refused.
+        assert!(std::env::var("CI").is_err(), "the CI adapter must have shader-f16");
+        eprintln!("SKIPPING the f16 cast test: {} has no shader-f16", gpu.info.name);
+        return;
+    }
+    let mut rng = Rng::new(33);
+    for n in LENS {
+        for scale in [1e-6, 1.0, 3e3, 6.6e4] {
+            let mut x: Vec<f64> = rng.vec_f32(n).iter().map(|v| (v * scale) as f32 as f64).collect();
+            x[0] = 0.5; // exact in f16
+            let tx = upload(&gpu, "x", &x);
+            let half = gpu.tensor_of("x as f16", &[n], DType::F16).unwrap();
+            let back = nan_tensor(&gpu, "back", n);
+            run(&gpu, &[elementwise::cast(&gpu, &tx, &half).unwrap(), elementwise::cast(&gpu, &half, &back).unwrap()]);
+            let got = read(&gpu, &back);
+            let nearest = cpu::round_to_f16(&x);
+            for i in 0..n {
+                let (x, g, r) = (x[i], got[i], nearest[i]);
+                let ok = if x.abs() >= 65536.0 {
+                    g.is_infinite() && g.signum() == x.signum()
+                } else if x.abs() > 65504.0 {
+                    (g.is_infinite() || g.abs() == 65504.0) && g.signum() == x.signum()
+                } else if r == x {
+                    g == x
+                } else {
+                    (g - x).abs() < f16_spacing(x)
+                };
+                assert!(ok, "cast {n} x{scale}: element {i}: {x} came back as {g} (nearest f16 {r})");
+            }
+        }
+    }
+}
+
+/// The cast ops in a graph: recorded by the family's builder, its gradient is the cast back
+/// (f16 gradients); the plan against the CPU interpreter (which rounds to f16 at the same
+/// points), within one f16 spacing where a gradient is rounded.
+#[test]
+fn cast_ops_in_a_graph_match_the_interpreter_and_cast_their_gradient_back() {
+    use swav_wgpu::gpu::DType;
+    use swav_wgpu::graph::{cpu as interpreter, plan::Plan, Graph};
+    use swav_wgpu::ops::elementwise::ElementwiseOps;
+    let Some(gpu) = gpu() else { return };
+    if !gpu.f16 {
+        assert!(std::env::var("CI").is_err(), "the CI adapter must have shader-f16");
+        return;
+    }
+    let mut g = Graph::new();
+    let x = g.input_with_grad("x", &[5, 37]).unwrap();
+    let h = ElementwiseOps::cast(&mut g, x, DType::F16).unwrap();
+    assert_eq!(g.info(h).dtype, DType::F16);
+    assert!(ElementwiseOps::cast(&mut g, h, DType::F16).is_err(), "f16 -> f16 is not a cast");
+    let y = ElementwiseOps::cast(&mut g, h, DType::F32).unwrap();
+    let s = g.log_softmax(y, 2.0).unwrap();
+    let loss = g.mean(s).unwrap();
+    g.keep(loss, "loss");
+    g.backward(loss).unwrap();
+    let dx = g.grads[&x];
+    let dh = g.grad_of[&h];
+    assert_eq!((g.info(dh).dtype, g.info(dx).dtype), (DType::F16, DType::F32), "gradients stored like their tensors");
+
+    let mut rng = Rng::new(34);
+    // Inputs f16 holds exactly, so the forward casts are exact on any driver.
+    let xv: Vec<f64> = rng.vec_f32(5 * 37).iter().map(|v| (v * 256.0).round() / 256.0).collect();
+    let mut values = interpreter::Values::new();
+    values.insert(x, xv.clone());
+    interpreter::run(&g, &mut values).unwrap();
+    let plan = Plan::compile(&g, gpu).unwrap();
+    plan.write(x, &f32s(&xv)).unwrap();
+    plan.step().unwrap();
+    let got = |t| plan.read_blocking(t).unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>();
+    assert_close("loss", &got(loss), &values[&loss], GPU_TOL);
+    assert_close("gradient through the casts", &got(dx), &values[&dx], 1.0 / 1024.0);
+    // The gradient did go through f16: every value of it is an f16.
+    for &v in &values[&dx] {
+        let step = f16_spacing(v);
+        assert!(v == 0.0 || (v / step).fract() == 0.0, "gradient {v} is not an f16");
+    }
+}

@@ -25,3 +25,9 @@ pub fn scale(x: &[f64], alpha: f64) -> Vec<f64> {
 pub fn copy(x: &[f64], y: &mut [f64], src_offset: usize, dst_offset: usize, len: usize) {
     y[dst_offset..dst_offset + len].copy_from_slice(&x[src_offset..src_offset + len]);
 }
+
+/// X stored as f16 and read back: rounded to the nearest f16 (ties to even), beyond the f16
+/// range infinity. The f32 -> f16 cast's reference; f16 -> f32 is exact.
+pub fn round_to_f16(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|&v| half::f16::from_f64(v).to_f64()).collect()
+}

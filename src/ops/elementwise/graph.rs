@@ -1,9 +1,9 @@
 //! The elementwise ops in the graph, and the data movement built on the copy kernel
 //! (concatenation, row slices, the embedding queue's FIFO push).
-use super::{add, add_relu, copy, cpu, fill, relu_backward, relu_forward, scale};
+use super::{add, add_relu, cast, copy, cpu, fill, relu_backward, relu_forward, scale};
 use crate::error::Result;
-use crate::gpu::{runs, Step};
-use crate::ops::rules::{io, no_backward_rule, Buffers, Io, Tape, TensorId, Values};
+use crate::gpu::{runs, DType, Step};
+use crate::ops::rules::{io, no_backward_rule, Buffers, Io, Recorder, Tape, TensorId, Values};
 
 #[derive(Clone, Debug)]
 pub enum ElementwiseOps {
@@ -52,6 +52,12 @@ pub enum ElementwiseOps {
         dx: TensorId,
         offset: usize,
     },
+    /// y = x stored as `to` (f32 <-> f16); its gradient is the cast back.
+    Cast {
+        x: TensorId,
+        y: TensorId,
+        to: DType,
+    },
     /// FIFO push of `batch` rows of `src` (from row `src_row`) to the front of the persistent
     /// `queue` [len, D], through `scratch` [len - batch, D]. Outside autograd.
     QueuePush {
@@ -74,6 +80,7 @@ impl ElementwiseOps {
             Self::Concat { xs, y } => io(xs, &[*y]),
             Self::Slice { x, y, .. } => io(&[*x], &[*y]),
             Self::SliceBackward { dy, dx, .. } => io(&[*dy], &[*dx]),
+            Self::Cast { x, y, .. } => io(&[*x], &[*y]),
             Self::QueuePush { queue, src, scratch, .. } => {
                 let writes: Vec<TensorId> = scratch.iter().copied().collect();
                 io(&[*queue, *src], &writes)
@@ -106,6 +113,7 @@ impl ElementwiseOps {
             Self::SliceBackward { dy, dx, offset } => {
                 vec![fill(gpu, t(*dx)?, 0.0)?, copy(gpu, t(*dy)?, t(*dx)?, 0, *offset, t(*dy)?.len())?]
             }
+            Self::Cast { x, y, .. } => vec![cast(gpu, t(*x)?, t(*y)?)?],
             Self::QueuePush { queue, src, src_row, scratch, batch } => {
                 let (q, d) = (t(*queue)?, t(*queue)?.shape()[1]);
                 let mut out = Vec::new();
@@ -159,6 +167,10 @@ impl ElementwiseOps {
                 cpu::copy(d, &mut out, 0, *offset, d.len());
                 v.set(*dx, out);
             }
+            Self::Cast { x, y, to } => {
+                let out = if *to == DType::F16 { cpu::round_to_f16(v.get(*x)?) } else { v.get(*x)?.to_vec() };
+                v.set(*y, out);
+            }
             Self::QueuePush { queue, src, src_row, batch, .. } => {
                 let d = v.shape(*queue)[1];
                 let old = v.get(*queue)?;
@@ -200,10 +212,32 @@ impl ElementwiseOps {
                 }
             }
             Self::Slice { x, offset, .. } => tape.propagate(x, |dx| Self::SliceBackward { dy: gy, dx, offset }),
+            Self::Cast { x, to, .. } => {
+                let back = if to == DType::F16 { DType::F32 } else { DType::F16 };
+                tape.propagate(x, |dx| Self::Cast { x: gy, y: dx, to: back });
+            }
             // Outside autograd: constants and the queue.
             Self::Fill { .. } | Self::QueuePush { .. } => {}
             Self::ReluBackward { .. } | Self::SliceBackward { .. } => return no_backward_rule(self),
         }
         Ok(())
+    }
+}
+
+/// The family's builders.
+impl ElementwiseOps {
+    /// `x` stored as `to` (f32 <-> f16): the boundary of f16 storage.
+    pub fn cast<R: Recorder>(g: &mut R, x: TensorId, to: DType) -> Result<TensorId>
+    where
+        R::Op: From<Self>,
+    {
+        let from = g.dtype(x);
+        if !matches!((from, to), (DType::F32, DType::F16) | (DType::F16, DType::F32)) {
+            return Err(crate::Error::Shape { op: "cast", detail: format!("from {from} to {to} (f32 <-> f16 only)") });
+        }
+        let shape = g.shape(x).to_vec();
+        let y = g.new_activation(&format!("cast to {to}"), &shape, to, &[x]);
+        g.record(Self::Cast { x, y, to }.into());
+        Ok(y)
     }
 }

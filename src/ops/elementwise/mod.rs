@@ -6,11 +6,12 @@ mod graph;
 pub use graph::ElementwiseOps;
 
 use crate::error::Result;
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
+use crate::gpu::{linear_grid, words, DType, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
 const COPY: &str = include_str!("../../../shaders/elementwise/copy.wgsl");
+const CAST: &str = include_str!("../../../shaders/elementwise/cast.wgsl");
 
 /// The per-element kernels under common.wgsl's entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,17 +37,29 @@ impl Map {
     }
 }
 
-/// The family's kernels: a per-element map at a vector width (1 or 4), and the copy.
+/// The family's kernels: a per-element map at a vector width (1 or 4), the copy, and the
+/// casts between f32 and f16 storage (`to` the element type written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ElementwiseKernel {
     Map(Map, usize),
     Copy,
+    Cast { to: DType },
+}
+
+/// The (from, to) WGSL element types of a cast writing `to`.
+fn cast_types(to: DType) -> (&'static str, &'static str) {
+    if to == DType::F16 {
+        ("f32", "f16")
+    } else {
+        ("f16", "f32")
+    }
 }
 
 impl Kernel for ElementwiseKernel {
     fn all() -> Vec<Self> {
         let mut v: Vec<Self> = Map::ALL.iter().flat_map(|&m| [1, 4].map(|w| Self::Map(m, w))).collect();
         v.push(Self::Copy);
+        v.extend([DType::F16, DType::F32].map(|to| Self::Cast { to }));
         v
     }
 
@@ -54,6 +67,10 @@ impl Kernel for ElementwiseKernel {
         match self {
             Self::Map(m, w) => format!("elementwise/{}/w{w}", m.name_and_body().0),
             Self::Copy => "elementwise/copy".into(),
+            Self::Cast { to } => {
+                let (from, to) = cast_types(*to);
+                format!("elementwise/cast_{from}_to_{to}")
+            }
         }
     }
 
@@ -61,6 +78,10 @@ impl Kernel for ElementwiseKernel {
         match self {
             Self::Map(m, w) => compose(&[COMMON, m.name_and_body().1], &vec_subs(*w)),
             Self::Copy => COPY.into(),
+            Self::Cast { to } => {
+                let (from, to) = cast_types(*to);
+                compose(&[CAST], &[("FROM", from.into()), ("TO", to.into())])
+            }
         }
     }
 }
@@ -130,6 +151,41 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
     });
     let grid = linear_grid(gpu, OP, len.div_ceil(256) as u64)?;
     ElementwiseKernel::Copy.dispatch(gpu, &params, &[x, y], grid)
+}
+
+/// Y = X stored as Y's element type: f32 -> f16 (rounded to a neighbouring f16; beyond the
+/// f16 range, infinity or the largest f16) or f16 -> f32 (exact). Needs `gpu.f16`.
+pub fn cast(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "cast";
+    let shape_err = |detail: String| Err(crate::Error::Shape { op: OP, detail });
+    let to = match (x.dtype(), y.dtype()) {
+        (DType::F32, DType::F16) => DType::F16,
+        (DType::F16, DType::F32) => DType::F32,
+        (from, to) => return shape_err(format!("a cast from {from} to {to} (f32 <-> f16 only)")),
+    };
+    if x.len() != y.len() {
+        return shape_err(format!(
+            "{} elements into {} (shapes {:?} and {:?})",
+            x.len(),
+            y.len(),
+            x.shape(),
+            y.shape()
+        ));
+    }
+    if !gpu.f16 {
+        return shape_err(format!("{} has no shader-f16 (f16 storage needs it)", gpu.info.name));
+    }
+    let params = words(&CastParams { len: to_u32(OP, x.len())?, _pad: [0; 3] });
+    let grid = linear_grid(gpu, OP, x.len().div_ceil(256) as u64)?;
+    ElementwiseKernel::Cast { to }.dispatch(gpu, &params, &[x, y], grid)
+}
+
+/// `CastParams` of shaders/elementwise/cast.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CastParams {
+    len: u32,
+    _pad: [u32; 3],
 }
 
 /// `Params` of shaders/elementwise/common.wgsl (len counts V's).
