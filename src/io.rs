@@ -54,23 +54,12 @@ fn verify(st: &safetensors::SafeTensors, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor>> {
-    use safetensors::Dtype;
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::Invalid(format!("not a valid safetensors file: {e}")))?;
     verify(&st, bytes)?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F64 => {
-                raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
-            }
-            Dtype::I64 => {
-                raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
-            }
-            other => return Err(Error::Invalid(format!("tensor '{name}' has unsupported dtype {other:?}"))),
-        };
+        let data: Vec<f32> = decode(&name, view.dtype(), view.data())?.into_iter().map(|v| v as f32).collect();
         out.insert(name, NamedTensor { shape: view.shape().to_vec(), data });
     }
     Ok(out)
@@ -81,30 +70,39 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor>> 
 pub type F64Tensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 pub fn load_safetensors_f64(path: &Path) -> Result<F64Tensors> {
-    use safetensors::Dtype;
     let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::Invalid(format!("'{}' is not a valid safetensors file: {e}", path.display())))?;
     verify(&st, &bytes).map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let raw = view.data();
-        let data: Vec<f64> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-            Dtype::I64 => {
-                raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect()
-            }
-            other => return Err(Error::Invalid(format!("tensor '{name}' has unsupported dtype {other:?}"))),
-        };
+        let data = decode(&name, view.dtype(), view.data())?;
         out.insert(name, (view.shape().to_vec(), data));
     }
     Ok(out)
 }
 
-/// A tensor to write: f32 values, or an i64 scalar/vector (batch-norm `num_batches_tracked`).
+/// A tensor's values from its stored element type (f16 and bf16 as PyTorch writes
+/// half-precision weights; f32, f64, i64), exactly.
+fn decode(name: &str, dtype: safetensors::Dtype, raw: &[u8]) -> Result<Vec<f64>> {
+    use safetensors::Dtype;
+    let pairs = || raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let eights = || raw.chunks_exact(8).map(|c| <[u8; 8]>::try_from(c).expect("8 bytes"));
+    Ok(match dtype {
+        Dtype::F16 => pairs().map(|b| half::f16::from_bits(b).to_f64()).collect(),
+        Dtype::BF16 => pairs().map(|b| half::bf16::from_bits(b).to_f64()).collect(),
+        Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        Dtype::F64 => eights().map(f64::from_le_bytes).collect(),
+        Dtype::I64 => eights().map(|b| i64::from_le_bytes(b) as f64).collect(),
+        other => return Err(Error::Invalid(format!("tensor '{name}' has unsupported dtype {other:?}"))),
+    })
+}
+
+/// A tensor to write: f32 values (stored as f32, or as f16 for a half-precision export), or
+/// an i64 scalar/vector (batch-norm `num_batches_tracked`).
 pub enum OutTensor {
     F32 { shape: Vec<usize>, data: Vec<f32> },
+    F16 { shape: Vec<usize>, data: Vec<f32> },
     I64 { shape: Vec<usize>, data: Vec<i64> },
 }
 
@@ -120,6 +118,10 @@ pub fn encode_safetensors(
         .map(|(name, t)| match t {
             OutTensor::F32 { shape, data } => {
                 (name.clone(), Dtype::F32, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+            OutTensor::F16 { shape, data } => {
+                let bytes = data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+                (name.clone(), Dtype::F16, shape.clone(), bytes)
             }
             OutTensor::I64 { shape, data } => {
                 (name.clone(), Dtype::I64, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -212,4 +214,32 @@ pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, St
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::Invalid(format!("'{}' is not a valid safetensors file: {e}", path.display())))?;
     Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each stored element type comes back as the values it holds: f16 rounded once when
+    /// written, f32 and i64 exactly; a bf16 tensor (as PyTorch writes) reads too.
+    #[test]
+    fn tensors_keep_their_element_type_through_safetensors() {
+        let mut tensors = BTreeMap::new();
+        tensors.insert("a".to_string(), OutTensor::F32 { shape: vec![3], data: vec![0.1, -2.5, 1e-8] });
+        tensors.insert("h".to_string(), OutTensor::F16 { shape: vec![3], data: vec![0.1, -2.5, 1e-8] });
+        tensors.insert("n".to_string(), OutTensor::I64 { shape: vec![], data: vec![7] });
+        let bytes = encode_safetensors(&tensors, Default::default()).unwrap();
+        let back = parse_safetensors(&bytes).unwrap();
+        assert_eq!(back["a"].data, vec![0.1, -2.5, 1e-8]);
+        // 0.1 -> the nearest f16 (0.0999755859375); 1e-8 is below f16's smallest subnormal.
+        assert_eq!(back["h"].data, vec![0.099_975_586, -2.5, 0.0]);
+        assert_eq!((back["n"].shape.clone(), back["n"].data.clone()), (vec![], vec![7.0]));
+        let header = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(header.tensor("h").unwrap().dtype(), safetensors::Dtype::F16);
+        assert_eq!(header.tensor("h").unwrap().data().len(), 6, "two bytes an element");
+        let bf16: Vec<u8> = [1.5f32, -0.25].iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+        let raw = decode("b", safetensors::Dtype::BF16, &bf16).unwrap();
+        assert_eq!(raw, vec![1.5, -0.25]);
+        assert!(decode("u", safetensors::Dtype::U8, &[1, 2]).unwrap_err().to_string().contains("'u'"));
+    }
 }
