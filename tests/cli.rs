@@ -31,7 +31,7 @@ fn assert_fails_with(args: &[&str], needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} succeeded; stderr: {err}");
     assert!(matches!(out.status.code(), Some(1) | Some(2)), "{args:?} exit {:?}: {err}", out.status.code());
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?} panicked: {err}");
     assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
 }
 
@@ -89,6 +89,57 @@ fn impossible_flags() {
     assert_fails_with(&["train", "--crops", "2by32"], "--crops");
     assert_fails_with(&["train", "--optimizer", "adamw"], "adamw");
     assert_fails_with(&["eval", "knn"], "--checkpoint");
+}
+
+#[test]
+fn sizes_no_step_can_hold_are_errors_naming_the_flag() {
+    // Each of these once overflowed, aborted on an allocation (--epochs 1e10: 4.96 TB for
+    // the learning-rate table, exit 134) or reached the plan as 2^64-1 channels (--width).
+    let d = tmpdir("huge");
+    let out = d.join("run").display().to_string();
+    let huge = "10000000000000";
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--epochs", "10000000000"], "epochs (--epochs)"),
+        (&["train", "--width", "1e20"], "width (--width)"),
+        (&["train", "--batch-size", "100000000", "--crops", "2x10000"], "--batch-size"),
+        (&["train", "--batch-size", "18446744073709551615"], "--batch-size"),
+        (&["train", "--crops", "1000000x32"], "--crops"),
+        (&["train", "--crops", "18446744073709551615x32,2x16"], "--crops"),
+        (&["train", "--prototypes", huge], "--prototypes"),
+        (&["train", "--feat-dim", huge], "--feat-dim"),
+        (&["train", "--hidden-mlp", huge], "--hidden-mlp"),
+        (&["train", "--queue-length", huge], "--queue-length"),
+        (&["eval", "linear", "--random-init", "--epochs", "10000000000"], "--epochs"),
+        (&["eval", "knn", "--random-init", "--max-side", "99999999999"], "--max-side"),
+        (&["bench", "--reps", "10000000000"], "--reps"),
+        (&["bench", "--reps", "0"], "--reps"),
+        (&["check-parallel", "--steps", "10000000000"], "--steps"),
+    ];
+    for (args, flag) in cases {
+        let mut args = args.to_vec();
+        if args[0] == "train" {
+            args.extend(["--out", &out]);
+        }
+        assert_fails_with(&args, flag);
+    }
+    // The same numbers in a config file are refused by name.
+    let toml = d.join("huge.toml");
+    for key in
+        ["epochs = 10000000000", "width = 1e20", "prototypes = 10000000000000", "sinkhorn_iterations = 10000000000"]
+    {
+        std::fs::write(&toml, key).unwrap();
+        let name = key.split(' ').next().unwrap();
+        assert_fails_with(&["train", "--config", toml.to_str().unwrap(), "--out", &out], name);
+        assert_fails_with(&["bench", "--config", toml.to_str().unwrap()], name);
+    }
+    std::fs::remove_dir_all(&d).ok();
+    // And on a resume, which takes --epochs over the run's config.
+    let (d, out_dir) = tiny_run_stopped_at("huge-resume", 1);
+    assert_fails_with(
+        &["train", "--resume", out_dir.to_str().unwrap(), "--epochs", "10000000000"],
+        "epochs (--epochs)",
+    );
+    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]

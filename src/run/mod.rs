@@ -259,7 +259,7 @@ impl Run {
             }
             None => trainer.init_random(cfg.seed)?,
         }
-        let total = cfg.epochs * iters_per_epoch;
+        let total = cfg.epochs.saturating_mul(iters_per_epoch);
         if world > 1 {
             eprintln!(
                 "rank {rank}: {} on {}, {} exchanges per step",

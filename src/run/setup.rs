@@ -225,7 +225,8 @@ pub fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
     if cfg.epochs == 0 {
         return Err(Error::Invalid("--epochs must be at least 1".into()));
     }
-    let total = cfg.epochs * meta.iters_per_epoch.max(1);
+    cfg.validate()?;
+    let total = cfg.epochs.saturating_mul(meta.iters_per_epoch.max(1));
     let finished = (meta.iteration >= total).then(|| {
         format!(
             "run {} is finished: {} of {total} iterations; pass --epochs M (> {}) to train it longer",
