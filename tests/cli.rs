@@ -822,3 +822,21 @@ fn metrics_keep_one_row_per_iteration_across_resumes() {
     assert!(!text.contains("99.0") && !text.contains("\"lo\n"), "{text}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn a_metrics_row_that_cannot_be_written_stops_the_run_and_keeps_the_checkpoint() {
+    let (d, out_dir) = tiny_run_stopped_at("metrics-full", 2);
+    let before = checkpoint_bits(&out_dir);
+    // metrics.jsonl on a full disk, in a way root cannot bypass: /dev/full takes the open
+    // and refuses every write (ENOSPC).
+    let metrics = out_dir.join("metrics.jsonl");
+    std::fs::remove_file(&metrics).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &metrics).unwrap();
+    let out = run(&["train", "--resume", out_dir.to_str().unwrap(), "--stop-at", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write") && err.contains("metrics.jsonl") && err.contains("intact"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(checkpoint_bits(&out_dir) == before, "the checkpoint changed");
+    std::fs::remove_dir_all(&d).ok();
+}

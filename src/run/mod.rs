@@ -359,6 +359,23 @@ impl Run {
         self.trainer.save_checkpoint(&self.ckpt, self.cfg.seed, &HashMap::new())
     }
 
+    /// A row of metrics.jsonl; one that cannot be written stops the run, which continues
+    /// from its last checkpoint with --resume (the rows after it are dropped then).
+    fn record(&mut self, row: serde_json::Value) -> Result<()> {
+        self.metrics.write(row).map_err(|e| {
+            self.bar.abandon();
+            let at = self.trainer.iteration;
+            match self.ckpt.is_file() {
+                true => Error::Invalid(format!(
+                    "{e}; the run stopped at iteration {at}; its last checkpoint '{}' is intact (continue with --resume {})",
+                    self.ckpt.display(),
+                    self.opts.out.display()
+                )),
+                false => Error::Invalid(format!("{e}; the run stopped at iteration {at}, before its first checkpoint")),
+            }
+        })
+    }
+
     fn plot(&self) {
         if self.rank() != 0 {
             return;
@@ -411,8 +428,9 @@ impl Run {
         if !loss.is_finite() {
             self.bar.abandon();
             let culprit = diagnose_nan(&self.trainer, self.gpu.clone(), &batch.crops);
-            self.metrics
-                .write(serde_json::json!({"iteration": it, "epoch": epoch, "loss": null, "error": "non-finite loss"}));
+            // The loss's error is the one to report; a row that cannot be written adds nothing.
+            let row = serde_json::json!({"iteration": it, "epoch": epoch, "loss": null, "error": "non-finite loss"});
+            self.metrics.write(row).ok();
             return Err(Error::Invalid(format!(
                 "the loss became {loss} at iteration {it} (epoch {epoch}); it first appeared in {culprit}. The parameters were not updated; the last good checkpoint '{}' is intact",
                 self.ckpt.display()
@@ -441,7 +459,7 @@ impl Run {
             record["comm_seconds"] = (comm.seconds - comm_before.seconds).into();
             record["comm_readback_seconds"] = (comm.readback_seconds - comm_before.readback_seconds).into();
         }
-        self.metrics.write(record);
+        self.record(record)?;
         self.bar.set_message(format!("epoch {epoch} loss {loss:.4} lr {lr:.4} {rate:.1} img/s"));
         self.bar.inc(1);
         let ln_k = (self.cfg.prototypes as f64).ln();
@@ -495,7 +513,7 @@ impl Run {
             text += &format!("  k-NN {k20:.2} % (k=200: {k200:.2} %)");
             self.metrics.knn.push((done, k20));
         }
-        self.metrics.write(line);
+        self.record(line)?;
         self.metrics.epochs.push(point);
         self.say(&text);
         self.plot();
@@ -560,9 +578,9 @@ impl Run {
         if let Some((k20, k200)) = self.knn()? {
             println!("k-NN top-1 on the test split: {k20:.2} % (k=20), {k200:.2} % (k=200)");
             self.metrics.knn.push((total, k20));
-            self.metrics.write(
+            self.record(
                 serde_json::json!({"iteration": total, "epoch": self.cfg.epochs, "knn_top1": k20, "knn_top1_k200": k200}),
-            );
+            )?;
             knn = Some(k20);
         } else {
             eprintln!("no labelled test split: skipping the k-NN evaluation");
