@@ -95,13 +95,14 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
     absolute_path(a) == absolute_path(b)
 }
 
-/// Opens the data, with `--test-data` (when given) as the held-out split.
+/// Opens the data, with `--test-data` (when given) as the held-out split, its labels
+/// numbered as the training classes of the same name (`data::test_labels_by_name`).
 pub fn open_data(data: Option<&Path>, test: Option<&Path>, opts: &data::OpenOptions) -> Result<DataSplit> {
-    let mut split = data::open(data, opts)?;
-    if let Some(t) = test {
-        split.test = Some(data::open(Some(t), opts)?.train);
+    let split = data::open(data, opts)?;
+    match test {
+        Some(t) => DataSplit::new(split.train, Some(data::open(Some(t), opts)?.train)),
+        None => Ok(split),
     }
-    Ok(split)
 }
 
 /// How a run's config opens its data: at its resolution, with its cache folder.
