@@ -167,7 +167,9 @@ pub fn write_file_atomic(path: &Path, encoded: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    // Test hook (tests/cli.rs): die between the write and the rename, as a crash would.
+    // Test hook (tests/cli.rs; test builds only): die between the write and the rename, as a
+    // crash would.
+    #[cfg(feature = "test-hooks")]
     if std::env::var_os("SWAV_WGPU_TEST_CRASH_BEFORE_RENAME")
         .is_some_and(|v| path.file_name().is_some_and(|f| f.to_string_lossy() == v.to_string_lossy()))
     {

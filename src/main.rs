@@ -454,9 +454,8 @@ fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
             resume: setup.resume,
             checkpoint_every: a.checkpoint_every,
             eval_every: a.eval_every,
-            inject_nan_at: a.inject_nan_at,
-            inject_device_loss_at: a.inject_device_loss_at,
-            inject_gpu_error_at: a.inject_gpu_error_at,
+            #[cfg(feature = "test-hooks")]
+            faults: a.faults,
             stop_at: a.stop_at,
             collective: world.clone(),
         };
@@ -528,8 +527,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Test hook (tests/cli.rs fuzzes the flags): parse and check the arguments as a run
-    // would, up to opening the GPU, then stop.
+    // Test hook (tests/cli.rs fuzzes the flags; test builds only): parse and check the
+    // arguments as a run would, up to opening the GPU, then stop.
+    #[cfg(feature = "test-hooks")]
     if std::env::var_os("SWAV_WGPU_CHECK_ARGS").is_some() {
         let checked = match &cli.command {
             Command::Train(a) => train_setup(a).map(|_| ()),

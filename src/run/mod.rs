@@ -38,19 +38,32 @@ pub struct RunOptions {
     pub checkpoint_every: usize,
     /// Run the k-NN evaluation every this many epochs (0 = only at the end).
     pub eval_every: usize,
-    /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
-    pub inject_nan_at: Option<usize>,
-    /// Test hook: destroy the device before this iteration (the device-loss path).
-    pub inject_device_loss_at: Option<usize>,
-    /// Test hook: issue a command wgpu rejects, outside any error scope, before this
-    /// iteration (the uncaptured-error path).
-    pub inject_gpu_error_at: Option<usize>,
+    /// Faults the test suite injects (test builds only).
+    #[cfg(feature = "test-hooks")]
+    pub faults: Faults,
     /// Checkpoint and stop once this many iterations are done (a job with a time limit
     /// continues with --resume); None: train to the end.
     pub stop_at: Option<usize>,
     /// The ranks of a data-parallel job (`dist::world()`; `Solo` for one process). Rank r
     /// trains on slice r of every global batch; rank 0 alone writes the run's files.
     pub collective: Arc<dyn Collective>,
+}
+
+/// Faults the test suite injects into a run, each before the given iteration: the hidden
+/// `train --inject-*` flags of test builds (feature `test-hooks`; `cargo build` has none).
+#[cfg(feature = "test-hooks")]
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Testing aid: put a NaN into the prototypes before this iteration (the divergence path).
+    #[arg(long, hide = true)]
+    pub inject_nan_at: Option<usize>,
+    /// Testing aid: destroy the GPU device before this iteration (the device-loss path).
+    #[arg(long, hide = true)]
+    pub inject_device_loss_at: Option<usize>,
+    /// Testing aid: issue a command the GPU rejects, outside any error scope, before this
+    /// iteration (the uncaptured-error path).
+    #[arg(long, hide = true)]
+    pub inject_gpu_error_at: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -360,6 +373,25 @@ impl Run {
         self.trainer.save_checkpoint(&self.ckpt, self.cfg.seed, &HashMap::new())
     }
 
+    /// The faults a test asked for before this iteration (`Faults`).
+    #[cfg(feature = "test-hooks")]
+    fn inject_faults(&self, iteration: usize) -> Result<()> {
+        let f = self.opts.faults;
+        if f.inject_nan_at == Some(iteration) {
+            // Corrupt one prototype, as a diverged update would.
+            let mut p = self.trainer.plan.read_named("prototypes.weight")?;
+            p[0] = f32::NAN;
+            self.trainer.plan.write_named("prototypes.weight", &p)?;
+        }
+        if f.inject_device_loss_at == Some(iteration) {
+            self.gpu.device.destroy();
+        }
+        if f.inject_gpu_error_at == Some(iteration) {
+            self.gpu.inject_rejected_command();
+        }
+        Ok(())
+    }
+
     /// A row of metrics.jsonl; one that cannot be written stops the run, which continues
     /// from its last checkpoint with --resume (the rows after it are dropped then).
     fn record(&mut self, row: serde_json::Value) -> Result<()> {
@@ -408,18 +440,8 @@ impl Run {
     /// One optimizer step on `batch`, recorded; a checkpoint when one is due. A non-finite
     /// loss stops the run with the tensor it first appeared in (nothing was updated).
     fn step(&mut self, batch: &Batch) -> Result<()> {
-        if self.opts.inject_nan_at == Some(batch.iteration) {
-            // Test hook: corrupt one prototype, as a diverged update would.
-            let mut p = self.trainer.plan.read_named("prototypes.weight")?;
-            p[0] = f32::NAN;
-            self.trainer.plan.write_named("prototypes.weight", &p)?;
-        }
-        if self.opts.inject_device_loss_at == Some(batch.iteration) {
-            self.gpu.device.destroy();
-        }
-        if self.opts.inject_gpu_error_at == Some(batch.iteration) {
-            self.gpu.inject_rejected_command();
-        }
+        #[cfg(feature = "test-hooks")]
+        self.inject_faults(batch.iteration)?;
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let (it, epoch) = (self.trainer.iteration, self.trainer.iteration / self.iters_per_epoch);
         let lr = self.trainer.lr();
