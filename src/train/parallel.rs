@@ -20,6 +20,9 @@ use crate::graph::Kind;
 pub struct ParallelReport {
     pub world: usize,
     pub steps: usize,
+    /// How many tensors were compared (codes, and with `sync_bn` loss, gradients and
+    /// parameters, over the steps): a check that compared nothing does not pass.
+    pub comparisons: usize,
     /// Sinkhorn codes of the whole global batch. With `sync_bn` against one process on the
     /// global batch; without, against a one-process Sinkhorn (CPU, f64) on the gathered scores.
     pub codes: f64,
@@ -63,7 +66,7 @@ impl ParallelReport {
     /// close, within twice what one process gets against itself (`floor`).
     pub fn passes(&self, tolerance: f64) -> bool {
         let within = |got: f64, floor: f64| got.is_finite() && got <= tolerance.max(2.0 * floor);
-        let codes = self.codes.is_finite() && self.codes <= tolerance;
+        let codes = self.comparisons > 0 && self.codes.is_finite() && self.codes <= tolerance;
         match (self.job, self.floor) {
             (Some(j), Some(f)) => {
                 codes
@@ -79,7 +82,11 @@ impl ParallelReport {
 
 impl std::fmt::Display for ParallelReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ranks vs one process, {} steps: codes {:.2e}", self.world, self.steps, self.codes)?;
+        write!(
+            f,
+            "{} ranks vs one process, {} steps, {} tensors compared: codes {:.2e}",
+            self.world, self.steps, self.comparisons, self.codes
+        )?;
         let e = |e: &Errors| {
             format!(
                 "loss {:.2e}, gradients {:.2e}, parameters after each step {:.2e}, after {} steps {:.2e}",
@@ -203,6 +210,12 @@ pub fn check_parallel(
     collective: Arc<dyn Collective>,
 ) -> Result<Option<ParallelReport>> {
     let (rank, world, b) = (collective.rank(), collective.world(), cfg.batch_size);
+    if world < 2 || steps == 0 {
+        return Err(Error::Invalid(format!(
+            "the parallel check would have compared nothing: {steps} step(s) on {}; it compares a job of 2 or more ranks (mpirun -np N / srun, a build with --features mpi) with one process",
+            collective.describe()
+        )));
+    }
     let data = crate::data::synthetic::builtin().train;
     let augment: AugmentConfig = cfg.augment();
     let k = cfg.prototypes;
@@ -250,6 +263,7 @@ pub fn check_parallel(
                 let sk = crate::ops::sinkhorn::cpu::sinkhorn(&x64, 0, 0, b * world, k, cfg.epsilon as f64, iters);
                 let want: Vec<f32> = sk.iter().map(|&v| v as f32).collect();
                 report.codes = report.codes.max(rel_err(std::slice::from_ref(got), &[want]));
+                report.comparisons += 1;
             }
             continue;
         };
@@ -259,15 +273,26 @@ pub fn check_parallel(
         let want_codes =
             one.fresh.ids.codes.iter().map(|&id| one.fresh.plan.read_blocking(id)).collect::<Result<Vec<_>>>()?;
         report.codes = report.codes.max(rel_err(&codes, &want_codes));
+        report.comparisons += want_codes.len().min(codes.len());
         let want = Outcome::read(&one.fresh, want_loss, &grads, &params)?;
         if step == 0 {
             // Zero-gradient parameters: rounding noise against the whole gradient.
             let all = want.grads.iter().map(|w| norm(w).powi(2)).sum::<f64>().sqrt();
             compared.retain(|&i| norm(&want.grads[i]) > 1e-6 * all);
             report.excluded = (0..params.len()).filter(|i| !compared.contains(i)).map(|i| params[i].clone()).collect();
+            if compared.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "the parallel check would compare no parameter: every gradient of one process is zero ({report})"
+                )));
+            }
         }
         job_err = job_err.max(Outcome::read(&job, loss, &grads, &params)?.against(&want, &compared));
+        // The loss, every gradient, and each compared parameter's update.
+        report.comparisons += 1 + grads.len() + compared.len();
         floor = floor.max(Outcome::read(&control.fresh, control_loss, &grads, &params)?.against(&want, &compared));
+    }
+    if rank == 0 && report.comparisons == 0 {
+        return Err(Error::Invalid(format!("the parallel check compared nothing: {report}")));
     }
     let Some((one, control)) = references else {
         return Ok((rank == 0).then_some(report));
