@@ -180,8 +180,9 @@ pub fn linear_probe(
         plan.write(t, &vec![0.0; g.info(t).len()])?;
     }
     let iters_per_epoch = train_labels.len() / batch;
-    let total = (epochs * iters_per_epoch).max(1);
-    let schedule = crate::optim::lr_schedule(1.0, 0.0, 1.0, 0, total);
+    let total = epochs.saturating_mul(iters_per_epoch).max(1);
+    let schedule =
+        crate::optim::LrSchedule { base: 1.0, final_lr: 0.0, start_warmup: 1.0, warmup_iters: 0, total_iters: total };
     let mut it = 0;
     for epoch in 0..epochs {
         let order = crate::data::loader::epoch_order(train_labels.len(), seed, epoch);
@@ -194,7 +195,7 @@ pub fn linear_probe(
             }
             plan.write(x, &xb)?;
             plan.write(q, &qb)?;
-            plan.write(opt.state, &crate::optim::step_state(schedule[it.min(total - 1)], it, 0).to_values())?;
+            plan.write(opt.state, &crate::optim::step_state(schedule.at(it.min(total - 1)), it, 0).to_values())?;
             plan.step()?;
             it += 1;
         }

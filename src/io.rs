@@ -37,11 +37,45 @@ fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, String, &'a [usize], &'a
     format!("fnv1a64:{:016x}", h.finish())
 }
 
-/// Checks the tensors against the file's checksum, when it has one (files from PyTorch
-/// have none).
+/// The metadata key of the checksum over every other metadata entry (the tensors' checksum
+/// among them, so it covers the whole file). Files written before it have none.
+pub const METADATA_CHECKSUM_KEY: &str = "metadata_checksum";
+
+/// FNV-1a (64 bit) over every metadata key and value but its own, in key order.
+fn metadata_checksum(meta: &std::collections::HashMap<String, String>) -> String {
+    let mut entries: Vec<_> = meta.iter().filter(|(k, _)| k.as_str() != METADATA_CHECKSUM_KEY).collect();
+    entries.sort();
+    let mut h = crate::rng::Fnv::new();
+    for (k, v) in entries {
+        h.eat(k.as_bytes());
+        h.eat(&[0]);
+        h.eat(v.as_bytes());
+        h.eat(&[0]);
+    }
+    format!("fnv1a64:{:016x}", h.finish())
+}
+
+/// Checks the metadata against its checksum, when it has one (files from PyTorch and from
+/// before the metadata checksum have none).
+fn verify_metadata(meta: &std::collections::HashMap<String, String>) -> Result<()> {
+    let Some(want) = meta.get(METADATA_CHECKSUM_KEY) else { return Ok(()) };
+    let got = metadata_checksum(meta);
+    if &got != want {
+        return Err(Error::Invalid(format!(
+            "its metadata does not match its checksum ({got}, recorded {want}): the file is damaged or was edited; use an earlier copy"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the metadata and the tensors against the file's checksums, when it has them
+/// (files from PyTorch have none).
 fn verify(st: &safetensors::SafeTensors, bytes: &[u8]) -> Result<()> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::Invalid(format!("not a valid safetensors file: {e}")))?;
+    if let Some(m) = meta.metadata() {
+        verify_metadata(m)?;
+    }
     let Some(want) = meta.metadata().as_ref().and_then(|m| m.get(CHECKSUM_KEY)) else { return Ok(()) };
     let views = st.tensors();
     let got = checksum(views.iter().map(|(n, v)| (n.as_str(), format!("{:?}", v.dtype()), v.shape(), v.data())));
@@ -131,6 +165,7 @@ pub fn encode_safetensors(
     let mut metadata = metadata;
     let sum = checksum(bytes.iter().map(|(n, d, s, b)| (n.as_str(), format!("{d:?}"), s.as_slice(), b.as_slice())));
     metadata.insert(CHECKSUM_KEY.into(), sum);
+    metadata.insert(METADATA_CHECKSUM_KEY.into(), metadata_checksum(&metadata));
     let views = bytes
         .iter()
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
@@ -169,7 +204,9 @@ pub fn write_file_atomic(path: &Path, encoded: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    // Test hook (tests/cli.rs): die between the write and the rename, as a crash would.
+    // Test hook (tests/cli.rs; test builds only): die between the write and the rename, as a
+    // crash would.
+    #[cfg(feature = "test-hooks")]
     if std::env::var_os("SWAV_WGPU_TEST_CRASH_BEFORE_RENAME")
         .is_some_and(|v| path.file_name().is_some_and(|f| f.to_string_lossy() == v.to_string_lossy()))
     {
@@ -208,12 +245,14 @@ pub fn remove_dead_temporaries(dir: &Path) -> Vec<String> {
     removed
 }
 
-/// The string metadata of a safetensors file.
+/// The string metadata of a safetensors file, checked against its checksum when it has one.
 pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read '{}': {e}", path.display())))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::Invalid(format!("'{}' is not a valid safetensors file: {e}", path.display())))?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+    let meta = meta.metadata().clone().unwrap_or_default();
+    verify_metadata(&meta).map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))?;
+    Ok(meta)
 }
 
 #[cfg(test)]

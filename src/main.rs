@@ -70,7 +70,7 @@ struct CheckParallelArgs {
     /// Images per rank (one process checks world x this).
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = count_up_to(1000))]
     steps: usize,
     /// Synchronised batch-norm (then everything is compared; without it, the codes).
     #[arg(long)]
@@ -95,7 +95,7 @@ struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Timed repetitions per measurement (the median is printed).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = count_up_to(1000))]
     reps: usize,
     /// Time training steps of this config file instead of the built-in three (repeatable;
     /// keys over `TrainConfig::default()`, as the PyTorch twin reads them).
@@ -134,7 +134,7 @@ struct EvalArgs {
     #[arg(long, default_value_t = 0.1)]
     temperature: f32,
     /// Epochs of the linear probe.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = count_up_to(10_000))]
     epochs: usize,
     #[command(flatten)]
     images: ImageArgs,
@@ -176,6 +176,14 @@ struct PrepareArgs {
     crops: Option<String>,
     #[command(flatten)]
     images: ImageArgs,
+}
+
+/// A count flag's parser: a whole number from 1 to `max` (clap names the flag when it is not).
+fn count_up_to(max: usize) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s| match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {max}")),
+    }
 }
 
 fn options(cli: &Cli) -> Result<GpuOptions> {
@@ -291,10 +299,11 @@ fn backbone_source(
 
 /// How eval and embed open photo folders: the flags, else the checkpoint's run's (or, for
 /// --random-init, the defaults') resolution and cache folder.
-fn image_options(cfg: &TrainConfig, images: &ImageArgs) -> swav_wgpu::data::OpenOptions {
+fn image_options(cfg: &TrainConfig, images: &ImageArgs) -> Result<swav_wgpu::data::OpenOptions> {
     let mut cfg = cfg.clone();
     apply_images(&mut cfg, images);
-    run::data_options(&cfg, false)
+    cfg.validate()?;
+    Ok(run::data_options(&cfg, false))
 }
 
 /// `swav-wgpu prepare`: the dataset caches `train` with the same flags would open.
@@ -348,7 +357,7 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
     };
     let BackboneSource { cfg, weights, data, test_data } =
         backbone_source(&a.checkpoint, a.random_init, &a.model, &a.data, &a.test_data)?;
-    let split = run::open_data(data.as_deref(), test_data.as_deref(), &image_options(&cfg, &a.images))?;
+    let split = run::open_data(data.as_deref(), test_data.as_deref(), &image_options(&cfg, &a.images)?)?;
     let test =
         split.test.as_ref().ok_or_else(|| Error::Invalid("no test split: give --test-data (labelled)".into()))?;
     if !(split.train.is_labelled() && test.is_labelled()) {
@@ -378,7 +387,7 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
 fn embed(opts: &GpuOptions, a: &EmbedArgs) -> Result<()> {
     let BackboneSource { cfg, weights, data, .. } =
         backbone_source(&a.checkpoint, a.random_init, &a.model, &a.data, &None)?;
-    let split = run::open_data(data.as_deref(), None, &image_options(&cfg, &a.images))?;
+    let split = run::open_data(data.as_deref(), None, &image_options(&cfg, &a.images)?)?;
     let gpu = open_gpu(opts)?;
     let fx = extractor(gpu, &cfg, &weights, a.seed, run::eval_size(&split.train, &cfg))?;
     let feats = fx.extract(&split.train)?;
@@ -405,8 +414,9 @@ fn bench(opts: &GpuOptions, a: &BenchArgs) -> Result<()> {
     for path in &a.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Invalid(format!("cannot read --config '{}': {e}", path.display())))?;
-        let cfg =
-            TrainConfig::from_toml(&text).map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
+        let cfg = TrainConfig::from_toml(&text)
+            .and_then(|c| c.validate().map(|()| c))
+            .map_err(|e| Error::Invalid(format!("--config '{}': {e}", path.display())))?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         configs.push((name, cfg));
     }
@@ -444,9 +454,8 @@ fn train(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
             resume: setup.resume,
             checkpoint_every: a.checkpoint_every,
             eval_every: a.eval_every,
-            inject_nan_at: a.inject_nan_at,
-            inject_device_loss_at: a.inject_device_loss_at,
-            inject_gpu_error_at: a.inject_gpu_error_at,
+            #[cfg(feature = "test-hooks")]
+            faults: a.faults,
             stop_at: a.stop_at,
             collective: world.clone(),
         };
@@ -518,8 +527,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Test hook (tests/cli.rs fuzzes the flags): parse and check the arguments as a run
-    // would, up to opening the GPU, then stop.
+    // Test hook (tests/cli.rs fuzzes the flags; test builds only): parse and check the
+    // arguments as a run would, up to opening the GPU, then stop.
+    #[cfg(feature = "test-hooks")]
     if std::env::var_os("SWAV_WGPU_CHECK_ARGS").is_some() {
         let checked = match &cli.command {
             Command::Train(a) => train_setup(a).map(|_| ()),

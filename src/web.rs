@@ -136,7 +136,8 @@ impl WebDemo {
 
     /// Total steps of the configured epochs on the current data.
     pub fn total_steps(&self) -> u32 {
-        (self.trainer.cfg.epochs * (self.data.len() / self.trainer.cfg.batch_size).max(1)) as u32
+        let steps = self.trainer.cfg.epochs.saturating_mul((self.data.len() / self.trainer.cfg.batch_size).max(1));
+        steps.min(u32::MAX as usize) as u32
     }
 
     /// The run's config as TOML (the export's config.toml).

@@ -31,7 +31,7 @@ fn assert_fails_with(args: &[&str], needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} succeeded; stderr: {err}");
     assert!(matches!(out.status.code(), Some(1) | Some(2)), "{args:?} exit {:?}: {err}", out.status.code());
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?} panicked: {err}");
     assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
 }
 
@@ -89,6 +89,57 @@ fn impossible_flags() {
     assert_fails_with(&["train", "--crops", "2by32"], "--crops");
     assert_fails_with(&["train", "--optimizer", "adamw"], "adamw");
     assert_fails_with(&["eval", "knn"], "--checkpoint");
+}
+
+#[test]
+fn sizes_no_step_can_hold_are_errors_naming_the_flag() {
+    // Each of these once overflowed, aborted on an allocation (--epochs 1e10: 4.96 TB for
+    // the learning-rate table, exit 134) or reached the plan as 2^64-1 channels (--width).
+    let d = tmpdir("huge");
+    let out = d.join("run").display().to_string();
+    let huge = "10000000000000";
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--epochs", "10000000000"], "epochs (--epochs)"),
+        (&["train", "--width", "1e20"], "width (--width)"),
+        (&["train", "--batch-size", "100000000", "--crops", "2x10000"], "--batch-size"),
+        (&["train", "--batch-size", "18446744073709551615"], "--batch-size"),
+        (&["train", "--crops", "1000000x32"], "--crops"),
+        (&["train", "--crops", "18446744073709551615x32,2x16"], "--crops"),
+        (&["train", "--prototypes", huge], "--prototypes"),
+        (&["train", "--feat-dim", huge], "--feat-dim"),
+        (&["train", "--hidden-mlp", huge], "--hidden-mlp"),
+        (&["train", "--queue-length", huge], "--queue-length"),
+        (&["eval", "linear", "--random-init", "--epochs", "10000000000"], "--epochs"),
+        (&["eval", "knn", "--random-init", "--max-side", "99999999999"], "--max-side"),
+        (&["bench", "--reps", "10000000000"], "--reps"),
+        (&["bench", "--reps", "0"], "--reps"),
+        (&["check-parallel", "--steps", "10000000000"], "--steps"),
+    ];
+    for (args, flag) in cases {
+        let mut args = args.to_vec();
+        if args[0] == "train" {
+            args.extend(["--out", &out]);
+        }
+        assert_fails_with(&args, flag);
+    }
+    // The same numbers in a config file are refused by name.
+    let toml = d.join("huge.toml");
+    for key in
+        ["epochs = 10000000000", "width = 1e20", "prototypes = 10000000000000", "sinkhorn_iterations = 10000000000"]
+    {
+        std::fs::write(&toml, key).unwrap();
+        let name = key.split(' ').next().unwrap();
+        assert_fails_with(&["train", "--config", toml.to_str().unwrap(), "--out", &out], name);
+        assert_fails_with(&["bench", "--config", toml.to_str().unwrap()], name);
+    }
+    std::fs::remove_dir_all(&d).ok();
+    // And on a resume, which takes --epochs over the run's config.
+    let (d, out_dir) = tiny_run_stopped_at("huge-resume", 1);
+    assert_fails_with(
+        &["train", "--resume", out_dir.to_str().unwrap(), "--epochs", "10000000000"],
+        "epochs (--epochs)",
+    );
+    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
@@ -770,4 +821,201 @@ fn metrics_keep_one_row_per_iteration_across_resumes() {
     let text = std::fs::read_to_string(&metrics).unwrap();
     assert!(!text.contains("99.0") && !text.contains("\"lo\n"), "{text}");
     std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_metrics_row_that_cannot_be_written_stops_the_run_and_keeps_the_checkpoint() {
+    let (d, out_dir) = tiny_run_stopped_at("metrics-full", 2);
+    let before = checkpoint_bits(&out_dir);
+    // metrics.jsonl on a full disk, in a way root cannot bypass: /dev/full takes the open
+    // and refuses every write (ENOSPC).
+    let metrics = out_dir.join("metrics.jsonl");
+    std::fs::remove_file(&metrics).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &metrics).unwrap();
+    let out = run(&["train", "--resume", out_dir.to_str().unwrap(), "--stop-at", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write") && err.contains("metrics.jsonl") && err.contains("intact"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(checkpoint_bits(&out_dir) == before, "the checkpoint changed");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// The options `swav-wgpu <cmd> --help` lists, and its whole text.
+fn help(cmd: &[&str]) -> (std::collections::BTreeSet<String>, String) {
+    let out = run(&[cmd, &["--help"]].concat());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{cmd:?} --help: {}", String::from_utf8_lossy(&out.stderr));
+    let flags = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            // "-h, --help" or "--data <DATA>".
+            let l = if l.starts_with('-') && !l.starts_with("--") { l.get(4..)? } else { l };
+            let name: String =
+                l.strip_prefix("--")?.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            Some(format!("--{name}"))
+        })
+        .collect();
+    (flags, text)
+}
+
+/// The code of a markdown text with its line numbers: each line of its fenced blocks (a
+/// line ending in `\` joined with the next, a `#` comment cut off) and each inline span.
+fn markdown_code(md: &str) -> Vec<(usize, String)> {
+    let mut code = Vec::new();
+    let (mut fenced, mut prose, mut prose_line) = (false, String::new(), 1);
+    let lines: Vec<&str> = md.lines().collect();
+    let flush = |prose: &mut String, start: usize, code: &mut Vec<(usize, String)>| {
+        let mut line = start;
+        for (i, part) in prose.split('`').enumerate() {
+            if i % 2 == 1 {
+                // A table cell escapes its pipes.
+                code.push((line, part.replace('\n', " ").replace("\\|", "|")));
+            }
+            line += part.matches('\n').count();
+        }
+        prose.clear();
+    };
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("```") {
+            if !fenced {
+                flush(&mut prose, prose_line, &mut code);
+            }
+            fenced = !fenced;
+            prose_line = i + 2;
+        } else if fenced {
+            let start = i;
+            let mut text = lines[i].to_string();
+            while text.trim_end().ends_with('\\') && i + 1 < lines.len() {
+                i += 1;
+                text = text.trim_end().trim_end_matches('\\').to_string() + " " + lines[i];
+            }
+            let text = text.split(" #").next().unwrap_or_default().to_string();
+            code.push((start + 1, text));
+        } else {
+            prose.push_str(lines[i]);
+            prose.push('\n');
+        }
+        i += 1;
+    }
+    flush(&mut prose, prose_line, &mut code);
+    code
+}
+
+/// The `--flags` of a command line, each with the `a|b|c` choices that follow it, if any.
+fn flags_in(text: &str) -> Vec<(String, Vec<String>)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let w = w.trim_start_matches(['[', '(']);
+        let Some(name) = w.strip_prefix("--") else { continue };
+        let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        if name.is_empty() {
+            continue;
+        }
+        let choices = match words.get(i + 1) {
+            Some(v) if v.contains('|') => {
+                v.split('|').map(|c| c.trim_end_matches([',', ')', ']']).to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        out.push((format!("--{name}"), choices));
+    }
+    out
+}
+
+#[test]
+fn every_command_and_flag_the_docs_name_exists() {
+    // Flags of other tools the README names in passing.
+    let others = [
+        ("--features", "cargo"),
+        ("--no-default-features", "cargo"),
+        ("--device", "the PyTorch twin"),
+        ("--tf32", "the PyTorch twin"),
+        ("--enable-unsafe-webgpu", "Chromium"),
+        ("--bin", "benches/gpu/run.sh"),
+        ("--debs", "benches/gpu/run.sh"),
+    ];
+    let (_, main_help) = help(&[]);
+    let commands: Vec<String> = main_help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(commands.len() >= 7, "{main_help}");
+    let mut helps = std::collections::BTreeMap::new();
+    for c in &commands {
+        match c.as_str() {
+            "help" => {}
+            "eval" => {
+                for sub in ["knn", "linear"] {
+                    helps.insert(format!("eval {sub}"), help(&["eval", sub]));
+                }
+            }
+            _ => {
+                helps.insert(c.clone(), help(&[c]));
+            }
+        }
+    }
+    let all_flags: std::collections::BTreeSet<&String> = helps.values().flat_map(|(f, _)| f).collect();
+    let all_text: String = helps.values().map(|(_, t)| t.as_str()).collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for doc in ["README.md", "CONTRIBUTING.md", "configs/README.md", "benches/README.md"] {
+        let md = std::fs::read_to_string(root.join(doc)).unwrap();
+        for (line, code) in markdown_code(&md) {
+            let at = ["swav-wgpu ", "cargo run --release -- "].iter().find_map(|p| code.find(p).map(|i| i + p.len()));
+            match at {
+                Some(at) => {
+                    // A command line: its subcommand, and each flag in that subcommand's --help.
+                    let rest = &code[at..];
+                    let mut words = rest.split_whitespace();
+                    let sub = words.next().unwrap_or_default().trim_end_matches([',', '.', ':', '`']);
+                    let key =
+                        if sub == "eval" { format!("eval {}", words.next().unwrap_or_default()) } else { sub.into() };
+                    let Some((flags, text)) = helps.get(&key) else {
+                        wrong.push(format!("{doc}:{line}: `swav-wgpu {key}` is no command ({commands:?})"));
+                        continue;
+                    };
+                    checked += 1;
+                    for (flag, choices) in flags_in(&rest[sub.len()..]) {
+                        if !flags.contains(&flag) {
+                            wrong.push(format!("{doc}:{line}: `swav-wgpu {key}` has no {flag}"));
+                        }
+                        for c in choices.iter().filter(|c| !text.contains(c.as_str())) {
+                            wrong
+                                .push(format!("{doc}:{line}: {flag} {c}: not a choice `swav-wgpu {key} --help` names"));
+                        }
+                    }
+                }
+                // A flag named on its own in the README: some subcommand's, or another tool's.
+                None if doc == "README.md" && code.starts_with("--") => {
+                    for (flag, choices) in flags_in(&code) {
+                        checked += 1;
+                        let other = others.iter().any(|(f, _)| *f == flag);
+                        // The fault flags of test builds are hidden from --help, but taken.
+                        let hidden = || {
+                            let out =
+                                bin().args(["train", &flag, "1"]).env("SWAV_WGPU_CHECK_ARGS", "1").output().unwrap();
+                            out.status.success()
+                        };
+                        if !other && !all_flags.contains(&flag) && !hidden() {
+                            wrong.push(format!("README.md:{line}: {flag} is no flag of any subcommand"));
+                        }
+                        for c in choices.iter().filter(|c| !all_text.contains(c.as_str())) {
+                            wrong.push(format!("README.md:{line}: {flag} {c}: not a choice any --help names"));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} commands and flags found: is the extraction broken?");
+    assert!(wrong.is_empty(), "the docs name what the binary does not offer:\n{}", wrong.join("\n"));
 }

@@ -240,3 +240,36 @@ fn phone_photos_are_turned_upright_by_their_exif_orientation() {
         assert_eq!(folder::decode_bytes(&with_exif_orientation(&jpeg, o, false), "o", 0).unwrap(), plain, "{o}");
     }
 }
+
+#[test]
+fn test_classes_are_matched_to_training_classes_by_name() {
+    let d = tmpdir("by-name");
+    let (train, test) = (d.join("train"), d.join("test"));
+    data::photos::write_photo_folder(&train, 3, 2, &[(40, 30)], 1);
+    // The test tree has the last two of the three classes (and a hidden folder, not a class).
+    data::photos::write_photo_folder(&test, 3, 2, &[(40, 30)], 2);
+    std::fs::remove_dir_all(test.join("class0")).unwrap();
+    std::fs::create_dir_all(test.join(".ipynb_checkpoints")).unwrap();
+    std::fs::copy(test.join("class1/00000.jpg"), test.join(".ipynb_checkpoints/00000.jpg")).unwrap();
+    let names = ["class0", "class1", "class2"];
+    // As train/ + test/ trees, and as --test-data (what train, eval and the k-NN open).
+    let tree = data::open(Some(&d), &opts(&d)).unwrap();
+    let flag = swav_wgpu::run::open_data(Some(&train), Some(&test), &opts(&d)).unwrap();
+    for split in [tree, flag] {
+        assert_eq!(split.train.classes, names);
+        assert_eq!(split.train.labels.as_deref(), Some(&[0, 0, 1, 1, 2, 2][..]));
+        let t = split.test.unwrap();
+        assert_eq!(t.classes, names, "the test set speaks in the training classes");
+        assert_eq!(t.labels.as_deref(), Some(&[1, 1, 2, 2][..]), "class1 and class2 keep their training labels");
+    }
+    // A test class the training data has not is an error naming it.
+    data::photos::write_photo_folder(&d.join("extra"), 1, 1, &[(40, 30)], 3);
+    std::fs::rename(d.join("extra/class0"), test.join("zebra")).unwrap();
+    for e in [
+        data::open(Some(&d), &opts(&d)).unwrap_err().to_string(),
+        swav_wgpu::run::open_data(Some(&train), Some(&test), &opts(&d)).unwrap_err().to_string(),
+    ] {
+        assert!(e.contains("class 'zebra'") && e.contains("class0, class1, class2"), "{e}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -219,3 +219,26 @@ fn a_plan_runs_only_in_the_world_its_graph_was_built_for() {
     });
     assert_eq!(got, vec![vec![0.5, 1.0, 2.0, 5.0]; 2]);
 }
+
+#[test]
+fn a_check_that_compared_nothing_fails() {
+    // A report of nothing compared (no steps, or one process and no job) never passes.
+    assert!(!swav_wgpu::train::parallel::ParallelReport::default().passes(1e-5));
+    let Some(gpu) = gpu() else { return };
+    for (world, steps) in [(2, 0), (1, 3)] {
+        let g = gpu.clone();
+        let results = ranks(world, move |_, c| check_parallel(g.clone(), &tiny(false), steps, c).map(|_| ()));
+        for r in results {
+            let e = r.expect_err("a check of nothing fails").to_string();
+            assert!(e.contains("compared nothing") && e.contains("mpirun"), "{e}");
+        }
+    }
+    // The command line, started as one process (not under mpirun): an error, not "ok".
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swav-wgpu"))
+        .args(["check-parallel", "--width", "0.125"])
+        .output()
+        .expect("the binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("compared nothing") && !err.contains("panicked"), "{err}");
+}

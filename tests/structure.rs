@@ -128,3 +128,48 @@ fn no_function_in_src_is_longer_than_80_lines() {
     assert_eq!(function_lengths(sample), vec![("a".to_string(), 1, 4)]);
     assert!(long.is_empty(), "functions over {MAX} lines:\n{}", long.join("\n"));
 }
+
+/// Whether line `i` lies under `#[cfg(feature = "test-hooks")]`: looking back through the
+/// attributes, comments and fields above it, up to the end of the statement or item before.
+fn under_test_hooks(lines: &[&str], i: usize) -> bool {
+    for l in lines[..i].iter().rev() {
+        let t = l.trim();
+        if t.contains("cfg(feature = \"test-hooks\")") {
+            return true;
+        }
+        if !t.starts_with("//") && (t.starts_with('}') || t.ends_with(';')) {
+            return false;
+        }
+    }
+    false
+}
+
+#[test]
+fn test_hooks_exist_only_in_test_builds() {
+    // A hidden flag or an environment variable only the tests set is compiled in test builds
+    // alone (feature `test-hooks`, on for `cargo test` through the dev-dependency of the
+    // crate on itself), so that `cargo build` offers nothing that exists for the tests.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut bare = Vec::new();
+    let mut hooks = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let code = l.split("//").next().unwrap_or_default();
+            let hook = ["hide = true", "\"SWAV_WGPU_TEST_", "\"SWAV_WGPU_CHECK_ARGS\"", "fn inject_"]
+                .iter()
+                .any(|h| code.contains(h));
+            if hook {
+                hooks += 1;
+                if !under_test_hooks(&lines, i) {
+                    bare.push(format!("{}:{}: {}", f.strip_prefix(&src).unwrap().display(), i + 1, l.trim()));
+                }
+            }
+        }
+    }
+    assert!(hooks >= 5, "found only {hooks} test hooks: did their names change?");
+    assert!(bare.is_empty(), "test hooks outside #[cfg(feature = \"test-hooks\")]:\n{}", bare.join("\n"));
+}

@@ -377,6 +377,49 @@ fn checkpoint_errors_are_clear() {
 }
 
 #[test]
+fn altered_checkpoint_metadata_is_refused_and_older_checkpoints_load() {
+    let Some(gpu) = gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("swav-wgpu-ckpt-meta-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = Trainer::new(gpu.clone(), small_config(), 1).unwrap();
+    a.init_random(1).unwrap();
+    let ckpt = dir.join("run.safetensors");
+    a.save_checkpoint(&ckpt, 0, &HashMap::new()).unwrap();
+    let bytes = std::fs::read(&ckpt).unwrap();
+    // Edit the metadata in place (the header stays valid JSON of the same length): the data
+    // pipeline's RNG state, which the tensors' checksum does not cover.
+    let find = |b: &[u8], what: &[u8]| b.windows(what.len()).position(|w| w == what).expect("in the header");
+    let mut edited = bytes.clone();
+    let at = find(&edited, b"\"rng_state\":\"0\"");
+    edited[at + 13] = b'7';
+    let altered = dir.join("altered.safetensors");
+    std::fs::write(&altered, &edited).unwrap();
+    for e in [
+        Trainer::checkpoint_meta(&altered).expect_err("refused").to_string(),
+        Trainer::from_checkpoint(gpu.clone(), &altered).err().expect("refused").to_string(),
+        swav_wgpu::io::load_safetensors(&altered).expect_err("refused").to_string(),
+    ] {
+        assert!(e.contains("altered.safetensors") && e.contains("metadata does not match its checksum"), "{e}");
+    }
+    // A checkpoint whose metadata checksum was lost is refused too.
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut meta = swav_wgpu::io::read_metadata(&ckpt).unwrap();
+    meta.remove(swav_wgpu::io::METADATA_CHECKSUM_KEY);
+    let stripped = dir.join("stripped.safetensors");
+    std::fs::write(&stripped, safetensors::serialize(st.tensors(), Some(meta.clone())).unwrap()).unwrap();
+    let e = Trainer::checkpoint_meta(&stripped).expect_err("refused").to_string();
+    assert!(e.contains("stripped.safetensors") && e.contains("lost its checksum"), "{e}");
+    // A checkpoint of format 1 (before the metadata checksum) loads as before.
+    meta.insert("format".into(), "swav-wgpu-checkpoint/1".into());
+    let old = dir.join("old.safetensors");
+    std::fs::write(&old, safetensors::serialize(st.tensors(), Some(meta)).unwrap()).unwrap();
+    let (b, m) = Trainer::from_checkpoint(gpu, &old).expect("a format-1 checkpoint loads");
+    assert_eq!((m.iteration, m.rng_state), (0, 0));
+    assert_eq!(b.state_blocking().unwrap().len(), a.state_blocking().unwrap().len());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn exported_backbone_has_the_torchvision_keys() {
     let Some(gpu) = gpu() else { return };
     let t = Trainer::new(gpu, fixture_config(), 1).unwrap();

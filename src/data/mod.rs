@@ -183,6 +183,50 @@ pub struct DataSplit {
     pub test: Option<Dataset>,
 }
 
+impl DataSplit {
+    /// `train` with `test` held out, the test labels numbered as the training classes of the
+    /// same name (`test_labels_by_name`).
+    pub fn new(train: Dataset, test: Option<Dataset>) -> Result<DataSplit> {
+        let test = test.map(|t| test_labels_by_name(&train, t)).transpose()?;
+        Ok(DataSplit { train, test })
+    }
+}
+
+/// `test` with its labels numbered as `train`'s classes of the same name, and `train`'s class
+/// list: the two ImageFolder trees are matched by class folder name, not by position, so a
+/// test tree with some of the training classes is evaluated right. A test class with images
+/// that the training data lacks is an error naming it. Where either side has no class names
+/// (CIFAR batches without batches.meta.txt), the labels are kept as they are.
+pub fn test_labels_by_name(train: &Dataset, mut test: Dataset) -> Result<Dataset> {
+    let Some(labels) = test.labels.as_mut() else { return Ok(test) };
+    if train.classes.is_empty() || test.classes.is_empty() || train.classes == test.classes {
+        return Ok(test);
+    }
+    let mut to_train = Vec::with_capacity(test.classes.len());
+    for name in &test.classes {
+        to_train.push(train.classes.iter().position(|c| c == name).map(|i| i as u32));
+    }
+    for (i, name) in test.classes.iter().enumerate() {
+        let images = labels.iter().filter(|&&l| l as usize == i).count();
+        if to_train[i].is_none() && images > 0 {
+            return Err(Error::Invalid(format!(
+                "the test data '{}' has a class '{name}' ({images} images) that the training data '{}' has not (its classes: {}); test classes are matched to training classes by folder name",
+                test.source,
+                train.source,
+                train.classes.join(", ")
+            )));
+        }
+    }
+    for l in labels.iter_mut() {
+        // Every label in use maps (checked above); a label outside the class list stays put.
+        if let Some(Some(t)) = to_train.get(*l as usize) {
+            *l = *t;
+        }
+    }
+    test.classes = train.classes.clone();
+    Ok(test)
+}
+
 /// The random stream of the epochs' sample orders (`Rng::derive(seed, EPOCH_ORDER_STREAM,
 /// epoch)`); the augmentation of sample i in epoch e draws from (seed, e + 1, i).
 pub const EPOCH_ORDER_STREAM: u64 = 0xE90C;
@@ -244,7 +288,7 @@ pub fn open(data: Option<&std::path::Path>, opts: &OpenOptions) -> Result<DataSp
     let (train, test) = (path.join("train"), path.join("test"));
     if train.is_dir() {
         let test = if test.is_dir() { Some(open_folder(&test, opts)?) } else { None };
-        return Ok(DataSplit { train: open_folder(&train, opts)?, test });
+        return DataSplit::new(open_folder(&train, opts)?, test);
     }
     Ok(DataSplit { train: open_folder(path, opts)?, test: None })
 }

@@ -285,8 +285,10 @@ impl Gpu {
         }
     }
 
-    /// Test aid: a command WebGPU rejects (a mappable storage buffer), issued outside any
-    /// error scope, as an engine or driver bug would be. `health()` reports it afterwards.
+    /// Test aid (test builds only): a command WebGPU rejects (a mappable storage buffer),
+    /// issued outside any error scope, as an engine or driver bug would be. `health()`
+    /// reports it afterwards.
+    #[cfg(feature = "test-hooks")]
     pub fn inject_rejected_command(&self) {
         let _ = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("injected fault: MAP_READ | STORAGE"),

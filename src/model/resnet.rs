@@ -95,14 +95,14 @@ impl BackboneConfig {
             Arch::ResNet34 | Arch::ResNet50 => [3, 4, 6, 3],
         }
     }
-    fn expansion(&self) -> usize {
+    pub fn expansion(&self) -> usize {
         if self.arch == Arch::ResNet50 {
             4
         } else {
             1
         }
     }
-    fn scaled(&self, c: usize) -> usize {
+    pub fn scaled(&self, c: usize) -> usize {
         ((c as f32 * self.width).round() as usize).max(1)
     }
     /// Features after global average pooling.

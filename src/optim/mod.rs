@@ -167,17 +167,37 @@ impl Graph {
 
 /// The official schedule: `warmup_iters` values linearly from `start_warmup` to `base` (numpy
 /// linspace, endpoint included), then cosine from `base` down to `final_lr` over the rest.
+/// Computed per iteration, so that a long run holds no table of `total_iters` numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LrSchedule {
+    pub base: f64,
+    pub final_lr: f64,
+    pub start_warmup: f64,
+    pub warmup_iters: usize,
+    pub total_iters: usize,
+}
+
+impl LrSchedule {
+    /// The rate of iteration `i`; `final_lr` past the end.
+    pub fn at(&self, i: usize) -> f64 {
+        let (warmup, total) = (self.warmup_iters, self.total_iters);
+        if i >= total {
+            self.final_lr
+        } else if i < warmup {
+            let t = if warmup > 1 { i as f64 / (warmup - 1) as f64 } else { 0.0 };
+            self.start_warmup + (self.base - self.start_warmup) * t
+        } else {
+            let (t, cosine_iters) = (i - warmup, total - warmup);
+            self.final_lr
+                + 0.5
+                    * (self.base - self.final_lr)
+                    * (1.0 + (std::f64::consts::PI * t as f64 / cosine_iters as f64).cos())
+        }
+    }
+}
+
+/// Every rate of `LrSchedule` (the fixture tests compare the whole table).
 pub fn lr_schedule(base: f64, final_lr: f64, start_warmup: f64, warmup_iters: usize, total_iters: usize) -> Vec<f64> {
-    let mut lr = Vec::with_capacity(total_iters);
-    for i in 0..warmup_iters.min(total_iters) {
-        let t = if warmup_iters > 1 { i as f64 / (warmup_iters - 1) as f64 } else { 0.0 };
-        lr.push(start_warmup + (base - start_warmup) * t);
-    }
-    let cosine_iters = total_iters.saturating_sub(warmup_iters);
-    for t in 0..cosine_iters {
-        lr.push(
-            final_lr + 0.5 * (base - final_lr) * (1.0 + (std::f64::consts::PI * t as f64 / cosine_iters as f64).cos()),
-        );
-    }
-    lr
+    let s = LrSchedule { base, final_lr, start_warmup, warmup_iters, total_iters };
+    (0..total_iters).map(|i| s.at(i)).collect()
 }

@@ -38,19 +38,32 @@ pub struct RunOptions {
     pub checkpoint_every: usize,
     /// Run the k-NN evaluation every this many epochs (0 = only at the end).
     pub eval_every: usize,
-    /// Test hook: put a NaN into the prototypes before this iteration (the divergence path).
-    pub inject_nan_at: Option<usize>,
-    /// Test hook: destroy the device before this iteration (the device-loss path).
-    pub inject_device_loss_at: Option<usize>,
-    /// Test hook: issue a command wgpu rejects, outside any error scope, before this
-    /// iteration (the uncaptured-error path).
-    pub inject_gpu_error_at: Option<usize>,
+    /// Faults the test suite injects (test builds only).
+    #[cfg(feature = "test-hooks")]
+    pub faults: Faults,
     /// Checkpoint and stop once this many iterations are done (a job with a time limit
     /// continues with --resume); None: train to the end.
     pub stop_at: Option<usize>,
     /// The ranks of a data-parallel job (`dist::world()`; `Solo` for one process). Rank r
     /// trains on slice r of every global batch; rank 0 alone writes the run's files.
     pub collective: Arc<dyn Collective>,
+}
+
+/// Faults the test suite injects into a run, each before the given iteration: the hidden
+/// `train --inject-*` flags of test builds (feature `test-hooks`; `cargo build` has none).
+#[cfg(feature = "test-hooks")]
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Testing aid: put a NaN into the prototypes before this iteration (the divergence path).
+    #[arg(long, hide = true)]
+    pub inject_nan_at: Option<usize>,
+    /// Testing aid: destroy the GPU device before this iteration (the device-loss path).
+    #[arg(long, hide = true)]
+    pub inject_device_loss_at: Option<usize>,
+    /// Testing aid: issue a command the GPU rejects, outside any error scope, before this
+    /// iteration (the uncaptured-error path).
+    #[arg(long, hide = true)]
+    pub inject_gpu_error_at: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,13 +108,14 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
     absolute_path(a) == absolute_path(b)
 }
 
-/// Opens the data, with `--test-data` (when given) as the held-out split.
+/// Opens the data, with `--test-data` (when given) as the held-out split, its labels
+/// numbered as the training classes of the same name (`data::test_labels_by_name`).
 pub fn open_data(data: Option<&Path>, test: Option<&Path>, opts: &data::OpenOptions) -> Result<DataSplit> {
-    let mut split = data::open(data, opts)?;
-    if let Some(t) = test {
-        split.test = Some(data::open(Some(t), opts)?.train);
+    let split = data::open(data, opts)?;
+    match test {
+        Some(t) => DataSplit::new(split.train, Some(data::open(Some(t), opts)?.train)),
+        None => Ok(split),
     }
-    Ok(split)
 }
 
 /// How a run's config opens its data: at its resolution, with its cache folder.
@@ -259,7 +273,7 @@ impl Run {
             }
             None => trainer.init_random(cfg.seed)?,
         }
-        let total = cfg.epochs * iters_per_epoch;
+        let total = cfg.epochs.saturating_mul(iters_per_epoch);
         announce(&cfg, &gpu, &trainer, &train_set, &opts, iters_per_epoch)?;
         let interrupted = Arc::new(AtomicBool::new(false));
         {
@@ -323,6 +337,42 @@ impl Run {
         self.trainer.save_checkpoint(&self.ckpt, self.cfg.seed, &HashMap::new())
     }
 
+    /// The faults a test asked for before this iteration (`Faults`).
+    #[cfg(feature = "test-hooks")]
+    fn inject_faults(&self, iteration: usize) -> Result<()> {
+        let f = self.opts.faults;
+        if f.inject_nan_at == Some(iteration) {
+            // Corrupt one prototype, as a diverged update would.
+            let mut p = self.trainer.plan.read_named("prototypes.weight")?;
+            p[0] = f32::NAN;
+            self.trainer.plan.write_named("prototypes.weight", &p)?;
+        }
+        if f.inject_device_loss_at == Some(iteration) {
+            self.gpu.device.destroy();
+        }
+        if f.inject_gpu_error_at == Some(iteration) {
+            self.gpu.inject_rejected_command();
+        }
+        Ok(())
+    }
+
+    /// A row of metrics.jsonl; one that cannot be written stops the run, which continues
+    /// from its last checkpoint with --resume (the rows after it are dropped then).
+    fn record(&mut self, row: serde_json::Value) -> Result<()> {
+        self.metrics.write(row).map_err(|e| {
+            self.bar.abandon();
+            let at = self.trainer.iteration;
+            match self.ckpt.is_file() {
+                true => Error::Invalid(format!(
+                    "{e}; the run stopped at iteration {at}; its last checkpoint '{}' is intact (continue with --resume {})",
+                    self.ckpt.display(),
+                    self.opts.out.display()
+                )),
+                false => Error::Invalid(format!("{e}; the run stopped at iteration {at}, before its first checkpoint")),
+            }
+        })
+    }
+
     fn plot(&self) {
         if self.rank() != 0 {
             return;
@@ -354,18 +404,8 @@ impl Run {
     /// One optimizer step on `batch`, recorded; a checkpoint when one is due. A non-finite
     /// loss stops the run with the tensor it first appeared in (nothing was updated).
     fn step(&mut self, batch: &Batch) -> Result<()> {
-        if self.opts.inject_nan_at == Some(batch.iteration) {
-            // Test hook: corrupt one prototype, as a diverged update would.
-            let mut p = self.trainer.plan.read_named("prototypes.weight")?;
-            p[0] = f32::NAN;
-            self.trainer.plan.write_named("prototypes.weight", &p)?;
-        }
-        if self.opts.inject_device_loss_at == Some(batch.iteration) {
-            self.gpu.device.destroy();
-        }
-        if self.opts.inject_gpu_error_at == Some(batch.iteration) {
-            self.gpu.inject_rejected_command();
-        }
+        #[cfg(feature = "test-hooks")]
+        self.inject_faults(batch.iteration)?;
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let (it, epoch) = (self.trainer.iteration, self.trainer.iteration / self.iters_per_epoch);
         let lr = self.trainer.lr();
@@ -375,8 +415,9 @@ impl Run {
         if !loss.is_finite() {
             self.bar.abandon();
             let culprit = diagnose_nan(&self.trainer, self.gpu.clone(), &batch.crops);
-            self.metrics
-                .write(serde_json::json!({"iteration": it, "epoch": epoch, "loss": null, "error": "non-finite loss"}));
+            // The loss's error is the one to report; a row that cannot be written adds nothing.
+            let row = serde_json::json!({"iteration": it, "epoch": epoch, "loss": null, "error": "non-finite loss"});
+            self.metrics.write(row).ok();
             return Err(Error::Invalid(format!(
                 "the loss became {loss} at iteration {it} (epoch {epoch}); it first appeared in {culprit}. The parameters were not updated; the last good checkpoint '{}' is intact",
                 self.ckpt.display()
@@ -405,7 +446,7 @@ impl Run {
             record["comm_seconds"] = (comm.seconds - comm_before.seconds).into();
             record["comm_readback_seconds"] = (comm.readback_seconds - comm_before.readback_seconds).into();
         }
-        self.metrics.write(record);
+        self.record(record)?;
         self.bar.set_message(format!("epoch {epoch} loss {loss:.4} lr {lr:.4} {rate:.1} img/s"));
         self.bar.inc(1);
         let ln_k = (self.cfg.prototypes as f64).ln();
@@ -459,7 +500,7 @@ impl Run {
             text += &format!("  k-NN {k20:.2} % (k=200: {k200:.2} %)");
             self.metrics.knn.push((done, k20));
         }
-        self.metrics.write(line);
+        self.record(line)?;
         self.metrics.epochs.push(point);
         self.say(&text);
         self.plot();
@@ -524,9 +565,9 @@ impl Run {
         if let Some((k20, k200)) = self.knn()? {
             println!("k-NN top-1 on the test split: {k20:.2} % (k=20), {k200:.2} % (k=200)");
             self.metrics.knn.push((total, k20));
-            self.metrics.write(
+            self.record(
                 serde_json::json!({"iteration": total, "epoch": self.cfg.epochs, "knn_top1": k20, "knn_top1_k200": k200}),
-            );
+            )?;
             knn = Some(k20);
         } else {
             eprintln!("no labelled test split: skipping the k-NN evaluation");

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 pub(crate) struct Metrics {
     /// None on the ranks of a data-parallel job other than 0 (only rank 0 writes).
     file: Option<std::fs::File>,
+    path: std::path::PathBuf,
     pub(crate) losses: Vec<(usize, f32)>,
     pub(crate) knn: Vec<(usize, f64)>,
     pub(crate) epochs: Vec<EpochPoint>,
@@ -20,8 +21,9 @@ impl Metrics {
     /// again; a cut-off last line is dropped), so the file keeps one row per iteration.
     pub(crate) fn open(out: &Path, resumed_at: Option<usize>) -> Result<Metrics> {
         let path = out.join("metrics.jsonl");
-        let mut m = Metrics { file: None, losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() };
-        if let Some(done) = resumed_at {
+        let mut m = Metrics { file: None, path: path.clone(), losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() };
+        // Only a regular file is read back (a device or a pipe in its place may never end).
+        if let Some(done) = resumed_at.filter(|_| path.is_file()) {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let mut kept = String::new();
             for line in text.lines() {
@@ -61,11 +63,15 @@ impl Metrics {
     }
     /// Records nothing (a rank other than 0).
     pub(crate) fn silent() -> Metrics {
-        Metrics { file: None, losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() }
+        Metrics { file: None, path: Default::default(), losses: Vec::new(), knn: Vec::new(), epochs: Vec::new() }
     }
-    pub(crate) fn write(&mut self, v: serde_json::Value) {
-        if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "{v}");
+    /// Appends one row; a row that cannot be written (a full disk) is an error naming the file.
+    pub(crate) fn write(&mut self, v: serde_json::Value) -> Result<()> {
+        match &mut self.file {
+            Some(f) => {
+                writeln!(f, "{v}").map_err(|e| Error::Invalid(format!("cannot write '{}': {e}", self.path.display())))
+            }
+            None => Ok(()),
         }
     }
 }

@@ -110,16 +110,10 @@ pub struct TrainArgs {
     /// (else each rank normalises its own batch).
     #[arg(long)]
     pub sync_bn: bool,
-    /// Testing aid: destroy the GPU device before this iteration.
-    #[arg(long, hide = true)]
-    pub inject_device_loss_at: Option<usize>,
-    /// Testing aid: issue a command the GPU rejects (outside any error scope) before this
-    /// iteration.
-    #[arg(long, hide = true)]
-    pub inject_gpu_error_at: Option<usize>,
-    /// Testing aid: put a NaN into the prototypes before this iteration.
-    #[arg(long, hide = true)]
-    pub inject_nan_at: Option<usize>,
+    /// Faults the test suite injects (test builds only).
+    #[cfg(feature = "test-hooks")]
+    #[command(flatten)]
+    pub faults: super::Faults,
 }
 
 /// The defaults a run starts from: the natural-image recipe for real data, the recipe
@@ -225,7 +219,8 @@ pub fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
     if cfg.epochs == 0 {
         return Err(Error::Invalid("--epochs must be at least 1".into()));
     }
-    let total = cfg.epochs * meta.iters_per_epoch.max(1);
+    cfg.validate()?;
+    let total = cfg.epochs.saturating_mul(meta.iters_per_epoch.max(1));
     let finished = (meta.iteration >= total).then(|| {
         format!(
             "run {} is finished: {} of {total} iterations; pass --epochs M (> {}) to train it longer",

@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::{self, OutTensor};
 
-pub const FORMAT: &str = "swav-wgpu-checkpoint/1";
+/// Version 2 seals its metadata with a checksum (`io::METADATA_CHECKSUM_KEY`); version 1
+/// checkpoints (tensors checksummed only) still load.
+pub const FORMAT: &str = "swav-wgpu-checkpoint/2";
+const FORMAT_V1: &str = "swav-wgpu-checkpoint/1";
 
 /// The SwAV queues (`queue.0`, ...): per rank in a data-parallel job.
 fn is_queue(name: &str) -> bool {
@@ -64,8 +67,16 @@ impl Trainer {
     pub fn checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
         let mut meta = io::read_metadata(path)?;
         let bad = |what: &str| Error::Invalid(format!("'{}' is not a swav-wgpu checkpoint ({what})", path.display()));
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad("no or unknown format tag"));
+        match meta.get("format").map(String::as_str) {
+            // read_metadata checked the metadata checksum; version 2 must have one.
+            Some(FORMAT) if !meta.contains_key(io::METADATA_CHECKSUM_KEY) => {
+                return Err(Error::Invalid(format!(
+                    "'{}': its metadata has lost its checksum: the file is damaged or was edited; use an earlier copy",
+                    path.display()
+                )));
+            }
+            Some(FORMAT | FORMAT_V1) => {}
+            _ => return Err(bad("no or unknown format tag")),
         }
         let num = |meta: &HashMap<String, String>, k: &str| -> Result<u64> {
             meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(&format!("missing {k}")))
@@ -74,7 +85,15 @@ impl Trainer {
         let iters_per_epoch = num(&meta, "iters_per_epoch")? as usize;
         let rng_state = num(&meta, "rng_state")?;
         let config = TrainConfig::from_toml(meta.get("config").ok_or_else(|| bad("missing config"))?)?;
-        for k in ["format", "iteration", "iters_per_epoch", "rng_state", "config"] {
+        for k in [
+            "format",
+            "iteration",
+            "iters_per_epoch",
+            "rng_state",
+            "config",
+            io::CHECKSUM_KEY,
+            io::METADATA_CHECKSUM_KEY,
+        ] {
             meta.remove(k);
         }
         Ok(CheckpointMeta { iteration, iters_per_epoch, config, rng_state, extra: meta })

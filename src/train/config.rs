@@ -136,6 +136,25 @@ impl Default for TrainConfig {
     }
 }
 
+/// The largest sizes a config may ask for. Each is far beyond any run a GPU holds; with
+/// `MAX_TENSOR_VALUES` they keep every number computed from them (tensor shapes, byte counts,
+/// iteration counts) far from overflowing, so that a mistyped flag is an error naming it.
+pub const MAX_EPOCHS: usize = 1_000_000;
+/// SwAV's widest published backbone is ResNet-50 x5; x16 already has ~6 billion parameters.
+pub const MAX_WIDTH: f32 = 16.0;
+/// Crops per image over all groups (the official multi-crop recipe has 8).
+pub const MAX_CROPS: usize = 64;
+pub const MAX_SINKHORN_ITERATIONS: usize = 1000;
+/// Values one tensor of a training step may hold: 2^32 (16 GiB of float32), four times the
+/// largest storage binding adapters offer (4 GiB); a smaller tensor that does not fit the
+/// adapter is refused when the step is compiled, naming the limit.
+pub const MAX_TENSOR_VALUES: u128 = 1 << 32;
+
+/// The product of sizes, saturating (u128: no product of a few usizes reaches it).
+fn product(factors: &[usize]) -> u128 {
+    factors.iter().fold(1u128, |p, &f| p.saturating_mul(f as u128))
+}
+
 impl TrainConfig {
     pub fn n_crops(&self) -> usize {
         self.crops.iter().map(|c| c.count).sum()
@@ -201,18 +220,53 @@ impl TrainConfig {
                 self.batch_size
             ));
         }
-        if !(self.width > 0.0 && self.width.is_finite()) {
-            return bad(format!("width must be positive, got {}", self.width));
+        if !(self.width > 0.0 && self.width <= MAX_WIDTH) {
+            return bad(format!("width (--width) must be a number in (0, {MAX_WIDTH}], got {}", self.width));
         }
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad(format!("epochs (--epochs) must be 1 to {MAX_EPOCHS}, got {}", self.epochs));
+        }
+        self.validate_crops()?;
+        if !((0.0..=0.5).contains(&self.hue) && self.color_jitter.is_finite() && self.color_jitter >= 0.0) {
+            return bad(format!(
+                "hue must be in [0, 0.5] and color_jitter >= 0, got {} and {}",
+                self.hue, self.color_jitter
+            ));
+        }
+        if self.prototypes < 2 || self.feat_dim == 0 {
+            return bad(format!(
+                "need >= 2 prototypes and a positive feat_dim, got {} and {}",
+                self.prototypes, self.feat_dim
+            ));
+        }
+        if !(1..=MAX_SINKHORN_ITERATIONS).contains(&self.sinkhorn_iterations) {
+            return bad(format!(
+                "sinkhorn_iterations must be 1 to {MAX_SINKHORN_ITERATIONS}, got {}",
+                self.sinkhorn_iterations
+            ));
+        }
+        self.check_tensor_sizes()?;
+        self.validate_numbers()
+    }
+
+    /// The crops: counts, sizes, scales, and the crops Sinkhorn assigns codes from.
+    fn validate_crops(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
         if self.crops.is_empty() || self.crops.iter().any(|c| c.count == 0 || c.size < 4) {
             return bad(format!("crops need a count >= 1 and a size >= 4 px each: {:?}", self.crops));
         }
         // Images are decoded to at most 10000 px a side (data::decode::MAX_DECODE_SIDE).
         if self.crops.iter().any(|c| c.size > 10_000) || self.max_side > 10_000 {
             return bad(format!(
-                "crop sizes and max_side are at most 10000 px, got crops {:?} and max_side {}",
+                "crop sizes (--crops) and max_side (--max-side) are at most 10000 px, got crops {:?} and max_side {}",
                 self.crops.iter().map(|c| c.size).collect::<Vec<_>>(),
                 self.max_side
+            ));
+        }
+        if self.crops.iter().try_fold(0usize, |n, c| n.checked_add(c.count)).is_none_or(|n| n > MAX_CROPS) {
+            return bad(format!(
+                "crops (--crops) may have at most {MAX_CROPS} crops per image in all, got counts {:?}",
+                self.crops.iter().map(|c| c.count).collect::<Vec<_>>()
             ));
         }
         for c in &self.crops {
@@ -237,21 +291,12 @@ impl TrainConfig {
                 self.n_crops()
             ));
         }
-        if !((0.0..=0.5).contains(&self.hue) && self.color_jitter.is_finite() && self.color_jitter >= 0.0) {
-            return bad(format!(
-                "hue must be in [0, 0.5] and color_jitter >= 0, got {} and {}",
-                self.hue, self.color_jitter
-            ));
-        }
-        if self.prototypes < 2 || self.feat_dim == 0 {
-            return bad(format!(
-                "need >= 2 prototypes and a positive feat_dim, got {} and {}",
-                self.prototypes, self.feat_dim
-            ));
-        }
-        if self.sinkhorn_iterations == 0 {
-            return bad("sinkhorn_iterations must be at least 1".into());
-        }
+        Ok(())
+    }
+
+    /// The optimisation numbers and augmentation probabilities, each by name.
+    fn validate_numbers(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
         // Every number by name, with its value (a NaN is reported as NaN).
         let positive = [("temperature", self.temperature as f64), ("epsilon", self.epsilon as f64)];
         for (name, v) in positive {
@@ -276,6 +321,64 @@ impl TrainConfig {
         for (name, p) in [("blur_probability", self.blur_probability), ("gray_probability", self.gray_probability)] {
             if !(0.0..=1.0).contains(&p) {
                 return bad(format!("{name} must be in [0, 1], got {p}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest tensors of a training step, from the sizes alone (before a graph is built
+    /// with them): each at most `MAX_TENSOR_VALUES`, else an error naming the keys and flags
+    /// to lower. Expects the width, crop and prototype checks of `validate` to have passed.
+    fn check_tensor_sizes(&self) -> Result<()> {
+        let (b, n_crops) = (self.batch_size, self.n_crops());
+        let bb = BackboneConfig { arch: self.arch, width: self.width, stem: self.stem };
+        let (stem, expansion) = (bb.scaled(64), bb.expansion());
+        let mut tensors: Vec<(String, u128, &str)> = Vec::new();
+        for c in &self.crops {
+            // The first layers at full resolution hold the most values of the backbone: the
+            // stem's convolution and layer 1 (after the stem's strides).
+            let (conv_side, layer1_side) = match self.stem {
+                Stem::Cifar => (c.size, c.size),
+                Stem::CifarPool => (c.size, c.size.div_ceil(2)),
+                Stem::ImageNet => (c.size.div_ceil(2), c.size.div_ceil(4)),
+            };
+            let first = product(&[b, c.count, 3, c.size, c.size])
+                .max(product(&[b, c.count, stem, conv_side, conv_side]))
+                .max(product(&[b, c.count, stem * expansion, layer1_side, layer1_side]));
+            tensors.push((
+                format!("the first layers of crops {}x{} at batch_size {b} and width {}", c.count, c.size, self.width),
+                first,
+                "batch_size (--batch-size), crops (--crops) or width (--width)",
+            ));
+        }
+        let features = bb.feature_dim();
+        let widest = features.max(self.hidden_mlp).max(self.feat_dim).max(self.prototypes);
+        let head = [
+            ("the head's hidden layer", product(&[features, self.hidden_mlp]), "hidden_mlp (--hidden-mlp)"),
+            (
+                "the head's output layer",
+                product(&[if self.hidden_mlp > 0 { self.hidden_mlp } else { features }, self.feat_dim]),
+                "feat_dim (--feat-dim) or hidden_mlp (--hidden-mlp)",
+            ),
+            ("the prototypes", product(&[self.prototypes, self.feat_dim]), "prototypes (--prototypes) or feat_dim (--feat-dim)"),
+            (
+                "the head's activations",
+                product(&[b, n_crops, widest]),
+                "batch_size (--batch-size), hidden_mlp (--hidden-mlp), feat_dim (--feat-dim) or prototypes (--prototypes)",
+            ),
+            (
+                "the queue",
+                product(&[self.queue_length, self.feat_dim.max(self.prototypes)]),
+                "queue_length (--queue-length)",
+            ),
+        ];
+        tensors.extend(head.into_iter().map(|(what, n, flags)| (what.to_string(), n, flags)));
+        for (what, n, flags) in tensors {
+            if n > MAX_TENSOR_VALUES {
+                let n = if n == u128::MAX { "more than 2^128".to_string() } else { format!("{n:.1e}", n = n as f64) };
+                return Err(Error::Invalid(format!(
+                    "{what} would hold {n} values in one tensor, more than the 2^32 (16 GiB of float32) a step may hold: lower {flags}"
+                )));
             }
         }
         Ok(())

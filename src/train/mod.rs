@@ -19,7 +19,7 @@ use crate::gpu::Gpu;
 use crate::graph::plan::Plan;
 use crate::graph::{Graph, Kind, TensorId};
 use crate::model::{multicrop_forward, HeadOutputs};
-use crate::optim::{lr_schedule, OptimizerTensors};
+use crate::optim::{LrSchedule, OptimizerTensors};
 use crate::rng::Rng;
 use crate::swav::{self, SwavObjective};
 
@@ -72,7 +72,7 @@ pub struct Trainer {
     /// Optimizer steps done so far.
     pub iteration: usize,
     pub iters_per_epoch: usize,
-    schedule: Vec<f64>,
+    schedule: LrSchedule,
 }
 
 /// The ids of `TrainGraph` without the graph (the plan owns a copy).
@@ -128,7 +128,8 @@ impl Trainer {
             optimizer_state: tg.optimizer.state,
             momentum: tg.optimizer.momentum.clone(),
         };
-        let mut t = Trainer { cfg, collective, plan, ids, iteration: 0, iters_per_epoch: 1, schedule: Vec::new() };
+        let mut t =
+            Trainer { cfg, collective, plan, ids, iteration: 0, iters_per_epoch: 1, schedule: LrSchedule::default() };
         t.set_iters_per_epoch(iters_per_epoch);
         t.zero_state()?;
         Ok(t)
@@ -142,9 +143,15 @@ impl Trainer {
     pub fn set_iters_per_epoch(&mut self, iters_per_epoch: usize) {
         let cfg = &self.cfg;
         self.iters_per_epoch = iters_per_epoch.max(1);
-        let total = cfg.epochs * self.iters_per_epoch;
+        let total = cfg.epochs.saturating_mul(self.iters_per_epoch);
         let warmup = ((cfg.warmup_epochs * self.iters_per_epoch as f64).round() as usize).min(total);
-        self.schedule = lr_schedule(cfg.lr, cfg.final_lr, cfg.start_warmup, warmup, total);
+        self.schedule = LrSchedule {
+            base: cfg.lr,
+            final_lr: cfg.final_lr,
+            start_warmup: cfg.start_warmup,
+            warmup_iters: warmup,
+            total_iters: total,
+        };
     }
 
     /// Zero optimizer state and queues.
@@ -227,7 +234,7 @@ impl Trainer {
 
     /// The learning rate of the current iteration.
     pub fn lr(&self) -> f64 {
-        self.schedule.get(self.iteration).copied().unwrap_or(self.cfg.final_lr)
+        self.schedule.at(self.iteration)
     }
 
     pub fn epoch(&self) -> usize {

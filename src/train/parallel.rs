@@ -20,6 +20,9 @@ use crate::graph::Kind;
 pub struct ParallelReport {
     pub world: usize,
     pub steps: usize,
+    /// How many tensors were compared (codes, and with `sync_bn` loss, gradients and
+    /// parameters, over the steps): a check that compared nothing does not pass.
+    pub comparisons: usize,
     /// Sinkhorn codes of the whole global batch. With `sync_bn` against one process on the
     /// global batch; without, against a one-process Sinkhorn (CPU, f64) on the gathered scores.
     pub codes: f64,
@@ -63,7 +66,7 @@ impl ParallelReport {
     /// close, within twice what one process gets against itself (`floor`).
     pub fn passes(&self, tolerance: f64) -> bool {
         let within = |got: f64, floor: f64| got.is_finite() && got <= tolerance.max(2.0 * floor);
-        let codes = self.codes.is_finite() && self.codes <= tolerance;
+        let codes = self.comparisons > 0 && self.codes.is_finite() && self.codes <= tolerance;
         match (self.job, self.floor) {
             (Some(j), Some(f)) => {
                 codes
@@ -79,7 +82,11 @@ impl ParallelReport {
 
 impl std::fmt::Display for ParallelReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ranks vs one process, {} steps: codes {:.2e}", self.world, self.steps, self.codes)?;
+        write!(
+            f,
+            "{} ranks vs one process, {} steps, {} tensors compared: codes {:.2e}",
+            self.world, self.steps, self.comparisons, self.codes
+        )?;
         let e = |e: &Errors| {
             format!(
                 "loss {:.2e}, gradients {:.2e}, parameters after each step {:.2e}, after {} steps {:.2e}",
@@ -203,9 +210,14 @@ pub fn check_parallel(
     collective: Arc<dyn Collective>,
 ) -> Result<Option<ParallelReport>> {
     let (rank, world, b) = (collective.rank(), collective.world(), cfg.batch_size);
+    if world < 2 || steps == 0 {
+        return Err(Error::Invalid(format!(
+            "the parallel check would have compared nothing: {steps} step(s) on {}; it compares a job of 2 or more ranks (mpirun -np N / srun, a build with --features mpi) with one process",
+            collective.describe()
+        )));
+    }
     let data = crate::data::synthetic::builtin().train;
     let augment: AugmentConfig = cfg.augment();
-    let k = cfg.prototypes;
     let mut job = checked_trainer(gpu.clone(), cfg, steps, collective.clone())?;
     // Rank 0, with sync_bn: one process on the global batch, and one on the global batch
     // with the ranks' slices in reverse order (the control).
@@ -229,28 +241,14 @@ pub fn check_parallel(
             global.iter().map(|c| (0..world).rev().flat_map(|r| slice(c, r)).collect()).collect();
         let before = if references.is_some() { Some(job.state_blocking()?) } else { None };
         let loss = job.step(&mine.iter().map(|c| c.as_slice()).collect::<Vec<_>>())?;
-        let mut codes = Vec::new();
-        for &c in &job.ids.codes {
-            codes.push(collective.all_gather(&job.plan.read_blocking(c)?)?);
-        }
-        let scores = job.plan.read_named("scores")?;
-        let mut assigned_scores = Vec::new();
-        for &crop in &cfg.crops_for_assign {
-            assigned_scores.push(collective.all_gather(&scores[crop * b * k..(crop + 1) * b * k])?);
-        }
+        let (codes, assigned_scores) = gather_codes_and_scores(&job, &*collective, cfg)?;
         if rank != 0 {
             continue;
         }
         let (Some((one, control)), Some(before)) = (references.as_mut(), before) else {
             // Per-rank batch-norm: the codes must still be those of one Sinkhorn over all
             // the ranks' scores.
-            for (got, x) in codes.iter().zip(&assigned_scores) {
-                let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-                let iters = cfg.sinkhorn_iterations;
-                let sk = crate::ops::sinkhorn::cpu::sinkhorn(&x64, 0, 0, b * world, k, cfg.epsilon as f64, iters);
-                let want: Vec<f32> = sk.iter().map(|&v| v as f32).collect();
-                report.codes = report.codes.max(rel_err(std::slice::from_ref(got), &[want]));
-            }
+            check_codes_against_one_sinkhorn(&mut report, &codes, &assigned_scores, cfg, b * world);
             continue;
         };
         let iteration = job.iteration - 1;
@@ -259,29 +257,99 @@ pub fn check_parallel(
         let want_codes =
             one.fresh.ids.codes.iter().map(|&id| one.fresh.plan.read_blocking(id)).collect::<Result<Vec<_>>>()?;
         report.codes = report.codes.max(rel_err(&codes, &want_codes));
+        report.comparisons += want_codes.len().min(codes.len());
         let want = Outcome::read(&one.fresh, want_loss, &grads, &params)?;
         if step == 0 {
-            // Zero-gradient parameters: rounding noise against the whole gradient.
-            let all = want.grads.iter().map(|w| norm(w).powi(2)).sum::<f64>().sqrt();
-            compared.retain(|&i| norm(&want.grads[i]) > 1e-6 * all);
-            report.excluded = (0..params.len()).filter(|i| !compared.contains(i)).map(|i| params[i].clone()).collect();
+            compared = parameters_to_compare(&want, &params, &mut report)?;
         }
         job_err = job_err.max(Outcome::read(&job, loss, &grads, &params)?.against(&want, &compared));
+        // The loss, every gradient, and each compared parameter's update.
+        report.comparisons += 1 + grads.len() + compared.len();
         floor = floor.max(Outcome::read(&control.fresh, control_loss, &grads, &params)?.against(&want, &compared));
+    }
+    if rank == 0 && report.comparisons == 0 {
+        return Err(Error::Invalid(format!("the parallel check compared nothing: {report}")));
     }
     let Some((one, control)) = references else {
         return Ok((rank == 0).then_some(report));
     };
+    let paths = [&job, &one.path, &control.path];
+    finish_with_trajectories(report, paths, (job_err, floor), &params, &compared).map(Some)
+}
+
+/// The report with the compared parameters' trajectories: the job's and the control's
+/// ([job, one process, control]) against one process's.
+fn finish_with_trajectories(
+    mut report: ParallelReport,
+    [job, one, control]: [&Trainer; 3],
+    (mut job_err, mut floor): (Errors, Errors),
+    params: &[String],
+    compared: &[usize],
+) -> Result<ParallelReport> {
     let kept = |t: &Trainer| -> Result<Vec<Vec<f32>>> {
-        let all = read_all(t, &params)?;
+        let all = read_all(t, params)?;
         Ok(compared.iter().map(|&i| all[i].clone()).collect())
     };
-    job_err.trajectory = rel_err(&kept(&job)?, &kept(&one.path)?);
-    floor.trajectory = rel_err(&kept(&control.path)?, &kept(&one.path)?);
+    job_err.trajectory = rel_err(&kept(job)?, &kept(one)?);
+    floor.trajectory = rel_err(&kept(control)?, &kept(one)?);
     report.job = Some(job_err);
     report.floor = Some(floor);
     if !report.codes.is_finite() || !job_err.grads.is_finite() {
         return Err(Error::Invalid(format!("the parallel check produced non-finite values: {report}")));
     }
-    Ok(Some(report))
+    Ok(report)
+}
+
+/// Per assignment crop, values gathered over the ranks.
+type PerCrop = Vec<Vec<f32>>;
+
+/// This rank's codes and the scores of its assignment crops, each gathered over the ranks.
+fn gather_codes_and_scores(
+    job: &Trainer,
+    collective: &dyn Collective,
+    cfg: &TrainConfig,
+) -> Result<(PerCrop, PerCrop)> {
+    let (b, k) = (cfg.batch_size, cfg.prototypes);
+    let mut codes = Vec::new();
+    for &c in &job.ids.codes {
+        codes.push(collective.all_gather(&job.plan.read_blocking(c)?)?);
+    }
+    let scores = job.plan.read_named("scores")?;
+    let mut assigned_scores = Vec::new();
+    for &crop in &cfg.crops_for_assign {
+        assigned_scores.push(collective.all_gather(&scores[crop * b * k..(crop + 1) * b * k])?);
+    }
+    Ok((codes, assigned_scores))
+}
+
+/// The gathered codes against one CPU Sinkhorn over all the ranks' scores (`rows` of them).
+fn check_codes_against_one_sinkhorn(
+    report: &mut ParallelReport,
+    codes: &[Vec<f32>],
+    assigned_scores: &[Vec<f32>],
+    cfg: &TrainConfig,
+    rows: usize,
+) {
+    for (got, x) in codes.iter().zip(assigned_scores) {
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let (k, eps, iters) = (cfg.prototypes, cfg.epsilon as f64, cfg.sinkhorn_iterations);
+        let sk = crate::ops::sinkhorn::cpu::sinkhorn(&x64, 0, 0, rows, k, eps, iters);
+        let want: Vec<f32> = sk.iter().map(|&v| v as f32).collect();
+        report.codes = report.codes.max(rel_err(std::slice::from_ref(got), &[want]));
+        report.comparisons += 1;
+    }
+}
+
+/// The parameters whose gradient one process finds non-zero (a zero gradient's rounding
+/// noise is not compared; those left out go to the report). None is an error.
+fn parameters_to_compare(want: &Outcome, params: &[String], report: &mut ParallelReport) -> Result<Vec<usize>> {
+    let all = want.grads.iter().map(|w| norm(w).powi(2)).sum::<f64>().sqrt();
+    let compared: Vec<usize> = (0..params.len()).filter(|&i| norm(&want.grads[i]) > 1e-6 * all).collect();
+    report.excluded = (0..params.len()).filter(|i| !compared.contains(i)).map(|i| params[i].clone()).collect();
+    if compared.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the parallel check would compare no parameter: every gradient of one process is zero ({report})"
+        )));
+    }
+    Ok(compared)
 }
