@@ -249,6 +249,9 @@ fn bench_step(
         secs * 1e3
     );
     println!("    plan: {}", t.plan.report);
+    for line in t.plan.report.memory.to_string().lines() {
+        println!("    {line}");
+    }
     // The heaviest kernels of one step.
     let rows = kernel_profile(&t.plan, 2)?;
     let total: f64 = rows.iter().map(|r| r.1).sum();

@@ -60,6 +60,9 @@ enum Command {
     Devices,
     /// Time kernels, training steps and the data loader on this adapter.
     Bench(BenchArgs),
+    /// Print the device memory a training run with these flags needs, by kind, and its peak:
+    /// the plan is compiled for this adapter without allocating it, and nothing trains.
+    Plan(Box<TrainArgs>),
     /// Under mpirun/srun: check that this data-parallel job computes what one process does
     /// on the whole global batch (codes, loss, gradients, parameters over a few steps).
     CheckParallel(CheckParallelArgs),
@@ -518,6 +521,30 @@ fn check_parallel(opts: &GpuOptions, a: &CheckParallelArgs) -> Result<()> {
     result
 }
 
+/// `swav-wgpu plan`: the training plan's device memory, measured without allocating it.
+fn plan(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
+    let setup = train_setup(a)?;
+    let cfg = &setup.cfg;
+    eprintln!("{}", setup.recipe);
+    let gpu = pollster::block_on(Gpu::new(opts))?;
+    let tg = swav_wgpu::train::build_graph_for(cfg, 1)?;
+    let report = swav_wgpu::graph::plan::Plan::measure(&tg.graph, &gpu)?;
+    let crops: Vec<String> = cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect();
+    println!(
+        "{} x{} ({} stem), batch {}, crops {}, {} prototypes, on {}",
+        cfg.arch,
+        cfg.width,
+        cfg.stem,
+        cfg.batch_size,
+        crops.join("+"),
+        cfg.prototypes,
+        gpu.describe()
+    );
+    println!("plan: {report}");
+    println!("{}", report.memory);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = match options(&cli) {
@@ -549,6 +576,7 @@ fn main() -> ExitCode {
         Command::CheckParallel(a) => check_parallel(&opts, a),
         Command::Eval(c) => eval(&opts, c),
         Command::Bench(a) => bench(&opts, a),
+        Command::Plan(a) => plan(&opts, a),
         Command::Embed(a) => embed(&opts, a),
         Command::Prepare(a) => prepare(a),
     };

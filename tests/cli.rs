@@ -1019,3 +1019,30 @@ fn every_command_and_flag_the_docs_name_exists() {
     assert!(checked > 100, "only {checked} commands and flags found: is the extraction broken?");
     assert!(wrong.is_empty(), "the docs name what the binary does not offer:\n{}", wrong.join("\n"));
 }
+
+/// `swav-wgpu plan` takes train's flags, prints the memory by kind and, last, the peak; it
+/// trains nothing and writes no run folder.
+#[test]
+fn plan_prints_the_memory_by_kind_and_the_peak_without_training() {
+    let dir = std::env::temp_dir().join(format!("swav-plan-{}", std::process::id()));
+    let out = dir.join("run");
+    let o = bin()
+        .args(["plan", "--arch", "resnet18", "--batch-size", "8", "--crops", "2x32,2x16", "--out"])
+        .arg(&out)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    for kind in ["weights", "optimizer state", "gradients", "activations", "workspace"] {
+        assert!(stdout.contains(kind), "no {kind} in:\n{stdout}");
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    let gib: f64 =
+        last.strip_prefix("peak device memory: ").and_then(|s| s.strip_suffix(" GiB")).unwrap().parse().unwrap();
+    assert!(gib > 0.0 && gib < 4.0, "{last}");
+    assert!(!out.exists(), "plan wrote a run folder");
+    let bad = bin().args(["plan", "--batch-size", "1"]).env("XDG_CACHE_HOME", dir.join("cache")).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("batch size"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

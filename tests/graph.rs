@@ -341,3 +341,76 @@ fn tensors_carry_their_element_type() {
     assert!(slot.view_as(&[capacity / 4], DType::F32).is_ok());
     assert!(slot.view_as(&[capacity / 4 + 1], DType::F32).is_err());
 }
+
+fn train_config(f: impl FnOnce(&mut swav_wgpu::train::TrainConfig)) -> swav_wgpu::train::TrainConfig {
+    let mut cfg = swav_wgpu::train::TrainConfig::default();
+    f(&mut cfg);
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// `swav-wgpu plan` measures a plan on a planning copy of the device (no memory): it gives
+/// exactly what compiling the same plan allocates, kind by kind.
+#[test]
+fn planning_measures_exactly_what_a_compiled_plan_allocates() {
+    use swav_wgpu::train::{build_graph_for, CropConfig as CropSpec};
+    let Some(gpu) = gpu() else { return };
+    for (batch, crops) in [(4, vec![(2, 32), (2, 16)]), (6, vec![(2, 24)])] {
+        let cfg = train_config(|c| {
+            c.batch_size = batch;
+            c.crops = crops.iter().map(|&(count, size)| CropSpec { count, size, ..c.crops[0].clone() }).collect();
+            c.crops_for_assign = vec![0, 1];
+        });
+        let tg = build_graph_for(&cfg, 1).unwrap();
+        let measured = Plan::measure(&tg.graph, &gpu).unwrap();
+        let compiled = Plan::compile(&tg.graph, gpu.clone()).unwrap().report;
+        assert_eq!(measured.memory, compiled.memory, "batch {batch} crops {crops:?}");
+        assert_eq!(measured.workspace_bytes, compiled.workspace_bytes);
+        assert_eq!(measured.dispatches, compiled.dispatches);
+        let m = &measured.memory;
+        assert!(m.weights > 0 && m.activations > 0 && m.workspace > 0, "{m}");
+        assert_eq!(m.peak(), m.weights + m.optimizer_state + m.gradients + m.activations + m.other + m.workspace);
+        assert!(m.activations >= compiled.activation_bytes_with_reuse);
+    }
+}
+
+/// The paper's workload (ResNet-50, 2x224 + 6x96, batch 64, head 2048-128, 3000 prototypes,
+/// LARS) in f32, measured without its 23 GiB: every kind as expected from the sizes.
+#[test]
+fn the_resnet50_paper_workload_is_measured_without_its_memory() {
+    use swav_wgpu::train::{build_graph_for, CropConfig as CropSpec};
+    let Some(gpu) = gpu() else { return };
+    let cfg = train_config(|c| {
+        c.arch = Arch::ResNet50;
+        c.width = 1.0;
+        c.stem = Stem::ImageNet;
+        c.batch_size = 64;
+        c.prototypes = 3000;
+        c.hidden_mlp = 2048;
+        c.feat_dim = 128;
+        c.crops = vec![
+            CropSpec { count: 2, size: 224, min_scale: 0.14, max_scale: 1.0 },
+            CropSpec { count: 6, size: 96, min_scale: 0.05, max_scale: 0.14 },
+        ];
+        c.crops_for_assign = vec![0, 1];
+        c.optimizer = swav_wgpu::optim::OptimizerKind::Lars;
+    });
+    let tg = build_graph_for(&cfg, 1).unwrap();
+    let r = Plan::measure(&tg.graph, &gpu).unwrap();
+    let m = &r.memory;
+    println!("{r}\n{m}");
+    let params: usize = tg.graph.tensors.iter().filter(|t| t.kind == Kind::Parameter).map(|t| t.len()).sum();
+    // ResNet-50 (23.5 M without its classifier) + projection head + prototypes.
+    assert!((27_000_000..30_000_000).contains(&params), "{params} parameters");
+    let exact = 4 * params as u64;
+    // Buffers round up to the pool's buckets (at most 1/8 more).
+    assert!(m.weights >= exact && m.weights <= exact + exact / 8, "weights {} for {exact}", m.weights);
+    assert_eq!(m.gradients, m.weights, "one f32 gradient per weight");
+    assert_eq!(m.optimizer_state, m.weights, "LARS keeps one momentum per weight");
+    assert!(m.activations >= r.activation_bytes_with_reuse && m.activations <= r.activation_bytes_with_reuse * 9 / 8);
+    let gib = m.peak() as f64 / (1u64 << 30) as f64;
+    assert!((18.0..26.0).contains(&gib), "f32 peak {gib:.2} GiB (about 21 GiB of activations expected)");
+    let text = m.to_string();
+    assert!(text.lines().last().unwrap().starts_with(&format!("peak device memory: {gib:.2} GiB")), "{text}");
+    assert!(text.contains("over this device's binding limit"), "392 MiB buffers exceed WebGPU's 128 MiB");
+}

@@ -106,6 +106,9 @@ pub struct Gpu {
     pub subgroup_size: Option<u32>,
     /// The device has f16 in shaders and 16-bit storage (`shader-f16`): the f16 kernels run.
     pub f16: bool,
+    /// A planning device (`planning_copy`): tensors have sizes but no buffers, writes and
+    /// bind groups are skipped, so a plan can be lowered, and measured, without its memory.
+    pub planning: bool,
     /// Compiled kernels by identity (`KernelSource::name`), with the source each was built
     /// from, so a test can check that everything a run creates is in the validated list.
     pipelines: Mutex<HashMap<String, (wgpu::ComputePipeline, String)>>,
@@ -260,6 +263,7 @@ impl Gpu {
             class,
             subgroup_size,
             f16,
+            planning: false,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(HashMap::new())),
             staging: Mutex::new(HashMap::new()),
@@ -317,6 +321,28 @@ impl Gpu {
     }
 
     /// The largest tensor one storage binding may hold on this device.
+    /// The same device for planning: the same adapter, limits and kernel choices (untuned),
+    /// tensors with sizes but no memory (see `planning`).
+    pub fn planning_copy(&self) -> Arc<Gpu> {
+        Arc::new(Gpu {
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            info: self.info.clone(),
+            limits: self.limits.clone(),
+            class: self.class,
+            subgroup_size: self.subgroup_size,
+            f16: self.f16,
+            planning: true,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(HashMap::new())),
+            staging: Mutex::new(HashMap::new()),
+            counters: Arc::new(Counters::default()),
+            tuner: Tuner::new(TuneMode::Off, None),
+            lost: self.lost.clone(),
+            uncaptured: self.uncaptured.clone(),
+        })
+    }
+
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
@@ -428,7 +454,7 @@ impl Gpu {
 
 /// Pool buckets: sizes round up to 256 bytes below 1 MiB and to 1/8 of the next power of two
 /// above, so reuse is likely and waste stays under 12.5 %.
-fn pool_bucket(bytes: u64) -> u64 {
+pub(crate) fn pool_bucket(bytes: u64) -> u64 {
     let b = bytes.max(4);
     if b <= 1 << 20 {
         b.div_ceil(256) * 256

@@ -9,7 +9,8 @@ use crate::gpu::tensor::Tensor;
 pub struct Dispatch {
     pub label: String,
     pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
+    /// None on a planning device (never recorded).
+    bind_group: Option<wgpu::BindGroup>,
     workgroups: [u32; 3],
     /// Kept alive with the bind group.
     _params: Option<wgpu::Buffer>,
@@ -26,8 +27,9 @@ impl std::fmt::Debug for Dispatch {
 
 impl Dispatch {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let Some(bind_group) = &self.bind_group else { return };
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
@@ -37,6 +39,10 @@ impl Dispatch {
     /// Bytes of the temporaries this dispatch owns.
     pub fn owned_bytes(&self) -> u64 {
         self.owned.iter().map(|t| t.bytes()).sum()
+    }
+    /// Bytes of the buffers behind those temporaries (pool buckets).
+    pub fn owned_capacity(&self) -> u64 {
+        self.owned.iter().map(|t| t.capacity()).sum()
     }
     /// Ties a temporary tensor's lifetime to this dispatch.
     pub fn keep(mut self, t: Tensor) -> Self {
@@ -80,6 +86,10 @@ impl Gpu {
                 limit: max as u64,
             });
         }
+        if self.planning {
+            let (label, pipeline) = (label.to_string(), pipeline.clone());
+            return Ok(Dispatch { label, pipeline, bind_group: None, workgroups, _params: None, owned: Vec::new() });
+        }
         let params_buf = self.uniform_buffer(params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
@@ -94,7 +104,7 @@ impl Gpu {
         Ok(Dispatch {
             label: label.to_string(),
             pipeline: pipeline.clone(),
-            bind_group,
+            bind_group: Some(bind_group),
             workgroups,
             _params: Some(params_buf),
             owned: Vec::new(),

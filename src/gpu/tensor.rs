@@ -8,7 +8,10 @@ use crate::gpu::context::{Gpu, Pool};
 use crate::gpu::DType;
 
 pub struct Tensor {
+    /// None for a planning device's tensors (sizes only) and after drop.
     buffer: Option<wgpu::Buffer>,
+    /// Bytes of the buffer behind it (the pool rounds sizes up to its buckets).
+    capacity: u64,
     shape: Vec<usize>,
     dtype: DType,
     /// Where the buffer goes back on drop; `None` for views, which do not own their buffer.
@@ -40,17 +43,22 @@ impl Tensor {
     /// `view` with another element type (a memory-plan slot holds tensors of any type).
     pub fn view_as(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let elems: usize = shape.iter().product();
-        if elems == 0 || dtype.bytes(elems) > self.buffer().size() {
+        if elems == 0 || dtype.bytes(elems) > self.capacity {
             return Err(Error::Invalid(format!(
                 "view of shape {shape:?} {dtype} does not fit a buffer of {} bytes",
-                self.buffer().size()
+                self.capacity
             )));
         }
-        Ok(Tensor { buffer: self.buffer.clone(), shape: shape.to_vec(), dtype, pool: None })
+        Ok(Tensor { buffer: self.buffer.clone(), capacity: self.capacity, shape: shape.to_vec(), dtype, pool: None })
+    }
+
+    /// Bytes of the buffer behind this tensor (at least `bytes()`; a view shares its buffer's).
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("tensor buffer is present until drop")
+        self.buffer.as_ref().expect("a tensor has its buffer until drop (a planning device's tensors are never bound)")
     }
     /// The binding covering exactly this tensor's elements (the pooled buffer may be larger).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
@@ -94,11 +102,18 @@ impl Gpu {
         }
         let bytes = dtype.bytes(elems);
         let limit = self.max_binding_bytes();
+        if self.planning {
+            // Sizes only: what the buffer would take, the binding limit left to the report.
+            let capacity = super::context::pool_bucket(bytes).min(self.limits.max_buffer_size).max(bytes);
+            return Ok(Tensor { buffer: None, capacity, shape: shape.to_vec(), dtype, pool: None });
+        }
         if bytes > limit {
             return Err(Error::TensorTooLarge { name: name.to_string(), bytes, limit });
         }
+        let buffer = self.storage_buffer(bytes, self.limits.max_buffer_size);
         Ok(Tensor {
-            buffer: Some(self.storage_buffer(bytes, self.limits.max_buffer_size)),
+            capacity: buffer.size(),
+            buffer: Some(buffer),
             shape: shape.to_vec(),
             dtype,
             pool: Some(Arc::clone(&self.pool)),
@@ -114,7 +129,9 @@ impl Gpu {
             });
         }
         let t = self.tensor(name, shape)?;
-        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        if !self.planning {
+            self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        }
         Ok(t)
     }
 
@@ -132,7 +149,9 @@ impl Gpu {
                 detail: format!("tensor {:?} holds {} values, got {}", t.shape(), t.len(), data.len()),
             });
         }
-        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        if !self.planning {
+            self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(data));
+        }
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! creates every buffer, pipeline and bind group once; a step only records and submits.
 use std::sync::{Arc, Mutex};
 
-use super::{Graph, Op, TensorId};
+use super::{Graph, Kind, Op, TensorId};
 use crate::dist::{Collective, Solo};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Exchange, Gpu, Step, Tensor};
@@ -116,6 +116,87 @@ pub struct PlanReport {
     /// Bytes a step's ops read and write, each input and output counted once per op: an
     /// estimate of memory traffic (kernels that read a tensor twice are counted once).
     pub op_traffic_bytes: u64,
+    /// Device memory by what it holds.
+    pub memory: MemoryReport,
+}
+
+/// A plan's device memory by what it holds, in the bytes of the buffers it allocates (the
+/// pool rounds sizes up to its buckets), all of it held for the plan's life: the peak.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// The trained parameters (f32 master copies).
+    pub weights: u64,
+    /// Momentum / Adam moments (the optimizer's per-parameter state).
+    pub optimizer_state: u64,
+    /// The parameters' gradients (kept for the update and the gradient exchange).
+    pub gradients: u64,
+    /// The activations of a step and their gradients, in shared slots.
+    pub activations: u64,
+    /// Batch-norm statistics, the embedding queue, the inputs (images, targets), constants
+    /// and kept outputs.
+    pub other: u64,
+    /// Temporaries of the kernels (split-K slabs, reduction partials, Sinkhorn's sums).
+    pub workspace: u64,
+    /// The largest single buffer, and the most one binding may hold on this device.
+    pub largest_buffer: u64,
+    pub binding_limit: u64,
+}
+
+impl MemoryReport {
+    fn of(gpu: &Gpu, graph: &Graph, tensors: &[Option<Tensor>], slots: &[Tensor], dispatches: &[Dispatch]) -> Self {
+        let mut r = MemoryReport { binding_limit: gpu.max_binding_bytes(), ..Default::default() };
+        let gradients: std::collections::HashSet<TensorId> = graph.grads.values().copied().collect();
+        for (i, (info, t)) in graph.tensors.iter().zip(tensors).enumerate() {
+            let Some(t) = t.as_ref().filter(|_| info.persistent()) else { continue };
+            let bytes = t.capacity();
+            r.largest_buffer = r.largest_buffer.max(bytes);
+            let name = info.name.as_str();
+            *match info.kind {
+                Kind::Parameter => &mut r.weights,
+                _ if name.starts_with("momentum.") || name.starts_with("adam_v.") => &mut r.optimizer_state,
+                _ if gradients.contains(&TensorId(i)) => &mut r.gradients,
+                _ => &mut r.other,
+            } += bytes;
+        }
+        for slot in slots {
+            r.activations += slot.capacity();
+            r.largest_buffer = r.largest_buffer.max(slot.capacity());
+        }
+        r.workspace = dispatches.iter().map(|d| d.owned_capacity()).sum();
+        r
+    }
+
+    /// Everything the plan allocates.
+    pub fn peak(&self) -> u64 {
+        self.weights + self.optimizer_state + self.gradients + self.activations + self.other + self.workspace
+    }
+}
+
+impl std::fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let rows = [
+            ("weights", self.weights),
+            ("optimizer state", self.optimizer_state),
+            ("gradients", self.gradients),
+            ("activations and their gradients", self.activations),
+            ("batch-norm statistics, queue, inputs", self.other),
+            ("workspace", self.workspace),
+        ];
+        writeln!(f, "device memory by kind:")?;
+        for (what, bytes) in rows {
+            writeln!(f, "  {what:<38} {:>10.1} MiB", mib(bytes))?;
+        }
+        if self.largest_buffer > self.binding_limit {
+            writeln!(
+                f,
+                "  largest buffer {:.1} MiB is over this device's binding limit of {:.1} MiB (--full-limits lifts it where the adapter allows)",
+                mib(self.largest_buffer),
+                mib(self.binding_limit)
+            )?;
+        }
+        write!(f, "peak device memory: {:.2} GiB", self.peak() as f64 / (1u64 << 30) as f64)
+    }
 }
 
 /// What `fuse_relu` folded away: forward ReLUs (into a batch-norm or residual add) and
@@ -172,8 +253,15 @@ impl Graph {
             workspace_bytes: 0,
             fusions: Fusions::default(),
             op_traffic_bytes: self.op_traffic_bytes(),
+            memory: MemoryReport::default(),
         }
     }
+}
+
+/// Whether plans fuse ReLUs (`fuse_relu`): yes unless `SWAV_WGPU_NO_FUSION=1` (for
+/// profiling before and after).
+pub fn fusion_enabled() -> bool {
+    std::env::var_os("SWAV_WGPU_NO_FUSION").is_none_or(|v| v == "0")
 }
 
 /// Folds each ReLU that directly follows a batch-norm or an add (the residual add at a block's
@@ -372,11 +460,9 @@ pub struct CommStats {
 }
 
 impl Plan {
-    /// Compiles with the ReLU fusion (`fuse_relu`) unless `SWAV_WGPU_NO_FUSION=1` (for
-    /// profiling before and after).
+    /// Compiles with the ReLU fusion (`fuse_relu`) unless `SWAV_WGPU_NO_FUSION=1`.
     pub fn compile(graph: &Graph, gpu: Arc<Gpu>) -> Result<Plan> {
-        let fuse = std::env::var_os("SWAV_WGPU_NO_FUSION").is_none_or(|v| v == "0");
-        Plan::compile_with(graph, gpu, fuse)
+        Plan::compile_with(graph, gpu, fusion_enabled())
     }
 
     pub fn compile_with(graph: &Graph, gpu: Arc<Gpu>, fuse: bool) -> Result<Plan> {
@@ -393,8 +479,8 @@ impl Plan {
             )));
         }
         let (graph, fusions) = if fuse { fuse_relu(graph) } else { (graph.clone(), Fusions::default()) };
-        let memory = MemoryPlan::new(&graph);
-        let (slots, tensors) = allocate(&gpu, &graph, &memory)?;
+        let placement = MemoryPlan::new(&graph);
+        let (slots, tensors) = allocate(&gpu, &graph, &placement)?;
         for (t, data) in &graph.constants {
             if let Some(tensor) = &tensors[t.0] {
                 gpu.write(tensor, data)?;
@@ -405,15 +491,17 @@ impl Plan {
             return Err(Error::Invalid("data-parallel plans (exchanges between ranks) are native only".into()));
         }
         let workspace: u64 = dispatches.iter().map(|d| d.owned_bytes()).sum();
+        let memory = MemoryReport::of(&gpu, &graph, &tensors, &slots, &dispatches);
         let report = PlanReport {
             ops: graph.ops.len(),
             dispatches: dispatches.len(),
-            persistent_bytes: memory.persistent_bytes,
-            activation_bytes_with_reuse: memory.activation_bytes_with_reuse,
-            activation_bytes_without_reuse: memory.activation_bytes_without_reuse,
+            persistent_bytes: placement.persistent_bytes,
+            activation_bytes_with_reuse: placement.activation_bytes_with_reuse,
+            activation_bytes_without_reuse: placement.activation_bytes_without_reuse,
             workspace_bytes: workspace,
             fusions,
             op_traffic_bytes: graph.op_traffic_bytes(),
+            memory,
         };
         Ok(Plan {
             gpu,
@@ -426,6 +514,14 @@ impl Plan {
             _slots: slots,
             report,
         })
+    }
+
+    /// The report of the plan `graph` would compile to on `gpu` (as `compile` would, for one
+    /// process), without its memory: lowered on a planning copy of the device (kernel
+    /// choices untuned), so a configuration too large for the device can still be measured.
+    pub fn measure(graph: &Graph, gpu: &Gpu) -> Result<PlanReport> {
+        let single = Graph { world: 1, ..graph.clone() };
+        Ok(Plan::compile_with(&single, gpu.planning_copy(), fusion_enabled())?.report)
     }
 
     pub fn graph(&self) -> &Graph {

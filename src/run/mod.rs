@@ -597,6 +597,7 @@ fn announce(
         );
     }
     if rank == 0 {
+        eprintln!("{}", trainer.plan.report.memory);
         eprintln!(
         "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
         cfg.arch,

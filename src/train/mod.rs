@@ -116,7 +116,7 @@ impl Trainer {
         tg: &TrainGraph,
         collective: Arc<dyn Collective>,
     ) -> Result<Trainer> {
-        let fuse = std::env::var_os("SWAV_WGPU_NO_FUSION").is_none_or(|v| v == "0");
+        let fuse = crate::graph::plan::fusion_enabled();
         let plan = Plan::compile_in(&tg.graph, gpu, fuse, collective.clone())?;
         let ids = TrainGraphIds {
             crops: tg.crops.clone(),
