@@ -79,3 +79,32 @@ fn gpu_bench_tomls_are_the_bench_step_configs() {
         }
     }
 }
+
+/// configs/imagenet.toml is the paper's recipe (main_swav.py and the official scripts), every
+/// key written out, the learning rates scaled from 4096 images to its 64.
+#[test]
+fn imagenet_toml_is_the_papers_recipe() {
+    use swav_wgpu::model::{Arch, Stem};
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/imagenet.toml")).unwrap();
+    let c = TrainConfig::from_toml(&text).unwrap();
+    c.validate().unwrap();
+    assert_eq!((c.arch, c.width, c.stem), (Arch::ResNet50, 1.0, Stem::ImageNet));
+    assert_eq!((c.hidden_mlp, c.feat_dim, c.prototypes, c.batch_size), (2048, 128, 3000, 64));
+    let crops: Vec<(usize, usize, f64, f64)> =
+        c.crops.iter().map(|k| (k.count, k.size, k.min_scale, k.max_scale)).collect();
+    assert_eq!(crops, vec![(2, 224, 0.14, 1.0), (6, 96, 0.05, 0.14)]);
+    assert_eq!(c.crops_for_assign, vec![0, 1]);
+    assert_eq!((c.temperature, c.epsilon, c.sinkhorn_iterations), (0.1, 0.05, 3));
+    assert_eq!((c.queue_length, c.epoch_queue_starts, c.freeze_prototypes_niters), (3840, 15, 313));
+    assert_eq!(c.optimizer, swav_wgpu::optim::OptimizerKind::Lars);
+    assert_eq!((c.weight_decay, c.momentum, c.trust_coefficient), (1e-6, 0.9, 0.001));
+    let scale = 64.0 / 4096.0;
+    for (got, at_4096) in [(c.lr, 4.8), (c.final_lr, 0.0048), (c.start_warmup, 0.3)] {
+        assert!((got - at_4096 * scale).abs() <= 1e-3 * at_4096 * scale, "{got} vs {} x 64/4096", at_4096);
+    }
+    assert_eq!(c.warmup_epochs, 10.0);
+    let table: toml::Table = text.parse().unwrap();
+    for key in toml::Table::try_from(TrainConfig::default()).unwrap().keys() {
+        assert!(table.contains_key(key), "configs/imagenet.toml lacks '{key}'");
+    }
+}

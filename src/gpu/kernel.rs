@@ -11,6 +11,9 @@ pub trait Kernel: Sized {
     fn name(&self) -> String;
     /// The complete WGSL module.
     fn source(&self) -> String;
+    /// The WGSL struct of its parameters (the uniform at binding 0) and the size of the
+    /// `#[repr(C)]` Rust struct that fills it; `tests` check the two agree, kernel by kernel.
+    fn params(&self) -> Option<(&'static str, usize)>;
 
     /// The compiled pipeline (cached by `name`).
     fn pipeline(&self, gpu: &Gpu) -> Result<wgpu::ComputePipeline> {

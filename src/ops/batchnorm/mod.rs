@@ -110,6 +110,10 @@ pub(crate) enum BatchNormKernel {
 }
 
 impl Kernel for BatchNormKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(("Params", std::mem::size_of::<BatchNormParams>()))
+    }
+
     fn all() -> Vec<Self> {
         let mut v = Vec::new();
         for w in [1, 4] {

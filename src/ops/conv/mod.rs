@@ -61,6 +61,10 @@ pub(crate) struct ConvGemmKernel {
 }
 
 impl Kernel for ConvGemmKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(("Params", std::mem::size_of::<ConvParams>()))
+    }
+
     fn all() -> Vec<Self> {
         listed_variants()
             .into_iter()

@@ -393,6 +393,16 @@ pub(crate) enum DirectKernel {
 }
 
 impl Kernel for DirectKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some((
+            "Params",
+            match self {
+                Self::Rows { .. } => std::mem::size_of::<RowsParams>(),
+                Self::WeightRows { .. } => std::mem::size_of::<WeightRowsParams>(),
+            },
+        ))
+    }
+
     /// The tiles the listed subgroup variants lead to (`row_tm` / `weight_tm` cap their rows)
     /// for the kernel sizes of the ResNets.
     fn all() -> Vec<Self> {

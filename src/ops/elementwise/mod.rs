@@ -56,6 +56,14 @@ fn cast_types(to: DType) -> (&'static str, &'static str) {
 }
 
 impl Kernel for ElementwiseKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(match self {
+            Self::Map(..) => ("Params", std::mem::size_of::<ElementwiseParams>()),
+            Self::Copy => ("CopyParams", std::mem::size_of::<CopyParams>()),
+            Self::Cast { .. } => ("CastParams", std::mem::size_of::<CastParams>()),
+        })
+    }
+
     fn all() -> Vec<Self> {
         let mut v: Vec<Self> = Map::ALL.iter().flat_map(|&m| [1, 4].map(|w| Self::Map(m, w))).collect();
         v.push(Self::Copy);

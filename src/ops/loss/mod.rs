@@ -19,6 +19,10 @@ pub(crate) enum LossKernel {
 }
 
 impl Kernel for LossKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(("Params", std::mem::size_of::<crate::ops::rows::RowParams>()))
+    }
+
     fn all() -> Vec<Self> {
         vec![Self::CrossEntropyForward, Self::CrossEntropyBackward]
     }

@@ -635,6 +635,10 @@ impl MatmulKernel {
 }
 
 impl Kernel for MatmulKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(("Params", std::mem::size_of::<DenseParams>()))
+    }
+
     fn all() -> Vec<Self> {
         let mut v: Vec<Self> =
             listed_variants().into_iter().filter(GemmVariant::has_vec4).map(Self::DenseVec4).collect();

@@ -21,6 +21,16 @@ pub(crate) enum OptimKernel {
 }
 
 impl Kernel for OptimKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some((
+            "Params",
+            match self {
+                Self::SgdStep => std::mem::size_of::<SgdParams>(),
+                Self::AdamStep => std::mem::size_of::<AdamParams>(),
+            },
+        ))
+    }
+
     fn all() -> Vec<Self> {
         vec![Self::SgdStep, Self::AdamStep]
     }

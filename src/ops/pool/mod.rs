@@ -20,6 +20,10 @@ pub(crate) enum PoolKernel {
 }
 
 impl Kernel for PoolKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(("Params", std::mem::size_of::<PoolParams>()))
+    }
+
     fn all() -> Vec<Self> {
         vec![Self::MaxForward, Self::MaxBackward]
     }

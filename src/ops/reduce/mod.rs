@@ -19,6 +19,17 @@ pub(crate) enum ReduceKernel {
 }
 
 impl Kernel for ReduceKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some((
+            "Params",
+            match self {
+                Self::Axis => std::mem::size_of::<AxisParams>(),
+                Self::AxisShort => std::mem::size_of::<ShortParams>(),
+                Self::AxisBackward => std::mem::size_of::<BackwardParams>(),
+            },
+        ))
+    }
+
     fn all() -> Vec<Self> {
         vec![Self::Axis, Self::AxisShort, Self::AxisBackward]
     }

@@ -53,6 +53,10 @@ impl RowsKernel {
 }
 
 impl Kernel for RowsKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some(("Params", std::mem::size_of::<RowParams>()))
+    }
+
     fn all() -> Vec<Self> {
         vec![
             Self::L2NormalizeForward,

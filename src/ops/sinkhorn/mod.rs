@@ -67,6 +67,16 @@ pub(crate) enum SinkhornKernel {
 }
 
 impl Kernel for SinkhornKernel {
+    fn params(&self) -> Option<(&'static str, usize)> {
+        Some((
+            "Params",
+            match self {
+                Self::Pass(..) => std::mem::size_of::<SinkhornParams>(),
+                Self::Targets => std::mem::size_of::<TargetsParams>(),
+            },
+        ))
+    }
+
     fn all() -> Vec<Self> {
         let mut v: Vec<Self> = Pass::ALL.iter().flat_map(|&p| [1, 4].map(|w| Self::Pass(p, w))).collect();
         v.push(Self::Targets);
