@@ -1019,3 +1019,207 @@ fn every_command_and_flag_the_docs_name_exists() {
     assert!(checked > 100, "only {checked} commands and flags found: is the extraction broken?");
     assert!(wrong.is_empty(), "the docs name what the binary does not offer:\n{}", wrong.join("\n"));
 }
+
+/// Each file of a run folder with its modification time and bytes.
+fn folder_snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = if p.is_file() { std::fs::read(&p).unwrap() } else { Vec::new() };
+            (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The flags of `train --help` that are train's own (not the global device flags).
+fn train_flags() -> std::collections::BTreeSet<String> {
+    let (global, _) = help(&[]);
+    let (train, _) = help(&["train"]);
+    train.difference(&global).cloned().collect()
+}
+
+#[test]
+fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
+    let (d, run_dir) = tiny_run_stopped_at("resume-flags", 1);
+    let run_s = run_dir.to_str().unwrap();
+    let had = swav_wgpu::train::TrainConfig::from_toml(&std::fs::read_to_string(run_dir.join("config.toml")).unwrap())
+        .unwrap();
+    let other = d.join("other");
+    tiny_folder(&other);
+    let config = d.join("lr.toml");
+    std::fs::write(&config, "lr = 0.25\n").unwrap();
+    let run2 = d.join("run2");
+    let (queue, starts, niters, seed) = (
+        (had.queue_length + 64).to_string(),
+        (had.epoch_queue_starts + 1).to_string(),
+        (had.freeze_prototypes_niters + 1).to_string(),
+        (had.seed + 1).to_string(),
+    );
+    let optimizer = if had.optimizer.to_string() == "sgd" { "adam" } else { "sgd" };
+    assert_ne!(had.lr, 0.5);
+    assert!(!had.sync_bn);
+    // (flags, what the error must name: the flag, the given value, the run's value).
+    let refused: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (vec!["--arch", "resnet34"], vec!["--arch".into(), "resnet34".into(), "arch = resnet18".into()]),
+        (vec!["--width", "0.125"], vec!["--width".into(), "0.125".into(), "width = 0.0625".into()]),
+        (vec!["--stem", "imagenet"], vec!["--stem".into(), "imagenet".into(), format!("stem = {}", had.stem)]),
+        (vec!["--batch-size", "2"], vec!["--batch-size".into(), "gives 2".into(), "batch_size = 4".into()]),
+        (vec!["--crops", "2x16"], vec!["--crops".into(), "gives 2x16 ".into(), "crops = 2x16,2x8".into()]),
+        (vec!["--prototypes", "16"], vec!["--prototypes".into(), "gives 16".into(), "prototypes = 8".into()]),
+        (vec!["--feat-dim", "4"], vec!["--feat-dim".into(), "gives 4".into(), "feat_dim = 8".into()]),
+        (vec!["--hidden-mlp", "0"], vec!["--hidden-mlp".into(), "gives 0".into(), "hidden_mlp = 16".into()]),
+        (
+            vec!["--queue-length", &queue],
+            vec![format!("--queue-length gives {queue}"), format!("= {}", had.queue_length)],
+        ),
+        (
+            vec!["--epoch-queue-starts", &starts],
+            vec![format!("--epoch-queue-starts gives {starts}"), format!("= {}", had.epoch_queue_starts)],
+        ),
+        (vec!["--lr", "0.5"], vec!["--lr gives 0.5".into(), format!("lr = {}", had.lr)]),
+        (
+            vec!["--optimizer", optimizer],
+            vec![format!("--optimizer gives {optimizer}"), format!("= {}", had.optimizer)],
+        ),
+        (vec!["--epsilon", "0.5"], vec!["--epsilon gives 0.5".into(), format!("epsilon = {}", had.epsilon)]),
+        (vec!["--temperature", "0.5"], vec!["--temperature gives 0.5".into(), format!("= {}", had.temperature)]),
+        (
+            vec!["--freeze-prototypes-niters", &niters],
+            vec![format!("--freeze-prototypes-niters gives {niters}"), format!("= {}", had.freeze_prototypes_niters)],
+        ),
+        (vec!["--seed", &seed], vec![format!("--seed gives {seed}"), format!("seed = {}", had.seed)]),
+        (vec!["--max-side", "99"], vec!["--max-side gives 99".into(), format!("max_side = {}", had.max_side)]),
+        (vec!["--sync-bn"], vec!["--sync-bn gives true".into(), "sync_bn = false".into()]),
+        (
+            vec!["--config", config.to_str().unwrap()],
+            vec![format!("--config '{}' (key lr) gives 0.25", config.display()), format!("lr = {}", had.lr)],
+        ),
+        (
+            vec!["--data", other.to_str().unwrap()],
+            vec![format!("not --data '{}'", canonical(&other)), canonical(&d.join("data"))],
+        ),
+        (vec!["--out", run2.to_str().unwrap()], vec!["--out".into(), "run2".into(), "another folder".into()]),
+        (vec!["--stop-at", "1"], vec!["--stop-at 1".into(), "already at iteration 1".into()]),
+    ];
+    let before = folder_snapshot(&run_dir);
+    let mut covered: std::collections::BTreeSet<String> = ["--resume", "--help"].map(String::from).into();
+    for (flags, needles) in &refused {
+        covered.insert(flags[0].to_string());
+        let out = run(&[&["train", "--resume", run_s], flags.as_slice()].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("adapter:"), "{flags:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n.as_str()), "{flags:?}: expected '{n}' in: {err}");
+        }
+    }
+    assert!(before == folder_snapshot(&run_dir), "a refused resume changed the run folder");
+    assert!(!run2.exists());
+
+    // The run's own values are no change; what may change is applied and said first.
+    let test_dir = d.join("test");
+    tiny_folder(&test_dir);
+    let cache = d.join("cache");
+    let same: Vec<String> = [
+        "--arch",
+        "resnet18",
+        "--width",
+        "0.0625",
+        "--stem",
+        &had.stem.to_string(),
+        "--batch-size",
+        "4",
+        "--crops",
+        "2x16,2x8",
+        "--prototypes",
+        "8",
+        "--feat-dim",
+        "8",
+        "--hidden-mlp",
+        "16",
+        "--queue-length",
+        &had.queue_length.to_string(),
+        "--epoch-queue-starts",
+        &had.epoch_queue_starts.to_string(),
+        "--lr",
+        &had.lr.to_string(),
+        "--optimizer",
+        &had.optimizer.to_string(),
+        "--epsilon",
+        &had.epsilon.to_string(),
+        "--temperature",
+        &had.temperature.to_string(),
+        "--freeze-prototypes-niters",
+        &had.freeze_prototypes_niters.to_string(),
+        "--seed",
+        &had.seed.to_string(),
+        "--max-side",
+        &had.max_side.to_string(),
+        "--config",
+        run_dir.join("config.toml").to_str().unwrap(),
+        "--data",
+        d.join("data").to_str().unwrap(),
+        "--out",
+        run_s,
+    ]
+    .map(String::from)
+    .into();
+    let applied = [
+        "--epochs",
+        "3",
+        "--test-data",
+        test_dir.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--eval-every",
+        "1",
+        "--stop-at",
+        "5",
+    ];
+    for (flags, _) in refused.iter().filter(|(f, _)| !["--sync-bn", "--stop-at"].contains(&f[0])) {
+        assert!(same.contains(&flags[0].to_string()), "{} is not also given with the run's own value", flags[0]);
+    }
+    let mut args: Vec<&str> = vec!["train", "--resume", run_s];
+    args.extend(same.iter().map(String::as_str));
+    args.extend(applied);
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let first: Vec<&str> = err.lines().take(6).collect();
+    for want in [
+        format!("resume: --epochs 3 (the run had {})", had.epochs),
+        format!("resume: --test-data {} (the run had none)", canonical(&test_dir)),
+        format!("resume: --cache-dir {} (the run had ", std::path::absolute(&cache).unwrap().display()),
+        "resume: --stop-at 5 (the run is at iteration 1)".into(),
+        "resume: --eval-every 1".into(),
+    ] {
+        assert!(first.iter().any(|l| l.starts_with(&want)), "expected '{want}' in the first lines: {err}");
+    }
+    assert_eq!(err.matches("resume: ").count(), 5, "only the applied flags are said: {err}");
+    // They took effect: 3 epochs of 4 iterations recorded, a k-NN on the test data after
+    // epoch 1, the stop at 5, a dataset cache in --cache-dir.
+    let now = swav_wgpu::train::TrainConfig::from_toml(&std::fs::read_to_string(run_dir.join("config.toml")).unwrap())
+        .unwrap();
+    assert_eq!((now.epochs, now.test_data.as_deref()), (3, Some(canonical(&test_dir).as_str())));
+    assert!(err.contains("epoch 1/3") && err.contains("stopped at iteration 5 of 12"), "{err}");
+    let (_, epochs) = iterations_and_epochs(&run_dir);
+    assert!(epochs[0]["knn_top1"].is_number(), "{epochs:?}");
+    assert!(std::fs::read_dir(&cache).unwrap().count() > 0, "no dataset cache in --cache-dir");
+    // --checkpoint-every 1: a NaN at iteration 7 leaves the checkpoint of iteration 7 (the run
+    // would otherwise have saved at 5 and the epoch's end, 8).
+    let out = run(&["train", "--resume", run_s, "--checkpoint-every", "1", "--inject-nan-at", "7"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("resume: --checkpoint-every 1")), "{err}");
+    let meta = swav_wgpu::io::read_metadata(&run_dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["iteration"], "7");
+    // Every flag of `train --help` is refused above or applied here (a new flag must join one).
+    covered.extend(applied.iter().filter(|s| s.starts_with("--")).map(|s| s.to_string()));
+    covered.insert("--checkpoint-every".into());
+    let missed: Vec<String> = train_flags().difference(&covered).cloned().collect();
+    assert!(missed.is_empty(), "train flags no resume test exercises: {missed:?}");
+    std::fs::remove_dir_all(&d).ok();
+}
