@@ -722,16 +722,23 @@ fn ten_thousand_mutated_command_lines_never_panic() {
         "--temperature",
         "2x32,0x16",
     ];
-    let cases: Vec<Vec<String>> = {
+    // Arguments that are no UTF-8 (a file name in Latin-1, bytes from a broken script).
+    use std::os::unix::ffi::OsStringExt;
+    let bytes_junk: Vec<std::ffi::OsString> = [&b"\xff\xfe"[..], b"caf\xe9.toml", b"--data=\xff", b"2x3\x802"]
+        .iter()
+        .map(|b| std::ffi::OsString::from_vec(b.to_vec()))
+        .collect();
+    let cases: Vec<Vec<std::ffi::OsString>> = {
         let mut rng = swav_wgpu::rng::Rng::new(0xC11);
         let mut pick = |n: usize| ((rng.uniform() * n as f64) as usize).min(n - 1);
         (0..10_000)
             .map(|i| {
-                let mut v: Vec<String> = seeds[i % seeds.len()].iter().map(|s| s.to_string()).collect();
+                let mut v: Vec<std::ffi::OsString> = seeds[i % seeds.len()].iter().map(|s| s.into()).collect();
                 for _ in 0..1 + pick(3) {
                     let at = pick(v.len() + 1);
-                    match pick(4) {
-                        0 if at < v.len() => v[at] = junk[pick(junk.len())].to_string(),
+                    match pick(5) {
+                        0 if at < v.len() => v[at] = junk[pick(junk.len())].into(),
+                        4 => v.insert(at, bytes_junk[pick(bytes_junk.len())].clone()),
                         1 if at < v.len() && v.len() > 1 => {
                             v.remove(at);
                         }
@@ -739,7 +746,7 @@ fn ten_thousand_mutated_command_lines_never_panic() {
                             let t = v[at].clone();
                             v.insert(at, t);
                         }
-                        _ => v.insert(at, junk[pick(junk.len())].to_string()),
+                        _ => v.insert(at, junk[pick(junk.len())].into()),
                     }
                 }
                 v
@@ -754,8 +761,16 @@ fn ten_thousand_mutated_command_lines_never_panic() {
                 for args in chunk {
                     let out = bin().args(args).env("SWAV_WGPU_CHECK_ARGS", "1").current_dir(dir).output().unwrap();
                     let err = String::from_utf8_lossy(&out.stderr);
-                    if !matches!(out.status.code(), Some(0..=2)) || err.contains("panicked") {
-                        failures_ref.lock().unwrap().push(format!("{args:?}: {:?} {err}", out.status.code()));
+                    // Exit 0, 1 (an error of ours: "error: ...") or 2 (clap's usage error), never a
+                    // panic or a backtrace.
+                    let code = out.status.code();
+                    let clean = match code {
+                        Some(0) | Some(2) => true,
+                        Some(1) => err.lines().any(|l| l.starts_with("error: ") && l.len() > 8),
+                        _ => false,
+                    };
+                    if !clean || err.contains("panicked") || err.to_lowercase().contains("backtrace") {
+                        failures_ref.lock().unwrap().push(format!("{args:?}: {code:?} {err}"));
                     }
                 }
             });
