@@ -9,6 +9,18 @@ use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 use crate::rng::Rng;
 
+/// Whether a CI variable's value means "this is CI", where a missing adapter or tool fails a
+/// test instead of skipping it: `true` (any case) or `1`, as CI services set it. `false`, `0`,
+/// empty or unset do not.
+pub fn ci_value_means_ci(value: Option<&str>) -> bool {
+    value.map(str::trim).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Whether this process runs in CI (`CI=true` or `CI=1`; see `ci_value_means_ci`).
+pub fn in_ci() -> bool {
+    ci_value_means_ci(std::env::var("CI").ok().as_deref())
+}
+
 /// Max relative error allowed between a GPU kernel (f32) and its f64 CPU reference.
 pub const GPU_TOL: f64 = 1e-4;
 /// Max relative error between a backward rule and central finite differences (all f64).

@@ -38,7 +38,7 @@ fn assert_fails_with(args: &[&str], needle: &str) {
 fn gpu_available() -> bool {
     let ok = run(&["devices"]).status.success();
     if !ok {
-        if std::env::var_os("CI").is_some() {
+        if swav_wgpu::testing::in_ci() {
             panic!("CI must have an adapter (install mesa-vulkan-drivers)");
         }
         eprintln!("SKIPPING: no adapter");
@@ -722,16 +722,23 @@ fn ten_thousand_mutated_command_lines_never_panic() {
         "--temperature",
         "2x32,0x16",
     ];
-    let cases: Vec<Vec<String>> = {
+    // Arguments that are no UTF-8 (a file name in Latin-1, bytes from a broken script).
+    use std::os::unix::ffi::OsStringExt;
+    let bytes_junk: Vec<std::ffi::OsString> = [&b"\xff\xfe"[..], b"caf\xe9.toml", b"--data=\xff", b"2x3\x802"]
+        .iter()
+        .map(|b| std::ffi::OsString::from_vec(b.to_vec()))
+        .collect();
+    let cases: Vec<Vec<std::ffi::OsString>> = {
         let mut rng = swav_wgpu::rng::Rng::new(0xC11);
         let mut pick = |n: usize| ((rng.uniform() * n as f64) as usize).min(n - 1);
         (0..10_000)
             .map(|i| {
-                let mut v: Vec<String> = seeds[i % seeds.len()].iter().map(|s| s.to_string()).collect();
+                let mut v: Vec<std::ffi::OsString> = seeds[i % seeds.len()].iter().map(|s| s.into()).collect();
                 for _ in 0..1 + pick(3) {
                     let at = pick(v.len() + 1);
-                    match pick(4) {
-                        0 if at < v.len() => v[at] = junk[pick(junk.len())].to_string(),
+                    match pick(5) {
+                        0 if at < v.len() => v[at] = junk[pick(junk.len())].into(),
+                        4 => v.insert(at, bytes_junk[pick(bytes_junk.len())].clone()),
                         1 if at < v.len() && v.len() > 1 => {
                             v.remove(at);
                         }
@@ -739,7 +746,7 @@ fn ten_thousand_mutated_command_lines_never_panic() {
                             let t = v[at].clone();
                             v.insert(at, t);
                         }
-                        _ => v.insert(at, junk[pick(junk.len())].to_string()),
+                        _ => v.insert(at, junk[pick(junk.len())].into()),
                     }
                 }
                 v
@@ -754,8 +761,16 @@ fn ten_thousand_mutated_command_lines_never_panic() {
                 for args in chunk {
                     let out = bin().args(args).env("SWAV_WGPU_CHECK_ARGS", "1").current_dir(dir).output().unwrap();
                     let err = String::from_utf8_lossy(&out.stderr);
-                    if !matches!(out.status.code(), Some(0..=2)) || err.contains("panicked") {
-                        failures_ref.lock().unwrap().push(format!("{args:?}: {:?} {err}", out.status.code()));
+                    // Exit 0, 1 (an error of ours: "error: ...") or 2 (clap's usage error), never a
+                    // panic or a backtrace.
+                    let code = out.status.code();
+                    let clean = match code {
+                        Some(0) | Some(2) => true,
+                        Some(1) => err.lines().any(|l| l.starts_with("error: ") && l.len() > 8),
+                        _ => false,
+                    };
+                    if !clean || err.contains("panicked") || err.to_lowercase().contains("backtrace") {
+                        failures_ref.lock().unwrap().push(format!("{args:?}: {code:?} {err}"));
                     }
                 }
             });
@@ -1045,4 +1060,208 @@ fn plan_prints_the_memory_by_kind_and_the_peak_without_training() {
     let bad = bin().args(["plan", "--batch-size", "1"]).env("XDG_CACHE_HOME", dir.join("cache")).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("batch size"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each file of a run folder with its modification time and bytes.
+fn folder_snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = if p.is_file() { std::fs::read(&p).unwrap() } else { Vec::new() };
+            (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The flags of `train --help` that are train's own (not the global device flags).
+fn train_flags() -> std::collections::BTreeSet<String> {
+    let (global, _) = help(&[]);
+    let (train, _) = help(&["train"]);
+    train.difference(&global).cloned().collect()
+}
+
+#[test]
+fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
+    let (d, run_dir) = tiny_run_stopped_at("resume-flags", 1);
+    let run_s = run_dir.to_str().unwrap();
+    let had = swav_wgpu::train::TrainConfig::from_toml(&std::fs::read_to_string(run_dir.join("config.toml")).unwrap())
+        .unwrap();
+    let other = d.join("other");
+    tiny_folder(&other);
+    let config = d.join("lr.toml");
+    std::fs::write(&config, "lr = 0.25\n").unwrap();
+    let run2 = d.join("run2");
+    let (queue, starts, niters, seed) = (
+        (had.queue_length + 64).to_string(),
+        (had.epoch_queue_starts + 1).to_string(),
+        (had.freeze_prototypes_niters + 1).to_string(),
+        (had.seed + 1).to_string(),
+    );
+    let optimizer = if had.optimizer.to_string() == "sgd" { "adam" } else { "sgd" };
+    assert_ne!(had.lr, 0.5);
+    assert!(!had.sync_bn);
+    // (flags, what the error must name: the flag, the given value, the run's value).
+    let refused: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (vec!["--arch", "resnet34"], vec!["--arch".into(), "resnet34".into(), "arch = resnet18".into()]),
+        (vec!["--width", "0.125"], vec!["--width".into(), "0.125".into(), "width = 0.0625".into()]),
+        (vec!["--stem", "imagenet"], vec!["--stem".into(), "imagenet".into(), format!("stem = {}", had.stem)]),
+        (vec!["--batch-size", "2"], vec!["--batch-size".into(), "gives 2".into(), "batch_size = 4".into()]),
+        (vec!["--crops", "2x16"], vec!["--crops".into(), "gives 2x16 ".into(), "crops = 2x16,2x8".into()]),
+        (vec!["--prototypes", "16"], vec!["--prototypes".into(), "gives 16".into(), "prototypes = 8".into()]),
+        (vec!["--feat-dim", "4"], vec!["--feat-dim".into(), "gives 4".into(), "feat_dim = 8".into()]),
+        (vec!["--hidden-mlp", "0"], vec!["--hidden-mlp".into(), "gives 0".into(), "hidden_mlp = 16".into()]),
+        (
+            vec!["--queue-length", &queue],
+            vec![format!("--queue-length gives {queue}"), format!("= {}", had.queue_length)],
+        ),
+        (
+            vec!["--epoch-queue-starts", &starts],
+            vec![format!("--epoch-queue-starts gives {starts}"), format!("= {}", had.epoch_queue_starts)],
+        ),
+        (vec!["--lr", "0.5"], vec!["--lr gives 0.5".into(), format!("lr = {}", had.lr)]),
+        (
+            vec!["--optimizer", optimizer],
+            vec![format!("--optimizer gives {optimizer}"), format!("= {}", had.optimizer)],
+        ),
+        (vec!["--epsilon", "0.5"], vec!["--epsilon gives 0.5".into(), format!("epsilon = {}", had.epsilon)]),
+        (vec!["--temperature", "0.5"], vec!["--temperature gives 0.5".into(), format!("= {}", had.temperature)]),
+        (
+            vec!["--freeze-prototypes-niters", &niters],
+            vec![format!("--freeze-prototypes-niters gives {niters}"), format!("= {}", had.freeze_prototypes_niters)],
+        ),
+        (vec!["--seed", &seed], vec![format!("--seed gives {seed}"), format!("seed = {}", had.seed)]),
+        (vec!["--max-side", "99"], vec!["--max-side gives 99".into(), format!("max_side = {}", had.max_side)]),
+        (vec!["--sync-bn"], vec!["--sync-bn gives true".into(), "sync_bn = false".into()]),
+        (
+            vec!["--config", config.to_str().unwrap()],
+            vec![format!("--config '{}' (key lr) gives 0.25", config.display()), format!("lr = {}", had.lr)],
+        ),
+        (
+            vec!["--data", other.to_str().unwrap()],
+            vec![format!("not --data '{}'", canonical(&other)), canonical(&d.join("data"))],
+        ),
+        (vec!["--out", run2.to_str().unwrap()], vec!["--out".into(), "run2".into(), "another folder".into()]),
+        (vec!["--stop-at", "1"], vec!["--stop-at 1".into(), "already at iteration 1".into()]),
+    ];
+    let before = folder_snapshot(&run_dir);
+    let mut covered: std::collections::BTreeSet<String> = ["--resume", "--help"].map(String::from).into();
+    for (flags, needles) in &refused {
+        covered.insert(flags[0].to_string());
+        let out = run(&[&["train", "--resume", run_s], flags.as_slice()].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("adapter:"), "{flags:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n.as_str()), "{flags:?}: expected '{n}' in: {err}");
+        }
+    }
+    assert!(before == folder_snapshot(&run_dir), "a refused resume changed the run folder");
+    assert!(!run2.exists());
+
+    // The run's own values are no change; what may change is applied and said first.
+    let test_dir = d.join("test");
+    tiny_folder(&test_dir);
+    let cache = d.join("cache");
+    let same: Vec<String> = [
+        "--arch",
+        "resnet18",
+        "--width",
+        "0.0625",
+        "--stem",
+        &had.stem.to_string(),
+        "--batch-size",
+        "4",
+        "--crops",
+        "2x16,2x8",
+        "--prototypes",
+        "8",
+        "--feat-dim",
+        "8",
+        "--hidden-mlp",
+        "16",
+        "--queue-length",
+        &had.queue_length.to_string(),
+        "--epoch-queue-starts",
+        &had.epoch_queue_starts.to_string(),
+        "--lr",
+        &had.lr.to_string(),
+        "--optimizer",
+        &had.optimizer.to_string(),
+        "--epsilon",
+        &had.epsilon.to_string(),
+        "--temperature",
+        &had.temperature.to_string(),
+        "--freeze-prototypes-niters",
+        &had.freeze_prototypes_niters.to_string(),
+        "--seed",
+        &had.seed.to_string(),
+        "--max-side",
+        &had.max_side.to_string(),
+        "--config",
+        run_dir.join("config.toml").to_str().unwrap(),
+        "--data",
+        d.join("data").to_str().unwrap(),
+        "--out",
+        run_s,
+    ]
+    .map(String::from)
+    .into();
+    let applied = [
+        "--epochs",
+        "3",
+        "--test-data",
+        test_dir.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--eval-every",
+        "1",
+        "--stop-at",
+        "5",
+    ];
+    for (flags, _) in refused.iter().filter(|(f, _)| !["--sync-bn", "--stop-at"].contains(&f[0])) {
+        assert!(same.contains(&flags[0].to_string()), "{} is not also given with the run's own value", flags[0]);
+    }
+    let mut args: Vec<&str> = vec!["train", "--resume", run_s];
+    args.extend(same.iter().map(String::as_str));
+    args.extend(applied);
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let first: Vec<&str> = err.lines().take(6).collect();
+    for want in [
+        format!("resume: --epochs 3 (the run had {})", had.epochs),
+        format!("resume: --test-data {} (the run had none)", canonical(&test_dir)),
+        format!("resume: --cache-dir {} (the run had ", std::path::absolute(&cache).unwrap().display()),
+        "resume: --stop-at 5 (the run is at iteration 1)".into(),
+        "resume: --eval-every 1".into(),
+    ] {
+        assert!(first.iter().any(|l| l.starts_with(&want)), "expected '{want}' in the first lines: {err}");
+    }
+    assert_eq!(err.matches("resume: ").count(), 5, "only the applied flags are said: {err}");
+    // They took effect: 3 epochs of 4 iterations recorded, a k-NN on the test data after
+    // epoch 1, the stop at 5, a dataset cache in --cache-dir.
+    let now = swav_wgpu::train::TrainConfig::from_toml(&std::fs::read_to_string(run_dir.join("config.toml")).unwrap())
+        .unwrap();
+    assert_eq!((now.epochs, now.test_data.as_deref()), (3, Some(canonical(&test_dir).as_str())));
+    assert!(err.contains("epoch 1/3") && err.contains("stopped at iteration 5 of 12"), "{err}");
+    let (_, epochs) = iterations_and_epochs(&run_dir);
+    assert!(epochs[0]["knn_top1"].is_number(), "{epochs:?}");
+    assert!(std::fs::read_dir(&cache).unwrap().count() > 0, "no dataset cache in --cache-dir");
+    // --checkpoint-every 1: a NaN at iteration 7 leaves the checkpoint of iteration 7 (the run
+    // would otherwise have saved at 5 and the epoch's end, 8).
+    let out = run(&["train", "--resume", run_s, "--checkpoint-every", "1", "--inject-nan-at", "7"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("resume: --checkpoint-every 1")), "{err}");
+    let meta = swav_wgpu::io::read_metadata(&run_dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["iteration"], "7");
+    // Every flag of `train --help` is refused above or applied here (a new flag must join one).
+    covered.extend(applied.iter().filter(|s| s.starts_with("--")).map(|s| s.to_string()));
+    covered.insert("--checkpoint-every".into());
+    let missed: Vec<String> = train_flags().difference(&covered).cloned().collect();
+    assert!(missed.is_empty(), "train flags no resume test exercises: {missed:?}");
+    std::fs::remove_dir_all(&d).ok();
 }

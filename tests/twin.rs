@@ -1,7 +1,8 @@
 //! The PyTorch twin (tests/torch/swav_torch.py) against the shared fixtures, and a backbone
 //! exported by swav-wgpu loaded into the twin's torchvision-named ResNet: both must give the
-//! same features. Runs only where `python3` can import torch and safetensors (CI need not
-//! install them); otherwise each test says clearly that it skipped.
+//! same features. In CI (`CI=true` or `CI=1`) `python3` must import torch, safetensors and
+//! numpy (.ci/run installs them): a missing one fails the tests, naming what to install.
+//! Elsewhere the tests say clearly that they skipped.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,18 +14,33 @@ fn twin() -> PathBuf {
     repo().join("tests/torch/swav_torch.py")
 }
 
+/// What the twin needs, and how to get it.
+const INSTALL: &str = "pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install safetensors numpy (or run .ci/run, which installs them)";
+
+/// Whether `python3` can run the twin. In CI it must: a missing module fails the test.
 fn torch_available(test: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import torch, safetensors, numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!(
-            "SKIPPED {test}: python3 cannot import torch + safetensors (pip install torch torchvision safetensors)"
-        );
+    let out = Command::new("python3").args(["-c", "import torch, safetensors, numpy"]).output();
+    let why = match &out {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("no message").to_string(),
+        Err(e) => format!("python3 does not run: {e}"),
+    };
+    if swav_wgpu::testing::in_ci() {
+        panic!("{test}: CI runs the PyTorch twin, but python3 cannot import torch, safetensors and numpy ({why}); install them: {INSTALL}");
     }
-    ok
+    eprintln!("SKIPPED {test}: python3 cannot import torch, safetensors and numpy ({why}); to run it: {INSTALL}");
+    false
+}
+
+#[test]
+fn only_ci_true_or_1_counts_as_ci() {
+    use swav_wgpu::testing::ci_value_means_ci;
+    for v in ["true", "TRUE", "True", "1", " true\n"] {
+        assert!(ci_value_means_ci(Some(v)), "CI={v:?} is CI");
+    }
+    for v in [None, Some(""), Some("false"), Some("0"), Some("no"), Some("yes"), Some("2")] {
+        assert!(!ci_value_means_ci(v), "CI={v:?} is not CI");
+    }
 }
 
 fn python(args: &[&str]) -> String {

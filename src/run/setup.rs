@@ -10,6 +10,8 @@ use crate::optim::OptimizerKind;
 use crate::train::config::{natural_image_defaults, small_data_defaults};
 use crate::train::{CropConfig, TrainConfig, Trainer};
 
+mod resume;
+
 /// How photo folders are decoded and cached.
 #[derive(clap::Args, Default, Clone)]
 pub struct ImageArgs {
@@ -56,7 +58,9 @@ pub struct TrainArgs {
     /// A TOML file with any of the config keys (flags given here override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Continue a run from its checkpoint (a file, or the run folder).
+    /// Continue a run from its checkpoint (a file, or the run folder). --epochs, --test-data,
+    /// --cache-dir, --stop-at, --checkpoint-every and --eval-every apply (each said); a flag
+    /// that would change the run's model, data or recipe is refused.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     #[arg(long)]
@@ -158,6 +162,7 @@ pub fn apply_model(cfg: &mut TrainConfig, m: &ModelArgs) {
 /// the recipe, the run folder and the checkpoint to continue from.
 pub struct TrainSetup {
     pub cfg: TrainConfig,
+    /// The run's first lines: the recipe, and on a resume each flag it applies.
     pub recipe: String,
     pub out: PathBuf,
     pub resume: Option<PathBuf>,
@@ -197,25 +202,7 @@ pub fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
             out.display()
         )));
     }
-    let mut cfg = meta.config;
-    let m = &a.model;
-    let clash = [
-        ("--arch", m.arch.map(|v| v.to_string()), cfg.arch.to_string()),
-        ("--width", m.width.map(|w| w.to_string()), cfg.width.to_string()),
-        ("--stem", m.stem.map(|v| v.to_string()), cfg.stem.to_string()),
-        ("--prototypes", a.prototypes.map(|v| v.to_string()), cfg.prototypes.to_string()),
-        ("--feat-dim", a.feat_dim.map(|v| v.to_string()), cfg.feat_dim.to_string()),
-        ("--hidden-mlp", a.hidden_mlp.map(|v| v.to_string()), cfg.hidden_mlp.to_string()),
-    ];
-    for (flag, given, have) in clash {
-        if let Some(g) = given.filter(|g| *g != have) {
-            return Err(Error::Invalid(format!("--resume '{}': the checkpoint was trained with {flag} {have}, not {g} (a checkpoint of another architecture)", file.display())));
-        }
-    }
-    resume_images(&mut cfg, &a.images, &file)?;
-    if let Some(e) = a.epochs {
-        cfg.epochs = e;
-    }
+    let (mut cfg, mut notes) = resume::apply_flags(a, &meta.config, &file)?;
     if cfg.epochs == 0 {
         return Err(Error::Invalid("--epochs must be at least 1".into()));
     }
@@ -229,52 +216,13 @@ pub fn resume_setup(a: &TrainArgs, r: &Path) -> Result<TrainSetup> {
             meta.iteration / meta.iters_per_epoch.max(1)
         )
     });
-    if let Some(given) = &a.data {
-        match &cfg.data {
-            // Another --data would change what an epoch is; a recorded path that has gone
-            // (moved data) may be replaced.
-            Some(recorded) if Path::new(recorded).exists() && !super::same_path(given, Path::new(recorded)) => {
-                return Err(Error::Invalid(format!(
-                    "--resume '{}': the run trains on '{recorded}', not --data '{}' (start a new run with --out to train on other data)",
-                    r.display(),
-                    path_string(given)
-                )));
-            }
-            // Older runs recorded no data: take the caller's word.
-            _ => cfg.data = Some(path_string(given)),
-        }
-    } else if let Some(recorded) = cfg.data.as_deref().filter(|d| finished.is_none() && !Path::new(d).exists()) {
-        return Err(Error::Invalid(format!(
-            "--resume '{}': the run's data '{recorded}' no longer exists; pass --data with its new place",
-            r.display()
-        )));
+    notes.extend(resume::apply_data(a, &mut cfg, finished.is_some(), r)?);
+    notes.extend(resume::run_options(a, meta.iteration, finished.is_some())?);
+    let mut recipe = format!("recipe: resumed from {} (its stored config)", file.display());
+    for n in notes {
+        recipe += &format!("\n{n}");
     }
-    if let Some(t) = &a.test_data {
-        cfg.test_data = Some(path_string(t));
-    }
-    Ok(TrainSetup {
-        cfg,
-        recipe: format!("recipe: resumed from {} (its stored config)", file.display()),
-        out: run_dir,
-        resume: Some(file),
-        finished,
-    })
-}
-
-/// The image flags on a resume: the run's resolution stays (another is refused); its caches
-/// may move.
-fn resume_images(cfg: &mut TrainConfig, images: &ImageArgs, file: &Path) -> Result<()> {
-    if let Some(m) = images.max_side.filter(|&m| m != cfg.image_side()) {
-        return Err(Error::Invalid(format!(
-            "--resume '{}': the run decodes its images at --max-side {}, not {m} (start a new run with --out for another resolution)",
-            file.display(),
-            cfg.image_side()
-        )));
-    }
-    if let Some(d) = &images.cache_dir {
-        cfg.cache_dir = Some(path_string(d));
-    }
-    Ok(())
+    Ok(TrainSetup { cfg, recipe, out: run_dir, resume: Some(file), finished })
 }
 
 /// A new run: the defaults for its data, the --config file over them, the flags over both.

@@ -84,7 +84,8 @@ impl Trainer {
         let iteration = num(&meta, "iteration")? as usize;
         let iters_per_epoch = num(&meta, "iters_per_epoch")? as usize;
         let rng_state = num(&meta, "rng_state")?;
-        let config = TrainConfig::from_toml(meta.get("config").ok_or_else(|| bad("missing config"))?)?;
+        let config = TrainConfig::from_toml(meta.get("config").ok_or_else(|| bad("missing config"))?)
+            .map_err(|e| Error::Invalid(format!("'{}': its config: {e}", path.display())))?;
         for k in [
             "format",
             "iteration",

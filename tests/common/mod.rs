@@ -8,10 +8,10 @@ use swav_wgpu::testing;
 // Each test binary uses some of them.
 #[allow(unused_imports)]
 pub use swav_wgpu::testing::{
-    f32s, fd_check, fd_check_h, fixture_dir, max_rel_err, TestData, FD_TOL, GPU_TOL, REL_FLOOR,
+    f32s, fd_check, fd_check_h, fixture_dir, in_ci, max_rel_err, TestData, FD_TOL, GPU_TOL, REL_FLOOR,
 };
 
-/// The shared device. In CI (CI set) a missing adapter fails the test; locally it says why
+/// The shared device. In CI (`CI=true` or `CI=1`) a missing adapter fails the test; locally it says why
 /// and the caller returns early.
 pub fn gpu() -> Option<Arc<Gpu>> {
     static GPU: OnceLock<Result<Arc<Gpu>, String>> = OnceLock::new();
@@ -19,7 +19,7 @@ pub fn gpu() -> Option<Arc<Gpu>> {
     match r {
         Ok(g) => Some(Arc::clone(g)),
         Err(e) => {
-            if std::env::var_os("CI").is_some() {
+            if in_ci() {
                 panic!("GPU tests need an adapter and CI must not skip them: {e}");
             }
             eprintln!("SKIPPING GPU test (no adapter; this would FAIL in CI): {e}");
