@@ -379,7 +379,8 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
         let ftest = fx.extract(test)?;
         let classes = split.train.classes.len().max(1 + *tl.iter().chain(vl).max().unwrap_or(&0) as usize);
         let top1 = swav_wgpu::eval::linear_probe(gpu, &ftrain, tl, &ftest, vl, fx.dim, classes, a.epochs, a.seed)?;
-        println!("linear probe top-1 ({what}): {top1:.2} %");
+        let (n, m) = (split.train.len(), test.len());
+        println!("linear probe top-1 ({what}): {top1:.2} % ({classes} classes, {n} train / {m} test images)");
     } else {
         let (k20, k200) = run::knn_eval(&fx, &split.train, test, a.temperature)?;
         println!("k-NN top-1 ({what}): {k20:.2} % (k=20), {k200:.2} % (k=200)");
