@@ -379,7 +379,8 @@ fn eval(opts: &GpuOptions, cmd: &EvalCommand) -> Result<()> {
         let ftest = fx.extract(test)?;
         let classes = split.train.classes.len().max(1 + *tl.iter().chain(vl).max().unwrap_or(&0) as usize);
         let top1 = swav_wgpu::eval::linear_probe(gpu, &ftrain, tl, &ftest, vl, fx.dim, classes, a.epochs, a.seed)?;
-        println!("linear probe top-1 ({what}): {top1:.2} %");
+        let (n, m) = (split.train.len(), test.len());
+        println!("linear probe top-1 ({what}): {top1:.2} % ({classes} classes, {n} train / {m} test images)");
     } else {
         let (k20, k200) = run::knn_eval(&fx, &split.train, test, a.temperature)?;
         println!("k-NN top-1 ({what}): {k20:.2} % (k=20), {k200:.2} % (k=200)");
@@ -545,6 +546,24 @@ fn plan(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The test hook's argument checks: what a command checks before it opens the GPU (eval and
+/// embed up to opening their data; devices, bench, prepare and check-parallel: clap's alone).
+#[cfg(feature = "test-hooks")]
+fn check_args(command: &Command) -> Result<()> {
+    let source = |checkpoint: &Option<PathBuf>, random_init, model, data, test_data, images| {
+        let src = backbone_source(checkpoint, random_init, model, data, test_data)?;
+        image_options(&src.cfg, images).map(|_| ())
+    };
+    match command {
+        Command::Train(a) | Command::Plan(a) => train_setup(a).map(|_| ()),
+        Command::Eval(EvalCommand::Knn(a) | EvalCommand::Linear(a)) => {
+            source(&a.checkpoint, a.random_init, &a.model, &a.data, &a.test_data, &a.images)
+        }
+        Command::Embed(a) => source(&a.checkpoint, a.random_init, &a.model, &a.data, &None, &a.images),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = match options(&cli) {
@@ -558,11 +577,7 @@ fn main() -> ExitCode {
     // arguments as a run would, up to opening the GPU, then stop.
     #[cfg(feature = "test-hooks")]
     if std::env::var_os("SWAV_WGPU_CHECK_ARGS").is_some() {
-        let checked = match &cli.command {
-            Command::Train(a) => train_setup(a).map(|_| ()),
-            _ => Ok(()),
-        };
-        return match checked {
+        return match check_args(&cli.command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -171,10 +171,15 @@ fn missing_corrupt_and_mismatched_checkpoints() {
 
 /// A tiny labelled ImageFolder (2 classes x 8 images of 16x16) for fast runs.
 fn tiny_folder(dir: &Path) {
+    image_folder(dir, 8);
+}
+
+/// A labelled ImageFolder of 2 classes ("a" is 0, "b" is 1) x `per_class` 16x16 images.
+fn image_folder(dir: &Path, per_class: u32) {
     for (c, name) in ["a", "b"].iter().enumerate() {
         let sub = dir.join(name);
         std::fs::create_dir_all(&sub).unwrap();
-        for i in 0..8u32 {
+        for i in 0..per_class {
             let img = image::RgbImage::from_fn(16, 16, |x, y| {
                 image::Rgb([((x * 16 + i) % 255) as u8, ((y * 16) as usize * (c + 1) % 255) as u8, (c * 200) as u8])
             });
@@ -1263,5 +1268,92 @@ fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
     covered.insert("--checkpoint-every".into());
     let missed: Vec<String> = train_flags().difference(&covered).cloned().collect();
     assert!(missed.is_empty(), "train flags no resume test exercises: {missed:?}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// The result line of `eval linear`:
+/// `linear probe top-1 (WHAT): X % (C classes, N train / M test images)` as
+/// (WHAT, X, [C, N, M]).
+fn linear_probe_line(stdout: &str) -> (String, f64, Vec<usize>) {
+    let prefix = "linear probe top-1 (";
+    let line = stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no top-1 line: {stdout}"));
+    let (what, rest) = line[prefix.len()..].split_once("): ").unwrap_or_else(|| panic!("{line}"));
+    let (top1, counts) = rest.split_once(" % (").unwrap_or_else(|| panic!("{line}"));
+    let top1: f64 = top1.parse().unwrap_or_else(|e| panic!("top-1 '{top1}' in '{line}': {e}"));
+    let counts = counts.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap());
+    (what.to_string(), top1, counts.collect())
+}
+
+/// `eval linear` on a trained run and on its random-init baseline: each prints a top-1 that is
+/// a number in [0, 100] and a whole count of the test images it names, for the classes and
+/// images the data has (2 classes, 16 training images, 6 test images).
+#[test]
+fn eval_linear_prints_a_top1_in_range_for_the_data_it_read() {
+    if !gpu_available() {
+        return;
+    }
+    let (d, run_dir) = tiny_run_stopped_at("eval-linear", 4);
+    let test = d.join("test");
+    image_folder(&test, 3);
+    let (data, test) = (d.join("data").display().to_string(), test.display().to_string());
+    let eval = |source: &[&str]| {
+        let mut args = vec!["eval", "linear", "--epochs", "5", "--test-data", &test];
+        args.extend(source);
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let trained = eval(&["--checkpoint", run_dir.to_str().unwrap()]);
+    let baseline = eval(&["--random-init", "--data", &data, "--width", "0.0625"]);
+    for (stdout, expected) in [(trained, "checkpoint"), (baseline, "random init")] {
+        let (what, top1, counts) = linear_probe_line(&stdout);
+        assert_eq!(what, expected, "{stdout}");
+        assert!(top1.is_finite() && (0.0..=100.0).contains(&top1), "{stdout}");
+        assert_eq!(counts, [2, 16, 6], "classes, train and test images: {stdout}");
+        let correct = top1 * 6.0 / 100.0;
+        assert!((correct - correct.round()).abs() < 1e-3, "{top1} % is not a count of 6 images: {stdout}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// `embed` writes "features" [images, backbone width] (finite, L2-normalised rows) and
+/// "labels" (the dataset's class indices), and the same checkpoint gives the same file.
+#[test]
+fn embed_writes_a_normalised_row_and_the_label_of_every_image_deterministically() {
+    if !gpu_available() {
+        return;
+    }
+    let (d, run_dir) = tiny_run_stopped_at("embed", 4);
+    let meta = swav_wgpu::train::Trainer::checkpoint_meta(&run_dir.join("checkpoint.safetensors")).unwrap();
+    let dim = meta.config.backbone().unwrap().feature_dim();
+    assert_eq!(dim, 32, "ResNet-18 at width 1/16: 512 / 16 features");
+    let embed = |name: &str| {
+        let file = d.join(name);
+        let out = run(&["embed", "--checkpoint", run_dir.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.starts_with(&format!("wrote 16 features of dimension {dim} to ")), "{stdout}");
+        swav_wgpu::io::load_safetensors(&file).unwrap()
+    };
+    let first = embed("first.safetensors");
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["features", "labels"]);
+    let (features, labels) = (&first["features"], &first["labels"]);
+    assert_eq!(features.shape, [16, dim]);
+    assert!(features.data.iter().all(|v| v.is_finite()), "non-finite features");
+    for row in features.data.chunks(dim) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "a feature row of norm {norm}");
+    }
+    let opts = swav_wgpu::data::OpenOptions { max_side: 64, cache_dir: Some(d.join("cache")), quiet: true };
+    let dataset = swav_wgpu::data::open(Some(&d.join("data")), &opts).unwrap().train;
+    let expected: Vec<f32> = dataset.labels.unwrap().iter().map(|&l| l as f32).collect();
+    assert_eq!(labels.shape, [16]);
+    assert_eq!(labels.data, expected, "labels are not the dataset's class indices");
+    assert_eq!(expected.iter().filter(|&&l| l == 0.0).count(), 8, "8 images of class 'a' (0)");
+    assert_eq!(expected.iter().filter(|&&l| l == 1.0).count(), 8, "8 images of class 'b' (1)");
+    let second = embed("second.safetensors");
+    let bits = |t: &swav_wgpu::io::NamedTensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&second["features"]) == bits(features), "two embeds of one checkpoint differ");
+    assert_eq!(second["labels"].data, labels.data);
     std::fs::remove_dir_all(&d).ok();
 }
