@@ -296,7 +296,9 @@ fn backbone_source(
             cfg.validate()?;
             Ok(BackboneSource { cfg, weights: None, data: data.clone(), test_data: test_data.clone() })
         }
-        (None, false) => Err(Error::Invalid("give --checkpoint PATH or --random-init".into())),
+        (None, false) => {
+            Err(Error::Invalid("no backbone to evaluate or embed: give --checkpoint PATH or --random-init".into()))
+        }
     }
 }
 
