@@ -693,6 +693,10 @@ fn ten_thousand_mutated_command_lines_never_panic() {
         vec!["embed", "--random-init", "--out", "/tmp/x.safetensors"],
         vec!["bench", "--quick", "--reps", "1"],
         vec!["check-parallel", "--batch-size", "4", "--steps", "3"],
+        vec!["plan", "--arch", "resnet50", "--crops", "2x224,6x96", "--batch-size", "64"],
+        vec!["prepare", "--data", "/nonexistent", "--max-side", "256"],
+        vec!["eval", "linear", "--checkpoint", "/nonexistent", "--epochs", "5"],
+        vec!["devices", "--backend", "vulkan"],
     ];
     let junk: &[&str] = &[
         "",
@@ -805,8 +809,12 @@ fn ten_thousand_mutated_command_lines_never_panic() {
 }
 
 /// Whether an error message names something the command line gave: an argument, a flag's
-/// name (as a flag, a config key or words), or the value after `=`.
+/// name (as a flag, a config key or words), or the value after `=`; or, for a command line
+/// that lacks something (no subcommand left), says what is missing.
 fn names_some_input(err: &str, args: &[std::ffi::OsString]) -> bool {
+    if err.contains("requires a subcommand but one was not provided") {
+        return true;
+    }
     args.iter().any(|a| {
         let a = a.to_string_lossy();
         let (flag, value) = a.split_once('=').unwrap_or((&a, ""));
