@@ -395,9 +395,14 @@ impl Gpu {
         v
     }
 
+    /// The size of the buffer a tensor of `bytes` gets (the pool's bucket, within the limit).
+    pub(crate) fn buffer_size(&self, bytes: u64) -> u64 {
+        pool_bucket(bytes).min(self.limits.max_buffer_size).max(bytes)
+    }
+
     /// A storage buffer of at least `bytes` bytes, from the pool when one is free.
-    pub(crate) fn storage_buffer(&self, bytes: u64, max_buffer: u64) -> wgpu::Buffer {
-        let size = pool_bucket(bytes).min(max_buffer).max(bytes);
+    pub(crate) fn storage_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        let size = self.buffer_size(bytes);
         if let Some(b) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&size).and_then(|v| v.pop()) {
             return b;
         }
@@ -454,7 +459,7 @@ impl Gpu {
 
 /// Pool buckets: sizes round up to 256 bytes below 1 MiB and to 1/8 of the next power of two
 /// above, so reuse is likely and waste stays under 12.5 %.
-pub(crate) fn pool_bucket(bytes: u64) -> u64 {
+fn pool_bucket(bytes: u64) -> u64 {
     let b = bytes.max(4);
     if b <= 1 << 20 {
         b.div_ceil(256) * 256

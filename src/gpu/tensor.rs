@@ -104,13 +104,13 @@ impl Gpu {
         let limit = self.max_binding_bytes();
         if self.planning {
             // Sizes only: what the buffer would take, the binding limit left to the report.
-            let capacity = super::context::pool_bucket(bytes).min(self.limits.max_buffer_size).max(bytes);
+            let capacity = self.buffer_size(bytes);
             return Ok(Tensor { buffer: None, capacity, shape: shape.to_vec(), dtype, pool: None });
         }
         if bytes > limit {
             return Err(Error::TensorTooLarge { name: name.to_string(), bytes, limit });
         }
-        let buffer = self.storage_buffer(bytes, self.limits.max_buffer_size);
+        let buffer = self.storage_buffer(bytes);
         Ok(Tensor {
             capacity: buffer.size(),
             buffer: Some(buffer),

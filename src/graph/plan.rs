@@ -2,6 +2,7 @@
 //! slots by liveness, so a buffer is recycled once the last reader of its tensor has run;
 //! inputs, parameters, buffers, constants and kept tensors persist. Compiling on a device
 //! creates every buffer, pipeline and bind group once; a step only records and submits.
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use super::{Graph, Kind, Op, TensorId};
@@ -10,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Exchange, Gpu, Step, Tensor};
 use crate::ops::batchnorm::{BatchNormBackwardTensors, BatchNormOps};
 use crate::ops::elementwise::ElementwiseOps;
+use crate::ops::optim::OptimOps;
 
 /// Where every activation lives.
 #[derive(Clone, Debug)]
@@ -145,16 +147,26 @@ pub struct MemoryReport {
 impl MemoryReport {
     fn of(gpu: &Gpu, graph: &Graph, tensors: &[Option<Tensor>], slots: &[Tensor], dispatches: &[Dispatch]) -> Self {
         let mut r = MemoryReport { binding_limit: gpu.max_binding_bytes(), ..Default::default() };
-        let gradients: std::collections::HashSet<TensorId> = graph.grads.values().copied().collect();
+        let gradients: HashSet<TensorId> = graph.grads.values().copied().collect();
+        // The optimizer's state: what its update ops keep per parameter.
+        let optimizer_state: HashSet<TensorId> = graph
+            .ops
+            .iter()
+            .flat_map(|op| match op {
+                Op::Optim(OptimOps::SgdStep { t, .. }) => vec![t.momentum],
+                Op::Optim(OptimOps::AdamStep { t, .. }) => vec![t.m1, t.m2],
+                _ => vec![],
+            })
+            .collect();
         for (i, (info, t)) in graph.tensors.iter().zip(tensors).enumerate() {
             let Some(t) = t.as_ref().filter(|_| info.persistent()) else { continue };
             let bytes = t.capacity();
             r.largest_buffer = r.largest_buffer.max(bytes);
-            let name = info.name.as_str();
+            let id = TensorId(i);
             *match info.kind {
                 Kind::Parameter => &mut r.weights,
-                _ if name.starts_with("momentum.") || name.starts_with("adam_v.") => &mut r.optimizer_state,
-                _ if gradients.contains(&TensorId(i)) => &mut r.gradients,
+                _ if optimizer_state.contains(&id) => &mut r.optimizer_state,
+                _ if gradients.contains(&id) => &mut r.gradients,
                 _ => &mut r.other,
             } += bytes;
         }
@@ -238,23 +250,6 @@ impl Graph {
     pub fn op_traffic_bytes(&self) -> u64 {
         let bytes = |ts: Vec<TensorId>| ts.iter().map(|t| self.info(*t).bytes()).sum::<u64>();
         self.ops.iter().map(|op| bytes(op.inputs()) + bytes(op.outputs())).sum()
-    }
-
-    /// The memory plan and report without touching a GPU (dispatch counts are estimates of
-    /// one per op; `Plan::compile` gives the exact ones).
-    pub fn plan_report(&self) -> PlanReport {
-        let m = MemoryPlan::new(self);
-        PlanReport {
-            ops: self.ops.len(),
-            dispatches: self.ops.len(),
-            persistent_bytes: m.persistent_bytes,
-            activation_bytes_with_reuse: m.activation_bytes_with_reuse,
-            activation_bytes_without_reuse: m.activation_bytes_without_reuse,
-            workspace_bytes: 0,
-            fusions: Fusions::default(),
-            op_traffic_bytes: self.op_traffic_bytes(),
-            memory: MemoryReport::default(),
-        }
     }
 }
 

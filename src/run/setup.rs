@@ -182,6 +182,35 @@ pub fn apply_images(cfg: &mut TrainConfig, images: &ImageArgs) {
     }
 }
 
+/// The model and training flags laid over `cfg` (a new run's recipe, or a resumed run's
+/// config to compare with); `heard` is told each config key a flag set, and the flag.
+pub(super) fn lay_flags(cfg: &mut TrainConfig, a: &TrainArgs, mut heard: impl FnMut(&str, &str)) -> Result<()> {
+    macro_rules! set {
+        ($($src:expr => $field:ident),*) => { $( if let Some(v) = &$src {
+            cfg.$field = v.clone();
+            heard(stringify!($field), &format!("--{}", stringify!($field).replace('_', "-")));
+        } )* };
+    }
+    let m = &a.model;
+    set!(m.arch => arch, m.width => width, m.stem => stem, a.epochs => epochs, a.batch_size => batch_size,
+        a.prototypes => prototypes, a.feat_dim => feat_dim, a.hidden_mlp => hidden_mlp,
+        a.queue_length => queue_length, a.epoch_queue_starts => epoch_queue_starts, a.lr => lr,
+        a.optimizer => optimizer, a.epsilon => epsilon, a.temperature => temperature,
+        a.freeze_prototypes_niters => freeze_prototypes_niters, a.seed => seed);
+    if a.sync_bn {
+        cfg.sync_bn = true;
+        heard("sync_bn", "--sync-bn");
+    }
+    if let Some(c) = &a.crops {
+        cfg.crops = parse_crops(c)?;
+        let n = cfg.n_crops();
+        cfg.crops_for_assign.retain(|&c| c < n);
+        heard("crops", "--crops");
+        heard("crops_for_assign", "--crops");
+    }
+    Ok(())
+}
+
 pub fn train_setup(a: &TrainArgs) -> Result<TrainSetup> {
     match &a.resume {
         Some(r) => resume_setup(a, r),
@@ -254,31 +283,7 @@ pub fn new_run_setup(a: &TrainArgs) -> Result<TrainSetup> {
         }
         _ => default_config(has_data),
     };
-    apply_model(&mut cfg, &a.model);
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = &a.$field { cfg.$field = v.clone(); } )* };
-    }
-    set!(
-        epochs,
-        batch_size,
-        prototypes,
-        feat_dim,
-        hidden_mlp,
-        queue_length,
-        epoch_queue_starts,
-        lr,
-        optimizer,
-        epsilon,
-        temperature,
-        freeze_prototypes_niters,
-        seed
-    );
-    cfg.sync_bn |= a.sync_bn;
-    if let Some(c) = &a.crops {
-        cfg.crops = parse_crops(c)?;
-        let n = cfg.n_crops();
-        cfg.crops_for_assign.retain(|&c| c < n);
-    }
+    lay_flags(&mut cfg, a, |_, _| {})?;
     if cfg.epochs == 0 {
         return Err(Error::Invalid("--epochs must be at least 1".into()));
     }

@@ -2,7 +2,7 @@
 //! variant or the tuner's fastest (`matmul::tuned`).
 use super::{backward_input, backward_weight, cpu, forward, weight_grad_splits, Conv2dShape, ConvKernel, ConvPass};
 use crate::error::Result;
-use crate::gpu::{runs, Step};
+use crate::gpu::{runs, Dispatch, Gpu, Step};
 use crate::ops::matmul::tuned;
 use crate::ops::rules::{io, no_backward_rule, Buffers, Io, Tape, TensorId, Values};
 
@@ -27,26 +27,16 @@ impl ConvOps {
         Ok(runs(match *self {
             Self::Forward { x, w, y, s } => {
                 let (x, w, y) = (b.tensor(x)?, b.tensor(w)?, b.tensor(y)?);
-                let pass = ConvPass::Forward;
-                tuned(gpu, &format!("conv2d_forward {s:?}"), ConvKernel::default_variant(gpu, &s, pass), |v| {
-                    forward(gpu, x, w, y, s, ConvKernel::with_variant(gpu, &s, pass, v))
-                })?
+                tuned_pass(gpu, s, ConvPass::Forward, |k| forward(gpu, x, w, y, s, k))?
             }
             Self::BackwardInput { dy, w, dx, s } => {
                 let (dy, w, dx) = (b.tensor(dy)?, b.tensor(w)?, b.tensor(dx)?);
-                let pass = ConvPass::BackwardInput;
-                let v = ConvKernel::default_variant(gpu, &s, pass);
-                tuned(gpu, &format!("conv2d_backward_input {s:?}"), v, |v| {
-                    backward_input(gpu, dy, w, dx, s, ConvKernel::with_variant(gpu, &s, pass, v))
-                })?
+                tuned_pass(gpu, s, ConvPass::BackwardInput, |k| backward_input(gpu, dy, w, dx, s, k))?
             }
             Self::BackwardWeight { x, dy, dw, s } => {
                 let (x, dy, dw) = (b.tensor(x)?, b.tensor(dy)?, b.tensor(dw)?);
-                let pass = ConvPass::BackwardWeight;
-                let v = ConvKernel::default_variant(gpu, &s, pass);
-                tuned(gpu, &format!("conv2d_backward_weight {s:?}"), v, |v| {
-                    let kernel = ConvKernel::with_variant(gpu, &s, pass, v);
-                    backward_weight(gpu, x, dy, dw, s, kernel, weight_grad_splits(s, kernel, gpu.class))
+                tuned_pass(gpu, s, ConvPass::BackwardWeight, |k| {
+                    backward_weight(gpu, x, dy, dw, s, k, weight_grad_splits(s, k, gpu.class))
                 })?
             }
         }))
@@ -82,4 +72,21 @@ impl ConvOps {
         tape.propagate(w, |dw| Self::BackwardWeight { x, dy: gy, dw, s });
         Ok(())
     }
+}
+
+/// One pass on the chooser's GEMM variant, or the tuner's fastest (the kernel each variant
+/// gives this pass: `ConvKernel::with_variant`).
+fn tuned_pass(
+    gpu: &Gpu,
+    s: Conv2dShape,
+    pass: ConvPass,
+    mut run: impl FnMut(ConvKernel) -> Result<Vec<Dispatch>>,
+) -> Result<Vec<Dispatch>> {
+    let op = match pass {
+        ConvPass::Forward => "conv2d_forward",
+        ConvPass::BackwardInput => "conv2d_backward_input",
+        ConvPass::BackwardWeight => "conv2d_backward_weight",
+    };
+    let default = ConvKernel::default_variant(gpu, &s, pass);
+    tuned(gpu, &format!("{op} {s:?}"), default, |v| run(ConvKernel::with_variant(gpu, &s, pass, v)))
 }

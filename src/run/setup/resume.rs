@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{parse_crops, path_string, TrainArgs};
+use super::{lay_flags, parse_crops, path_string, TrainArgs};
 use crate::error::{Error, Result};
 use crate::train::TrainConfig;
 
@@ -76,37 +76,20 @@ fn asked_config(a: &TrainArgs, stored: &TrainConfig) -> Result<(TrainConfig, BTr
             cfg.cache_dir = cfg.cache_dir.as_deref().map(|s| path_string(Path::new(s)));
         }
     }
-    let mut flag = |key: &str, name: &str| by.insert(key.to_string(), name.to_string());
-    macro_rules! set {
-        ($($src:expr => $field:ident),*) => { $( if let Some(v) = &$src {
-            cfg.$field = v.clone();
-            flag(stringify!($field), &format!("--{}", stringify!($field).replace('_', "-")));
-        } )* };
-    }
-    let m = &a.model;
-    set!(m.arch => arch, m.width => width, m.stem => stem, a.epochs => epochs, a.batch_size => batch_size,
-        a.prototypes => prototypes, a.feat_dim => feat_dim, a.hidden_mlp => hidden_mlp,
-        a.queue_length => queue_length, a.epoch_queue_starts => epoch_queue_starts, a.lr => lr,
-        a.optimizer => optimizer, a.epsilon => epsilon, a.temperature => temperature,
-        a.freeze_prototypes_niters => freeze_prototypes_niters, a.seed => seed, a.images.max_side => max_side);
-    if a.sync_bn {
-        cfg.sync_bn = true;
-        flag("sync_bn", "--sync-bn");
-    }
-    if let Some(c) = &a.crops {
-        cfg.crops = parse_crops(c)?;
-        let n = cfg.n_crops();
-        cfg.crops_for_assign.retain(|&c| c < n);
-        flag("crops", "--crops");
-        flag("crops_for_assign", "--crops");
+    lay_flags(&mut cfg, a, |key, name| {
+        by.insert(key.to_string(), name.to_string());
+    })?;
+    if let Some(m) = a.images.max_side {
+        cfg.max_side = m;
+        by.insert("max_side".into(), "--max-side".into());
     }
     if let Some(t) = &a.test_data {
         cfg.test_data = Some(path_string(t));
-        flag("test_data", "--test-data");
+        by.insert("test_data".into(), "--test-data".into());
     }
     if let Some(d) = &a.images.cache_dir {
         cfg.cache_dir = Some(path_string(d));
-        flag("cache_dir", "--cache-dir");
+        by.insert("cache_dir".into(), "--cache-dir".into());
     }
     // The resolution compares as the number it stands for (a config file's 0 follows the crops).
     cfg.max_side = cfg.image_side();
