@@ -527,20 +527,25 @@ fn check_parallel(opts: &GpuOptions, a: &CheckParallelArgs) -> Result<()> {
 /// `swav-wgpu plan`: the training plan's device memory, measured without allocating it.
 fn plan(opts: &GpuOptions, a: &TrainArgs) -> Result<()> {
     let setup = train_setup(a)?;
-    let cfg = &setup.cfg;
+    let mut cfg = setup.cfg.clone();
     eprintln!("{}", setup.recipe);
     let gpu = pollster::block_on(Gpu::new(opts))?;
+    if let Some(line) = swav_wgpu::train::precision::resolve(&mut cfg, &gpu)? {
+        eprintln!("{line}");
+    }
+    let cfg = &cfg;
     let tg = swav_wgpu::train::build_graph_for(cfg, 1)?;
     let report = swav_wgpu::graph::plan::Plan::measure(&tg.graph, &gpu)?;
     let crops: Vec<String> = cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect();
     println!(
-        "{} x{} ({} stem), batch {}, crops {}, {} prototypes, on {}",
+        "{} x{} ({} stem), batch {}, crops {}, {} prototypes, {} activations, on {}",
         cfg.arch,
         cfg.width,
         cfg.stem,
         cfg.batch_size,
         crops.join("+"),
         cfg.prototypes,
+        cfg.precision,
         gpu.describe()
     );
     println!("plan: {report}");

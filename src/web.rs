@@ -82,6 +82,9 @@ impl WebDemo {
         }
         cfg.validate().map_err(js)?;
         let gpu = Gpu::new(&GpuOptions::default()).await.map_err(js)?;
+        // f16 activations where the page's adapter has shader-f16 (half the memory).
+        cfg.precision = crate::train::config::Precision::Auto;
+        crate::train::precision::resolve(&mut cfg, &gpu).map_err(js)?;
         let data = synthetic::builtin().train;
         let trainer = Trainer::new(gpu.clone(), cfg.clone(), data.len() / cfg.batch_size).map_err(js)?;
         trainer.init_random(seed as u64).map_err(js)?;
@@ -108,12 +111,13 @@ impl WebDemo {
         self.order = epoch_order(self.data.len(), self.seed, self.trainer.iteration / per_epoch);
     }
 
-    /// "name (backend, device type); limits ..."
+    /// "name (backend, device type); f16|f32 activations; limits ..."
     pub fn adapter(&self) -> String {
         let l = &self.gpu.limits;
         format!(
-            "{}; storage binding {} MiB, workgroup memory {} KiB, {} invocations/workgroup, {} storage buffers/stage",
+            "{}; {} activations; storage binding {} MiB, workgroup memory {} KiB, {} invocations/workgroup, {} storage buffers/stage",
             self.gpu.describe(),
+            self.trainer.cfg.precision,
             l.max_storage_buffer_binding_size >> 20,
             l.max_compute_workgroup_storage_size >> 10,
             l.max_compute_invocations_per_workgroup,

@@ -183,7 +183,8 @@ fn plan_report_resnet50_multicrop_reuses_activation_memory() {
         let size = if i < 2 { 224 } else { 96 };
         crops.push(g.input(&format!("crop{i}"), &[64, 3, size, size]).unwrap());
     }
-    let bb = BackboneConfig { arch: Arch::ResNet50, width: 1.0, stem: Stem::ImageNet };
+    let bb =
+        BackboneConfig { arch: Arch::ResNet50, width: 1.0, stem: Stem::ImageNet, storage: swav_wgpu::gpu::DType::F32 };
     let head = HeadConfig { hidden: 2048, dim: 128, prototypes: 3000 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     let loss = g.mean(out.scores).unwrap();
@@ -214,7 +215,8 @@ pub fn fixture_graph() -> (Graph, swav_wgpu::model::HeadOutputs) {
             g.input(&format!("crop{i}"), &[4, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }]).unwrap()
         })
         .collect();
-    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, stem: Stem::Cifar };
+    let bb =
+        BackboneConfig { arch: Arch::ResNet18, width: 0.125, stem: Stem::Cifar, storage: swav_wgpu::gpu::DType::F32 };
     let head = HeadConfig { hidden: 64, dim: 16, prototypes: 20 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     for (t, name) in [(out.feat, "feat"), (out.z, "z"), (out.emb, "emb"), (out.scores, "scores")] {

@@ -252,7 +252,8 @@ pub fn fixture_training_graph() -> (Graph, swav_wgpu::model::HeadOutputs, swav::
             g.input(&format!("crop{i}"), &[4, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }]).unwrap()
         })
         .collect();
-    let bb = BackboneConfig { arch: Arch::ResNet18, width: 0.125, stem: Stem::Cifar };
+    let bb =
+        BackboneConfig { arch: Arch::ResNet18, width: 0.125, stem: Stem::Cifar, storage: swav_wgpu::gpu::DType::F32 };
     let head = HeadConfig { hidden: 64, dim: 16, prototypes: 20 };
     let out = multicrop_forward(&mut g, &bb, &head, &crops, true).unwrap();
     let cfg = SwavConfig { batch: 4, n_crops: 4, ..SwavConfig::default() };

@@ -127,6 +127,67 @@ fn three_lars_steps_match_pytorch() {
     assert!(checked >= 170, "checked {checked}");
 }
 
+/// The same three steps with f16 activations (`--precision f16`) against the float64
+/// fixture. f16 storage rounds every activation and activation gradient to 11 significant
+/// bits, and sums that cancel (a batch-norm weight's gradient, sum dy * xhat) lose what f32
+/// keeps, so values are compared as f16 allows: the first loss (same weights) closely, the
+/// later ones looser, and each tensor's change over the three steps by its direction (the
+/// cosine between swav-wgpu's update and PyTorch's; a wrong gradient points elsewhere) and
+/// its size. Tolerances measured on llvmpipe (README, "Memory and precision").
+#[test]
+fn three_lars_steps_in_f16_follow_pytorch() {
+    let Some(gpu) = f16_gpu("three_lars_steps_in_f16_follow_pytorch") else { return };
+    let dir = fixture_dir();
+    let initial = load_safetensors(&dir.join("initial.safetensors")).unwrap();
+    let after3 = load_safetensors_f64(&dir.join("after3.safetensors")).unwrap();
+    let cfg = TrainConfig { precision: swav_wgpu::train::config::Precision::F16, ..fixture_config() };
+    let mut t = Trainer::new(gpu, cfg, 1).unwrap();
+    let f16_tensors = t.graph().tensors.iter().filter(|i| i.dtype == swav_wgpu::gpu::DType::F16).count();
+    assert!(f16_tensors > 100, "only {f16_tensors} f16 tensors: the backbone is not stored in f16");
+    t.load_state(&initial).unwrap();
+    let crops: Vec<&[f32]> = (0..4).map(|i| initial[&format!("crop{i}")].data.as_slice()).collect();
+    let want_losses = &after3["losses"].1;
+    for (step, tol) in [F16_FIRST_LOSS_TOL, F16_LOSS_TOL, F16_LOSS_TOL].into_iter().enumerate() {
+        let loss = t.step(&crops).unwrap() as f64;
+        let e = (loss - want_losses[step]).abs() / want_losses[step];
+        println!("f16 step {}: loss {loss:.7} vs torch {:.7} (relative {e:.2e})", step + 1, want_losses[step]);
+        assert!(e <= tol, "f16 step {} loss {loss} vs {}: {e:.2e} > {tol:.0e}", step + 1, want_losses[step]);
+    }
+    let state = t.state_blocking().unwrap();
+    let mut cosines = Vec::new();
+    for (name, (_, want)) in after3.iter().filter(|(k, _)| {
+        !k.ends_with("num_batches_tracked") && !k.starts_with("momentum.") && !["losses", "lr"].contains(&k.as_str())
+    }) {
+        let Some(start) = initial.get(name) else { continue };
+        let got: Vec<f64> = state[name].data.iter().zip(&start.data).map(|(a, b)| (*a - *b) as f64).collect();
+        let want: Vec<f64> = want.iter().zip(&start.data).map(|(a, b)| a - *b as f64).collect();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm(&want) == 0.0 || name.ends_with("projection_head.0.bias") {
+            continue; // unchanged (prototypes frozen), or rounding noise in f32 already
+        }
+        let cos = got.iter().zip(&want).map(|(a, b)| a * b).sum::<f64>() / (norm(&got) * norm(&want));
+        let size = norm(&got) / norm(&want);
+        cosines.push((cos, size, name.clone()));
+    }
+    cosines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (cos, size, name) = &cosines[0];
+    let median = cosines[cosines.len() / 2].0;
+    println!("f16 updates of {} tensors vs PyTorch: worst cosine {cos:.4} ({name}, size ratio {size:.3}), median {median:.5}", cosines.len());
+    assert!(cosines.len() >= 100, "compared {} tensors", cosines.len());
+    assert!(*cos >= F16_WORST_COSINE, "f16: {name} moved in another direction (cosine {cos:.4})");
+    assert!(median >= F16_MEDIAN_COSINE, "f16: median cosine {median:.5}");
+    for (cos, size, name) in &cosines {
+        assert!((0.5..=2.0).contains(size), "f16: {name} moved {size:.3} x as far as in PyTorch (cosine {cos:.4})");
+    }
+}
+
+/// The f16 step's tolerances against the float64 fixture: the losses (relative), the worst
+/// and the median cosine between a tensor's update over three steps and PyTorch's.
+const F16_FIRST_LOSS_TOL: f64 = 1e-3;
+const F16_LOSS_TOL: f64 = 2e-2;
+const F16_WORST_COSINE: f64 = 0.7;
+const F16_MEDIAN_COSINE: f64 = 0.99;
+
 #[test]
 fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
     let Some(gpu) = gpu() else { return };

@@ -3,8 +3,8 @@
 // masked as it is read (0 where relu(Y) = 0, as ReLU-backward would) and written back in
 // place for backward_input, so ReLU-backward's pass and output tensor go. (In place, not in
 // backward_input, because that kernel already uses WebGPU's 8 storage bindings.)
-@group(0) @binding(1) var<storage, read> X: array<V>;
-@group(0) @binding(2) var<storage, {{DY_ACCESS}}> DY: array<V>;
+@group(0) @binding(1) var<storage, read> X: array<S>;
+@group(0) @binding(2) var<storage, {{DY_ACCESS}}> DY: array<S>;
 @group(0) @binding(3) var<storage, read> MEAN: array<f32>;
 @group(0) @binding(4) var<storage, read> VAR: array<f32>;
 @group(0) @binding(5) var<storage, read_write> DGAMMA: array<f32>;
@@ -23,7 +23,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         let o = channel_offset(c, i);
         {{LOAD_DY}}
         sdy += hsum(dy);
-        sdyx += hsum(dy * (X[o] - mean) * rstd);
+        sdyx += hsum(dy * (V(X[o]) - mean) * rstd);
     }
     let total_dy = wg_sum(lid, sdy);
     let total_dyx = wg_sum(lid, sdyx);

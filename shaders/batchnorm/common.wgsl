@@ -11,8 +11,10 @@ struct Params {
 // V is vec4<f32> when spatial is a multiple of 4 (then no V straddles two channels): one
 // channel index (a division) and one set of per-channel loads serve 4 elements, and the
 // per-channel loops run a quarter of the iterations (llvmpipe loads lane by lane and caps
-// an invocation at 65535 loop iterations). f32 otherwise.
+// an invocation at 65535 loop iterations). f32 otherwise. S is V as stored (vec4<f16> or f16
+// for f16 activations): reads convert to V, writes back to S; statistics stay f32.
 alias V = {{V}};
+alias S = {{S}};
 const WIDTH: u32 = {{WIDTH}}u;
 
 fn hsum(v: V) -> f32 {

@@ -1,7 +1,7 @@
 // Training-mode statistics, one workgroup per channel: mean, then the biased variance from
 // a second pass over (x - mean) (more accurate than E[x^2] - mean^2). Running stats move
 // with `momentum` towards the mean and the *unbiased* variance, as PyTorch does.
-@group(0) @binding(1) var<storage, read> X: array<V>;
+@group(0) @binding(1) var<storage, read> X: array<S>;
 @group(0) @binding(2) var<storage, read_write> MEAN: array<f32>;
 @group(0) @binding(3) var<storage, read_write> VAR: array<f32>;
 @group(0) @binding(4) var<storage, read_write> RUN_MEAN: array<f32>;
@@ -25,7 +25,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     if (P.stage == ALL || P.stage == MEAN_ONLY) {
         var s = 0.0;
         for (var i = lid; i < count_v; i += WG) {
-            s += hsum(X[channel_offset(c, i)]);
+            s += hsum(V(X[channel_offset(c, i)]));
         }
         mean = wg_sum(lid, s) / f32(count);
         if (P.stage == MEAN_ONLY) {
@@ -43,7 +43,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     } else {
         var s2 = 0.0;
         for (var i = lid; i < count_v; i += WG) {
-            let d = X[channel_offset(c, i)] - mean;
+            let d = V(X[channel_offset(c, i)]) - mean;
             s2 += hsum(d * d);
         }
         var_biased = wg_sum(lid, s2) / f32(count);

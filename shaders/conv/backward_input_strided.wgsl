@@ -4,9 +4,9 @@
 // oy = yy + qy - t with qy = (py + ph - r0) / sh; likewise for x. So each of the sh*sw phases
 // is a dense implicit GEMM with no wasted gathers and no division per element:
 // M = Cin, N = batch*hy*wx (the phase's pixels), K = Cout*ty*tx (its taps).
-@group(0) @binding(1) var<storage, read> DY: array<f32>;
+@group(0) @binding(1) var<storage, read> DY: array<{{ACT}}>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
-@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
+@group(0) @binding(3) var<storage, read_write> DX: array<{{ACT}}>;
 
 alias RowCtx = u32; // c * KH*KW
 struct KCtx { w_off: u32, dy_off: u32, t: i32, u: i32 }
@@ -46,10 +46,10 @@ fn b_at(kc: KCtx, col: ColCtx) -> f32 {
     let ox = col.ox - kc.u;
     let inside = (oy >= 0) & (ox >= 0) & (oy < i32(P.oh)) & (ox < i32(P.ow));
     let at = u32(clamp(oy, 0, i32(P.oh) - 1)) * P.ow + u32(clamp(ox, 0, i32(P.ow) - 1));
-    return select(0.0, DY[col.base + kc.dy_off + at], inside);
+    return select(0.0, f32(DY[col.base + kc.dy_off + at]), inside);
 }
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {
     let p = phase_pixel(n);
-    DX[((p.x * P.cin + m) * P.h + P.py + P.sh * p.y) * P.w + P.px + P.sw * p.z] = v;
+    DX[((p.x * P.cin + m) * P.h + P.py + P.sh * p.y) * P.w + P.px + P.sw * p.z] = {{ACT}}(v);
 }

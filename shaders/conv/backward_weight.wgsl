@@ -1,9 +1,10 @@
 // Loader: conv2d gradient w.r.t. the weights as an implicit GEMM with optional split-K
 // (each split writes its own partial slab; a reduce pass sums them: no atomics).
 // dW[co, c, r, s] = sum_{b, oy, ox} dY[b, co, oy, ox] * X[b, c, oy*sh - ph + r, ox*sw - pw + s]
-// M = Cout, N = Cin*KH*KW, K = batch*OH*OW.
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> DY: array<f32>;
+// M = Cout, N = Cin*KH*KW, K = batch*OH*OW. X and dY are stored as {{ACT}}; dW (and its
+// split-K slabs) are f32.
+@group(0) @binding(1) var<storage, read> X: array<{{ACT}}>;
+@group(0) @binding(2) var<storage, read> DY: array<{{ACT}}>;
 @group(0) @binding(3) var<storage, read_write> DW: array<f32>;
 
 alias RowCtx = u32; // co * OH*OW
@@ -30,7 +31,7 @@ fn col_ctx(n: u32) -> ColCtx {
     return ColCtx(c * P.h * P.w, i32(r), i32(rem - r * P.kw));
 }
 
-fn a_at(row: RowCtx, kc: KCtx) -> f32 { return DY[kc.dy_off + row]; }
+fn a_at(row: RowCtx, kc: KCtx) -> f32 { return f32(DY[kc.dy_off + row]); }
 
 // Branch-free padding test (see forward.wgsl).
 fn b_at(kc: KCtx, col: ColCtx) -> f32 {
@@ -38,7 +39,7 @@ fn b_at(kc: KCtx, col: ColCtx) -> f32 {
     let ix = kc.ix0 + col.s;
     let inside = (iy >= 0) & (iy < i32(P.h)) & (ix >= 0) & (ix < i32(P.w));
     let at = u32(clamp(iy, 0, i32(P.h) - 1)) * P.w + u32(clamp(ix, 0, i32(P.w) - 1));
-    return select(0.0, X[kc.x_base + col.c_off + at], inside);
+    return select(0.0, f32(X[kc.x_base + col.c_off + at]), inside);
 }
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {

@@ -1,9 +1,10 @@
 // Loader: conv2d forward as an implicit GEMM (no im2col buffer).
 // Y[b, co, oy, ox] = sum_{c, r, s} W[co, c, r, s] * X[b, c, oy*sh - ph + r, ox*sw - pw + s]
-// M = Cout, N = batch*OH*OW, K = Cin*KH*KW.
-@group(0) @binding(1) var<storage, read> X: array<f32>;
+// M = Cout, N = batch*OH*OW, K = Cin*KH*KW. X and Y are stored as {{ACT}} (f32 or f16
+// activations; the GEMM accumulates in f32), W is f32.
+@group(0) @binding(1) var<storage, read> X: array<{{ACT}}>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<{{ACT}}>;
 
 alias RowCtx = u32; // co * K: start of the weight row
 struct KCtx { c_off: u32, r: i32, s: i32, k: u32 }
@@ -37,11 +38,11 @@ fn b_at(kc: KCtx, col: ColCtx) -> f32 {
     let ix = col.ix0 + kc.s;
     let inside = (iy >= 0) & (iy < i32(P.h)) & (ix >= 0) & (ix < i32(P.w));
     let at = u32(clamp(iy, 0, i32(P.h) - 1)) * P.w + u32(clamp(ix, 0, i32(P.w) - 1));
-    return select(0.0, X[col.base + kc.c_off + at], inside);
+    return select(0.0, f32(X[col.base + kc.c_off + at]), inside);
 }
 
 fn c_store(split: u32, m: u32, n: u32, v: f32) {
     let pq = P.oh * P.ow;
     let b = n / pq;
-    Y[(b * P.cout + m) * pq + (n - b * pq)] = v;
+    Y[(b * P.cout + m) * pq + (n - b * pq)] = {{ACT}}(v);
 }

@@ -7,6 +7,7 @@
 // KW taps, where the implicit GEMM gathers TN * KW; and the padding masks of the segment's
 // columns are computed once, not per tap. Weights are read through strides so the same
 // kernel computes backward-input (the flipped, transposed kernel over dY).
+// X and Y are stored as ACT (f32 or f16 activations; accumulation is f32).
 // The {{...}} blocks are unrolled by ops/conv/rows.rs.
 struct Params {
     m: u32, cin: u32, h: u32, w: u32,
@@ -17,9 +18,10 @@ struct Params {
     w_s: i32, _p0: u32, _p1: u32, _p2: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
+alias ACT = {{ACT}};
+@group(0) @binding(1) var<storage, read> X: array<ACT>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<ACT>;
 
 @compute @workgroup_size({{SG}}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

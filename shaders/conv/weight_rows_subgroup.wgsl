@@ -7,6 +7,7 @@
 // pixels once and uses each for every tap, where the implicit GEMM gathers TP * KH * KW;
 // dY comes as vec4s (OW is a multiple of TP, TP of 4). Split-K: workgroup z sums segments
 // [z * seg_chunk, ...) into its own slab; a reduce pass adds the slabs.
+// X and dY are stored as ACT (f32 or f16 activations); dW and the sums are f32.
 // The {{...}} blocks are unrolled by ops/conv/rows.rs.
 struct Params {
     cout: u32, cin: u32, h: u32, w: u32,
@@ -14,8 +15,9 @@ struct Params {
     pw: i32, segs: u32, n_seg: u32, seg_chunk: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> DY: array<vec4<f32>>;
+alias ACT = {{ACT}};
+@group(0) @binding(1) var<storage, read> X: array<ACT>;
+@group(0) @binding(2) var<storage, read> DY: array<vec4<ACT>>;
 @group(0) @binding(3) var<storage, read_write> DW: array<f32>;
 
 @compute @workgroup_size({{SG}}, 1, 1)

@@ -1,9 +1,9 @@
 // Y = alpha (zeroing gradient buffers, the seed gradient of the loss).
-@group(0) @binding(1) var<storage, read_write> Y: array<V>;
+@group(0) @binding(1) var<storage, read_write> Y: array<S>;
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element_index(gid, nwg);
     if (i < P.len) {
-        Y[i] = V(P.alpha);
+        Y[i] = S(V(P.alpha));
     }
 }

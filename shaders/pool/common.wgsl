@@ -1,4 +1,6 @@
-// Pooling geometry over planes = batch*channels of H x W (outputs OH x OW).
+// Pooling geometry over planes = batch*channels of H x W (outputs OH x OW). ACT: the type
+// activations are stored in (f32 or f16); the kernels compare and sum in f32.
+alias ACT = {{ACT}};
 struct Params {
     planes: u32, h: u32, w: u32, oh: u32,
     ow: u32, kh: u32, kw: u32, sh: u32,

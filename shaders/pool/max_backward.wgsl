@@ -1,7 +1,7 @@
 // Max-pool backward as a gather: each input element sums dY over the windows that chose it.
-@group(0) @binding(1) var<storage, read> DY: array<f32>;
+@group(0) @binding(1) var<storage, read> DY: array<ACT>;
 @group(0) @binding(2) var<storage, read> ARGMAX: array<u32>;
-@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
+@group(0) @binding(3) var<storage, read_write> DX: array<ACT>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -25,9 +25,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var ox = ox_lo; ox <= ox_hi; ox++) {
             let o = obase + u32(oy) * P.ow + u32(ox);
             if (ARGMAX[o] == at) {
-                acc += DY[o];
+                acc += f32(DY[o]);
             }
         }
     }
-    DX[i] = acc;
+    DX[i] = ACT(acc);
 }

@@ -1,7 +1,7 @@
 // Max-pool forward, padding counts as -inf. Also stores the arg-max (index within the input
 // plane, first maximum in scan order, as PyTorch) so the backward pass is a gather.
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(1) var<storage, read> X: array<ACT>;
+@group(0) @binding(2) var<storage, read_write> Y: array<ACT>;
 @group(0) @binding(3) var<storage, read_write> ARGMAX: array<u32>;
 
 @compute @workgroup_size(256, 1, 1)
@@ -30,7 +30,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 continue;
             }
             let at = u32(iy) * P.w + u32(ix);
-            let v = X[base + at];
+            let v = f32(X[base + at]);
             if (!found || v > best) {
                 best = v;
                 best_at = at;
@@ -38,6 +38,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    Y[i] = best;
+    Y[i] = ACT(best);
     ARGMAX[i] = best_at;
 }

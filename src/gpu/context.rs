@@ -406,6 +406,11 @@ impl Gpu {
         if let Some(b) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&size).and_then(|v| v.pop()) {
             return b;
         }
+        self.new_storage_buffer(size)
+    }
+
+    /// A new storage buffer of exactly `size` bytes.
+    pub(crate) fn new_storage_buffer(&self, size: u64) -> wgpu::Buffer {
         self.counters.buffers.fetch_add(1, Ordering::Relaxed);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),

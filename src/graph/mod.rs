@@ -50,7 +50,7 @@ pub struct TensorInfo {
     pub requires_grad: bool,
     /// Persist after the step so it can be read (losses, gradients, named outputs).
     pub keep: bool,
-    /// Element type (f32 for every tensor today).
+    /// Element type: f32, or f16 for activations (and their gradients) under f16 storage.
     pub dtype: crate::gpu::DType,
 }
 
@@ -221,9 +221,15 @@ impl Graph {
         self.add_tensor(name, shape, Kind::Activation, false)
     }
 
+    /// An op's output: stored like its first input (f16 activations stay f16 through the
+    /// ops that have f16 kernels; the others refuse them when the plan is compiled).
     fn activation(&mut self, name: &str, shape: &[usize], inputs: &[TensorId]) -> TensorId {
         let requires_grad = inputs.iter().any(|t| self.info(*t).requires_grad);
-        self.add_tensor(name, shape, Kind::Activation, requires_grad)
+        let t = self.add_tensor(name, shape, Kind::Activation, requires_grad);
+        if let Some(first) = inputs.first() {
+            self.tensors[t.0].dtype = self.tensors[first.0].dtype;
+        }
+        t
     }
 
     pub(crate) fn push(&mut self, op: impl Into<Op>) {

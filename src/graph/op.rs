@@ -142,7 +142,13 @@ impl rules::Values for Interpreter<'_> {
         })
     }
 
+    /// A tensor stored as f16 holds what the GPU stores: every value rounded to f16 where it
+    /// is written, the points where f16 storage rounds.
     fn set(&mut self, t: TensorId, value: Vec<f64>) {
+        let value = match self.graph.info(t).dtype {
+            crate::gpu::DType::F16 => crate::ops::elementwise::cpu::round_to_f16(&value),
+            _ => value,
+        };
         self.values.insert(t, value);
     }
 

@@ -346,7 +346,7 @@ fn allocate(gpu: &Gpu, graph: &Graph, memory: &MemoryPlan) -> Result<(Vec<Tensor
                 }
                 None => format!("activation slot {i}"),
             };
-            gpu.tensor_of(&name, &[b as usize], crate::gpu::DType::U8)
+            gpu.tensor_exact(&name, &[b as usize], crate::gpu::DType::U8)
         })
         .collect::<Result<_>>()?;
     let mut tensors: Vec<Option<Tensor>> = Vec::with_capacity(graph.tensors.len());

@@ -3,6 +3,7 @@
 //! choice of stem (see [`Stem`]); ends in global average pool.
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
+use crate::ops::elementwise::ElementwiseOps;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +84,9 @@ pub struct BackboneConfig {
     /// Multiplies every width (64, 128, 256, 512 and the stem's 64).
     pub width: f32,
     pub stem: Stem,
+    /// How activations (and their gradients) are stored: f32, or f16 between a cast of the
+    /// input and a cast of the last feature map back to f32 (kernels compute in f32).
+    pub storage: crate::gpu::DType,
 }
 
 pub const BN_EPS: f32 = 1e-5;
@@ -176,6 +180,7 @@ fn bottleneck(g: &mut Graph, p: &str, x: TensorId, planes: usize, stride: usize,
 /// Backbone on x [N, 3, H, W] -> features [N, feature_dim].
 pub fn backbone(g: &mut Graph, cfg: &BackboneConfig, x: TensorId, training: bool) -> Result<TensorId> {
     let stem = cfg.scaled(64);
+    let x = if cfg.storage == g.info(x).dtype { x } else { ElementwiseOps::cast(g, x, cfg.storage)? };
     let mut h = match cfg.stem {
         Stem::Cifar | Stem::CifarPool => conv_bn(g, "conv1", "bn1", x, stem, 3, 1, 1, training)?,
         Stem::ImageNet => conv_bn(g, "conv1", "bn1", x, stem, 7, 2, 3, training)?,
@@ -194,6 +199,10 @@ pub fn backbone(g: &mut Graph, cfg: &BackboneConfig, x: TensorId, training: bool
                 _ => basic_block(g, &p, h, planes, stride, training)?,
             };
         }
+    }
+    // The pooled features feed the f32 head (and the reduce kernels are f32).
+    if g.info(h).dtype != crate::gpu::DType::F32 {
+        h = ElementwiseOps::cast(g, h, crate::gpu::DType::F32)?;
     }
     g.global_avg_pool(h)
 }

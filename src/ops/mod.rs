@@ -32,7 +32,7 @@ pub mod rules;
 pub mod sinkhorn;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Kernel, Tensor};
+use crate::gpu::{DType, Kernel, Tensor};
 
 /// A complete WGSL module as handed to the device, for validation and inspection.
 pub struct KernelSource {
@@ -57,11 +57,61 @@ pub(crate) fn vec_width(n: usize) -> usize {
     }
 }
 
-/// The placeholders of a kernel with a vec4 variant: `{{V}}` (vec4<f32> or f32), `{{WIDTH}}`
-/// and `{{HSUM}}` (the body of `fn hsum(v: V) -> f32`, the sum of a V's components).
-pub(crate) fn vec_subs(width: usize) -> [(&'static str, String); 3] {
-    let (v, hsum) = if width == 4 { ("vec4<f32>", "return dot(v, vec4<f32>(1.0));") } else { ("f32", "return v;") };
-    [("V", v.to_string()), ("WIDTH", width.to_string()), ("HSUM", hsum.to_string())]
+/// How a kernel reads and writes its activations: elements per load (`width`, 1 or 4) and
+/// the element type they are stored in (`act`, f32 or f16). Kernels compute in f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub width: usize,
+    pub act: DType,
+}
+
+impl Layout {
+    pub fn new(width: usize, act: DType) -> Layout {
+        Layout { width, act }
+    }
+    /// The layouts a family with a vec4 variant lists: widths 1 and 4, f32 and f16.
+    pub fn all() -> Vec<Layout> {
+        ACTIVATION_TYPES.iter().flat_map(|&act| [1, 4].map(|w| Layout::new(w, act))).collect()
+    }
+    /// The name suffix: `w{width}`, then `/f16` for f16 storage (f32 names are unchanged).
+    pub fn suffix(&self) -> String {
+        format!("w{}{}", self.width, type_suffix(self.act))
+    }
+}
+
+/// The element types activations may be stored in.
+pub(crate) const ACTIVATION_TYPES: [DType; 2] = [DType::F32, DType::F16];
+
+/// `/f16` for a kernel variant over f16 activations, nothing for f32.
+pub(crate) fn type_suffix(act: DType) -> &'static str {
+    if act == DType::F16 {
+        "/f16"
+    } else {
+        ""
+    }
+}
+
+/// The WGSL scalar of an activation type.
+pub(crate) fn wgsl_scalar(act: DType) -> &'static str {
+    if act == DType::F16 {
+        "f16"
+    } else {
+        "f32"
+    }
+}
+
+/// The placeholders of a kernel with a vec4 variant: `{{V}}` (the type it computes in:
+/// vec4<f32> or f32), `{{S}}` (the type its activations are stored in: V with f16 for f16
+/// storage; reads convert with `V(..)`, writes with `S(..)`, no-ops for f32), `{{WIDTH}}` and
+/// `{{HSUM}}` (the body of `fn hsum(v: V) -> f32`, the sum of a V's components).
+pub(crate) fn vec_subs(l: Layout) -> [(&'static str, String); 4] {
+    let scalar = wgsl_scalar(l.act);
+    let (v, s, hsum) = if l.width == 4 {
+        ("vec4<f32>".to_string(), format!("vec4<{scalar}>"), "return dot(v, vec4<f32>(1.0));")
+    } else {
+        ("f32".to_string(), scalar.to_string(), "return v;")
+    };
+    [("V", v), ("S", s), ("WIDTH", l.width.to_string()), ("HSUM", hsum.to_string())]
 }
 
 /// Concatenates WGSL parts and fills `{{NAME}}` placeholders.
@@ -71,6 +121,16 @@ pub(crate) fn compose(parts: &[&str], subs: &[(&str, String)]) -> String {
         s = s.replace(&format!("{{{{{k}}}}}"), v);
     }
     s
+}
+
+/// `compose` for a kernel over `act` activations: f16 modules start with `enable f16;`.
+pub(crate) fn compose_typed(act: DType, parts: &[&str], subs: &[(&str, String)]) -> String {
+    let body = compose(parts, subs);
+    if act == DType::F16 {
+        format!("enable f16;\n{body}")
+    } else {
+        body
+    }
 }
 
 /// Every kernel in every variant and specialisation the library can create, fully composed.
@@ -89,11 +149,17 @@ pub fn all_kernel_sources() -> Vec<KernelSource> {
     v
 }
 
-/// A kernel's tensor has `want` elements of the type its kernels are written for (f32: every
-/// kernel today).
+/// A kernel's tensor has `want` f32 elements (weights, statistics, everything that is not an
+/// activation).
 pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -> Result<()> {
-    if t.dtype() != crate::gpu::DType::F32 {
-        return Err(Error::Shape { op, detail: format!("{what} holds {}, the kernels read f32", t.dtype()) });
+    check_typed(op, what, t, want, DType::F32)
+}
+
+/// A kernel's tensor has `want` elements of type `dtype` (an activation: the type the
+/// kernel variant was chosen for, f32 or f16).
+pub(crate) fn check_typed(op: &'static str, what: &str, t: &Tensor, want: usize, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::Shape { op, detail: format!("{what} holds {}, the kernel reads {dtype}", t.dtype()) });
     }
     if t.len() != want {
         return Err(Error::Shape {
@@ -102,6 +168,14 @@ pub(crate) fn check_len(op: &'static str, what: &str, t: &Tensor, want: usize) -
         });
     }
     Ok(())
+}
+
+/// The activation type of a kernel call, from its first activation tensor: f32 or f16.
+pub(crate) fn activation_type(op: &'static str, t: &Tensor) -> Result<DType> {
+    match t.dtype() {
+        d @ (DType::F32 | DType::F16) => Ok(d),
+        d => Err(Error::Shape { op, detail: format!("activations of type {d}: the kernels store f32 or f16") }),
+    }
 }
 
 pub(crate) fn to_u32(op: &'static str, v: usize) -> Result<u32> {

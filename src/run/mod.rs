@@ -165,7 +165,13 @@ fn write_config(out: &Path, cfg: &TrainConfig) -> Result<()> {
 }
 
 /// The training run. Errors name the file or flag at fault.
-pub fn train(gpu: Arc<Gpu>, cfg: TrainConfig, opts: RunOptions) -> Result<RunSummary> {
+pub fn train(gpu: Arc<Gpu>, mut cfg: TrainConfig, opts: RunOptions) -> Result<RunSummary> {
+    // Before the config is written: the run records the precision it trains in.
+    if let Some(line) = crate::train::precision::resolve(&mut cfg, &gpu)? {
+        if opts.collective.rank() == 0 {
+            eprintln!("{line}");
+        }
+    }
     let mut run = Run::start(gpu, cfg, opts)?;
     while run.trainer.iteration < run.total {
         let Some(batch) = run.prefetch.next() else {
@@ -599,7 +605,7 @@ fn announce(
     if rank == 0 {
         eprintln!("{}", trainer.plan.report.memory);
         eprintln!(
-        "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, adapter {}",
+        "training {} x{} ({} stem, {:.1} MFLOP forward per image) on {} ({} images, {} per epoch), {} epochs, batch {}, crops {}, {} prototypes, {} activations, adapter {}",
         cfg.arch,
         cfg.width,
         cfg.stem,
@@ -611,6 +617,7 @@ fn announce(
         cfg.batch_size,
         cfg.crops.iter().map(|c| format!("{}x{}", c.count, c.size)).collect::<Vec<_>>().join("+"),
         cfg.prototypes,
+        cfg.precision,
         gpu.describe()
     );
         if world > 1 {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::model::{Arch, Stem};
 use crate::optim::OptimizerKind;
-use crate::train::config::{natural_image_defaults, small_data_defaults};
+use crate::train::config::{natural_image_defaults, small_data_defaults, Precision};
 use crate::train::{CropConfig, TrainConfig, Trainer};
 
 mod resume;
@@ -114,6 +114,10 @@ pub struct TrainArgs {
     /// (else each rank normalises its own batch).
     #[arg(long)]
     pub sync_bn: bool,
+    /// How activations and their gradients are stored: f32, f16 (half the memory; needs an
+    /// adapter with shader-f16) or auto (the faster on this adapter, measured and said).
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Faults the test suite injects (test builds only).
     #[cfg(feature = "test-hooks")]
     #[command(flatten)]
@@ -196,7 +200,7 @@ pub(super) fn lay_flags(cfg: &mut TrainConfig, a: &TrainArgs, mut heard: impl Fn
         a.prototypes => prototypes, a.feat_dim => feat_dim, a.hidden_mlp => hidden_mlp,
         a.queue_length => queue_length, a.epoch_queue_starts => epoch_queue_starts, a.lr => lr,
         a.optimizer => optimizer, a.epsilon => epsilon, a.temperature => temperature,
-        a.freeze_prototypes_niters => freeze_prototypes_niters, a.seed => seed);
+        a.freeze_prototypes_niters => freeze_prototypes_niters, a.seed => seed, a.precision => precision);
     if a.sync_bn {
         cfg.sync_bn = true;
         heard("sync_bn", "--sync-bn");

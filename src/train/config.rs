@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::augment::CropConfig;
 use crate::error::{Error, Result};
+use crate::gpu::DType;
 use crate::model::{Arch, BackboneConfig, HeadConfig, Stem};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::swav::SwavConfig;
@@ -51,6 +52,11 @@ pub struct TrainConfig {
     /// Data-parallel jobs: batch-norm statistics over every rank's batch (else each rank
     /// normalises its own, as the official recipe without SyncBatchNorm).
     pub sync_bn: bool,
+    /// How activations and their gradients are stored: f32, f16 (half the bytes; weights,
+    /// optimizer state, statistics, scores, Sinkhorn and the loss stay f32) or auto (the
+    /// adapter's faster, measured; a run records what it chose). Runs from before this key: f32.
+    #[serde(default)]
+    pub precision: Precision,
     pub seed: u64,
     /// Colour-jitter strength s (brightness, contrast, saturation s; hue: `hue`), applied with
     /// probability 0.8 (official: 0.8).
@@ -76,6 +82,55 @@ pub struct TrainConfig {
     /// Where the run's dataset caches live (None = the user's cache folder).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<String>,
+}
+
+/// How a run stores activations (`--precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    /// The faster of the two on the adapter, measured when the run starts (f32 where the
+    /// adapter has no shader-f16).
+    Auto,
+}
+
+impl Precision {
+    /// The element type of the backbone's activations; `auto` must be resolved first
+    /// (`run::precision::resolve`, which needs the adapter).
+    pub fn storage(self) -> Result<DType> {
+        match self {
+            Precision::F32 => Ok(DType::F32),
+            Precision::F16 => Ok(DType::F16),
+            Precision::Auto => Err(Error::Invalid(
+                "precision auto is chosen on the adapter when the run starts; build the graph after resolving it"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Auto => "auto",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "auto" => Ok(Precision::Auto),
+            other => Err(Error::Invalid(format!("unknown precision '{other}': use f32, f16 or auto"))),
+        }
+    }
 }
 
 fn legacy_max_side() -> usize {
@@ -123,6 +178,7 @@ impl Default for TrainConfig {
             trust_coefficient: 0.001,
             exclude_bias_and_bn: false,
             sync_bn: false,
+            precision: Precision::F32,
             seed: 0,
             color_jitter: 0.8,
             hue: 0.2,
@@ -170,7 +226,7 @@ impl TrainConfig {
     }
 
     pub fn backbone(&self) -> Result<BackboneConfig> {
-        Ok(BackboneConfig { arch: self.arch, width: self.width, stem: self.stem })
+        Ok(BackboneConfig { arch: self.arch, width: self.width, stem: self.stem, storage: self.precision.storage()? })
     }
 
     pub fn head(&self) -> HeadConfig {
@@ -331,7 +387,7 @@ impl TrainConfig {
     /// to lower. Expects the width, crop and prototype checks of `validate` to have passed.
     fn check_tensor_sizes(&self) -> Result<()> {
         let (b, n_crops) = (self.batch_size, self.n_crops());
-        let bb = BackboneConfig { arch: self.arch, width: self.width, stem: self.stem };
+        let bb = BackboneConfig { arch: self.arch, width: self.width, stem: self.stem, storage: DType::F32 };
         let (stem, expansion) = (bb.scaled(64), bb.expansion());
         let mut tensors: Vec<(String, u128, &str)> = Vec::new();
         for c in &self.crops {

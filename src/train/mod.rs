@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parallel;
+pub mod precision;
 
 use std::sync::Arc;
 
@@ -116,6 +117,7 @@ impl Trainer {
         tg: &TrainGraph,
         collective: Arc<dyn Collective>,
     ) -> Result<Trainer> {
+        precision::check(&cfg, &gpu)?;
         let fuse = crate::graph::plan::fusion_enabled();
         let plan = Plan::compile_in(&tg.graph, gpu, fuse, collective.clone())?;
         let ids = TrainGraphIds {

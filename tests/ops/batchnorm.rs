@@ -212,3 +212,66 @@ fn batchnorm_training_rejects_a_single_value_per_channel() {
     let err = batchnorm::forward_train(&gpu, &bn(&t, &t, &t, &t, &t, &t), (&t, &t), s, true).unwrap_err();
     assert!(err.to_string().contains("more than one value per channel"), "{err}");
 }
+
+/// Every batch-norm kernel over f16 activations (x, y, dy, dx and the fused ReLU's mask stored
+/// as f16; statistics, gamma, beta and their gradients f32), both vector widths, training and
+/// eval, with and without the fused ReLU: against the CPU reference on the same f16 inputs,
+/// rounded to f16 where the kernel stores (one f16 spacing); the f32 outputs within GPU_TOL.
+#[test]
+fn batchnorm_f16_kernels_match_cpu() {
+    use swav_wgpu::ops::elementwise::cpu::{relu_backward, relu_forward, round_to_f16 as round};
+    let Some(gpu) = f16_gpu("batchnorm_f16_kernels_match_cpu") else { return };
+    let mut rng = Rng::new(25);
+    for s in with_fused_relu(shapes()) {
+        let i = inputs(&mut rng, &s);
+        let (x, xv) = upload_f16(&gpu, "x", &i.x);
+        let (gamma, beta) = (upload(&gpu, "gamma", &i.gamma), upload(&gpu, "beta", &i.beta));
+        let (rm, rv) = (upload(&gpu, "rm", &i.run_mean), upload(&gpu, "rv", &i.run_var));
+        // Training forward: statistics of the f16 inputs in f32, y stored as f16.
+        let (want_y, want_mean, want_var) = cpu::forward_train(&xv, &i.gamma, &i.beta, &s);
+        let want_y = round(&if s.relu { relu_forward(&want_y) } else { want_y });
+        let (mean, var, y) = (
+            nan_tensor(&gpu, "mean", s.channels),
+            nan_tensor(&gpu, "var", s.channels),
+            nan_tensor_f16(&gpu, "y", s.len()),
+        );
+        let d = batchnorm::forward_train(&gpu, &bn(&x, &gamma, &beta, &rm, &rv, &y), (&mean, &var), s, false);
+        run(&gpu, &d.unwrap());
+        assert_f16_close(&format!("f16 bn y {s:?}"), &read_f16(&gpu, &y), &want_y);
+        assert_close(&format!("f16 bn mean {s:?}"), &read(&gpu, &mean), &want_mean, GPU_TOL);
+        assert_close(&format!("f16 bn var {s:?}"), &read(&gpu, &var), &want_var, GPU_TOL);
+        // Eval forward.
+        let want = cpu::apply(&xv, &i.run_mean, &i.run_var, &i.gamma, &i.beta, &s);
+        let want = round(&if s.relu { relu_forward(&want) } else { want });
+        let y = nan_tensor_f16(&gpu, "y", s.len());
+        run(&gpu, &[batchnorm::forward_eval(&gpu, &bn(&x, &gamma, &beta, &rm, &rv, &y), s).unwrap()]);
+        assert_f16_close(&format!("f16 bn eval y {s:?}"), &read_f16(&gpu, &y), &want);
+        // Backward, training and eval; `s.relu` runs the fused mask.
+        for training in [true, false] {
+            let (mean, var) =
+                if training { cpu::batch_stats(&xv, &s) } else { (i.run_mean.clone(), i.run_var.clone()) };
+            let (mean, var): (Vec<f64>, Vec<f64>) =
+                (f32s(&mean).iter().map(|&v| v as f64).collect(), f32s(&var).iter().map(|&v| v as f64).collect());
+            let (tdz, dz) = upload_f16(&gpu, "dz", &rng.vec_f32(s.len()));
+            let (tmask, mask) = upload_f16(&gpu, "mask", &relu_forward(&rng.vec_f32(s.len())));
+            let dy = if s.relu { relu_backward(&mask, &dz) } else { dz.clone() };
+            let (want_dx, want_dg, want_db) = cpu::backward(&xv, &dy, &mean, &var, &i.gamma, &s, training);
+            let (tmean, tvar) = (upload(&gpu, "mean", &mean), upload(&gpu, "var", &var));
+            let (dg, db, dx) = (
+                nan_tensor(&gpu, "dg", s.channels),
+                nan_tensor(&gpu, "db", s.channels),
+                nan_tensor_f16(&gpu, "dx", s.len()),
+            );
+            let mask_arg = s.relu.then_some(&tmask);
+            let t = bn_backward(&x, &tdz, mask_arg, &tmean, &tvar, &gamma, &dg, &db, &dx);
+            run(&gpu, &batchnorm::backward(&gpu, &t, s, training).unwrap());
+            let what = format!("{s:?} training={training}");
+            assert_f16_close(&format!("f16 bn dx {what}"), &read_f16(&gpu, &dx), &round(&want_dx));
+            assert_close(&format!("f16 bn dgamma {what}"), &read(&gpu, &dg), &want_dg, GPU_TOL);
+            assert_close(&format!("f16 bn dbeta {what}"), &read(&gpu, &db), &want_db, GPU_TOL);
+            if s.relu {
+                assert_eq!(read_f16(&gpu, &tdz), dy, "the masked f16 gradient, in place: {what}");
+            }
+        }
+    }
+}

@@ -91,6 +91,58 @@ fn conv_backward_matches_cpu_for_every_variant_and_split() {
     }
 }
 
+/// Every conv kernel over f16 activations (x, y, dy, dx stored as f16; weights, dW and the
+/// accumulation f32), every variant, row kernel and split: against the CPU reference on the
+/// same f16 inputs, rounded to f16 where the kernel stores (y, dx: one f16 spacing); dW is
+/// f32 (GPU_TOL).
+#[test]
+fn conv_f16_passes_match_cpu_for_every_variant_and_split() {
+    let Some(gpu) = f16_gpu("conv_f16_passes_match_cpu_for_every_variant_and_split") else { return };
+    let mut rng = Rng::new(12);
+    let (mut row_runs, mut weight_row_runs) = (0, 0);
+    for variant in gemm_variants(&gpu) {
+        for s in shapes() {
+            let w = rng.vec_f32(s.weight_len());
+            let (tx, x) = upload_f16(&gpu, "x", &rng.vec_f32(s.input_len()));
+            let (tdy, dy) = upload_f16(&gpu, "dy", &rng.vec_f32(s.output_len()));
+            let tw = upload(&gpu, "w", &w);
+            let round = swav_wgpu::ops::elementwise::cpu::round_to_f16;
+            let want_y = round(&cpu::forward(&x, &w, s));
+            let (want_dx, want_dw) = cpu::backward(&x, &w, &dy, s);
+            let want_dx = round(&want_dx);
+            for k in kernels(&gpu, &s, ConvPass::Forward, variant) {
+                let y = nan_tensor_f16(&gpu, "y", s.output_len());
+                run(&gpu, &conv::forward(&gpu, &tx, &tw, &y, s, k).unwrap());
+                row_runs += matches!(k, ConvKernel::Rows { .. }) as usize;
+                assert_f16_close(&format!("f16 conv forward {k:?} {s:?}"), &read_f16(&gpu, &y), &want_y);
+            }
+            for k in kernels(&gpu, &s, ConvPass::BackwardInput, variant) {
+                let dx = nan_tensor_f16(&gpu, "dx", s.input_len());
+                run(&gpu, &conv::backward_input(&gpu, &tdy, &tw, &dx, s, k).unwrap());
+                assert_f16_close(&format!("f16 conv dX {k:?} {s:?}"), &read_f16(&gpu, &dx), &want_dx);
+            }
+            for k in kernels(&gpu, &s, ConvPass::BackwardWeight, variant) {
+                weight_row_runs += matches!(k, ConvKernel::WeightRows { .. }) as usize;
+                for splits in [1, 3] {
+                    let dw = nan_tensor(&gpu, "dw", s.weight_len());
+                    run(&gpu, &conv::backward_weight(&gpu, &tx, &tdy, &dw, s, k, splits).unwrap());
+                    let what = format!("f16 conv dW {k:?} splits {splits} {s:?}");
+                    assert_close(&what, &read(&gpu, &dw), &want_dw, GPU_TOL);
+                }
+            }
+        }
+    }
+    if gpu.subgroup_size.is_some() {
+        assert!(row_runs >= 16 && weight_row_runs >= 12, "row kernels ran {row_runs} and {weight_row_runs} times");
+    }
+    // Mixed element types are refused, not run.
+    let s = shapes()[1];
+    let (x16, _) = upload_f16(&gpu, "x", &vec![0.5; s.input_len()]);
+    let (w, y) = (nan_tensor(&gpu, "w", s.weight_len()), nan_tensor(&gpu, "y", s.output_len()));
+    let err = conv::forward(&gpu, &x16, &w, &y, s, ConvKernel::choose(&gpu, &s, ConvPass::Forward)).unwrap_err();
+    assert!(err.to_string().contains("holds f32, the kernel reads f16"), "{err}");
+}
+
 /// A row kernel handed a shape it does not apply to, or a kernel of another pass, is refused
 /// with an error, not run.
 #[test]

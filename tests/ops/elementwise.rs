@@ -35,6 +35,41 @@ fn elementwise_kernels_match_cpu() {
     }
 }
 
+/// Every per-element kernel over f16 activations, both vector widths (the lengths include
+/// multiples of 4 and ragged ones): computed in f32 from the f16 inputs, stored as f16.
+#[test]
+fn elementwise_f16_kernels_match_cpu() {
+    use cpu::round_to_f16 as round;
+    let Some(gpu) = f16_gpu("elementwise_f16_kernels_match_cpu") else { return };
+    let mut rng = Rng::new(35);
+    for n in LENS {
+        let (ta, a) = upload_f16(&gpu, "a", &rng.vec_f32(n));
+        let (tb, b) = upload_f16(&gpu, "b", &rng.vec_f32(n));
+        let check = |what: &str, d: swav_wgpu::gpu::Dispatch, out: &swav_wgpu::gpu::Tensor, want: &[f64]| {
+            run(&gpu, &[d]);
+            assert_f16_close(&format!("f16 {what} {n}"), &read_f16(&gpu, out), want);
+        };
+        let y = nan_tensor_f16(&gpu, "y", n);
+        check("relu", elementwise::relu_forward(&gpu, &ta, &y).unwrap(), &y, &cpu::relu_forward(&a));
+        check(
+            "relu backward",
+            elementwise::relu_backward(&gpu, &ta, &tb, &y).unwrap(),
+            &y,
+            &cpu::relu_backward(&a, &b),
+        );
+        let want = round(&cpu::add(&a, &b, 1.5, -0.25));
+        check("add", elementwise::add(&gpu, &ta, &tb, &y, 1.5, -0.25).unwrap(), &y, &want);
+        let want = cpu::relu_forward(&want);
+        check("add_relu", elementwise::add_relu(&gpu, &ta, &tb, &y, 1.5, -0.25).unwrap(), &y, &want);
+        check("scale", elementwise::scale(&gpu, &ta, &y, -3.0).unwrap(), &y, &round(&cpu::scale(&a, -3.0)));
+        check("fill", elementwise::fill(&gpu, &y, 0.1).unwrap(), &y, &round(&vec![0.1; n]));
+        // Operands of different element types are refused.
+        let wide = nan_tensor(&gpu, "wide", n);
+        let err = elementwise::add(&gpu, &ta, &wide, &y, 1.0, 1.0).unwrap_err().to_string();
+        assert!(err.contains("holds f32, the kernel reads f16"), "{err}");
+    }
+}
+
 #[test]
 fn elementwise_backward_rules_match_finite_differences() {
     let mut rng = Rng::new(31);
@@ -88,12 +123,6 @@ fn fill_and_copy_match_cpu() {
     }
     let a = gpu.tensor_filled("a", &[4], 0.0).unwrap();
     assert!(elementwise::copy(&gpu, &a, &a, 2, 0, 3).is_err(), "out-of-range copy must be refused");
-}
-
-/// The spacing of f16 values around |x| (subnormals: 2^-24).
-fn f16_spacing(x: f64) -> f64 {
-    let e = x.abs().log2().floor().max(-14.0);
-    2f64.powf(e - 10.0)
 }
 
 /// f32 -> f16 -> f32 on the GPU against the CPU reference: values f16 holds exactly come back

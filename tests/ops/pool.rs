@@ -62,3 +62,32 @@ fn pool_backward_matches_finite_differences() {
         });
     }
 }
+
+/// Max-pool over f16 activations (x, y, dy, dx f16; the arg-max u32): the maximum of f16
+/// values is one of them, so y is exact; dx sums f16 values in f32 and rounds once.
+#[test]
+fn max_pool_f16_matches_cpu() {
+    use swav_wgpu::ops::elementwise::cpu::round_to_f16;
+    let Some(gpu) = f16_gpu("max_pool_f16_matches_cpu") else { return };
+    let mut rng = Rng::new(41);
+    for s in shapes() {
+        let (tx, x) = upload_f16(&gpu, "x", &rng.vec_f32(s.planes * s.h * s.w));
+        let (tdy, dy) = upload_f16(&gpu, "dy", &rng.vec_f32(s.output_len()));
+        let (want_y, arg) = cpu::max_pool_forward(&x, s);
+        let want_dx = round_to_f16(&cpu::max_pool_backward(&dy, &arg, s));
+        let y = nan_tensor_f16(&gpu, "y", s.output_len());
+        let argmax = nan_tensor(&gpu, "argmax", s.output_len());
+        let dx = nan_tensor_f16(&gpu, "dx", x.len());
+        run(
+            &gpu,
+            &[
+                pool::max_pool_forward(&gpu, &tx, &y, &argmax, s).unwrap(),
+                pool::max_pool_backward(&gpu, &tdy, &argmax, &dx, s).unwrap(),
+            ],
+        );
+        assert_eq!(read_f16(&gpu, &y), want_y, "f16 max pool {s:?}");
+        let got_arg: Vec<usize> = gpu.read_blocking(&argmax).unwrap().iter().map(|v| v.to_bits() as usize).collect();
+        assert_eq!(got_arg, arg, "f16 argmax {s:?}");
+        assert_f16_close(&format!("f16 max pool dx {s:?}"), &read_f16(&gpu, &dx), &want_dx);
+    }
+}

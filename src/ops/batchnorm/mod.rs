@@ -10,7 +10,9 @@ pub use graph::BatchNormOps;
 use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
 use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Kernel, Step, Tensor};
-use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
+use crate::ops::{
+    activation_type, check_len, check_typed, compose_typed, sources, to_u32, vec_subs, vec_width, KernelSource, Layout,
+};
 
 const REDUCE: &str = include_str!("../../../shaders/common/workgroup_reduce.wgsl");
 const COMMON: &str = include_str!("../../../shaders/batchnorm/common.wgsl");
@@ -91,9 +93,9 @@ enum Stage {
 }
 
 /// Elements per load in every batch-norm kernel: 4 (vec4) when every channel's run of
-/// `spatial` elements splits into whole vec4s.
-fn width(s: &BatchNormShape) -> usize {
-    vec_width(s.spatial)
+/// `spatial` elements splits into whole vec4s; activations stored as `x` is (f32 or f16).
+fn layout(s: &BatchNormShape, x: &Tensor) -> Result<Layout> {
+    Ok(Layout::new(vec_width(s.spatial), activation_type("batchnorm", x)?))
 }
 
 /// The family's kernels, each at a vector width (1 or 4): the statistics (own entry point),
@@ -103,10 +105,10 @@ fn width(s: &BatchNormShape) -> usize {
 /// in place).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BatchNormKernel {
-    Stats(usize),
-    Apply(usize),
-    BackwardInput(usize),
-    BackwardStats { masked: bool, width: usize },
+    Stats(Layout),
+    Apply(Layout),
+    BackwardInput(Layout),
+    BackwardStats { masked: bool, layout: Layout },
 }
 
 impl Kernel for BatchNormKernel {
@@ -116,44 +118,46 @@ impl Kernel for BatchNormKernel {
 
     fn all() -> Vec<Self> {
         let mut v = Vec::new();
-        for w in [1, 4] {
-            v.extend([Self::Stats(w), Self::Apply(w), Self::BackwardInput(w)]);
-            v.extend([false, true].map(|masked| Self::BackwardStats { masked, width: w }));
+        for l in Layout::all() {
+            v.extend([Self::Stats(l), Self::Apply(l), Self::BackwardInput(l)]);
+            v.extend([false, true].map(|masked| Self::BackwardStats { masked, layout: l }));
         }
         v
     }
 
     fn name(&self) -> String {
         match *self {
-            Self::Stats(w) => format!("batchnorm/stats/w{w}"),
-            Self::Apply(w) => format!("batchnorm/apply/w{w}"),
-            Self::BackwardInput(w) => format!("batchnorm/backward_input/w{w}"),
-            Self::BackwardStats { masked, width } => {
-                format!("batchnorm/backward_stats{}/w{width}", if masked { "_relu" } else { "" })
+            Self::Stats(l) => format!("batchnorm/stats/{}", l.suffix()),
+            Self::Apply(l) => format!("batchnorm/apply/{}", l.suffix()),
+            Self::BackwardInput(l) => format!("batchnorm/backward_input/{}", l.suffix()),
+            Self::BackwardStats { masked, layout } => {
+                format!("batchnorm/backward_stats{}/{}", if masked { "_relu" } else { "" }, layout.suffix())
             }
         }
     }
 
     fn source(&self) -> String {
         match *self {
-            Self::Stats(w) => compose(&[REDUCE, COMMON, STATS], &vec_subs(w)),
-            Self::Apply(w) => compose(&[REDUCE, COMMON, APPLY, ELEMENTWISE], &vec_subs(w)),
-            Self::BackwardInput(w) => compose(&[REDUCE, COMMON, BACKWARD_INPUT, ELEMENTWISE], &vec_subs(w)),
-            Self::BackwardStats { masked, width } => {
-                let mut subs = vec_subs(width).to_vec();
+            Self::Stats(l) => compose_typed(l.act, &[REDUCE, COMMON, STATS], &vec_subs(l)),
+            Self::Apply(l) => compose_typed(l.act, &[REDUCE, COMMON, APPLY, ELEMENTWISE], &vec_subs(l)),
+            Self::BackwardInput(l) => {
+                compose_typed(l.act, &[REDUCE, COMMON, BACKWARD_INPUT, ELEMENTWISE], &vec_subs(l))
+            }
+            Self::BackwardStats { masked, layout } => {
+                let mut subs = vec_subs(layout).to_vec();
                 if masked {
                     subs.push(("DY_ACCESS", "read_write".into()));
-                    subs.push(("MASK_BINDING", "@group(0) @binding(7) var<storage, read> MASK: array<V>;".into()));
+                    subs.push(("MASK_BINDING", "@group(0) @binding(7) var<storage, read> MASK: array<S>;".into()));
                     subs.push((
                         "LOAD_DY",
-                        "let dy = select(V(0.0), DY[o], MASK[o] > V(0.0));\n        DY[o] = dy;".into(),
+                        "let dy = select(V(0.0), V(DY[o]), V(MASK[o]) > V(0.0));\n        DY[o] = S(dy);".into(),
                     ));
                 } else {
                     subs.push(("DY_ACCESS", "read".into()));
                     subs.push(("MASK_BINDING", String::new()));
-                    subs.push(("LOAD_DY", "let dy = DY[o];".into()));
+                    subs.push(("LOAD_DY", "let dy = V(DY[o]);".into()));
                 }
-                compose(&[REDUCE, COMMON, BACKWARD_STATS], &subs)
+                compose_typed(layout.act, &[REDUCE, COMMON, BACKWARD_STATS], &subs)
             }
         }
     }
@@ -161,7 +165,7 @@ impl Kernel for BatchNormKernel {
 
 /// The grid of the per-element kernels (one invocation per V).
 fn element_grid(gpu: &Gpu, s: &BatchNormShape) -> Result<[u32; 3]> {
-    linear_grid(gpu, "batchnorm", (s.len() / width(s)).div_ceil(256) as u64)
+    linear_grid(gpu, "batchnorm", (s.len() / vec_width(s.spatial)).div_ceil(256) as u64)
 }
 
 op_tensors! {
@@ -190,8 +194,9 @@ pub fn forward_train(
     if s.batch * s.spatial < 2 {
         return shape_err(OP, format!("training batch-norm needs more than one value per channel, got {s:?}"));
     }
-    check_len(OP, "input", x, s.len())?;
-    check_len(OP, "output", y, s.len())?;
+    let l = layout(&s, x)?;
+    check_typed(OP, "input", x, s.len(), l.act)?;
+    check_typed(OP, "output", y, s.len(), l.act)?;
     for (name, t) in [
         ("gamma", gamma),
         ("beta", beta),
@@ -203,14 +208,14 @@ pub fn forward_train(
         check_len(OP, name, t, s.channels)?;
     }
     let params = s.params(true, update_running)?;
-    let stats = BatchNormKernel::Stats(width(&s)).dispatch(
+    let stats = BatchNormKernel::Stats(l).dispatch(
         gpu,
         &params,
         &[x, mean, var, running_mean, running_var],
         [to_u32(OP, s.channels)?, 1, 1],
     )?;
     let grid = element_grid(gpu, &s)?;
-    let apply = BatchNormKernel::Apply(width(&s)).dispatch(gpu, &params, &[x, mean, var, gamma, beta, y], grid)?;
+    let apply = BatchNormKernel::Apply(l).dispatch(gpu, &params, &[x, mean, var, gamma, beta, y], grid)?;
     Ok(vec![stats, apply])
 }
 
@@ -236,7 +241,7 @@ pub fn forward_train_steps(
     let stage = |stage: Stage| -> Result<Step> {
         let p = s.staged_params(true, update_running, stage)?;
         let tensors = [x, mean, var, running_mean, running_var];
-        Ok(Step::Run(BatchNormKernel::Stats(width(&s)).dispatch(
+        Ok(Step::Run(BatchNormKernel::Stats(layout(&s, x)?).dispatch(
             gpu,
             &p,
             &tensors,
@@ -261,14 +266,15 @@ pub fn forward_train_steps(
 pub fn forward_eval(gpu: &Gpu, t: &BatchNormTensors<&Tensor>, s: BatchNormShape) -> Result<Dispatch> {
     const OP: &str = "batchnorm";
     let BatchNormTensors { x, gamma, beta, running_mean, running_var, y } = *t;
-    check_len(OP, "input", x, s.len())?;
-    check_len(OP, "output", y, s.len())?;
+    let l = layout(&s, x)?;
+    check_typed(OP, "input", x, s.len(), l.act)?;
+    check_typed(OP, "output", y, s.len(), l.act)?;
     for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)] {
         check_len(OP, name, t, s.channels)?;
     }
     let grid = element_grid(gpu, &s)?;
     let tensors = [x, running_mean, running_var, gamma, beta, y];
-    BatchNormKernel::Apply(width(&s)).dispatch(gpu, &s.params(false, false)?, &tensors, grid)
+    BatchNormKernel::Apply(l).dispatch(gpu, &s.params(false, false)?, &tensors, grid)
 }
 
 /// Backward: dgamma, dbeta, then dX. `mean`/`var` are the statistics the forward pass used
@@ -284,11 +290,12 @@ pub fn backward(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "batchnorm_backward";
     let BatchNormBackwardTensors { x, dy, mean, var, gamma, dgamma, dbeta, dx, relu_mask } = *t;
-    check_len(OP, "input", x, s.len())?;
-    check_len(OP, "grad output", dy, s.len())?;
-    check_len(OP, "grad input", dx, s.len())?;
+    let l = layout(&s, x)?;
+    check_typed(OP, "input", x, s.len(), l.act)?;
+    check_typed(OP, "grad output", dy, s.len(), l.act)?;
+    check_typed(OP, "grad input", dx, s.len(), l.act)?;
     if let Some(m) = relu_mask {
-        check_len(OP, "relu mask", m, s.len())?;
+        check_typed(OP, "relu mask", m, s.len(), l.act)?;
     }
     for (name, t) in [("mean", mean), ("var", var), ("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
         check_len(OP, name, t, s.channels)?;
@@ -296,7 +303,7 @@ pub fn backward(
     let params = s.params(training, false)?;
     let mut tensors = vec![x, dy, mean, var, dgamma, dbeta];
     tensors.extend(relu_mask);
-    let stats = BatchNormKernel::BackwardStats { masked: relu_mask.is_some(), width: width(&s) }.dispatch(
+    let stats = BatchNormKernel::BackwardStats { masked: relu_mask.is_some(), layout: l }.dispatch(
         gpu,
         &params,
         &tensors,
@@ -304,7 +311,7 @@ pub fn backward(
     )?;
     let grid = element_grid(gpu, &s)?;
     let tensors = [x, dy, mean, var, gamma, dgamma, dbeta, dx];
-    let input = BatchNormKernel::BackwardInput(width(&s)).dispatch(gpu, &params, &tensors, grid)?;
+    let input = BatchNormKernel::BackwardInput(l).dispatch(gpu, &params, &tensors, grid)?;
     Ok(vec![stats, input])
 }
 
@@ -337,7 +344,7 @@ pub fn backward_steps(
     let grid = element_grid(gpu, &s)?;
     let tensors = [x, dy, mean, var, gamma, &sum_dgamma, &sum_dbeta, dx];
     let params = s.params(training, false)?;
-    let input = BatchNormKernel::BackwardInput(width(&s)).dispatch(gpu, &params, &tensors, grid)?;
+    let input = BatchNormKernel::BackwardInput(layout(&s, x)?).dispatch(gpu, &params, &tensors, grid)?;
     let mut steps = runs(d);
     steps.push(Step::Exchange(exchange));
     steps.push(Step::Run(input.keep(sum_dgamma).keep(sum_dbeta)));

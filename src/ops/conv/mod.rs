@@ -19,11 +19,13 @@ pub use graph::ConvOps;
 pub mod rows;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{words, AdapterClass, Dispatch, Gpu, Kernel, Tensor};
+use crate::gpu::{words, AdapterClass, DType, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::matmul::{
     gemm, gemm_kernel_name, listed_variants, GemmHeader, GemmProblem, GemmVariant, MAX_K_CHUNK, SUM_CHUNK,
 };
-use crate::ops::{check_len, sources, to_u32, KernelSource};
+use crate::ops::{
+    activation_type, check_len, check_typed, sources, to_u32, type_suffix, wgsl_scalar, KernelSource, ACTIVATION_TYPES,
+};
 
 const PARAMS: &str = include_str!("../../../shaders/conv/params.wgsl");
 
@@ -53,11 +55,13 @@ impl Loader {
     }
 }
 
-/// An implicit-GEMM convolution kernel: a loader on a GEMM core.
+/// An implicit-GEMM convolution kernel: a loader on a GEMM core, over activations stored as
+/// `act` (f32 or f16; weights, their gradient and the accumulation are f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConvGemmKernel {
     pub loader: Loader,
     pub variant: GemmVariant,
+    pub act: DType,
 }
 
 impl Kernel for ConvGemmKernel {
@@ -66,18 +70,28 @@ impl Kernel for ConvGemmKernel {
     }
 
     fn all() -> Vec<Self> {
-        listed_variants()
-            .into_iter()
-            .flat_map(|variant| Loader::ALL.map(|loader| ConvGemmKernel { loader, variant }))
-            .collect()
+        let mut v = Vec::new();
+        for act in ACTIVATION_TYPES {
+            for variant in listed_variants() {
+                v.extend(Loader::ALL.map(|loader| ConvGemmKernel { loader, variant, act }));
+            }
+        }
+        v
     }
 
     fn name(&self) -> String {
-        gemm_kernel_name(&format!("conv2d_{}", self.loader.name_and_body().0), self.variant, &[])
+        let name = gemm_kernel_name(&format!("conv2d_{}", self.loader.name_and_body().0), self.variant, &[]);
+        format!("{name}{}", type_suffix(self.act))
     }
 
     fn source(&self) -> String {
-        self.variant.source(&loader(self.loader.name_and_body().1), &[])
+        let act = [("ACT", wgsl_scalar(self.act).to_string())];
+        let source = self.variant.source(&loader(self.loader.name_and_body().1), &act);
+        if self.act == DType::F16 {
+            format!("enable f16;\n{source}")
+        } else {
+            source
+        }
     }
 }
 
@@ -90,7 +104,8 @@ fn conv_gemm(
     out: &Tensor,
     p: &GemmProblem,
 ) -> Result<Vec<Dispatch>> {
-    gemm(gpu, &ConvGemmKernel { loader, variant }, variant, params, inputs, out, p)
+    let act = activation_type("conv2d", inputs[0])?;
+    gemm(gpu, &ConvGemmKernel { loader, variant, act }, variant, params, inputs, out, p)
 }
 
 /// The three passes of a convolution.
@@ -323,9 +338,10 @@ pub fn forward(
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_reduction("conv2d", s.cin * s.kh * s.kw)?;
-    check_len("conv2d", "input", x, s.input_len())?;
+    let act = activation_type("conv2d", x)?;
+    check_typed("conv2d", "input", x, s.input_len(), act)?;
     check_len("conv2d", "weight", w, s.weight_len())?;
-    check_len("conv2d", "output", y, s.output_len())?;
+    check_typed("conv2d", "output", y, s.output_len(), act)?;
     let variant = match kernel.into() {
         ConvKernel::Gemm(v) => v,
         ConvKernel::Rows { tm, tn, sg } => {
@@ -354,9 +370,10 @@ pub fn backward_input(
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
     check_reduction("conv2d_backward_input", s.cout * s.kh * s.kw)?;
-    check_len("conv2d_backward_input", "grad output", dy, s.output_len())?;
+    let act = activation_type("conv2d_backward_input", dy)?;
+    check_typed("conv2d_backward_input", "grad output", dy, s.output_len(), act)?;
     check_len("conv2d_backward_input", "weight", w, s.weight_len())?;
-    check_len("conv2d_backward_input", "grad input", dx, s.input_len())?;
+    check_typed("conv2d_backward_input", "grad input", dx, s.input_len(), act)?;
     let variant = match kernel.into() {
         ConvKernel::Gemm(v) => v,
         ConvKernel::Rows { tm, tn, sg } => {
@@ -429,8 +446,9 @@ pub fn backward_weight(
     splits: u32,
 ) -> Result<Vec<Dispatch>> {
     s.validate()?;
-    check_len("conv2d_backward_weight", "input", x, s.input_len())?;
-    check_len("conv2d_backward_weight", "grad output", dy, s.output_len())?;
+    let act = activation_type("conv2d_backward_weight", x)?;
+    check_typed("conv2d_backward_weight", "input", x, s.input_len(), act)?;
+    check_typed("conv2d_backward_weight", "grad output", dy, s.output_len(), act)?;
     check_len("conv2d_backward_weight", "grad weight", dw, s.weight_len())?;
     let variant = match kernel.into() {
         ConvKernel::Gemm(v) => v,

@@ -4,9 +4,9 @@
 //! `shaders/conv/rows_subgroup.wgsl`: forward and stride-1 backward-input;
 //! `shaders/conv/weight_rows_subgroup.wgsl`: the weight gradient.
 use crate::error::{shape_err, Result};
-use crate::gpu::{words, Dispatch, Gpu, Kernel, Tensor};
-use crate::ops::compose;
+use crate::gpu::{words, DType, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::matmul::{dispatch_split_k, listed_variants, GemmVariant, SUM_CHUNK};
+use crate::ops::{activation_type, compose_typed, type_suffix, wgsl_scalar, ACTIVATION_TYPES};
 
 use super::Conv2dShape;
 
@@ -158,14 +158,15 @@ pub(crate) fn tile(gpu: &Gpu, s: &Conv2dShape, pass: Pass, tm: u32, sg: u32) -> 
     (n_seg.div_ceil(sg as usize) <= max && c.m.div_ceil(tm as usize) <= max).then_some((tm, tn, sg))
 }
 
-/// The WGSL for a tile (tm rows, tn pixels, subgroups of sg) and kernel width kw.
-pub(crate) fn source(tm: u32, tn: u32, sg: u32, kw: u32) -> String {
+/// The WGSL for a tile (tm rows, tn pixels, subgroups of sg) and kernel width kw, over
+/// activations stored as `act`.
+pub(crate) fn source(tm: u32, tn: u32, sg: u32, kw: u32, act: DType) -> String {
     let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
     let span = tn + kw - 1;
     for j in 0..span {
         setup += &format!("    let ixc{j} = u32(clamp(ix0 + {j}, 0, i32(P.w) - 1));\n");
         setup += &format!("    let col_in{j} = (ix0 + {j} >= 0) & (ix0 + {j} < i32(P.w));\n");
-        body += &format!("        let x{j} = select(0.0, X[x_row + ixc{j}], row_in & col_in{j});\n");
+        body += &format!("        let x{j} = select(0.0, f32(X[x_row + ixc{j}]), row_in & col_in{j});\n");
     }
     for q in 0..tm / sg {
         setup += &format!("    let wrow{q} = P.w_base + i32(min(row0 + lane + {}u, P.m - 1u)) * P.w_row;\n", q * sg);
@@ -174,7 +175,7 @@ pub(crate) fn source(tm: u32, tn: u32, sg: u32, kw: u32) -> String {
         for j in 0..tn {
             setup += &format!("    var acc{i}_{j} = 0.0;\n");
             store += &format!(
-                "    if (live && row0 + {i}u < P.m && ox0 + {j}u < P.ow) {{ Y[((b * P.m + row0 + {i}u) * P.oh + oy) * P.ow + ox0 + {j}u] = acc{i}_{j}; }}\n"
+                "    if (live && row0 + {i}u < P.m && ox0 + {j}u < P.ow) {{ Y[((b * P.m + row0 + {i}u) * P.oh + oy) * P.ow + ox0 + {j}u] = ACT(acc{i}_{j}); }}\n"
             );
         }
     }
@@ -189,9 +190,11 @@ pub(crate) fn source(tm: u32, tn: u32, sg: u32, kw: u32) -> String {
             }
         }
     }
-    compose(
+    compose_typed(
+        act,
         &[ROWS],
         &[
+            ("ACT", wgsl_scalar(act).to_string()),
             ("TM", tm.to_string()),
             ("TN", tn.to_string()),
             ("SG", sg.to_string()),
@@ -247,7 +250,8 @@ pub(crate) fn dispatch(
         _pad: [0; 3],
     });
     let wg = [u(n_seg.div_ceil(sg as usize)), u(c.m.div_ceil(tm as usize)), 1];
-    DirectKernel::Rows { tm, tn, sg, kw: u(c.kw) }.dispatch(gpu, &params, &[x, w, y], wg)
+    let act = activation_type("conv2d_rows", x)?;
+    DirectKernel::Rows { tm, tn, sg, kw: u(c.kw), act }.dispatch(gpu, &params, &[x, w, y], wg)
 }
 
 /// Most taps the weight-gradient row kernel unrolls per lane (3x3; 1x1 convs too).
@@ -272,8 +276,9 @@ pub(crate) fn weight_tiles(s: &Conv2dShape, (tm, _, sg): (u32, u32, u32)) -> usi
     s.cin.div_ceil(sg as usize) * s.cout.div_ceil(tm as usize)
 }
 
-/// The WGSL of the weight-gradient row kernel for a tile and a kh x kw kernel.
-pub(crate) fn weight_source(tm: u32, tp: u32, sg: u32, kh: u32, kw: u32) -> String {
+/// The WGSL of the weight-gradient row kernel for a tile and a kh x kw kernel, over
+/// activations stored as `act`.
+pub(crate) fn weight_source(tm: u32, tp: u32, sg: u32, kh: u32, kw: u32, act: DType) -> String {
     let (mut setup, mut body, mut store) = (String::new(), String::new(), String::new());
     for q in 0..tm / sg {
         setup += &format!("    let dyrow{q} = min(row0 + lane + {}u, P.cout - 1u) * P.oh * ow4;\n", q * sg);
@@ -300,12 +305,12 @@ pub(crate) fn weight_source(tm: u32, tp: u32, sg: u32, kh: u32, kw: u32) -> Stri
         body += &format!("        let row_in{r} = (tap_y{r} >= 0) & (tap_y{r} < i32(P.h));\n");
         body += &format!("        let xr{r} = (x_chan + u32(clamp(tap_y{r}, 0, i32(P.h) - 1))) * P.w;\n");
         for j in 0..span {
-            body += &format!("        let x{r}_{j} = select(0.0, X[xr{r} + ixc{j}], row_in{r} & col_in{j});\n");
+            body += &format!("        let x{r}_{j} = select(0.0, f32(X[xr{r} + ixc{j}]), row_in{r} & col_in{j});\n");
         }
     }
     for q in 0..tm / sg {
         for h in 0..tp / 4 {
-            body += &format!("        let own{q}_{h} = DY[dyrow{q} + dy_img + {h}u];\n");
+            body += &format!("        let own{q}_{h} = vec4<f32>(DY[dyrow{q} + dy_img + {h}u]);\n");
         }
     }
     for p in 0..tp {
@@ -324,9 +329,11 @@ pub(crate) fn weight_source(tm: u32, tp: u32, sg: u32, kh: u32, kw: u32) -> Stri
             }
         }
     }
-    compose(
+    compose_typed(
+        act,
         &[WEIGHT_ROWS],
         &[
+            ("ACT", wgsl_scalar(act).to_string()),
             ("TM", tm.to_string()),
             ("TP", tp.to_string()),
             ("SG", sg.to_string()),
@@ -379,17 +386,19 @@ pub(crate) fn weight_dispatch(
         seg_chunk: u(seg_chunk),
     });
     let (kh, kw) = (u(s.kh), u(s.kw));
-    let kernel = DirectKernel::WeightRows { tm, tp, sg, kh, kw };
+    let act = activation_type("conv2d_weight_rows", x)?;
+    let kernel = DirectKernel::WeightRows { tm, tp, sg, kh, kw, act };
     let wg = [u(s.cin.div_ceil(sg as usize)), u(s.cout.div_ceil(tm as usize)), u(splits)];
     dispatch_split_k(gpu, &kernel.name(), &kernel.pipeline(gpu)?, &params, &[x, dy], dw, wg)
 }
 
 /// The direct convolution kernels, by tile: `Rows` (forward, stride-1 backward-input) for a
-/// kernel width, `WeightRows` (weight gradient) for a kernel size.
+/// kernel width, `WeightRows` (weight gradient) for a kernel size; each over activations
+/// stored as `act` (f32 or f16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DirectKernel {
-    Rows { tm: u32, tn: u32, sg: u32, kw: u32 },
-    WeightRows { tm: u32, tp: u32, sg: u32, kh: u32, kw: u32 },
+    Rows { tm: u32, tn: u32, sg: u32, kw: u32, act: DType },
+    WeightRows { tm: u32, tp: u32, sg: u32, kh: u32, kw: u32, act: DType },
 }
 
 impl Kernel for DirectKernel {
@@ -419,26 +428,32 @@ impl Kernel for DirectKernel {
         weight_tms.sort();
         weight_tms.dedup();
         let mut v = Vec::new();
-        for &(tm, sg) in &row_tms {
-            v.extend([(8, 1), (8, 3), (4, 3), (8, 7)].map(|(tn, kw)| Self::Rows { tm, tn, sg, kw }));
-        }
-        for &(tm, sg) in &weight_tms {
-            v.extend([(8, 1), (8, 3), (4, 3)].map(|(tp, k)| Self::WeightRows { tm, tp, sg, kh: k, kw: k }));
+        for act in ACTIVATION_TYPES {
+            for &(tm, sg) in &row_tms {
+                v.extend([(8, 1), (8, 3), (4, 3), (8, 7)].map(|(tn, kw)| Self::Rows { tm, tn, sg, kw, act }));
+            }
+            for &(tm, sg) in &weight_tms {
+                v.extend([(8, 1), (8, 3), (4, 3)].map(|(tp, k)| Self::WeightRows { tm, tp, sg, kh: k, kw: k, act }));
+            }
         }
         v
     }
 
     fn name(&self) -> String {
         match *self {
-            Self::Rows { tm, tn, sg, kw } => format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}"),
-            Self::WeightRows { tm, tp, sg, kh, kw } => format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}"),
+            Self::Rows { tm, tn, sg, kw, act } => {
+                format!("conv2d_rows/subgroup{sg}_{tm}x{tn}/kw{kw}{}", type_suffix(act))
+            }
+            Self::WeightRows { tm, tp, sg, kh, kw, act } => {
+                format!("conv2d_weight_rows/subgroup{sg}_{tm}x{tp}/k{kh}x{kw}{}", type_suffix(act))
+            }
         }
     }
 
     fn source(&self) -> String {
         match *self {
-            Self::Rows { tm, tn, sg, kw } => source(tm, tn, sg, kw),
-            Self::WeightRows { tm, tp, sg, kh, kw } => weight_source(tm, tp, sg, kh, kw),
+            Self::Rows { tm, tn, sg, kw, act } => source(tm, tn, sg, kw, act),
+            Self::WeightRows { tm, tp, sg, kh, kw, act } => weight_source(tm, tp, sg, kh, kw, act),
         }
     }
 }

@@ -7,7 +7,9 @@ pub use graph::ElementwiseOps;
 
 use crate::error::Result;
 use crate::gpu::{linear_grid, words, DType, Dispatch, Gpu, Kernel, Tensor};
-use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
+use crate::ops::{
+    activation_type, check_typed, compose, compose_typed, sources, to_u32, vec_subs, vec_width, KernelSource, Layout,
+};
 
 const COMMON: &str = include_str!("../../../shaders/elementwise/common.wgsl");
 const COPY: &str = include_str!("../../../shaders/elementwise/copy.wgsl");
@@ -37,11 +39,12 @@ impl Map {
     }
 }
 
-/// The family's kernels: a per-element map at a vector width (1 or 4), the copy, and the
+/// The family's kernels: a per-element map at a layout (vector width 1 or 4, f32 or f16
+/// activations), the copy, and the
 /// casts between f32 and f16 storage (`to` the element type written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ElementwiseKernel {
-    Map(Map, usize),
+    Map(Map, Layout),
     Copy,
     Cast { to: DType },
 }
@@ -65,7 +68,8 @@ impl Kernel for ElementwiseKernel {
     }
 
     fn all() -> Vec<Self> {
-        let mut v: Vec<Self> = Map::ALL.iter().flat_map(|&m| [1, 4].map(|w| Self::Map(m, w))).collect();
+        let mut v: Vec<Self> =
+            Map::ALL.iter().flat_map(|&m| Layout::all().into_iter().map(move |l| Self::Map(m, l))).collect();
         v.push(Self::Copy);
         v.extend([DType::F16, DType::F32].map(|to| Self::Cast { to }));
         v
@@ -73,7 +77,7 @@ impl Kernel for ElementwiseKernel {
 
     fn name(&self) -> String {
         match self {
-            Self::Map(m, w) => format!("elementwise/{}/w{w}", m.name_and_body().0),
+            Self::Map(m, l) => format!("elementwise/{}/{}", m.name_and_body().0, l.suffix()),
             Self::Copy => "elementwise/copy".into(),
             Self::Cast { to } => {
                 let (from, to) = cast_types(*to);
@@ -84,7 +88,7 @@ impl Kernel for ElementwiseKernel {
 
     fn source(&self) -> String {
         match self {
-            Self::Map(m, w) => compose(&[COMMON, m.name_and_body().1], &vec_subs(*w)),
+            Self::Map(m, l) => compose_typed(l.act, &[COMMON, m.name_and_body().1], &vec_subs(*l)),
             Self::Copy => COPY.into(),
             Self::Cast { to } => {
                 let (from, to) = cast_types(*to);
@@ -102,13 +106,14 @@ fn run(gpu: &Gpu, map: Map, tensors: &[&Tensor], alpha: f32, beta: f32) -> Resul
 fn run_flagged(gpu: &Gpu, map: Map, tensors: &[&Tensor], alpha: f32, beta: f32, relu: bool) -> Result<Dispatch> {
     let op = map.name_and_body().0;
     let len = tensors[0].len();
+    let act = activation_type(op, tensors[0])?;
     for (i, t) in tensors.iter().enumerate() {
-        check_len(op, &format!("operand {i}"), t, len)?;
+        check_typed(op, &format!("operand {i}"), t, len, act)?;
     }
     let w = vec_width(len);
     let params = words(&ElementwiseParams { len: to_u32(op, len / w)?, relu: relu as u32, alpha, beta });
     let grid = linear_grid(gpu, op, (len / w).div_ceil(256) as u64)?;
-    ElementwiseKernel::Map(map, w).dispatch(gpu, &params, tensors, grid)
+    ElementwiseKernel::Map(map, Layout::new(w, act)).dispatch(gpu, &params, tensors, grid)
 }
 
 pub fn relu_forward(gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
@@ -149,6 +154,12 @@ pub fn copy(gpu: &Gpu, x: &Tensor, y: &Tensor, src_offset: usize, dst_offset: us
                 x.shape(),
                 y.shape()
             ),
+        });
+    }
+    if x.dtype() != DType::F32 || y.dtype() != DType::F32 {
+        return Err(crate::Error::Shape {
+            op: OP,
+            detail: format!("a copy of {} into {} (f32 only)", x.dtype(), y.dtype()),
         });
     }
     let params = words(&CopyParams {

@@ -6,17 +6,20 @@ mod graph;
 pub use graph::PoolOps;
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{linear_grid, words, Dispatch, Gpu, Kernel, Tensor};
+use crate::gpu::{linear_grid, words, DType, Dispatch, Gpu, Kernel, Tensor};
 use crate::ops::reduce::{self, ReduceOp};
-use crate::ops::{check_len, compose, sources, to_u32, KernelSource};
+use crate::ops::{
+    activation_type, check_len, check_typed, compose_typed, sources, to_u32, type_suffix, wgsl_scalar, KernelSource,
+    ACTIVATION_TYPES,
+};
 
 const COMMON: &str = include_str!("../../../shaders/pool/common.wgsl");
 
-/// The family's kernels.
+/// The family's kernels, over f32 or f16 activations (`act`; the arg-max is u32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PoolKernel {
-    MaxForward,
-    MaxBackward,
+    MaxForward { act: DType },
+    MaxBackward { act: DType },
 }
 
 impl Kernel for PoolKernel {
@@ -25,23 +28,22 @@ impl Kernel for PoolKernel {
     }
 
     fn all() -> Vec<Self> {
-        vec![Self::MaxForward, Self::MaxBackward]
+        ACTIVATION_TYPES.iter().flat_map(|&act| [Self::MaxForward { act }, Self::MaxBackward { act }]).collect()
     }
 
     fn name(&self) -> String {
-        match self {
-            Self::MaxForward => "pool/max_forward",
-            Self::MaxBackward => "pool/max_backward",
+        match *self {
+            Self::MaxForward { act } => format!("pool/max_forward{}", type_suffix(act)),
+            Self::MaxBackward { act } => format!("pool/max_backward{}", type_suffix(act)),
         }
-        .into()
     }
 
     fn source(&self) -> String {
-        let body = match self {
-            Self::MaxForward => include_str!("../../../shaders/pool/max_forward.wgsl"),
-            Self::MaxBackward => include_str!("../../../shaders/pool/max_backward.wgsl"),
+        let (body, act) = match *self {
+            Self::MaxForward { act } => (include_str!("../../../shaders/pool/max_forward.wgsl"), act),
+            Self::MaxBackward { act } => (include_str!("../../../shaders/pool/max_backward.wgsl"), act),
         };
-        compose(&[COMMON, body], &[])
+        compose_typed(act, &[COMMON, body], &[("ACT", wgsl_scalar(act).into())])
     }
 }
 
@@ -136,20 +138,22 @@ pub(crate) struct PoolParams {
 /// Y and ARGMAX (u32 bits stored in an f32-sized tensor, index within the input plane).
 pub fn max_pool_forward(gpu: &Gpu, x: &Tensor, y: &Tensor, argmax: &Tensor, s: PoolShape) -> Result<Dispatch> {
     s.validate()?;
-    check_len("max_pool", "input", x, s.planes * s.h * s.w)?;
-    check_len("max_pool", "output", y, s.output_len())?;
+    let act = activation_type("max_pool", x)?;
+    check_typed("max_pool", "input", x, s.planes * s.h * s.w, act)?;
+    check_typed("max_pool", "output", y, s.output_len(), act)?;
     check_len("max_pool", "argmax", argmax, s.output_len())?;
     let grid = linear_grid(gpu, "max_pool", s.output_len().div_ceil(256) as u64)?;
-    PoolKernel::MaxForward.dispatch(gpu, &s.params()?, &[x, y, argmax], grid)
+    PoolKernel::MaxForward { act }.dispatch(gpu, &s.params()?, &[x, y, argmax], grid)
 }
 
 pub fn max_pool_backward(gpu: &Gpu, dy: &Tensor, argmax: &Tensor, dx: &Tensor, s: PoolShape) -> Result<Dispatch> {
     s.validate()?;
-    check_len("max_pool_backward", "grad output", dy, s.output_len())?;
+    let act = activation_type("max_pool_backward", dy)?;
+    check_typed("max_pool_backward", "grad output", dy, s.output_len(), act)?;
     check_len("max_pool_backward", "argmax", argmax, s.output_len())?;
-    check_len("max_pool_backward", "grad input", dx, s.planes * s.h * s.w)?;
+    check_typed("max_pool_backward", "grad input", dx, s.planes * s.h * s.w, act)?;
     let grid = linear_grid(gpu, "max_pool_backward", (s.planes * s.h * s.w).div_ceil(256) as u64)?;
-    PoolKernel::MaxBackward.dispatch(gpu, &s.params()?, &[dy, argmax, dx], grid)
+    PoolKernel::MaxBackward { act }.dispatch(gpu, &s.params()?, &[dy, argmax, dx], grid)
 }
 
 /// Y[plane] = mean of X[plane, :, :].

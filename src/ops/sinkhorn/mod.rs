@@ -14,7 +14,7 @@ pub use graph::SinkhornOps;
 use crate::dist::Reduce;
 use crate::error::{shape_err, Result};
 use crate::gpu::{linear_grid, runs, words, Dispatch, Exchange, Gpu, Kernel, Step, Tensor};
-use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource};
+use crate::ops::{check_len, compose, sources, to_u32, vec_subs, vec_width, KernelSource, Layout};
 
 const COMMON: &str = include_str!("../../../shaders/swav/common.wgsl");
 /// Sinkhorn's passes (shaders/swav), each under common.wgsl at a vector width.
@@ -92,7 +92,9 @@ impl Kernel for SinkhornKernel {
 
     fn source(&self) -> String {
         match self {
-            Self::Pass(p, w) => compose(&[COMMON, p.name_and_body().1], &vec_subs(*w)),
+            Self::Pass(p, w) => {
+                compose(&[COMMON, p.name_and_body().1], &vec_subs(Layout::new(*w, crate::gpu::DType::F32)))
+            }
             Self::Targets => include_str!("../../../shaders/swav/targets.wgsl").into(),
         }
     }
