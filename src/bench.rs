@@ -10,10 +10,11 @@ use std::time::Instant;
 use crate::data::loader::{epoch_order, make_batch};
 use crate::error::{Error, Result};
 use crate::gpu::timing::median;
-use crate::gpu::{AdapterClass, Gpu, Tensor};
+use crate::gpu::{AdapterClass, DType, Gpu, Tensor};
 use crate::graph::plan::Plan;
 use crate::ops::conv::{self, Conv2dShape, ConvKernel, ConvPass};
 use crate::ops::matmul::{self, GemmVariant, MatmulShape};
+use crate::train::config::Precision;
 use crate::train::{CropConfig, TrainConfig, Trainer};
 
 pub struct BenchOptions {
@@ -88,15 +89,25 @@ fn json_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// One measurement, printed for people and as a JSON line (prefixed `json: `) for scripts.
-fn report_kernel(op: &str, shape: &str, kernel: &str, flops: f64, secs: f64) {
+/// One measurement, printed for people and as a JSON line (prefixed `json: `) for scripts;
+/// `act` is the element type the kernel stores activations in.
+fn report_kernel(op: &str, shape: &str, kernel: &str, act: DType, flops: f64, secs: f64) {
     let gflops = flops / secs / 1e9;
-    println!("{op:<24} {shape:<30} {kernel:<34} {gflops:9.1} GFLOP/s  ({:.2} ms)", secs * 1e3);
+    println!("{op:<24} {shape:<30} {act} {kernel:<34} {gflops:9.1} GFLOP/s  ({:.2} ms)", secs * 1e3);
     println!(
-        "json: {{\"kind\":\"kernel\",\"op\":\"{op}\",\"shape\":\"{shape}\",\"kernel\":\"{}\",\"gflops\":{gflops:.3},\"ms\":{:.4}}}",
+        "json: {{\"kind\":\"kernel\",\"op\":\"{op}\",\"shape\":\"{shape}\",\"kernel\":\"{}\",\"precision\":\"{act}\",\"gflops\":{gflops:.3},\"ms\":{:.4}}}",
         json_escape(kernel),
         secs * 1e3
     );
+}
+
+/// The activation types to measure: f32, and f16 where the adapter has shader-f16.
+fn activation_types(gpu: &Gpu) -> Vec<DType> {
+    if gpu.f16 {
+        vec![DType::F32, DType::F16]
+    } else {
+        vec![DType::F32]
+    }
 }
 
 fn matmul_variants(gpu: &Gpu) -> Vec<GemmVariant> {
@@ -116,7 +127,15 @@ fn bench_matmul(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
         for variant in matmul_variants(gpu) {
             let d = matmul::matmul(gpu, &a, &b, None, &c, s, variant)?;
             let secs = gpu.time_dispatches(&d, opts.reps)?.0;
-            report_kernel("matmul", &format!("{n}x{n}x{n}"), &variant.name(), 2.0 * (n * n * n) as f64, secs);
+            // f32 only: the matrix products are the head's, which stays f32 under f16 storage.
+            report_kernel(
+                "matmul",
+                &format!("{n}x{n}x{n}"),
+                &variant.name(),
+                DType::F32,
+                2.0 * (n * n * n) as f64,
+                secs,
+            );
         }
     }
     Ok(())
@@ -127,19 +146,31 @@ fn bench_conv(gpu: &Gpu, opts: &BenchOptions) -> Result<()> {
     let batch = if opts.quick { 16 } else { 64 };
     let s = Conv2dShape::square(batch, 64, 32, 64, 3, 1, 1);
     let shape = format!("N{batch} C64 K64 32x32 3x3 s1 p1");
-    let (x, w, y) =
-        (filled(gpu, "x", s.input_len())?, filled(gpu, "w", s.weight_len())?, filled(gpu, "y", s.output_len())?);
-    let (dx, dw) = (filled(gpu, "dx", s.input_len())?, filled(gpu, "dw", s.weight_len())?);
-    let kernel = |pass| ConvKernel::choose(gpu, &s, pass);
-    let k = kernel(ConvPass::Forward);
-    let d = conv::forward(gpu, &x, &w, &y, s, k)?;
-    report_kernel("conv2d_forward", &shape, &k.name(), s.flops(), gpu.time_dispatches(&d, opts.reps)?.0);
-    let k = kernel(ConvPass::BackwardInput);
-    let d = conv::backward_input(gpu, &y, &w, &dx, s, k)?;
-    report_kernel("conv2d_backward_input", &shape, &k.name(), s.flops(), gpu.time_dispatches(&d, opts.reps)?.0);
-    let k = kernel(ConvPass::BackwardWeight);
-    let d = conv::backward_weight(gpu, &x, &y, &dw, s, k, conv::weight_grad_splits(s, k, gpu.class))?;
-    report_kernel("conv2d_backward_weight", &shape, &k.name(), s.flops(), gpu.time_dispatches(&d, opts.reps)?.0);
+    for act in activation_types(gpu) {
+        let activation = |name: &str, n: usize| -> Result<Tensor> {
+            let t = filled(gpu, name, n)?;
+            if act == DType::F32 {
+                return Ok(t);
+            }
+            let half = gpu.tensor_of(name, &[n], act)?;
+            gpu.run(&[crate::ops::elementwise::cast(gpu, &t, &half)?]);
+            Ok(half)
+        };
+        let (x, y, dx) =
+            (activation("x", s.input_len())?, activation("y", s.output_len())?, activation("dx", s.input_len())?);
+        let (w, dw) = (filled(gpu, "w", s.weight_len())?, filled(gpu, "dw", s.weight_len())?);
+        let kernel = |pass| ConvKernel::choose(gpu, &s, pass);
+        let time = |d: Vec<crate::gpu::Dispatch>| gpu.time_dispatches(&d, opts.reps).map(|t| t.0);
+        let k = kernel(ConvPass::Forward);
+        let secs = time(conv::forward(gpu, &x, &w, &y, s, k)?)?;
+        report_kernel("conv2d_forward", &shape, &k.name(), act, s.flops(), secs);
+        let k = kernel(ConvPass::BackwardInput);
+        let secs = time(conv::backward_input(gpu, &y, &w, &dx, s, k)?)?;
+        report_kernel("conv2d_backward_input", &shape, &k.name(), act, s.flops(), secs);
+        let k = kernel(ConvPass::BackwardWeight);
+        let secs = time(conv::backward_weight(gpu, &x, &y, &dw, s, k, conv::weight_grad_splits(s, k, gpu.class))?)?;
+        report_kernel("conv2d_backward_weight", &shape, &k.name(), act, s.flops(), secs);
+    }
     Ok(())
 }
 
@@ -234,7 +265,8 @@ fn bench_step(
     let gflop = 3.0 * cfg.forward_flops_per_image()? * cfg.batch_size as f64 / 1e9;
     let loader = photos.rate(cfg, 3)?;
     println!(
-        "step {name:<14} {} x{} {} stem B{} crops {crops_desc}: {:.1} ms/step, {img_s:.1} img/s (~{:.1} GFLOP/s at 3x forward); data loader {loader:.0} samples/s on {} threads{}",
+        "step {name:<14} {} {} x{} {} stem B{} crops {crops_desc}: {:.1} ms/step, {img_s:.1} img/s (~{:.1} GFLOP/s at 3x forward); data loader {loader:.0} samples/s on {} threads{}",
+        cfg.precision,
         cfg.arch,
         cfg.width,
         cfg.stem,
@@ -245,7 +277,8 @@ fn bench_step(
         if loader < img_s { " (the GPU waits for the loader)" } else { " (the loader keeps up)" }
     );
     println!(
-        "json: {{\"kind\":\"step\",\"config\":\"{name}\",\"ms_per_step\":{:.3},\"img_per_s\":{img_s:.3},\"loader_samples_per_s\":{loader:.1}}}",
+        "json: {{\"kind\":\"step\",\"config\":\"{name}\",\"precision\":\"{}\",\"ms_per_step\":{:.3},\"img_per_s\":{img_s:.3},\"loader_samples_per_s\":{loader:.1}}}",
+        cfg.precision,
         secs * 1e3
     );
     println!("    plan: {}", t.plan.report);
@@ -288,8 +321,12 @@ pub fn run(gpu: std::sync::Arc<Gpu>, opts: &BenchOptions) -> Result<()> {
         opts.configs.clone()
     };
     let photos = LoaderPhotos::new();
+    // Each step in f32 and, where the adapter has shader-f16, with f16 activations beside it.
     for (name, cfg) in &configs {
-        bench_step(&gpu, name, cfg, opts.reps, &photos)?;
+        for act in activation_types(&gpu) {
+            let precision = if act == DType::F16 { Precision::F16 } else { Precision::F32 };
+            bench_step(&gpu, name, &TrainConfig { precision, ..cfg.clone() }, opts.reps, &photos)?;
+        }
     }
     let tune = gpu.tuner.stats();
     println!(

@@ -205,6 +205,7 @@ fn options(cli: &Cli) -> Result<GpuOptions> {
         adapter: cli.adapter.clone().or(env.adapter),
         full_limits: cli.full_limits || env.full_limits,
         no_subgroups: cli.no_subgroups || env.no_subgroups,
+        no_f16: env.no_f16,
         no_timestamps: cli.no_timestamps || env.no_timestamps,
         local_rank: None,
     })

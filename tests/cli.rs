@@ -1110,6 +1110,49 @@ fn plan_prints_the_memory_by_kind_and_the_peak_without_training() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--precision`: f16 halves the activations in the plan and says so; auto says what it chose
+/// and why; an adapter without shader-f16 (`SWAV_WGPU_NO_F16=1` makes lavapipe one) runs f32
+/// under auto with a one-line notice, and `--precision f16` there is a clear error.
+#[test]
+fn precision_f16_halves_the_activations_and_falls_back_clearly() {
+    let dir = std::env::temp_dir().join(format!("swav-precision-{}", std::process::id()));
+    let plan = |precision: &str, no_f16: bool| {
+        let mut c = bin();
+        // Crops large enough that the backbone's activations outweigh the (f32) head's.
+        c.args(["plan", "--batch-size", "8", "--crops", "2x96,2x32", "--prototypes", "32", "--hidden-mlp", "64"]);
+        c.args(["--precision", precision]);
+        c.env("XDG_CACHE_HOME", dir.join("cache"));
+        if no_f16 {
+            c.env("SWAV_WGPU_NO_F16", "1");
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let activations = |stdout: &str| -> f64 {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with("activations and their gradients")).unwrap();
+        line.split_whitespace().rev().nth(1).unwrap().parse().unwrap()
+    };
+    let (ok, f32_out, err) = plan("f32", false);
+    assert!(ok, "{err}");
+    let (ok, f16_out, err) = plan("f16", false);
+    assert!(ok, "{err}");
+    assert!(f16_out.contains("f16 activations"), "{f16_out}");
+    let ratio = activations(&f16_out) / activations(&f32_out);
+    assert!((0.45..0.62).contains(&ratio), "f16 activations are {ratio:.3} of f32's:\n{f32_out}\n{f16_out}");
+    let (ok, _, err) = plan("auto", false);
+    assert!(ok && err.contains("precision auto: f") && err.contains("a 3x3 conv's three passes: f16"), "{err}");
+    let (ok, out, err) = plan("auto", true);
+    assert!(ok && err.contains("precision auto: f32 (") && err.contains("has no shader-f16"), "{err}");
+    assert!(out.contains("f32 activations"), "{out}");
+    let (ok, _, err) = plan("f16", true);
+    assert!(!ok && err.contains("--precision f16 needs an adapter with shader-f16"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Each file of a run folder with its modification time and bytes.
 fn folder_snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -1183,6 +1226,7 @@ fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
         (vec!["--seed", &seed], vec![format!("--seed gives {seed}"), format!("seed = {}", had.seed)]),
         (vec!["--max-side", "99"], vec!["--max-side gives 99".into(), format!("max_side = {}", had.max_side)]),
         (vec!["--sync-bn"], vec!["--sync-bn gives true".into(), "sync_bn = false".into()]),
+        (vec!["--precision", "f16"], vec!["--precision gives f16".into(), "precision = f32".into()]),
         (
             vec!["--config", config.to_str().unwrap()],
             vec![format!("--config '{}' (key lr) gives 0.25", config.display()), format!("lr = {}", had.lr)],

@@ -103,6 +103,7 @@ fn imagenet_toml_is_the_papers_recipe() {
         assert!((got - at_4096 * scale).abs() <= 1e-3 * at_4096 * scale, "{got} vs {} x 64/4096", at_4096);
     }
     assert_eq!(c.warmup_epochs, 10.0);
+    assert_eq!(c.precision, swav_wgpu::train::config::Precision::F16, "the scripts train in fp16 (apex)");
     let table: toml::Table = text.parse().unwrap();
     for key in toml::Table::try_from(TrainConfig::default()).unwrap().keys() {
         assert!(table.contains_key(key), "configs/imagenet.toml lacks '{key}'");

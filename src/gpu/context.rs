@@ -19,7 +19,8 @@ pub enum AdapterClass {
 /// How to pick the adapter. `from_env` reads `SWAV_WGPU_BACKEND` (or wgpu's `WGPU_BACKEND`),
 /// `SWAV_WGPU_ADAPTER` (a case-insensitive substring of the adapter name) and
 /// `SWAV_WGPU_FULL_LIMITS=1` (request the adapter's own limits instead of WebGPU's defaults)
-/// `SWAV_WGPU_NO_SUBGROUPS=1` (never use the subgroup fast paths) and
+/// `SWAV_WGPU_NO_SUBGROUPS=1` (never use the subgroup fast paths),
+/// `SWAV_WGPU_NO_F16=1` (do not ask for shader-f16: the adapter as one without it) and
 /// `SWAV_WGPU_NO_TIMESTAMPS=1` (time kernels by wall clock, for drivers with broken timestamps).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -27,6 +28,7 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     pub full_limits: bool,
     pub no_subgroups: bool,
+    pub no_f16: bool,
     pub no_timestamps: bool,
     /// How plans choose GEMM variants (`tune`); `from_env` reads `SWAV_WGPU_TUNE`, default quick.
     pub tune: TuneMode,
@@ -45,6 +47,7 @@ impl GpuOptions {
             adapter: var("SWAV_WGPU_ADAPTER"),
             full_limits: var("SWAV_WGPU_FULL_LIMITS").is_some_and(|v| v != "0"),
             no_subgroups: var("SWAV_WGPU_NO_SUBGROUPS").is_some_and(|v| v != "0"),
+            no_f16: var("SWAV_WGPU_NO_F16").is_some_and(|v| v != "0"),
             no_timestamps: var("SWAV_WGPU_NO_TIMESTAMPS").is_some_and(|v| v != "0"),
             // An unknown value is refused where the CLI parses --tune; here it means quick.
             tune: var("SWAV_WGPU_TUNE").and_then(|v| v.parse().ok()).unwrap_or(TuneMode::Quick),
@@ -221,7 +224,7 @@ impl Gpu {
             features |= adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         }
         // f16 in shaders and 16-bit storage (WebGPU's `shader-f16`): the f16 storage kernels.
-        let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let f16 = adapter.features().contains(wgpu::Features::SHADER_F16) && !opts.no_f16;
         if f16 {
             features |= wgpu::Features::SHADER_F16;
         }
