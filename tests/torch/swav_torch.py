@@ -16,6 +16,8 @@ itself against ../shared/fixtures/swav_model.
   python3 tests/torch/swav_torch.py bench --config benches/gpu/r18x1-b256.toml --device cuda --steps 10
   python3 tests/torch/swav_torch.py embed --backbone RUN/backbone.safetensors --config RUN/config.toml \
       --data imgs --out feats.safetensors
+  python3 tests/torch/swav_torch.py steps --config CFG.toml --state start.safetensors --steps 3 \
+      --out steps.safetensors --float64    # from swav-wgpu's initial weights and crops
 
 CPU here (`pip install torch torchvision safetensors`); CUDA when present (`--device cuda`,
 fp32 with TF32 off unless `--tf32`).
@@ -701,6 +703,45 @@ def check_fixtures(fixture_dir):
     return losses, worst
 
 
+# ---------------------------------------------------------------------------------------------
+# Steps from a shared start: swav-wgpu's initial state and crops, the config's schedule.
+
+def steps(cfg, args):
+    """`--steps` training steps of `cfg` from the weights and crops (crop0, crop1, ...) of
+    --state (a swav-wgpu state; extra keys such as momentum and queues are ignored), with the
+    learning-rate schedule of an epoch of --iters-per-epoch steps, the same crops every step.
+    Writes the losses, the momentum of every parameter (`momentum.<name>`) and the queues."""
+    from safetensors.torch import load_file, save_file
+    torch.set_default_dtype(torch.float64 if args.float64 else torch.float32)
+    start = load_file(args.state)
+    model = SwAV(cfg)
+    model.load_named(start, strict=True)
+    crops = [start[f"crop{i}"].to(torch.get_default_dtype()) for i in range(n_crops(cfg))]
+    bs, iters = cfg["batch_size"], args.iters_per_epoch
+    total = cfg["epochs"] * iters
+    warm = min(int(round(cfg["warmup_epochs"] * iters)), total)
+    sched = lr_schedule(cfg["lr"], cfg["final_lr"], cfg["start_warmup"], warm, total)
+    opt = Optimizer(model, cfg)
+    lq = (cfg["queue_length"] // bs) * bs
+    queues = torch.zeros(len(cfg["crops_for_assign"]), lq, cfg["feat_dim"]) if lq else None
+    losses, lrs = [], []
+    for it in range(args.steps):
+        lr = sched[it] if it < len(sched) else cfg["final_lr"]
+        q_start = cfg["epoch_queue_starts"] * iters
+        use_queue = lq > 0 and it >= q_start and (it - q_start) * bs >= lq
+        loss, _ = swav_step(model, opt, crops, cfg, lr, it >= cfg["freeze_prototypes_niters"], queues, use_queue)
+        losses.append(loss.item())
+        lrs.append(lr)
+        print(f"twin step {it + 1}: loss {losses[-1]:.9f} lr {lr:.9g}", file=sys.stderr, flush=True)
+    out = {"losses": torch.tensor(losses, dtype=torch.float64), "lr": torch.tensor(lrs, dtype=torch.float64)}
+    for name, st in opt.state.items():
+        if "momentum" in st:
+            out["momentum." + (name[len("backbone."):] if name.startswith("backbone.") else name)] = st["momentum"]
+    for i in range(queues.shape[0] if queues is not None else 0):
+        out[f"queue.{i}"] = queues[i]
+    save_file({k: v.detach().contiguous() for k, v in out.items()}, args.out)
+
+
 def bench(cfg, args):
     """Training steps per second on random crops (no data loading), as `swav-wgpu bench`
     times them: forward, Sinkhorn, swapped loss, backward and the optimizer step. One JSON line."""
@@ -741,7 +782,7 @@ def bench(cfg, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("train", "knn", "embed", "bench"):
+    for name in ("train", "knn", "embed", "bench", "steps"):
         p = sub.add_parser(name)
         p.add_argument("--config")
         p.add_argument("--data")
@@ -760,6 +801,12 @@ def main():
             p.add_argument("--steps", type=int, default=5)
         if name == "embed":
             p.add_argument("--backbone", required=True)
+            p.add_argument("--out", required=True)
+            p.add_argument("--float64", action="store_true")
+        if name == "steps":
+            p.add_argument("--state", required=True)
+            p.add_argument("--steps", type=int, default=3)
+            p.add_argument("--iters-per-epoch", type=int, default=1)
             p.add_argument("--out", required=True)
             p.add_argument("--float64", action="store_true")
     p = sub.add_parser("check-fixtures")
@@ -790,6 +837,8 @@ def main():
         random_init_knn(cfg, args)
     elif args.cmd == "bench":
         bench(cfg, args)
+    elif args.cmd == "steps":
+        steps(cfg, args)
     else:
         embed(cfg, args)
 
