@@ -171,6 +171,7 @@ pub fn linear_probe(
             momentum: 0.9,
             trust: 0.0,
             exclude_bias_and_bn: false,
+            loss_scaling: false,
         },
         loss,
         &[],

@@ -854,6 +854,54 @@ fn resume_to(run_dir: &Path, stop: usize) -> String {
     err
 }
 
+/// `--loss-scale dynamic` with an overflow injected at iteration 1: metrics.jsonl records
+/// each step's scale, the skip and the running count of skips, the epoch line says how many
+/// were skipped; a run stopped at 2 and resumed to 6 ends with the checkpoint (every tensor,
+/// the scale and the counts) of the run that went through in one go.
+#[test]
+fn a_run_with_loss_scaling_records_its_skips_and_resumes_bit_exactly() {
+    if !gpu_available() {
+        return;
+    }
+    let scaled = ["--loss-scale", "dynamic", "--inject-overflow-at", "1"];
+    let (d, whole, args) = tiny_run("scaled-whole", &[&scaled[..], &["--stop-at", "6"]].concat());
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("epoch 1/") && l.contains("  skipped 1")), "{err}");
+    let (d2, parts, args) = tiny_run("scaled-parts", &[&scaled[..], &["--stop-at", "2"]].concat());
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    resume_to(&parts, 6);
+    assert!(checkpoint_bits(&whole) == checkpoint_bits(&parts), "the resumed run's tensors differ");
+    let meta = |dir: &Path| swav_wgpu::io::read_metadata(&dir.join("checkpoint.safetensors")).unwrap();
+    let (a, b) = (meta(&whole), meta(&parts));
+    for key in ["iteration", "loss_scale", "loss_scale_clean_steps", "loss_scale_skipped"] {
+        assert_eq!(a.get(key), b.get(key), "{key}");
+    }
+    assert_eq!((a["loss_scale"].as_str(), a["loss_scale_clean_steps"].as_str()), ("32768", "4"));
+    for dir in [&whole, &parts] {
+        let steps: Vec<(u64, f64, bool, u64)> = metrics_lines(dir)
+            .iter()
+            .filter(|v| v["loss"].is_number())
+            .map(|v| {
+                let skipped = v["skipped"].as_bool().expect("skipped");
+                (
+                    v["iteration"].as_u64().unwrap(),
+                    v["loss_scale"].as_f64().unwrap(),
+                    skipped,
+                    v["skipped_steps"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(u64, f64, bool, u64)> =
+            (0..6).map(|i| (i, if i < 2 { 65536.0 } else { 32768.0 }, i == 1, (i >= 1) as u64)).collect();
+        assert_eq!(steps, want, "{}", dir.display());
+    }
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&d2).ok();
+}
+
 #[test]
 fn temporary_files_of_a_killed_run_are_removed_at_the_next_start() {
     let (d, out_dir) = tiny_run_stopped_at("dead-tmp", 1);
@@ -1227,6 +1275,7 @@ fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
         (vec!["--max-side", "99"], vec!["--max-side gives 99".into(), format!("max_side = {}", had.max_side)]),
         (vec!["--sync-bn"], vec!["--sync-bn gives true".into(), "sync_bn = false".into()]),
         (vec!["--precision", "f16"], vec!["--precision gives f16".into(), "precision = f32".into()]),
+        (vec!["--loss-scale", "dynamic"], vec!["--loss-scale gives dynamic".into(), "loss_scale = off".into()]),
         (
             vec!["--config", config.to_str().unwrap()],
             vec![format!("--config '{}' (key lr) gives 0.25", config.display()), format!("lr = {}", had.lr)],
@@ -1282,6 +1331,8 @@ fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
         &had.lr.to_string(),
         "--optimizer",
         &had.optimizer.to_string(),
+        "--loss-scale",
+        &had.loss_scale.to_string(),
         "--epsilon",
         &had.epsilon.to_string(),
         "--temperature",

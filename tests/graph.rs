@@ -11,20 +11,28 @@ use swav_wgpu::graph::cpu::{self, Values};
 use swav_wgpu::graph::plan::Plan;
 use swav_wgpu::graph::{Graph, Kind, TensorId};
 use swav_wgpu::model::{multicrop_forward, Arch, BackboneConfig, HeadConfig, Stem};
+use swav_wgpu::optim::{OptimizerConfig, OptimizerKind, OptimizerTensors};
 
 /// conv -> BN -> ReLU -> conv -> BN + residual -> ReLU -> global pool -> linear -> L2-normalise
 /// -> log-softmax cross-entropy against soft targets -> mean.
 fn residual_graph() -> (Graph, TensorId) {
     let mut g = Graph::new();
+    let loss = residual_forward(&mut g);
+    g.backward(loss).unwrap();
+    (g, loss)
+}
+
+/// `residual_graph`'s forward pass; returns the loss.
+fn residual_forward(g: &mut Graph) -> TensorId {
     let x = g.input_with_grad("x", &[3, 3, 9, 7]).unwrap();
     let q = g.input("q", &[3, 11]).unwrap();
     let w1 = g.parameter("conv1.weight", &[5, 3, 3, 3]).unwrap();
     let h = g.conv2d(x, w1, 1, 1).unwrap();
-    let h = swav_wgpu::model::resnet::batch_norm(&mut g, "bn1", h, true).unwrap();
+    let h = swav_wgpu::model::resnet::batch_norm(g, "bn1", h, true).unwrap();
     let skip = g.relu(h).unwrap();
     let w2 = g.parameter("conv2.weight", &[5, 5, 3, 3]).unwrap();
     let h = g.conv2d(skip, w2, 1, 1).unwrap();
-    let h = swav_wgpu::model::resnet::batch_norm(&mut g, "bn2", h, true).unwrap();
+    let h = swav_wgpu::model::resnet::batch_norm(g, "bn2", h, true).unwrap();
     let h = g.add(h, skip).unwrap();
     let h = g.relu(h).unwrap();
     let f = g.global_avg_pool(h).unwrap();
@@ -35,8 +43,74 @@ fn residual_graph() -> (Graph, TensorId) {
     let l = g.cross_entropy(e, q, 10.0).unwrap();
     let loss = g.mean(l).unwrap();
     g.keep(loss, "loss");
-    g.backward(loss).unwrap();
-    (g, loss)
+    loss
+}
+
+/// `residual_graph` trained by `kind` with loss scaling: the backward pass seeded with the
+/// input `loss.scale`, the updates unscaling the gradients, skipping on an overflow.
+fn loss_scaled_step(kind: OptimizerKind) -> (Graph, OptimizerTensors) {
+    let mut g = Graph::new();
+    let loss = residual_forward(&mut g);
+    let seed = g.input("loss.scale", &[1]).unwrap();
+    g.backward_scaled(loss, seed).unwrap();
+    let cfg = OptimizerConfig { kind, weight_decay: 1e-4, loss_scaling: true, ..OptimizerConfig::default() };
+    let opt = g.optimizer(&cfg, loss, &[]).unwrap();
+    (g, opt)
+}
+
+/// With loss scaling the plan computes the interpreter's step: the unscaled updates (the
+/// momentum, LARS-scaled, and Adam's moments, of one step from zero) at a power-of-two and at
+/// another scale, found_inf 0; and at f32::MAX, where the gradients overflow on both (the
+/// interpreter's f64 values leave f32's range), found_inf +inf and nothing moves.
+#[test]
+fn a_loss_scaled_step_matches_the_interpreter_and_skips_on_overflow() {
+    let Some(gpu) = gpu() else { return };
+    for kind in [OptimizerKind::Lars, OptimizerKind::Sgd, OptimizerKind::Adam] {
+        let (g, opt) = loss_scaled_step(kind);
+        let (seed, found_inf) = (g.by_name("loss.scale").unwrap(), opt.found_inf.expect("loss scaling"));
+        let plan = Plan::compile(&g, gpu.clone()).unwrap();
+        for (scale, overflows) in [(1024.0f32, false), (3.0, false), (f32::MAX, true)] {
+            let mut values = random_values(&g, 8);
+            let mut st = swav_wgpu::optim::step_state(0.5, 0, 0);
+            st.inv_scale = 1.0 / scale as f64;
+            values.insert(opt.state, st.to_values().iter().map(|&v| v as f64).collect());
+            values.insert(seed, vec![scale as f64]);
+            let mut reference = values.clone();
+            cpu::run(&g, &mut reference).unwrap();
+            for (t, data) in &values {
+                plan.write(*t, &f32s(data)).unwrap();
+            }
+            plan.step().expect("plan step");
+            let what = format!("{kind} at scale {scale}");
+            let found = plan.read_blocking(found_inf).unwrap()[0];
+            assert_eq!(found, if overflows { f32::INFINITY } else { 0.0 }, "{what}: found_inf");
+            assert_eq!(reference[&found_inf][0] as f32, found, "{what}: the interpreter's found_inf");
+            let mut state: Vec<TensorId> = opt.momentum.iter().map(|(_, m)| *m).collect();
+            state.extend(g.named(Kind::Buffer).into_iter().filter(|(n, _)| n.starts_with("adam_v.")).map(|(_, t)| t));
+            for (param, _) in &opt.momentum {
+                let got = plan.read_blocking(*param).unwrap();
+                let name = &g.info(*param).name;
+                if overflows {
+                    assert!(got == f32s(&values[param]), "{what}: {name} moved in a skipped step");
+                }
+                assert_close(&format!("{what}: {name}"), &f64s(&got), &reference[param], GPU_TOL);
+            }
+            for m in state {
+                let got = f64s(&plan.read_blocking(m).unwrap());
+                let name = &g.info(m).name;
+                if overflows {
+                    assert!(got.iter().all(|v| *v == 0.0), "{what}: {name} moved in a skipped step");
+                } else {
+                    assert!(got.iter().any(|v| *v != 0.0), "{what}: {name} did not move");
+                }
+                assert_close(&format!("{what}: {name}"), &got, &reference[&m], GPU_TOL);
+            }
+        }
+    }
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
 }
 
 /// Stem max-pool, stride-2 conv, concatenation and slicing of rows, softmax, scale.

@@ -187,6 +187,21 @@ fn two_ranks_with_sync_bn_train_as_one_process_on_the_global_batch() {
     assert_eq!(r.excluded, vec!["projection_head.0.bias".to_string()], "{r}");
 }
 
+/// With dynamic loss scaling each rank seeds its backward pass with S, the gradients are
+/// averaged scaled, and every rank unscales and checks the same averaged gradients: the job
+/// still trains as one process does.
+#[test]
+fn two_ranks_with_loss_scaling_train_as_one_process_on_the_global_batch() {
+    if gpu().is_none() {
+        return;
+    }
+    let cfg = TrainConfig { loss_scale: swav_wgpu::optim::LossScale::Dynamic, ..tiny(true) };
+    let r = check(2, cfg);
+    assert!(r.passes(1e-5), "{r}");
+    let (job, floor) = (r.job.expect("compared"), r.floor.expect("control"));
+    assert!(r.codes <= 1e-5 && job.loss <= 1e-5 && job.grads <= 2.0 * floor.grads.max(5e-6), "{r}");
+}
+
 #[test]
 fn three_ranks_without_sync_bn_give_the_codes_of_one_sinkhorn() {
     if gpu().is_none() {

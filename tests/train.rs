@@ -3,16 +3,17 @@
 #[allow(dead_code)]
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::*;
 use swav_wgpu::gpu::tune::{Timer, TuneMode, TuneStats};
 use swav_wgpu::gpu::{Dispatch, Gpu, GpuOptions};
+use swav_wgpu::graph::Kind;
 use swav_wgpu::io::{load_safetensors, load_safetensors_f64};
 use swav_wgpu::ops::optim;
-use swav_wgpu::optim::{lr_schedule, AdamHyper, SgdHyper};
+use swav_wgpu::optim::{lr_schedule, AdamHyper, LossScale, OptimizerKind, SgdHyper};
 use swav_wgpu::train::{CropConfig, TrainConfig, Trainer};
 
 fn fixture_dir() -> PathBuf {
@@ -140,7 +141,12 @@ fn three_lars_steps_in_f16_follow_pytorch() {
     let dir = fixture_dir();
     let initial = load_safetensors(&dir.join("initial.safetensors")).unwrap();
     let after3 = load_safetensors_f64(&dir.join("after3.safetensors")).unwrap();
-    let cfg = TrainConfig { precision: swav_wgpu::train::config::Precision::F16, ..fixture_config() };
+    // As `--precision f16` trains: with the dynamic loss scale.
+    let cfg = TrainConfig {
+        precision: swav_wgpu::train::config::Precision::F16,
+        loss_scale: swav_wgpu::optim::LossScale::Dynamic,
+        ..fixture_config()
+    };
     let mut t = Trainer::new(gpu, cfg, 1).unwrap();
     let f16_tensors = t.graph().tensors.iter().filter(|i| i.dtype == swav_wgpu::gpu::DType::F16).count();
     assert!(f16_tensors > 100, "only {f16_tensors} f16 tensors: the backbone is not stored in f16");
@@ -191,7 +197,15 @@ const F16_MEDIAN_COSINE: f64 = 0.99;
 #[test]
 fn optimizer_skips_the_update_when_the_loss_is_not_finite() {
     let Some(gpu) = gpu() else { return };
-    let h = SgdHyper { lars: true, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated: false };
+    let h = SgdHyper {
+        lars: true,
+        weight_decay: 1e-4,
+        momentum: 0.9,
+        trust: 0.001,
+        eps: 1e-8,
+        gated: false,
+        unscale: false,
+    };
     for bad in [f64::NAN, f64::INFINITY] {
         let (p, m) = (vec![0.5; 10], vec![0.25; 10]);
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &[1.0; 10]), upload(&gpu, "m", &m));
@@ -237,7 +251,7 @@ fn optimizer_kernel_matches_cpu_reference() {
         let mut p = if zero_param { vec![0.0; n] } else { rng.vec_f32(n) };
         let g = rng.vec_f32(n);
         let mut m = rng.vec_f32(n);
-        let h = SgdHyper { lars, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated };
+        let h = SgdHyper { lars, weight_decay: 1e-4, momentum: 0.9, trust: 0.001, eps: 1e-8, gated, unscale: false };
         let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g), upload(&gpu, "m", &m));
         let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
         let opt = upload(
@@ -289,7 +303,7 @@ fn adam_kernel_matches_cpu_reference() {
         let g = rng.vec_f32(n);
         let mut m1 = rng.vec_f32(n);
         let mut m2: Vec<f64> = rng.vec_f32(n).iter().map(|v| v * v).collect();
-        let h = AdamHyper { weight_decay: wd, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated };
+        let h = AdamHyper { weight_decay: wd, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated, unscale: false };
         let (tp, tg) = (upload(&gpu, "p", &p), upload(&gpu, "g", &g));
         let (t1, t2) = (upload(&gpu, "m1", &m1), upload(&gpu, "m2", &m2));
         let (opt, loss) = (upload(&gpu, "opt", &state), upload(&gpu, "loss", &[1.0]));
@@ -329,7 +343,7 @@ fn adam_kernel_matches_cpu_reference() {
         upload(&gpu, "opt", &swav_wgpu::optim::step_state(1e-3, 0, 0).to_values().map(f64::from)),
         upload(&gpu, "loss", &[f64::NAN]),
     );
-    let h = AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false };
+    let h = AdamHyper { weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false, unscale: false };
     run(
         &gpu,
         &[optim::adam_step(
@@ -341,6 +355,109 @@ fn adam_kernel_matches_cpu_reference() {
     );
     assert_eq!(read(&gpu, &tp), vec![0.5; 8]);
     assert_eq!(read(&gpu, &t1), vec![0.0; 8]);
+}
+
+/// The `unscale` update kernels (loss scaling): from a gradient scaled by S, with 1/S in the
+/// step state, they compute what the CPU reference computes from the unscaled gradient; with
+/// a non-finite found_inf in the loss's place they move nothing.
+#[test]
+fn unscaling_optimizer_kernels_match_cpu_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(92);
+    for (n, scale, found_inf) in
+        [(1000, 1024.0, 0.0), (70_001, 65536.0, 0.0), (17, 3.0, 0.0), (300, 8.0, f64::INFINITY)]
+    {
+        let mut st = swav_wgpu::optim::step_state(0.5, 3, 0);
+        st.inv_scale = 1.0 / scale;
+        let state = upload(&gpu, "opt", &st.to_values().map(f64::from));
+        let inv = st.to_values()[6] as f64;
+        let g = rng.vec_f32(n);
+        // The gradient as loss scaling delivers it (exact in f32 for powers of two).
+        let scaled: Vec<f64> = g.iter().map(|v| (v * scale) as f32 as f64).collect();
+        let unscaled: Vec<f64> = scaled.iter().map(|v| v * inv).collect();
+        let guard = upload(&gpu, "found_inf", &[found_inf]);
+        let what = format!("n {n} scale {scale} found_inf {found_inf}");
+        for lars in [true, false] {
+            let (mut p, mut m) = (rng.vec_f32(n), rng.vec_f32(n));
+            let h = SgdHyper {
+                lars,
+                weight_decay: 1e-4,
+                momentum: 0.9,
+                trust: 0.001,
+                eps: 1e-8,
+                gated: false,
+                unscale: true,
+            };
+            let (tp, tg, tm) = (upload(&gpu, "p", &p), upload(&gpu, "g", &scaled), upload(&gpu, "m", &m));
+            let (pn, gn) = (nan_tensor(&gpu, "pn", 1), nan_tensor(&gpu, "gn", 1));
+            let t = optim::SgdTensors {
+                param: &tp,
+                grad: &tg,
+                momentum: &tm,
+                pnorm: &pn,
+                gnorm: &gn,
+                state: &state,
+                loss: &guard,
+            };
+            // With loss scaling LARS's norms run before every update, not in the step.
+            let mut d = if lars { optim::sgd_norms(&gpu, &tp, &tg, &pn, &gn).unwrap() } else { Vec::new() };
+            let update = optim::sgd_step(&gpu, &t, h).unwrap();
+            assert_eq!(update.len(), 1, "{what}: the unscaling step computes no norms");
+            d.extend(update);
+            run(&gpu, &d);
+            if found_inf == 0.0 {
+                optim::cpu::sgd_step(&mut p, &unscaled, &mut m, 0.5, &h);
+            }
+            assert_close(&format!("sgd param lars {lars} {what}"), &read(&gpu, &tp), &p, GPU_TOL);
+            assert_close(&format!("sgd momentum lars {lars} {what}"), &read(&gpu, &tm), &m, GPU_TOL);
+        }
+        let (mut p, mut m1) = (rng.vec_f32(n), rng.vec_f32(n));
+        let mut m2: Vec<f64> = rng.vec_f32(n).iter().map(|v| v * v).collect();
+        let h = AdamHyper { weight_decay: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, gated: false, unscale: true };
+        let (tp, tg) = (upload(&gpu, "p", &p), upload(&gpu, "g", &scaled));
+        let (t1, t2) = (upload(&gpu, "m1", &m1), upload(&gpu, "m2", &m2));
+        let t = optim::AdamTensors { param: &tp, grad: &tg, m1: &t1, m2: &t2, state: &state, loss: &guard };
+        run(&gpu, &[optim::adam_step(&gpu, &t, h).unwrap()]);
+        if found_inf == 0.0 {
+            optim::cpu::adam_step(&mut p, &unscaled, &mut m1, &mut m2, 0.5, st.corrections, &h);
+        }
+        assert_close(&format!("adam param {what}"), &read(&gpu, &tp), &p, GPU_TOL);
+        assert_close(&format!("adam m1 {what}"), &read(&gpu, &t1), &m1, GPU_TOL);
+        assert_close(&format!("adam m2 {what}"), &read(&gpu, &t2), &m2, GPU_TOL);
+    }
+}
+
+/// Loss scaling's check: found_inf becomes +inf when any element is NaN or infinite, wherever
+/// it lies (first, last, past a workgroup's end), stays as it was otherwise (the largest and
+/// the subnormal finite values included), and an earlier +inf is never cleared.
+#[test]
+fn the_overflow_check_flags_every_non_finite_element_and_nothing_else() {
+    let Some(gpu) = gpu() else { return };
+    let finite = |n: usize| -> Vec<f32> {
+        (0..n).map(|i| [1.0, -0.0, f32::MAX, -f32::MAX, 1e-45, f32::MIN_POSITIVE][i % 6]).collect()
+    };
+    let check = |x: &[f32], start: f32| -> f32 {
+        let t = gpu.tensor_from("x", &[x.len()], x).unwrap();
+        let found = gpu.tensor_from("found_inf", &[1], &[start]).unwrap();
+        run(&gpu, &[optim::check_finite(&gpu, &t, &found).unwrap()]);
+        gpu.read_blocking(&found).unwrap()[0]
+    };
+    for n in [1, 255, 256, 257, 70_001] {
+        assert_eq!(check(&finite(n), 0.0).to_bits(), 0, "n {n}: finite values flagged");
+        assert_eq!(check(&finite(n), f32::INFINITY), f32::INFINITY, "n {n}: an earlier overflow was cleared");
+        for at in [0, n / 2, n - 1] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0xffc0_0001)] {
+                let mut x = finite(n);
+                x[at] = bad;
+                assert_eq!(check(&x, 0.0), f32::INFINITY, "n {n}: {bad} at {at} not flagged");
+                let cpu = optim::cpu::check_finite(&x.iter().map(|&v| v as f64).collect::<Vec<_>>(), 0.0);
+                assert_eq!(cpu, f64::INFINITY, "the CPU reference missed {bad}");
+            }
+        }
+    }
+    // The CPU reference sees f64 values: one beyond f32's range has overflowed on the GPU.
+    assert_eq!(optim::cpu::check_finite(&[1.0, 1e39], 0.0), f64::INFINITY);
+    assert_eq!(optim::cpu::check_finite(&[1.0, 3e38], 0.0), 0.0);
 }
 
 /// A small config for resume and export tests, random init, with a queue that starts at
@@ -378,20 +495,56 @@ fn run_steps(t: &mut Trainer, from: usize, to: usize) {
 #[test]
 fn resume_is_bit_exact() {
     let Some(gpu) = gpu() else { return };
-    let cfg = small_config();
-    let dir = std::env::temp_dir().join(format!("swav-wgpu-resume-{}", std::process::id()));
+    check_resume_is_bit_exact(&gpu, small_config(), "plain", None);
+}
+
+/// With dynamic loss scaling, an overflow at step 1 (skipped, scale halved) before the
+/// checkpoint at 2 and a growth after it (interval 3): the resumed run continues with the same
+/// scale, clean count and skips (Adam's step count leaves the skip out), bit for bit.
+#[test]
+fn resume_with_loss_scaling_and_a_skip_is_bit_exact() {
+    let Some(gpu) = gpu() else { return };
+    let cfg = TrainConfig {
+        loss_scale: LossScale::Dynamic,
+        loss_scale_growth_interval: 3,
+        optimizer: OptimizerKind::Adam,
+        ..small_config()
+    };
+    let (a, b) = check_resume_is_bit_exact(&gpu, cfg, "scaled", Some(1));
+    assert_eq!(a.scaler, b.scaler);
+    // Step 1 skipped: 2^16 halved to 2^15, then 3 clean steps (2, 3, 4) double it; step 5 is
+    // the first of the next 3.
+    let s = &b.scaler;
+    assert_eq!((s.scale, s.clean_steps, s.skipped, s.skipped_unfrozen), (65536.0, 1, 1, 0), "{s:?}");
+}
+
+/// Trains `cfg` 6 steps in one go and 2 + 4 across a checkpoint (an overflow injected before
+/// step `overflow_at`), and checks that every tensor of the two runs is the same bit for bit.
+fn check_resume_is_bit_exact(
+    gpu: &Arc<Gpu>,
+    cfg: TrainConfig,
+    name: &str,
+    overflow_at: Option<usize>,
+) -> (Trainer, Trainer) {
+    let dir = std::env::temp_dir().join(format!("swav-wgpu-resume-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ckpt = dir.join("step2.safetensors");
     let iters_per_epoch = 2;
 
     let mut a = Trainer::new(gpu.clone(), cfg.clone(), iters_per_epoch).unwrap();
     a.init_random(3).unwrap();
-    run_steps(&mut a, 0, 2);
+    for it in 0..2 {
+        if overflow_at == Some(it) {
+            a.inject_overflow().unwrap();
+        }
+        run_steps(&mut a, it, it + 1);
+    }
+    assert_eq!(a.scaler.skipped, overflow_at.is_some() as usize);
     a.save_checkpoint(&ckpt, 1234, &HashMap::new()).unwrap();
     run_steps(&mut a, 2, 6);
     let uninterrupted = a.state_blocking().unwrap();
 
-    let (mut b, meta) = Trainer::from_checkpoint(gpu, &ckpt).unwrap();
+    let (mut b, meta) = Trainer::from_checkpoint(gpu.clone(), &ckpt).unwrap();
     assert_eq!((meta.iteration, meta.rng_state, meta.iters_per_epoch), (2, 1234, iters_per_epoch));
     assert_eq!(meta.config, cfg);
     run_steps(&mut b, 2, 6);
@@ -403,6 +556,152 @@ fn resume_is_bit_exact() {
         assert!(bits(&t.data) == bits(&resumed[name].data), "'{name}' differs after resume");
     }
     std::fs::remove_dir_all(&dir).ok();
+    (a, b)
+}
+
+/// The parameters and the optimizer's state, as bits: what a skipped step leaves as it was
+/// (batch-norm's running statistics and the queue move in every forward, as in PyTorch).
+fn trained_bits(t: &Trainer) -> BTreeMap<String, Vec<u32>> {
+    let params: Vec<String> = t.graph().named(Kind::Parameter).into_iter().map(|(n, _)| n).collect();
+    let trained =
+        |n: &str| params.iter().any(|p| p == n) || (swav_wgpu::optim::is_run_state(n) && !n.starts_with("queue."));
+    t.state_blocking()
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| trained(n))
+        .map(|(n, v)| (n, v.data.iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+/// A scale of 1e38 overflows the gradients: the step is skipped (no parameter, momentum or
+/// Adam moment moves but by the prototypes' renormalisation in the forward; found_inf reads
+/// +inf), the scale halves and the skip is counted; the
+/// iteration advances (the learning-rate schedule with it). With a workable scale again the
+/// next step is taken. LARS and Adam.
+#[test]
+fn an_overflowing_step_is_skipped_and_the_scale_halves() {
+    let Some(gpu) = gpu() else { return };
+    for optimizer in [OptimizerKind::Lars, OptimizerKind::Adam] {
+        let cfg =
+            TrainConfig { loss_scale: LossScale::Dynamic, optimizer, freeze_prototypes_niters: 0, ..small_config() };
+        let mut t = Trainer::new(gpu.clone(), cfg, 2).unwrap();
+        t.init_random(5).unwrap();
+        run_steps(&mut t, 0, 1);
+        assert!(!t.scaler.last_skipped && t.scaler.skipped == 0, "{optimizer}: the first step overflowed");
+        t.scaler.scale = 1e38;
+        let before = trained_bits(&t);
+        assert!(before.keys().any(|k| k.starts_with("momentum.")), "{:?}", before.keys());
+        run_steps(&mut t, 1, 2);
+        let s = &t.scaler;
+        assert!(s.last_skipped, "{optimizer}: a scale of 1e38 did not overflow");
+        assert_eq!((s.scale, s.skipped, s.skipped_unfrozen, s.clean_steps, t.iteration), (5e37, 1, 1, 0, 2));
+        assert_eq!(t.plan.read_named("optim.found_inf").unwrap(), vec![f32::INFINITY]);
+        let after = trained_bits(&t);
+        for (name, bits) in &before {
+            if name == "prototypes.weight" {
+                // Renormalised in every forward, before the step (main_swav.py does it at the
+                // top of its loop): their rows are the unit rows of before, not updated.
+                let d = t.graph().shape(t.graph().by_name(name).unwrap())[1];
+                let rows: Vec<f64> = bits.iter().map(|b| f32::from_bits(*b) as f64).collect();
+                let unit: Vec<f64> = rows
+                    .chunks(d)
+                    .flat_map(|r| {
+                        let n = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+                        r.iter().map(move |x| x / n)
+                    })
+                    .collect();
+                let got: Vec<f64> = after[name].iter().map(|b| f32::from_bits(*b) as f64).collect();
+                assert_close(&format!("{optimizer}: the prototypes of a skipped step"), &got, &unit, 1e-6);
+                continue;
+            }
+            assert!(*bits == after[name], "{optimizer}: '{name}' moved in a skipped step");
+        }
+        t.scaler.scale = 1024.0;
+        run_steps(&mut t, 2, 3);
+        assert!(!t.scaler.last_skipped && t.scaler.skipped == 1);
+        assert_eq!(t.plan.read_named("optim.found_inf").unwrap(), vec![0.0]);
+        let taken = trained_bits(&t);
+        assert!(before.iter().all(|(n, b)| *b != taken[n]), "{optimizer}: a taken step left a tensor as it was");
+    }
+}
+
+/// Dynamic scaling with a growth interval of 2: the scale doubles after every 2 clean steps,
+/// and a skipped step halves it and restarts the count.
+#[test]
+fn the_loss_scale_doubles_after_growth_interval_clean_steps() {
+    let Some(gpu) = gpu() else { return };
+    let cfg = TrainConfig {
+        loss_scale: LossScale::Dynamic,
+        loss_scale_growth_interval: 2,
+        optimizer: OptimizerKind::Adam,
+        ..small_config()
+    };
+    let mut t = Trainer::new(gpu, cfg, 2).unwrap();
+    t.init_random(6).unwrap();
+    let mut scales = Vec::new();
+    for it in 0..7 {
+        if it == 3 {
+            t.inject_overflow().unwrap();
+        }
+        run_steps(&mut t, it, it + 1);
+        scales.push((t.scaler.scale, t.scaler.clean_steps, t.scaler.last_skipped));
+    }
+    let (s16, s17) = (65536.0, 131072.0);
+    let want = [
+        (s16, 1, false),
+        (s17, 0, false),
+        (s17, 1, false),
+        (s16, 0, true),
+        (s16, 1, false),
+        (s17, 0, false),
+        (s17, 1, false),
+    ];
+    assert_eq!(scales, want);
+    assert_eq!(t.scaler.skipped, 1);
+}
+
+/// A power-of-two loss scale changes no number of the step: the seed scales every gradient
+/// exactly, and the updates unscale them exactly (1/S is exact too). Three LARS steps of the
+/// fixture and three Adam steps, unscaled vs a fixed 2^10 and a dynamic scale that grows from
+/// 2^16 to 2^17 mid-run: losses and every tensor of the state, bit for bit.
+#[test]
+fn a_power_of_two_loss_scale_changes_no_bit() {
+    let Some(gpu) = gpu() else { return };
+    let initial = load_safetensors(&fixture_dir().join("initial.safetensors")).unwrap();
+    let crops: Vec<&[f32]> = (0..4).map(|i| initial[&format!("crop{i}")].data.as_slice()).collect();
+    for optimizer in [OptimizerKind::Lars, OptimizerKind::Adam] {
+        let run = |loss_scale: LossScale| {
+            let cfg =
+                TrainConfig { loss_scale, loss_scale_growth_interval: 2, optimizer, lr: 0.01, ..fixture_config() };
+            let mut t = Trainer::new(gpu.clone(), cfg, 1).unwrap();
+            t.load_state(&initial).unwrap();
+            let losses: Vec<u32> = (0..3).map(|_| t.step(&crops).unwrap().to_bits()).collect();
+            let state: BTreeMap<String, Vec<u32>> = t
+                .state_blocking()
+                .unwrap()
+                .into_iter()
+                .map(|(n, v)| (n, v.data.iter().map(|x| x.to_bits()).collect()))
+                .collect();
+            (losses, state, t.scaler.clone())
+        };
+        let (losses, state, _) = run(LossScale::Off);
+        for scale in [LossScale::Fixed(1024.0), LossScale::Dynamic] {
+            let (l, s, scaler) = run(scale);
+            assert_eq!(scaler.skipped, 0, "{optimizer} {scale}");
+            if scale == LossScale::Dynamic {
+                assert_eq!(scaler.scale, 131072.0, "the dynamic scale grew mid-run");
+            }
+            assert_eq!(l, losses, "{optimizer} {scale}: the losses differ");
+            for (name, bits) in &state {
+                let differ = bits.iter().zip(&s[name]).filter(|(a, b)| a != b).count();
+                assert!(
+                    differ == 0,
+                    "{optimizer} loss scale {scale}: '{name}' differs in {differ} of {} values",
+                    bits.len()
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -555,8 +854,9 @@ fn impossible_augmentation_settings_are_named() {
 }
 
 /// One identity per kernel: every pipeline that training steps create (multi-crop, queue,
-/// frozen then learned prototypes, LARS and Adam) is in `all_kernel_sources`, under the same
-/// name and with the same source, so `tests/shaders.rs` has validated exactly what runs.
+/// frozen then learned prototypes, LARS and Adam, with and without loss scaling) is in
+/// `all_kernel_sources`, under the same name and with the same source, so `tests/shaders.rs`
+/// has validated exactly what runs.
 #[test]
 fn every_kernel_a_training_step_compiles_is_validated() {
     let Some(gpu) = gpu() else { return };
@@ -567,6 +867,9 @@ fn every_kernel_a_training_step_compiles_is_validated() {
             stem: swav_wgpu::model::Stem::CifarPool,
             ..small_config()
         },
+        // Loss scaling: the unscaling updates and the overflow check, LARS and Adam.
+        TrainConfig { loss_scale: LossScale::Dynamic, ..small_config() },
+        TrainConfig { loss_scale: LossScale::Dynamic, optimizer: OptimizerKind::Adam, ..small_config() },
     ] {
         let mut t = Trainer::new(gpu.clone(), cfg, 1).unwrap();
         t.init_random(2).unwrap();

@@ -7,6 +7,8 @@
 // bias corrections in f64 (f32 pow(0.999, t) loses ~1e-4 of 1 - b2^t to rounding); a gated
 // parameter (the prototypes) counts its steps from its unfreezing and is left untouched,
 // moments too, while OPT[1] == 0. Nothing is updated when the step's loss is NaN or infinite.
+// With loss scaling (the UNSCALE placeholder is " * OPT[6]", else empty) the gradient is
+// unscaled by OPT[6] = 1/S and LOSS is the step's found_inf (0, or +inf: check_finite.wgsl).
 struct Params {
     len: u32, gated: u32, _p0: u32, _p1: u32,
     weight_decay: f32, beta1: f32, beta2: f32, eps: f32,
@@ -28,7 +30,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let c1 = select(OPT[2], OPT[4], P.gated != 0u);
     let c2 = select(OPT[3], OPT[5], P.gated != 0u);
     let p = PARAM[i];
-    let g = GRAD[i] + P.weight_decay * p;
+    let g = GRAD[i]{{UNSCALE}} + P.weight_decay * p;
     let m = P.beta1 * M1[i] + (1.0 - P.beta1) * g;
     let v = P.beta2 * M2[i] + (1.0 - P.beta2) * g * g;
     M1[i] = m;

@@ -7,6 +7,10 @@
 // momentum too, while OPT[1] == 0 (the first freeze_prototypes_niters iterations).
 // Nothing is updated when the step's loss is NaN or infinite, so a diverged step leaves the
 // parameters as they were for the trainer to diagnose and stop.
+// With loss scaling (the `unscale` specialisation: the UNSCALE placeholder is " * OPT[6]",
+// else empty) the gradient and its norm are unscaled by OPT[6] = 1/S, LARS's norms come from
+// an earlier pass (every norm is checked before any parameter moves), and LOSS is the step's
+// found_inf (0, or +inf when the loss or any gradient was not finite: check_finite.wgsl).
 struct Params {
     len: u32, lars: u32, gated: u32, _p0: u32,
     weight_decay: f32, momentum: f32, trust: f32, eps: f32,
@@ -27,10 +31,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let p = PARAM[i];
-    var g = GRAD[i];
+    var g = GRAD[i]{{UNSCALE}};
     if (P.lars != 0u) {
         let pn = PNORM[0];
-        let gn = GNORM[0];
+        let gn = GNORM[0]{{UNSCALE}};
         if (pn != 0.0 && gn != 0.0) {
             let adaptive_lr = P.trust * pn / (gn + pn * P.weight_decay + P.eps);
             g = (g + P.weight_decay * p) * adaptive_lr;

@@ -13,13 +13,33 @@ impl Graph {
     /// Appends the backward graph of the scalar `loss` ([1] elements); afterwards
     /// `self.grads` maps every parameter (and grad-input) to its gradient, which is kept.
     pub fn backward(&mut self, loss: TensorId) -> Result<()> {
+        self.check_backward(loss)?;
+        let seed = self.constant("grad.loss", &[1], vec![1.0])?;
+        self.backward_from(loss, seed)
+    }
+
+    /// `backward` seeded with `seed` ([1]) as the loss's gradient instead of 1: loss scaling
+    /// seeds it with the scale S, an input written every step, and every gradient is S times
+    /// the loss's.
+    pub fn backward_scaled(&mut self, loss: TensorId, seed: TensorId) -> Result<()> {
+        self.check_backward(loss)?;
+        if self.info(seed).len() != 1 {
+            return Err(Error::Invalid(format!("the loss's gradient seed must be [1], got {:?}", self.shape(seed))));
+        }
+        self.backward_from(loss, seed)
+    }
+
+    fn check_backward(&self, loss: TensorId) -> Result<()> {
         if self.info(loss).len() != 1 {
             return Err(Error::Invalid(format!("backward needs a scalar loss, got shape {:?}", self.shape(loss))));
         }
         if self.ops.len() != self.forward_len {
             return Err(Error::Invalid("backward was already called on this graph".into()));
         }
-        let seed = self.constant("grad.loss", &[1], vec![1.0])?;
+        Ok(())
+    }
+
+    fn backward_from(&mut self, loss: TensorId, seed: TensorId) -> Result<()> {
         let mut grads: HashMap<TensorId, TensorId> = HashMap::new();
         grads.insert(loss, seed);
         let forward: Vec<Op> = self.ops[..self.forward_len].to_vec();

@@ -634,13 +634,22 @@ impl Plan {
 
     /// Reads a persistent tensor (kept outputs, gradients, parameters).
     pub async fn read(&self, t: TensorId) -> Result<Vec<f32>> {
-        if !self.graph.info(t).persistent() {
-            return Err(Error::Invalid(format!(
-                "'{}' is transient (its buffer is reused); mark it with Graph::keep to read it",
-                self.graph.info(t).name
-            )));
+        self.read_many(&[t]).await
+    }
+
+    /// Reads several persistent tensors with one map: their values one after another.
+    pub async fn read_many(&self, ts: &[TensorId]) -> Result<Vec<f32>> {
+        let mut tensors = Vec::with_capacity(ts.len());
+        for &t in ts {
+            if !self.graph.info(t).persistent() {
+                return Err(Error::Invalid(format!(
+                    "'{}' is transient (its buffer is reused); mark it with Graph::keep to read it",
+                    self.graph.info(t).name
+                )));
+            }
+            tensors.push(self.tensor(t)?);
         }
-        self.gpu.read(self.tensor(t)?).await
+        self.gpu.read_many(&tensors).await
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -1,10 +1,15 @@
 //! The optimizer: SGD with momentum and weight decay, inside LARS as apex LARC does it (the
 //! official SwAV optimizer), plain SGD, or Adam (torch.optim.Adam, the small-data recipe),
 //! appended to the graph after the backward pass so one plan replay is a whole training step;
-//! the learning-rate schedule (linear warm-up, then cosine); prototype freezing. The update
-//! kernels are `ops::optim`.
+//! the learning-rate schedule (linear warm-up, then cosine); prototype freezing; loss scaling
+//! (`loss_scale`). The update kernels are `ops::optim`.
+mod loss_scale;
+
+pub use loss_scale::{LossScale, LossScaler, GROWTH_INTERVAL, INIT_SCALE};
+
 use crate::error::Result;
 use crate::graph::{Graph, Kind, TensorId};
+use crate::ops::elementwise::ElementwiseOps;
 pub use crate::ops::optim::{AdamHyper, SgdHyper, StepState, STATE_LEN};
 use crate::ops::optim::{AdamTensors, OptimOps, SgdTensors};
 
@@ -18,12 +23,29 @@ pub fn adam_corrections(t: usize) -> (f64, f64) {
 /// The state tensor's values for one step: `step` is the 0-based iteration, the prototypes
 /// move from iteration `unfreeze` on.
 pub fn step_state(lr: f64, step: usize, unfreeze: usize) -> StepState {
+    step_state_after_skips(lr, step, unfreeze, 0, 0)
+}
+
+/// `step_state` after `skipped` steps that loss scaling skipped (`skipped_unfrozen` of them
+/// while the prototypes moved): Adam's t counts the steps taken (1/S is 1 here; the
+/// `LossScaler` sets it).
+pub fn step_state_after_skips(
+    lr: f64,
+    step: usize,
+    unfreeze: usize,
+    skipped: usize,
+    skipped_unfrozen: usize,
+) -> StepState {
     let on = step >= unfreeze;
     StepState {
         lr,
         prototypes_on: on,
-        corrections: adam_corrections(step + 1),
-        prototype_corrections: if on { adam_corrections(step - unfreeze + 1) } else { (1.0, 1.0) },
+        corrections: adam_corrections(step.saturating_sub(skipped) + 1),
+        prototype_corrections: match on {
+            true => adam_corrections((step - unfreeze).saturating_sub(skipped_unfrozen) + 1),
+            false => (1.0, 1.0),
+        },
+        inv_scale: 1.0,
     }
 }
 
@@ -80,6 +102,9 @@ pub struct OptimizerConfig {
     pub trust: f32,
     /// solo-learn's variant: biases and batch-norm parameters skip LARS and weight decay.
     pub exclude_bias_and_bn: bool,
+    /// Loss scaling: the gradients arrive scaled by S (the backward pass was seeded with it),
+    /// are unscaled by the step state's 1/S, and a step with a non-finite one is skipped.
+    pub loss_scaling: bool,
 }
 
 impl Default for OptimizerConfig {
@@ -90,6 +115,7 @@ impl Default for OptimizerConfig {
             momentum: 0.9,
             trust: 0.001,
             exclude_bias_and_bn: false,
+            loss_scaling: false,
         }
     }
 }
@@ -105,16 +131,29 @@ pub fn is_bias_or_bn(g: &Graph, t: TensorId) -> bool {
 /// The optimizer's tensors in a graph.
 #[derive(Clone, Debug)]
 pub struct OptimizerTensors {
-    /// [STATE_LEN]: learning rate, prototypes enabled, step counts. Written every step.
+    /// [STATE_LEN]: learning rate, prototypes enabled, step counts, 1/S. Written every step.
     pub state: TensorId,
     /// parameter -> momentum buffer (`momentum.<name>`; Adam's first moment).
     pub momentum: Vec<(TensorId, TensorId)>,
+    /// With loss scaling, the step's found_inf (kept as `optim.found_inf`): 0 when every
+    /// gradient was finite and the step was taken, +inf when it was skipped.
+    pub found_inf: Option<TensorId>,
+}
+
+/// One parameter's update, before it is recorded.
+struct Update {
+    param: TensorId,
+    grad: TensorId,
+    momentum: TensorId,
+    op: OptimOps,
 }
 
 impl Graph {
     /// Appends the optimizer step for every parameter with a gradient (after `backward`).
     /// The parameters in `gated` (SwAV's prototypes) move only while the step state's freeze
-    /// flag is on; nothing moves when `loss` is not finite.
+    /// flag is on; nothing moves when `loss` is not finite. With `cfg.loss_scaling` the loss,
+    /// every gradient and LARS's gradient norms are checked first, and nothing moves when one
+    /// of them is not finite.
     pub fn optimizer(&mut self, cfg: &OptimizerConfig, loss: TensorId, gated: &[TensorId]) -> Result<OptimizerTensors> {
         let state = self.input("optimizer.state", &[STATE_LEN])?;
         let params: Vec<(TensorId, TensorId)> =
@@ -126,42 +165,70 @@ impl Graph {
             xs.extend(params.iter().map(|(_, g)| *g));
             self.all_reduce(&xs, 1.0 / self.world as f32)?;
         }
-        let mut momentum = Vec::new();
+        // With loss scaling every update skips on found_inf in place of the loss.
+        let found_inf = cfg.loss_scaling.then(|| self.scratch("optim.found_inf", &[1]));
+        let guard = found_inf.unwrap_or(loss);
+        let mut updates = Vec::new();
         for (p, grad) in params {
-            let name = self.info(p).name.clone();
-            let shape = self.shape(p).to_vec();
-            let m = self.buffer(&format!("momentum.{name}"), &shape)?;
-            let plain = cfg.exclude_bias_and_bn && is_bias_or_bn(self, p);
-            let gated = gated.contains(&p);
-            if cfg.kind == OptimizerKind::Adam {
-                let m2 = self.buffer(&format!("adam_v.{name}"), &shape)?;
-                let h = AdamHyper {
-                    weight_decay: if plain { 0.0 } else { cfg.weight_decay },
-                    beta1: ADAM_BETAS.0,
-                    beta2: ADAM_BETAS.1,
-                    eps: ADAM_EPS,
-                    gated,
-                };
-                self.ops
-                    .push(OptimOps::AdamStep { t: AdamTensors { param: p, grad, m1: m, m2, state, loss }, h }.into());
-                momentum.push((p, m));
-                continue;
-            }
-            let h = SgdHyper {
-                lars: cfg.kind == OptimizerKind::Lars && !plain,
-                weight_decay: if plain { 0.0 } else { cfg.weight_decay },
-                momentum: cfg.momentum,
-                trust: cfg.trust,
-                eps: LARC_EPS,
-                gated,
-            };
-            let pn = self.scratch("optim.param_norm", &[1]);
-            let gn = self.scratch("optim.grad_norm", &[1]);
-            let t = SgdTensors { param: p, grad, momentum: m, pnorm: pn, gnorm: gn, state, loss };
-            self.ops.push(OptimOps::SgdStep { t, h }.into());
-            momentum.push((p, m));
+            updates.push(self.update_op(cfg, p, grad, state, guard, gated.contains(&p))?);
         }
-        Ok(OptimizerTensors { state, momentum })
+        if let Some(f) = found_inf {
+            self.keep(f, "optim.found_inf");
+            self.check_finite(f, loss, &updates);
+        }
+        let momentum = updates.iter().map(|u| (u.param, u.momentum)).collect();
+        for u in updates {
+            self.ops.push(u.op.into());
+        }
+        Ok(OptimizerTensors { state, momentum, found_inf })
+    }
+
+    /// The update of `param` (its optimizer state made here), not yet recorded.
+    fn update_op(
+        &mut self,
+        cfg: &OptimizerConfig,
+        param: TensorId,
+        grad: TensorId,
+        state: TensorId,
+        guard: TensorId,
+        gated: bool,
+    ) -> Result<Update> {
+        let name = self.info(param).name.clone();
+        let shape = self.shape(param).to_vec();
+        let momentum = self.buffer(&format!("momentum.{name}"), &shape)?;
+        let plain = cfg.exclude_bias_and_bn && is_bias_or_bn(self, param);
+        let (weight_decay, unscale) = (if plain { 0.0 } else { cfg.weight_decay }, cfg.loss_scaling);
+        if cfg.kind == OptimizerKind::Adam {
+            let m2 = self.buffer(&format!("adam_v.{name}"), &shape)?;
+            let h = AdamHyper { weight_decay, beta1: ADAM_BETAS.0, beta2: ADAM_BETAS.1, eps: ADAM_EPS, gated, unscale };
+            let t = AdamTensors { param, grad, m1: momentum, m2, state, loss: guard };
+            return Ok(Update { param, grad, momentum, op: OptimOps::AdamStep { t, h } });
+        }
+        let lars = cfg.kind == OptimizerKind::Lars && !plain;
+        let h =
+            SgdHyper { lars, weight_decay, momentum: cfg.momentum, trust: cfg.trust, eps: LARC_EPS, gated, unscale };
+        let pnorm = self.scratch("optim.param_norm", &[1]);
+        let gnorm = self.scratch("optim.grad_norm", &[1]);
+        let t = SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss: guard };
+        Ok(Update { param, grad, momentum, op: OptimOps::SgdStep { t, h } })
+    }
+
+    /// Loss scaling's check, recorded before any update: `found_inf` starts at 0 and becomes
+    /// +inf if the loss, a gradient, or a gradient norm LARS computes (here, before any
+    /// parameter moves) is NaN or infinite.
+    fn check_finite(&mut self, found_inf: TensorId, loss: TensorId, updates: &[Update]) {
+        self.ops.push(ElementwiseOps::Fill { y: found_inf, value: 0.0 }.into());
+        self.ops.push(OptimOps::CheckFinite { x: loss, found_inf }.into());
+        for u in updates {
+            if let OptimOps::SgdStep { t, h } = &u.op {
+                if h.lars {
+                    let (param, grad, pnorm, gnorm) = (t.param, t.grad, t.pnorm, t.gnorm);
+                    self.ops.push(OptimOps::SgdNorms { param, grad, pnorm, gnorm }.into());
+                    self.ops.push(OptimOps::CheckFinite { x: gnorm, found_inf }.into());
+                }
+            }
+            self.ops.push(OptimOps::CheckFinite { x: u.grad, found_inf }.into());
+        }
     }
 }
 

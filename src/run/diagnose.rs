@@ -31,6 +31,9 @@ pub(crate) fn diagnose_nan(trainer: &Trainer, gpu: Arc<Gpu>, crops: &[Vec<f32>])
             plan.write_named(&format!("crop{i}"), c)?;
         }
         plan.write_named("optimizer.state", &[0.0; crate::optim::STATE_LEN])?;
+        if let Some(seed) = g.by_name("loss.scale") {
+            plan.write(seed, &[trainer.scaler.scale])?;
+        }
         if let Some(q) = g.by_name("queue.active") {
             plan.write(q, &[0.0])?;
         }

@@ -64,6 +64,10 @@ pub struct Faults {
     /// iteration (the uncaptured-error path).
     #[arg(long, hide = true)]
     pub inject_gpu_error_at: Option<usize>,
+    /// Testing aid: seed this iteration's backward pass with +inf (needs --loss-scale), so its
+    /// gradients overflow and the step is skipped (the loss-scaling path).
+    #[arg(long, hide = true)]
+    pub inject_overflow_at: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -345,7 +349,7 @@ impl Run {
 
     /// The faults a test asked for before this iteration (`Faults`).
     #[cfg(feature = "test-hooks")]
-    fn inject_faults(&self, iteration: usize) -> Result<()> {
+    fn inject_faults(&mut self, iteration: usize) -> Result<()> {
         let f = self.opts.faults;
         if f.inject_nan_at == Some(iteration) {
             // Corrupt one prototype, as a diverged update would.
@@ -358,6 +362,9 @@ impl Run {
         }
         if f.inject_gpu_error_at == Some(iteration) {
             self.gpu.inject_rejected_command();
+        }
+        if f.inject_overflow_at == Some(iteration) {
+            self.trainer.inject_overflow()?;
         }
         Ok(())
     }
@@ -408,13 +415,15 @@ impl Run {
     }
 
     /// One optimizer step on `batch`, recorded; a checkpoint when one is due. A non-finite
-    /// loss stops the run with the tensor it first appeared in (nothing was updated).
+    /// loss stops the run with the tensor it first appeared in (nothing was updated). A step
+    /// that loss scaling skipped (its gradients overflowed) is recorded as such.
     fn step(&mut self, batch: &Batch) -> Result<()> {
         #[cfg(feature = "test-hooks")]
         self.inject_faults(batch.iteration)?;
         let refs: Vec<&[f32]> = batch.crops.iter().map(|c| c.as_slice()).collect();
         let (it, epoch) = (self.trainer.iteration, self.trainer.iteration / self.iters_per_epoch);
         let lr = self.trainer.lr();
+        let scale = self.trainer.scaler.scale;
         let comm_before = self.trainer.plan.comm_stats();
         let loss = self.trainer.step(&refs)?;
         let comm = self.trainer.plan.comm_stats();
@@ -452,8 +461,16 @@ impl Run {
             record["comm_seconds"] = (comm.seconds - comm_before.seconds).into();
             record["comm_readback_seconds"] = (comm.readback_seconds - comm_before.readback_seconds).into();
         }
+        let scaler = &self.trainer.scaler;
+        if scaler.is_on() {
+            // The scale the step was seeded with, whether it was skipped, and the skips so far.
+            record["loss_scale"] = scale.into();
+            record["skipped"] = scaler.last_skipped.into();
+            record["skipped_steps"] = scaler.skipped.into();
+        }
         self.record(record)?;
-        self.bar.set_message(format!("epoch {epoch} loss {loss:.4} lr {lr:.4} {rate:.1} img/s"));
+        let skipped = self.skipped_text();
+        self.bar.set_message(format!("epoch {epoch} loss {loss:.4} lr {lr:.4} {rate:.1} img/s{skipped}"));
         self.bar.inc(1);
         let ln_k = (self.cfg.prototypes as f64).ln();
         self.epoch_near_ln_k &= ((loss as f64) - ln_k).abs() < 0.02 * ln_k;
@@ -463,6 +480,14 @@ impl Run {
             self.save()?;
         }
         Ok(())
+    }
+
+    /// "  skipped N" once loss scaling has skipped steps of the run, else nothing.
+    fn skipped_text(&self) -> String {
+        match self.trainer.scaler.skipped {
+            0 => String::new(),
+            n => format!("  skipped {n}"),
+        }
     }
 
     /// The epoch's line (loss, code entropy, prototypes in use, speed, k-NN when due), its
@@ -500,6 +525,7 @@ impl Run {
             self.cfg.prototypes,
             format_duration((self.total - done) as f64 * step_seconds)
         );
+        text += &self.skipped_text();
         if let Some((k20, k200)) = knn {
             line["knn_top1"] = k20.into();
             line["knn_top1_k200"] = k200.into();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::{Arch, Stem};
-use crate::optim::OptimizerKind;
+use crate::optim::{LossScale, OptimizerKind};
 use crate::train::config::{natural_image_defaults, small_data_defaults, Precision};
 use crate::train::{CropConfig, TrainConfig, Trainer};
 
@@ -90,6 +90,12 @@ pub struct TrainArgs {
     /// lars, sgd or adam.
     #[arg(long)]
     pub optimizer: Option<OptimizerKind>,
+    /// Loss scaling as PyTorch's GradScaler: off, dynamic (from 65536, halved on a step whose
+    /// gradients are not finite, which is skipped, and doubled after
+    /// loss_scale_growth_interval clean steps, 2000 by default), or S, a fixed scale (a number
+    /// > 0). Default: off.
+    #[arg(long)]
+    pub loss_scale: Option<LossScale>,
     #[arg(long)]
     pub epsilon: Option<f32>,
     #[arg(long)]
@@ -199,7 +205,7 @@ pub(super) fn lay_flags(cfg: &mut TrainConfig, a: &TrainArgs, mut heard: impl Fn
     set!(m.arch => arch, m.width => width, m.stem => stem, a.epochs => epochs, a.batch_size => batch_size,
         a.prototypes => prototypes, a.feat_dim => feat_dim, a.hidden_mlp => hidden_mlp,
         a.queue_length => queue_length, a.epoch_queue_starts => epoch_queue_starts, a.lr => lr,
-        a.optimizer => optimizer, a.epsilon => epsilon, a.temperature => temperature,
+        a.optimizer => optimizer, a.loss_scale => loss_scale, a.epsilon => epsilon, a.temperature => temperature,
         a.freeze_prototypes_niters => freeze_prototypes_niters, a.seed => seed, a.precision => precision);
     if a.sync_bn {
         cfg.sync_bn = true;

@@ -32,8 +32,8 @@ pub struct CheckpointMeta {
 }
 
 impl Trainer {
-    /// Writes every parameter, buffer, momentum and queue, the iteration, the RNG state and
-    /// the config, atomically.
+    /// Writes every parameter, buffer, momentum and queue, the iteration, the RNG state, the
+    /// loss scaler's state (with loss scaling) and the config, atomically.
     ///
     /// In a data-parallel job every rank calls it (the ranks' queues differ: each `queue.i`
     /// is saved as all ranks' rows one after another, rank order) and rank 0 writes.
@@ -59,6 +59,7 @@ impl Trainer {
         meta.insert("iters_per_epoch".into(), self.iters_per_epoch.to_string());
         meta.insert("rng_state".into(), rng_state.to_string());
         meta.insert("world".into(), world.to_string());
+        meta.extend(self.scaler.to_meta());
         meta.insert("config".into(), self.cfg.to_toml());
         io::save_safetensors_atomic(path, &tensors, meta)
     }
@@ -100,7 +101,8 @@ impl Trainer {
         Ok(CheckpointMeta { iteration, iters_per_epoch, config, rng_state, extra: meta })
     }
 
-    /// Loads the tensors and iteration of a checkpoint written for the same architecture.
+    /// Loads the tensors, iteration and loss scale of a checkpoint written for the same
+    /// architecture.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<CheckpointMeta> {
         let meta = Self::checkpoint_meta(path)?;
         let mine = (
@@ -168,6 +170,7 @@ impl Trainer {
             }
             self.plan.write(t, &v.data)?;
         }
+        self.scaler.restore(&meta.extra).map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))?;
         self.iteration = meta.iteration;
         Ok(meta)
     }

@@ -6,7 +6,7 @@ use crate::data::augment::CropConfig;
 use crate::error::{Error, Result};
 use crate::gpu::DType;
 use crate::model::{Arch, BackboneConfig, HeadConfig, Stem};
-use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::optim::{LossScale, OptimizerConfig, OptimizerKind};
 use crate::swav::SwavConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,12 @@ pub struct TrainConfig {
     pub trust_coefficient: f32,
     /// Biases and batch-norm parameters skip LARS and weight decay (solo-learn).
     pub exclude_bias_and_bn: bool,
+    /// Loss scaling as PyTorch's GradScaler (`--loss-scale`): "off", "dynamic" (from 65536,
+    /// halved on a step whose gradients are not finite, which is skipped, and doubled after
+    /// `loss_scale_growth_interval` clean steps) or a fixed scale. Default: `LossScale::default()`.
+    pub loss_scale: LossScale,
+    /// Clean steps in a row after which a dynamic loss scale doubles (GradScaler: 2000).
+    pub loss_scale_growth_interval: usize,
     /// Data-parallel jobs: batch-norm statistics over every rank's batch (else each rank
     /// normalises its own, as the official recipe without SyncBatchNorm).
     pub sync_bn: bool,
@@ -177,6 +183,8 @@ impl Default for TrainConfig {
             momentum: 0.9,
             trust_coefficient: 0.001,
             exclude_bias_and_bn: false,
+            loss_scale: LossScale::default(),
+            loss_scale_growth_interval: crate::optim::GROWTH_INTERVAL,
             sync_bn: false,
             precision: Precision::F32,
             seed: 0,
@@ -264,6 +272,7 @@ impl TrainConfig {
             momentum: self.momentum,
             trust: self.trust_coefficient,
             exclude_bias_and_bn: self.exclude_bias_and_bn,
+            loss_scaling: self.loss_scale.is_on(),
         }
     }
 
@@ -378,6 +387,12 @@ impl TrainConfig {
             if !(0.0..=1.0).contains(&p) {
                 return bad(format!("{name} must be in [0, 1], got {p}"));
             }
+        }
+        if let LossScale::Fixed(s) = self.loss_scale {
+            LossScale::fixed(s as f64).map_err(|e| Error::Invalid(format!("loss_scale (--loss-scale): {e}")))?;
+        }
+        if self.loss_scale_growth_interval == 0 {
+            return bad("loss_scale_growth_interval must be at least 1".into());
         }
         Ok(())
     }

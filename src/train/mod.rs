@@ -1,6 +1,7 @@
 //! A whole SwAV training step as one compiled plan: multi-crop forward (ResNet + head), the
 //! SwAV objective, backward, and the optimizer; plus initialisation, the learning-rate
-//! schedule, prototype freezing, the queue's start, checkpoints and backbone export.
+//! schedule, prototype freezing, the queue's start, loss scaling, checkpoints and backbone
+//! export.
 pub mod backbone;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
@@ -20,7 +21,7 @@ use crate::gpu::Gpu;
 use crate::graph::plan::Plan;
 use crate::graph::{Graph, Kind, TensorId};
 use crate::model::{multicrop_forward, HeadOutputs};
-use crate::optim::{LrSchedule, OptimizerTensors};
+use crate::optim::{LossScaler, LrSchedule, OptimizerTensors};
 use crate::rng::Rng;
 use crate::swav::{self, SwavObjective};
 
@@ -31,6 +32,8 @@ pub struct TrainGraph {
     pub head: HeadOutputs,
     pub objective: SwavObjective,
     pub optimizer: OptimizerTensors,
+    /// With loss scaling, the input the backward pass is seeded with (`loss.scale`, [1]).
+    pub loss_scale: Option<TensorId>,
 }
 
 /// Builds forward + SwAV loss + backward + optimizer for `cfg`.
@@ -58,10 +61,15 @@ pub fn build_graph_for(cfg: &TrainConfig, world: usize) -> Result<TrainGraph> {
     let objective = swav::objective(&mut g, &cfg.swav_for(world), head.emb, head.scores, head.prototypes)?;
     // The embeddings of the step stay readable (nearest neighbours in the demo, inspection).
     g.keep(head.emb, "emb");
-    g.backward(objective.loss)?;
+    // Loss scaling seeds the loss's gradient with the scale S of the step (else 1).
+    let loss_scale = cfg.loss_scale.is_on().then(|| g.input("loss.scale", &[1])).transpose()?;
+    match loss_scale {
+        Some(seed) => g.backward_scaled(objective.loss, seed)?,
+        None => g.backward(objective.loss)?,
+    }
     // The prototypes stay frozen for the first `freeze_prototypes_niters` iterations.
     let optimizer = g.optimizer(&cfg.optimizer(), objective.loss, &[head.prototypes])?;
-    Ok(TrainGraph { graph: g, crops, head, objective, optimizer })
+    Ok(TrainGraph { graph: g, crops, head, objective, optimizer, loss_scale })
 }
 
 pub struct Trainer {
@@ -74,6 +82,11 @@ pub struct Trainer {
     pub iteration: usize,
     pub iters_per_epoch: usize,
     schedule: LrSchedule,
+    /// The loss scale and what it did so far (`LossScaler::new(Off)` without loss scaling).
+    pub scaler: LossScaler,
+    /// A test's overflow: the next step is seeded with +inf (`inject_overflow`).
+    #[cfg(feature = "test-hooks")]
+    overflow_next: bool,
 }
 
 /// The ids of `TrainGraph` without the graph (the plan owns a copy).
@@ -88,6 +101,9 @@ pub struct TrainGraphIds {
     pub has_queue: bool,
     pub optimizer_state: TensorId,
     pub momentum: Vec<(TensorId, TensorId)>,
+    /// With loss scaling: the seed S (an input) and the step's found_inf (kept).
+    pub loss_scale: Option<TensorId>,
+    pub found_inf: Option<TensorId>,
 }
 
 impl Trainer {
@@ -129,9 +145,22 @@ impl Trainer {
             has_queue: !tg.objective.queues.is_empty(),
             optimizer_state: tg.optimizer.state,
             momentum: tg.optimizer.momentum.clone(),
+            loss_scale: tg.loss_scale,
+            found_inf: tg.optimizer.found_inf,
         };
-        let mut t =
-            Trainer { cfg, collective, plan, ids, iteration: 0, iters_per_epoch: 1, schedule: LrSchedule::default() };
+        let scaler = LossScaler::new(cfg.loss_scale, cfg.loss_scale_growth_interval);
+        let mut t = Trainer {
+            cfg,
+            collective,
+            plan,
+            ids,
+            iteration: 0,
+            iters_per_epoch: 1,
+            schedule: LrSchedule::default(),
+            scaler,
+            #[cfg(feature = "test-hooks")]
+            overflow_next: false,
+        };
         t.set_iters_per_epoch(iters_per_epoch);
         t.zero_state()?;
         Ok(t)
@@ -263,8 +292,15 @@ impl Trainer {
         for (t, data) in self.ids.crops.iter().zip(crops) {
             self.plan.write(*t, data)?;
         }
-        let state = crate::optim::step_state(self.lr(), self.iteration, self.cfg.freeze_prototypes_niters).to_values();
+        let state = self.scaler.step_state(self.lr(), self.iteration, self.cfg.freeze_prototypes_niters).to_values();
         self.plan.write(self.ids.optimizer_state, &state)?;
+        if let Some(seed) = self.ids.loss_scale {
+            #[cfg(feature = "test-hooks")]
+            let overflow = std::mem::take(&mut self.overflow_next);
+            #[cfg(not(feature = "test-hooks"))]
+            let overflow = false;
+            self.plan.write(seed, &[if overflow { f32::INFINITY } else { self.scaler.scale }])?;
+        }
         if self.ids.has_queue {
             let active = if self.queue_in_use() { self.swav().effective_queue_length() as f32 } else { 0.0 };
             self.plan.write(self.ids.queue_active, &[active])?;
@@ -275,13 +311,33 @@ impl Trainer {
     }
 
     /// The loss of the last submitted step (waits for it); an error if the device was lost
-    /// or reported an error during it.
-    pub async fn read_loss(&self) -> Result<f32> {
-        let gpu = self.plan.gpu();
+    /// or reported an error during it. With loss scaling, read with the step's found_inf in
+    /// one read: whether it was skipped, and the next step's scale (`LossScaler::update`).
+    pub async fn read_loss(&mut self) -> Result<f32> {
+        let gpu = self.plan.gpu().clone();
         gpu.health()?;
-        let loss = self.plan.read(self.ids.loss).await;
+        let read = match self.ids.found_inf {
+            Some(f) => self.plan.read_many(&[self.ids.loss, f]).await,
+            None => self.plan.read(self.ids.loss).await,
+        };
         gpu.health()?;
-        Ok(loss?[0])
+        let read = read?;
+        if let Some(&found_inf) = read.get(1) {
+            let unfrozen = self.iteration > self.cfg.freeze_prototypes_niters;
+            self.scaler.update(!found_inf.is_finite(), unfrozen)?;
+        }
+        Ok(read[0])
+    }
+
+    /// Testing aid: the next step is seeded with +inf, so that its gradients overflow and it
+    /// is skipped (a loss scale that is too large, on demand). Needs loss scaling.
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_overflow(&mut self) -> Result<()> {
+        if self.ids.loss_scale.is_none() {
+            return Err(Error::Invalid("an injected overflow needs loss scaling (--loss-scale)".into()));
+        }
+        self.overflow_next = true;
+        Ok(())
     }
 
     /// Submit and wait for the loss (native).

@@ -4,12 +4,25 @@
 //! says what it chose and why. The resolved value is what the run records.
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu};
+use crate::optim::LossScale;
 use crate::train::config::Precision;
 use crate::train::TrainConfig;
 
-/// Replaces `auto` in `cfg` by f32 or f16 and checks that f16 can run here. Returns the line
-/// to tell the user, if any (what auto chose, and why).
+/// Replaces `auto` in `cfg` by f32 or f16 and checks that f16 can run here; f16 without a
+/// loss scale gets the dynamic one (small gradients would underflow f16 otherwise; a fixed
+/// `--loss-scale 1` is f16 without scaling). Returns the lines to tell the user (what auto
+/// chose and why, the loss scale f16 turned on).
 pub fn resolve(cfg: &mut TrainConfig, gpu: &Gpu) -> Result<Option<String>> {
+    let mut said = choose_precision(cfg, gpu)?;
+    if cfg.precision == Precision::F16 && cfg.loss_scale == LossScale::Off {
+        cfg.loss_scale = LossScale::Dynamic;
+        let line = "f16 activations: dynamic loss scaling (--loss-scale S for a fixed scale, 1 for none)".to_string();
+        said = Some(said.map_or(line.clone(), |s| format!("{s}\n{line}")));
+    }
+    Ok(said)
+}
+
+fn choose_precision(cfg: &mut TrainConfig, gpu: &Gpu) -> Result<Option<String>> {
     match cfg.precision {
         Precision::F32 => Ok(None),
         Precision::F16 if gpu.f16 => Ok(None),

@@ -50,6 +50,9 @@ DEFAULTS = {
     "start_warmup": 0.0, "warmup_epochs": 1.0, "freeze_prototypes_niters": 0, "optimizer": "lars",
     "weight_decay": 1e-6, "momentum": 0.9, "trust_coefficient": 0.001, "exclude_bias_and_bn": False,
     "sync_bn": False,  # data-parallel only; the twin is one process
+    # Loss scaling and precision: read and not applied (the twin computes in float32 / float64, where a
+    # power-of-two scale changes no number; swav-wgpu tests that it does not).
+    "loss_scale": "off", "loss_scale_growth_interval": 2000, "precision": "f32",
     "seed": 0, "color_jitter": 0.8, "hue": 0.2, "blur_probability": 0.5, "gray_probability": 0.2,
 }
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465])  # src/data/mod.rs, used for every dataset

@@ -1,4 +1,5 @@
-//! CPU reference of the optimizer step, in f64 (apex LARC + torch SGD, read line by line).
+//! CPU reference of the optimizer step, in f64 (apex LARC + torch SGD, read line by line; Adam;
+//! loss scaling's overflow check).
 use super::{AdamHyper, SgdHyper};
 
 /// Updates `p` and `buf` in place from `g` with learning rate `lr`.
@@ -29,5 +30,16 @@ pub fn adam_step(p: &mut [f64], g: &[f64], m1: &mut [f64], m2: &mut [f64], lr: f
         m1[i] = b1 * m1[i] + (1.0 - b1) * d;
         m2[i] = b2 * m2[i] + (1.0 - b2) * d * d;
         p[i] -= lr * (m1[i] / c1) / ((m2[i] / c2).sqrt() + h.eps as f64);
+    }
+}
+
+/// Loss scaling's check: `found` (0, or +inf once something overflowed) becomes +inf when an
+/// element of `x` is NaN or infinite as the f32 the GPU holds (a value beyond f32's range has
+/// overflowed there), and stays as it is otherwise.
+pub fn check_finite(x: &[f64], found: f64) -> f64 {
+    if x.iter().all(|v| (*v as f32).is_finite()) {
+        found
+    } else {
+        f64::INFINITY
     }
 }

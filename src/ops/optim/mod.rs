@@ -1,6 +1,9 @@
 //! The optimizer's update kernels (`shaders/optim`): SGD with momentum inside apex LARC (or
 //! plain), and Adam, each one pass over a parameter after its norms; the frozen prototypes
-//! are skipped by a flag in the step state. The optimizer graph and its config are `optim`.
+//! are skipped by a flag in the step state. With loss scaling the updates unscale the
+//! gradients (the `unscale` specialisations) and a check pass flags a step whose loss,
+//! gradients or gradient norms are not finite, which every update then skips. The optimizer
+//! graph and its config are `optim`.
 pub mod cpu;
 mod graph;
 
@@ -13,11 +16,13 @@ use crate::ops::{check_len, compose, sources, to_u32, KernelSource};
 
 const COMMON: &str = include_str!("../../../shaders/optim/common.wgsl");
 
-/// The family's kernels.
+/// The family's kernels: the updates, plain or unscaling the gradients by the step state's
+/// 1/S (loss scaling), and the overflow check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OptimKernel {
-    SgdStep,
-    AdamStep,
+    SgdStep { unscale: bool },
+    AdamStep { unscale: bool },
+    CheckFinite,
 }
 
 impl Kernel for OptimKernel {
@@ -25,37 +30,52 @@ impl Kernel for OptimKernel {
         Some((
             "Params",
             match self {
-                Self::SgdStep => std::mem::size_of::<SgdParams>(),
-                Self::AdamStep => std::mem::size_of::<AdamParams>(),
+                Self::SgdStep { .. } => std::mem::size_of::<SgdParams>(),
+                Self::AdamStep { .. } => std::mem::size_of::<AdamParams>(),
+                Self::CheckFinite => std::mem::size_of::<CheckParams>(),
             },
         ))
     }
 
     fn all() -> Vec<Self> {
-        vec![Self::SgdStep, Self::AdamStep]
+        let updates =
+            [false, true].into_iter().flat_map(|u| [Self::SgdStep { unscale: u }, Self::AdamStep { unscale: u }]);
+        updates.chain([Self::CheckFinite]).collect()
     }
 
     fn name(&self) -> String {
-        match self {
-            Self::SgdStep => "optim/sgd_step",
-            Self::AdamStep => "optim/adam_step",
+        let (name, unscale) = match *self {
+            Self::SgdStep { unscale } => ("optim/sgd_step", unscale),
+            Self::AdamStep { unscale } => ("optim/adam_step", unscale),
+            Self::CheckFinite => ("optim/check_finite", false),
+        };
+        if unscale {
+            format!("{name}/unscale")
+        } else {
+            name.into()
         }
-        .into()
     }
 
     fn source(&self) -> String {
-        let body = match self {
-            Self::SgdStep => include_str!("../../../shaders/optim/sgd_step.wgsl"),
-            Self::AdamStep => include_str!("../../../shaders/optim/adam_step.wgsl"),
+        let (body, unscale) = match *self {
+            Self::SgdStep { unscale } => (include_str!("../../../shaders/optim/sgd_step.wgsl"), unscale),
+            Self::AdamStep { unscale } => (include_str!("../../../shaders/optim/adam_step.wgsl"), unscale),
+            Self::CheckFinite => (include_str!("../../../shaders/optim/check_finite.wgsl"), false),
         };
-        compose(&[COMMON, body], &[])
+        // Without loss scaling the placeholder is empty: the kernels as they were before it.
+        let by = if unscale { format!(" * OPT[{INV_SCALE}]") } else { String::new() };
+        compose(&[COMMON, body], &[("UNSCALE", by)])
     }
 }
 
 /// Length of the per-step optimizer state tensor: [lr, prototypes enabled (1) or frozen (0),
-/// c1, c2, c1_prototypes, c2_prototypes], Adam's bias corrections c = 1 - beta^t (t counts
-/// steps from 1; the prototypes' t from their unfreezing), computed here in f64.
-pub const STATE_LEN: usize = 6;
+/// c1, c2, c1_prototypes, c2_prototypes, 1/S], Adam's bias corrections c = 1 - beta^t (t
+/// counts steps taken from 1; the prototypes' t from their unfreezing), computed here in f64,
+/// and the inverse loss scale (1 without loss scaling; only the `unscale` kernels read it).
+pub const STATE_LEN: usize = 7;
+
+/// Where the step state holds 1/S.
+const INV_SCALE: usize = 6;
 
 /// The per-step optimizer state: one small tensor written every step and read by the update
 /// kernels, in `to_values`' order.
@@ -68,14 +88,19 @@ pub struct StepState {
     pub corrections: (f64, f64),
     /// ...and of the prototypes, whose t counts from their unfreezing.
     pub prototype_corrections: (f64, f64),
+    /// 1/S, the loss scale's inverse, by which the `unscale` kernels multiply every gradient
+    /// (1 without loss scaling). Rounded to f32 from f64, as GradScaler's `inv_scale`.
+    pub inv_scale: f64,
 }
 
 impl StepState {
-    /// The tensor: [lr, prototypes on (1) or frozen (0), c1, c2, c1 prototypes, c2 prototypes].
+    /// The tensor: [lr, prototypes on (1) or frozen (0), c1, c2, c1 prototypes, c2 prototypes,
+    /// 1/S].
     pub fn to_values(&self) -> [f32; STATE_LEN] {
         let (c1, c2) = self.corrections;
         let (p1, p2) = self.prototype_corrections;
-        [self.lr as f32, self.prototypes_on as u32 as f32, c1 as f32, c2 as f32, p1 as f32, p2 as f32]
+        let on = self.prototypes_on as u32 as f32;
+        [self.lr as f32, on, c1 as f32, c2 as f32, p1 as f32, p2 as f32, self.inv_scale as f32]
     }
 
     /// Read back from the tensor's values (the CPU evaluation).
@@ -86,6 +111,7 @@ impl StepState {
             prototypes_on: at(1) != 0.0,
             corrections: (at(2), at(3)),
             prototype_corrections: (at(4), at(5)),
+            inv_scale: at(INV_SCALE),
         }
     }
 }
@@ -99,6 +125,9 @@ pub struct AdamHyper {
     pub eps: f32,
     /// Skipped (no update, moments kept) while OPT[1] == 0: the frozen prototypes.
     pub gated: bool,
+    /// Loss scaling: the gradient is unscaled by OPT's 1/S, and the step's `loss` tensor is
+    /// its found_inf (`check_finite`).
+    pub unscale: bool,
 }
 
 /// Per-parameter optimizer settings.
@@ -112,22 +141,27 @@ pub struct SgdHyper {
     pub eps: f32,
     /// Skipped (no update, no momentum) while OPT[1] == 0: the frozen prototypes.
     pub gated: bool,
+    /// Loss scaling: the gradient and its norm are unscaled by OPT's 1/S, the norms were
+    /// computed by `sgd_norms` before any update, and the step's `loss` tensor is its
+    /// found_inf (`check_finite`).
+    pub unscale: bool,
 }
 
 op_tensors! {
     /// An SGD(+LARS) step's tensors: the parameter and its momentum (updated in place), the
     /// gradient, the norms' scratch, the step state (`STATE_LEN`) and the loss (no update
-    /// unless finite).
+    /// unless finite; with loss scaling the step's found_inf).
     SgdTensors { param, grad, momentum, pnorm, gnorm, state, loss }
 }
 
 op_tensors! {
     /// An Adam step's tensors: the parameter and its two moments (updated in place), the
-    /// gradient, the step state (`STATE_LEN`) and the loss.
+    /// gradient, the step state (`STATE_LEN`) and the loss (with loss scaling its found_inf).
     AdamTensors { param, grad, m1, m2, state, loss }
 }
 
-/// One SGD(+LARS) step on `param` from `grad`.
+/// One SGD(+LARS) step on `param` from `grad`: LARS's norms (unless `h.unscale`: then
+/// `sgd_norms` ran before every update), then the update.
 pub fn sgd_step(gpu: &Gpu, t: &SgdTensors<&Tensor>, h: SgdHyper) -> Result<Vec<Dispatch>> {
     const OP: &str = "sgd_step";
     let SgdTensors { param, grad, momentum, pnorm, gnorm, state: opt, loss } = *t;
@@ -139,9 +173,8 @@ pub fn sgd_step(gpu: &Gpu, t: &SgdTensors<&Tensor>, h: SgdHyper) -> Result<Vec<D
     check_len(OP, "optimizer state", opt, STATE_LEN)?;
     check_len(OP, "loss", loss, 1)?;
     let mut d = Vec::new();
-    if h.lars {
-        d.extend(reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?);
-        d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
+    if h.lars && !h.unscale {
+        d.extend(sgd_norms(gpu, param, grad, pnorm, gnorm)?);
     }
     let params = words(&SgdParams {
         len: to_u32(OP, n)?,
@@ -154,8 +187,29 @@ pub fn sgd_step(gpu: &Gpu, t: &SgdTensors<&Tensor>, h: SgdHyper) -> Result<Vec<D
         eps: h.eps,
     });
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    d.push(OptimKernel::SgdStep.dispatch(gpu, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
+    let kernel = OptimKernel::SgdStep { unscale: h.unscale };
+    d.push(kernel.dispatch(gpu, &params, &[grad, pnorm, gnorm, opt, loss, param, momentum], grid)?);
     Ok(d)
+}
+
+/// LARS's norms of a parameter and of its gradient, each into a one-element tensor.
+pub fn sgd_norms(gpu: &Gpu, param: &Tensor, grad: &Tensor, pnorm: &Tensor, gnorm: &Tensor) -> Result<Vec<Dispatch>> {
+    let n = param.len();
+    check_len("sgd_norms", "grad", grad, n)?;
+    let mut d = reduce::reduce_axis(gpu, param, pnorm, 1, n, 1, ReduceOp::Norm)?;
+    d.extend(reduce::reduce_axis(gpu, grad, gnorm, 1, n, 1, ReduceOp::Norm)?);
+    Ok(d)
+}
+
+/// Loss scaling's check: `found_inf` ([1], 0 at the step's start) becomes +inf when any
+/// element of `x` is NaN or infinite, and is left as it is otherwise.
+pub fn check_finite(gpu: &Gpu, x: &Tensor, found_inf: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "check_finite";
+    check_len(OP, "found_inf", found_inf, 1)?;
+    check_len(OP, "checked tensor", x, x.len())?;
+    let params = words(&CheckParams { len: to_u32(OP, x.len())?, _pad: [0; 3] });
+    let grid = linear_grid(gpu, OP, x.len().div_ceil(256) as u64)?;
+    OptimKernel::CheckFinite.dispatch(gpu, &params, &[x, found_inf], grid)
 }
 
 /// One Adam step on `param` from `grad` with first / second moments `m1` / `m2`.
@@ -178,7 +232,7 @@ pub fn adam_step(gpu: &Gpu, t: &AdamTensors<&Tensor>, h: AdamHyper) -> Result<Di
         eps: h.eps,
     });
     let grid = linear_grid(gpu, OP, n.div_ceil(256) as u64)?;
-    OptimKernel::AdamStep.dispatch(gpu, &params, &[grad, opt, loss, param, m1, m2], grid)
+    OptimKernel::AdamStep { unscale: h.unscale }.dispatch(gpu, &params, &[grad, opt, loss, param, m1, m2], grid)
 }
 
 /// `Params` of shaders/optim/sgd_step.wgsl.
@@ -206,6 +260,14 @@ pub(crate) struct AdamParams {
     beta1: f32,
     beta2: f32,
     eps: f32,
+}
+
+/// `Params` of shaders/optim/check_finite.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CheckParams {
+    len: u32,
+    _pad: [u32; 3],
 }
 
 pub(crate) fn kernel_sources() -> Vec<KernelSource> {
