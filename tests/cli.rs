@@ -1341,6 +1341,8 @@ fn every_train_flag_on_a_resume_is_applied_and_said_or_refused() {
         &had.freeze_prototypes_niters.to_string(),
         "--seed",
         &had.seed.to_string(),
+        "--precision",
+        "f32",
         "--max-side",
         &had.max_side.to_string(),
         "--config",

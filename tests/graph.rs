@@ -405,10 +405,13 @@ fn tensors_carry_their_element_type() {
     assert!(e.contains("holds u8, not f32"), "{e}");
     let e = gpu.read_blocking(&bytes).unwrap_err().to_string();
     assert!(e.contains("holds u8, not f32"), "{e}");
-    // The kernels are f32 kernels: another type is refused by name, never reinterpreted.
+    // Kernels store activations as f32 or f16: another type is refused by name, never
+    // reinterpreted; so is a mix of the two.
     let y = gpu.tensor("y", &[10]).unwrap();
     let e = swav_wgpu::ops::elementwise::relu_forward(&gpu, &bytes, &y).map(|_| ()).unwrap_err().to_string();
-    assert!(e.contains("holds u8, the kernels read f32"), "{e}");
+    assert!(e.contains("activations of type u8: the kernels store f32 or f16"), "{e}");
+    let e = swav_wgpu::ops::elementwise::relu_forward(&gpu, &y, &bytes).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("holds u8, the kernel reads f32"), "{e}");
     // A memory-plan slot (bytes) holds views of any type that fit its buffer.
     let slot = gpu.tensor_of("slot", &[16], DType::U8).unwrap();
     let v = slot.view_as(&[4], DType::F32).unwrap();
