@@ -325,7 +325,10 @@ pub fn run(gpu: std::sync::Arc<Gpu>, opts: &BenchOptions) -> Result<()> {
     for (name, cfg) in &configs {
         for act in activation_types(&gpu) {
             let precision = if act == DType::F16 { Precision::F16 } else { Precision::F32 };
-            bench_step(&gpu, name, &TrainConfig { precision, ..cfg.clone() }, opts.reps, &photos)?;
+            // As a run trains it (f16 with its dynamic loss scale).
+            let mut run_cfg = TrainConfig { precision, ..cfg.clone() };
+            crate::train::precision::resolve(&mut run_cfg, &gpu)?;
+            bench_step(&gpu, name, &run_cfg, opts.reps, &photos)?;
         }
     }
     let tune = gpu.tuner.stats();

@@ -237,7 +237,8 @@ async function setup() {
   state.losses = [];
   state.knn = [];
   state.ownData = false;
-  $('adapter').textContent = 'adapter: ' + demo.adapter();
+  state.adapter = demo.adapter();
+  $('adapter').textContent = 'adapter: ' + state.adapter;
   for (const img of ownImages) state.own = demo.add_image(img.w, img.h, img.rgba);
   if (ownImages.length >= demo.batch_size()) {
     demo.train_on_own_images();

@@ -213,6 +213,10 @@ const l = (state && state.losses) || [];
 check(`loss after ${STEPS} steps is below the loss of step 1`, l.length >= STEPS && mean(l.slice(-5)) < l[0], l.length ? `${l[0]} -> ${mean(l.slice(-5))}` : 'no steps');
 check('cluster tiles are shown', !!state && state.tiles > 0, `${state ? state.tiles : 0} tiles`);
 check('nearest neighbours of a clicked image are shown', !!state && state.neighbours > 0, `${state ? state.neighbours : 0} neighbours`);
+// f16 activations where the page's adapter has shader-f16, f32 elsewhere: either path trains
+// (the checks above), and the adapter line says which one this adapter took.
+const precision = state && state.adapter && (state.adapter.match(/; (f16|f32) activations;/) || [])[1];
+check('the page stores activations as its adapter allows (f16 with shader-f16)', !!precision, `${precision} activations: ${state && state.adapter}`);
 const knn = (state && state.knn) || [];
 const last = knn.length ? knn[knn.length - 1].top1 : null;
 check('k-NN rises above the random-init line', state && state.knnBaseline != null && last != null && last > state.knnBaseline,

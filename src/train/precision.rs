@@ -3,7 +3,9 @@
 //! faster than f32 on this adapter (a convolution's three passes at a mid-ResNet shape), and
 //! says what it chose and why. The resolved value is what the run records.
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Gpu};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::DType;
+use crate::gpu::Gpu;
 use crate::optim::LossScale;
 use crate::train::config::Precision;
 use crate::train::TrainConfig;
