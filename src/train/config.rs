@@ -234,7 +234,10 @@ impl TrainConfig {
     }
 
     pub fn backbone(&self) -> Result<BackboneConfig> {
-        Ok(BackboneConfig { arch: self.arch, width: self.width, stem: self.stem, storage: self.precision.storage()? })
+        // Unresolved `auto` (eval and embed read configs without training): f32, which every
+        // adapter runs; a trainer refuses an unresolved auto (`precision::check`).
+        let storage = if self.precision == Precision::Auto { DType::F32 } else { self.precision.storage()? };
+        Ok(BackboneConfig { arch: self.arch, width: self.width, stem: self.stem, storage })
     }
 
     pub fn head(&self) -> HeadConfig {
