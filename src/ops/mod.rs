@@ -125,11 +125,15 @@ pub(crate) fn compose(parts: &[&str], subs: &[(&str, String)]) -> String {
 
 /// `compose` for a kernel over `act` activations: f16 modules start with `enable f16;`.
 pub(crate) fn compose_typed(act: DType, parts: &[&str], subs: &[(&str, String)]) -> String {
-    let body = compose(parts, subs);
+    enable_for(act, compose(parts, subs))
+}
+
+/// A complete module over `act` activations: f16 ones start with `enable f16;`.
+pub(crate) fn enable_for(act: DType, module: String) -> String {
     if act == DType::F16 {
-        format!("enable f16;\n{body}")
+        format!("enable f16;\n{module}")
     } else {
-        body
+        module
     }
 }
 

@@ -86,12 +86,7 @@ impl Kernel for ConvGemmKernel {
 
     fn source(&self) -> String {
         let act = [("ACT", wgsl_scalar(self.act).to_string())];
-        let source = self.variant.source(&loader(self.loader.name_and_body().1), &act);
-        if self.act == DType::F16 {
-            format!("enable f16;\n{source}")
-        } else {
-            source
-        }
+        crate::ops::enable_for(self.act, self.variant.source(&loader(self.loader.name_and_body().1), &act))
     }
 }
 
